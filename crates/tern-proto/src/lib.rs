@@ -1,0 +1,20 @@
+//! Generated protobuf and gRPC code for Tern's APIs.
+//!
+//! Dependencies: `tonic`/`tonic-prost`/`prost` generate and run the gRPC stubs; `protox`
+//! compiles the .proto files in pure Rust so the build needs no system `protoc`.
+
+/// The store's public API: directory, mailboxes, messages, queue, change feed, admin.
+pub mod store {
+    /// Version 1 of the store API.
+    pub mod v1 {
+        tonic::include_proto!("tern.store.v1");
+    }
+}
+
+/// Raft transport between store nodes.
+pub mod raft {
+    /// Version 1 of the Raft transport.
+    pub mod v1 {
+        tonic::include_proto!("tern.raft.v1");
+    }
+}

@@ -1,0 +1,381 @@
+//! The Directory service: domains, users, aliases, lists, password checks and recipient
+//! resolution.
+
+use tern_proto::store::v1 as pb;
+use tern_proto::store::v1::directory_server::Directory;
+use tonic::{Request, Response, Status};
+
+use super::{now_ms, unexpected, Api};
+use crate::apply::user_by_address;
+use crate::command::{Command, Reply};
+use crate::db::Txn;
+use crate::error::AppResult;
+use crate::keys::{self, cf};
+use crate::model::{
+    domain_of, normalize_address, normalize_domain, AliasRec, DomainRec, ListRec, UserRec,
+};
+use crate::password;
+
+/// Directory service implementation.
+pub struct DirectoryApi(pub Api);
+
+fn user_pb(reply: Reply) -> Result<pb::User, Status> {
+    match reply {
+        Reply::User {
+            id,
+            address,
+            quota_bytes,
+            used_bytes,
+        } => Ok(pb::User {
+            id,
+            address,
+            quota_bytes,
+            used_bytes,
+        }),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn user_with_usage(txn: &Txn<'_>, u: &UserRec) -> AppResult<pb::User> {
+    let used = crate::apply::account_used_bytes(txn, u.id)?;
+    Ok(pb::User {
+        id: u.id,
+        address: u.address.clone(),
+        quota_bytes: u.quota_bytes,
+        used_bytes: used,
+    })
+}
+
+/// Records of one directory kind, optionally only those of `domain`.
+fn scan_kind<T: serde::de::DeserializeOwned>(
+    txn: &Txn<'_>,
+    kind: u8,
+    domain: &str,
+) -> AppResult<Vec<T>> {
+    let suffix = if domain.is_empty() {
+        String::new()
+    } else {
+        format!("@{}", normalize_domain(domain)?)
+    };
+    Ok(txn
+        .scan::<T>(cf::DIR, &[kind])?
+        .into_iter()
+        .filter(|(k, _)| suffix.is_empty() || k.ends_with(suffix.as_bytes()))
+        .map(|(_, v)| v)
+        .collect())
+}
+
+#[tonic::async_trait]
+impl Directory for DirectoryApi {
+    async fn add_domain(
+        &self,
+        req: Request<pb::AddDomainRequest>,
+    ) -> Result<Response<pb::Domain>, Status> {
+        let name = normalize_domain(&req.into_inner().name)?;
+        self.0
+            .write(Command::AddDomain { name: name.clone() })
+            .await?;
+        Ok(Response::new(pb::Domain { name }))
+    }
+
+    async fn remove_domain(
+        &self,
+        req: Request<pb::RemoveDomainRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.0
+            .write(Command::RemoveDomain {
+                name: req.into_inner().name,
+            })
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn list_domains(
+        &self,
+        _: Request<pb::ListDomainsRequest>,
+    ) -> Result<Response<pb::ListDomainsResponse>, Status> {
+        let domains = self
+            .0
+            .read(|txn| scan_kind::<DomainRec>(txn, b'd', ""))
+            .await?
+            .into_iter()
+            .map(|d| pb::Domain { name: d.name })
+            .collect();
+        Ok(Response::new(pb::ListDomainsResponse { domains }))
+    }
+
+    async fn add_user(
+        &self,
+        req: Request<pb::AddUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let r = req.into_inner();
+        let address = normalize_address(&r.address)?;
+        let password_hash = password::hash(r.password).await?;
+        let reply = self
+            .0
+            .write(Command::AddUser {
+                address,
+                password_hash,
+                quota_bytes: r.quota_bytes,
+                now_ms: now_ms(),
+            })
+            .await?;
+        Ok(Response::new(user_pb(reply)?))
+    }
+
+    async fn remove_user(
+        &self,
+        req: Request<pb::RemoveUserRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.0
+            .write(Command::RemoveUser {
+                address: normalize_address(&req.into_inner().address)?,
+            })
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn list_users(
+        &self,
+        req: Request<pb::ListUsersRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        let domain = req.into_inner().domain;
+        let users = self
+            .0
+            .read(move |txn| {
+                scan_kind::<UserRec>(txn, b'u', &domain)?
+                    .iter()
+                    .map(|u| user_with_usage(txn, u))
+                    .collect::<AppResult<Vec<_>>>()
+            })
+            .await?;
+        Ok(Response::new(pb::ListUsersResponse { users }))
+    }
+
+    async fn get_user(
+        &self,
+        req: Request<pb::GetUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let address = normalize_address(&req.into_inner().address)?;
+        let user = self
+            .0
+            .read(move |txn| user_with_usage(txn, &user_by_address(txn, &address)?))
+            .await?;
+        Ok(Response::new(user))
+    }
+
+    async fn set_password(
+        &self,
+        req: Request<pb::SetPasswordRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = req.into_inner();
+        let address = normalize_address(&r.address)?;
+        let password_hash = password::hash(r.password).await?;
+        self.0
+            .write(Command::SetPassword {
+                address,
+                password_hash,
+            })
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn set_quota(
+        &self,
+        req: Request<pb::SetQuotaRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let r = req.into_inner();
+        let reply = self
+            .0
+            .write(Command::SetQuota {
+                address: normalize_address(&r.address)?,
+                quota_bytes: r.quota_bytes,
+            })
+            .await?;
+        Ok(Response::new(user_pb(reply)?))
+    }
+
+    async fn check_password(
+        &self,
+        req: Request<pb::CheckPasswordRequest>,
+    ) -> Result<Response<pb::CheckPasswordResponse>, Status> {
+        let r = req.into_inner();
+        let user = match normalize_address(&r.address) {
+            Ok(address) => {
+                self.0
+                    .read_local(move |txn| txn.get::<UserRec>(cf::DIR, &keys::user_key(&address)))
+                    .await?
+            }
+            Err(_) => None,
+        };
+        let ok = password::verify(r.password, user.as_ref().map(|u| u.password_hash.clone())).await;
+        let user = match (ok, user) {
+            (true, Some(u)) => Some(
+                self.0
+                    .read_local(move |txn| user_with_usage(txn, &u))
+                    .await?,
+            ),
+            _ => None,
+        };
+        Ok(Response::new(pb::CheckPasswordResponse { ok, user }))
+    }
+
+    async fn add_alias(
+        &self,
+        req: Request<pb::AddAliasRequest>,
+    ) -> Result<Response<pb::Alias>, Status> {
+        let r = req.into_inner();
+        let address = normalize_address(&r.address)?;
+        match self
+            .0
+            .write(Command::AddAlias {
+                address: address.clone(),
+                targets: r.targets,
+            })
+            .await?
+        {
+            Reply::Targets(targets) => Ok(Response::new(pb::Alias { address, targets })),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn remove_alias(
+        &self,
+        req: Request<pb::RemoveAliasRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.0
+            .write(Command::RemoveAlias {
+                address: req.into_inner().address,
+            })
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn list_aliases(
+        &self,
+        req: Request<pb::ListAliasesRequest>,
+    ) -> Result<Response<pb::ListAliasesResponse>, Status> {
+        let domain = req.into_inner().domain;
+        let aliases = self
+            .0
+            .read(move |txn| scan_kind::<AliasRec>(txn, b'a', &domain))
+            .await?
+            .into_iter()
+            .map(|a| pb::Alias {
+                address: a.address,
+                targets: a.targets,
+            })
+            .collect();
+        Ok(Response::new(pb::ListAliasesResponse { aliases }))
+    }
+
+    async fn add_list_members(
+        &self,
+        req: Request<pb::AddListMembersRequest>,
+    ) -> Result<Response<pb::MailingList>, Status> {
+        let r = req.into_inner();
+        let address = normalize_address(&r.address)?;
+        match self
+            .0
+            .write(Command::AddListMembers {
+                address: address.clone(),
+                members: r.members,
+            })
+            .await?
+        {
+            Reply::Targets(members) => Ok(Response::new(pb::MailingList { address, members })),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn remove_list_members(
+        &self,
+        req: Request<pb::RemoveListMembersRequest>,
+    ) -> Result<Response<pb::MailingList>, Status> {
+        let r = req.into_inner();
+        let address = normalize_address(&r.address)?;
+        match self
+            .0
+            .write(Command::RemoveListMembers {
+                address: address.clone(),
+                members: r.members,
+            })
+            .await?
+        {
+            Reply::Targets(members) => Ok(Response::new(pb::MailingList { address, members })),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn remove_list(
+        &self,
+        req: Request<pb::RemoveListRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.0
+            .write(Command::RemoveList {
+                address: req.into_inner().address,
+            })
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn list_lists(
+        &self,
+        req: Request<pb::ListListsRequest>,
+    ) -> Result<Response<pb::ListListsResponse>, Status> {
+        let domain = req.into_inner().domain;
+        let lists = self
+            .0
+            .read(move |txn| scan_kind::<ListRec>(txn, b'l', &domain))
+            .await?
+            .into_iter()
+            .map(|l| pb::MailingList {
+                address: l.address,
+                members: l.members,
+            })
+            .collect();
+        Ok(Response::new(pb::ListListsResponse { lists }))
+    }
+
+    async fn resolve(
+        &self,
+        req: Request<pb::ResolveRequest>,
+    ) -> Result<Response<pb::ResolveResponse>, Status> {
+        use pb::resolve_response::Kind;
+        let address = normalize_address(&req.into_inner().address)?;
+        let resp = self
+            .0
+            .read_local(move |txn| {
+                if let Some(u) = txn.get::<UserRec>(cf::DIR, &keys::user_key(&address))? {
+                    return Ok(pb::ResolveResponse {
+                        kind: Kind::LocalUser as i32,
+                        user: Some(user_with_usage(txn, &u)?),
+                        targets: vec![],
+                    });
+                }
+                if let Some(a) = txn.get::<AliasRec>(cf::DIR, &keys::alias_key(&address))? {
+                    return Ok(pb::ResolveResponse {
+                        kind: Kind::Alias as i32,
+                        user: None,
+                        targets: a.targets,
+                    });
+                }
+                if let Some(l) = txn.get::<ListRec>(cf::DIR, &keys::list_key(&address))? {
+                    return Ok(pb::ResolveResponse {
+                        kind: Kind::List as i32,
+                        user: None,
+                        targets: l.members,
+                    });
+                }
+                let hosted = txn.exists(cf::DIR, &keys::domain_key(domain_of(&address)))?;
+                let kind = if hosted { Kind::Unknown } else { Kind::Remote };
+                Ok(pb::ResolveResponse {
+                    kind: kind as i32,
+                    user: None,
+                    targets: vec![],
+                })
+            })
+            .await?;
+        Ok(Response::new(resp))
+    }
+}

@@ -1,0 +1,125 @@
+//! The Mailboxes service: hierarchy and status.
+
+use tern_proto::store::v1 as pb;
+use tern_proto::store::v1::mailboxes_server::Mailboxes;
+use tonic::{Request, Response, Status};
+
+use super::{convert, now_ms, unexpected, Api};
+use crate::apply::{account_id, all_mailboxes, mailbox_by_name};
+use crate::command::{Command, Reply};
+use crate::error::AppError;
+use crate::model::normalize_mailbox;
+
+/// Mailboxes service implementation.
+pub struct MailboxesApi(pub Api);
+
+#[tonic::async_trait]
+impl Mailboxes for MailboxesApi {
+    async fn list(
+        &self,
+        req: Request<pb::ListMailboxesRequest>,
+    ) -> Result<Response<pb::ListMailboxesResponse>, Status> {
+        let account = req.into_inner().account;
+        let mut mailboxes = self
+            .0
+            .read(move |txn| {
+                let acct = account_id(txn, &account)?;
+                all_mailboxes(txn, acct)
+            })
+            .await?;
+        mailboxes.sort_by(|a, b| (a.name != "INBOX", &a.name).cmp(&(b.name != "INBOX", &b.name)));
+        Ok(Response::new(pb::ListMailboxesResponse {
+            mailboxes: mailboxes.iter().map(convert::mailbox).collect(),
+        }))
+    }
+
+    async fn get(
+        &self,
+        req: Request<pb::GetMailboxRequest>,
+    ) -> Result<Response<pb::Mailbox>, Status> {
+        let r = req.into_inner();
+        let name = normalize_mailbox(&r.name)?;
+        let mb = self
+            .0
+            .read(move |txn| {
+                let acct = account_id(txn, &r.account)?;
+                mailbox_by_name(txn, acct, &name)?
+                    .ok_or_else(|| AppError::not_found(format!("no mailbox {name:?}")))
+            })
+            .await?;
+        Ok(Response::new(convert::mailbox(&mb)))
+    }
+
+    async fn create(
+        &self,
+        req: Request<pb::CreateMailboxRequest>,
+    ) -> Result<Response<pb::Mailbox>, Status> {
+        let r = req.into_inner();
+        let name = normalize_mailbox(&r.name)?;
+        match self
+            .0
+            .write(Command::CreateMailbox {
+                account: r.account,
+                name,
+                special_use: r.special_use,
+                now_ms: now_ms(),
+            })
+            .await?
+        {
+            Reply::Mailbox(m) => Ok(Response::new(convert::mailbox(&m))),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn delete(
+        &self,
+        req: Request<pb::DeleteMailboxRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = req.into_inner();
+        let name = normalize_mailbox(&r.name)?;
+        self.0
+            .write(Command::DeleteMailbox {
+                account: r.account,
+                name,
+            })
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn rename(
+        &self,
+        req: Request<pb::RenameMailboxRequest>,
+    ) -> Result<Response<pb::Mailbox>, Status> {
+        let r = req.into_inner();
+        let (from, to) = (normalize_mailbox(&r.from)?, normalize_mailbox(&r.to)?);
+        match self
+            .0
+            .write(Command::RenameMailbox {
+                account: r.account,
+                from,
+                to,
+                now_ms: now_ms(),
+            })
+            .await?
+        {
+            Reply::Mailbox(m) => Ok(Response::new(convert::mailbox(&m))),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn subscribe(
+        &self,
+        req: Request<pb::SubscribeRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = req.into_inner();
+        let name = normalize_mailbox(&r.name)?;
+        self.0
+            .write(Command::Subscribe {
+                account: r.account,
+                name,
+                subscribed: r.subscribed,
+            })
+            .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+}

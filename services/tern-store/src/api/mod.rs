@@ -1,0 +1,127 @@
+//! The gRPC API of tern-store (proto/tern/store/v1): one module per service, all sharing
+//! [`Api`], which knows how to write through Raft and how to read linearizably.
+
+pub mod admin;
+pub mod convert;
+pub mod directory;
+pub mod mailboxes;
+pub mod messages;
+pub mod queue;
+pub mod raft;
+pub mod watch;
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use tonic::{Status, Streaming};
+
+use crate::command::{Command, Reply};
+use crate::db::Txn;
+use crate::error::{AppError, AppResult, ErrorKind};
+use crate::node::Node;
+
+/// Largest gRPC message the API accepts (bodies arrive in chunks well under this).
+pub const MAX_GRPC_MESSAGE: usize = 8 << 20;
+/// Size of the chunks the API streams bodies back in.
+pub const CHUNK: usize = 1 << 20;
+
+/// Shared handle every service implementation holds.
+#[derive(Clone)]
+pub struct Api {
+    /// The node.
+    pub node: Arc<Node>,
+}
+
+impl Api {
+    /// Commits one command and returns its reply, or its error as a gRPC status.
+    pub async fn write(&self, cmd: Command) -> Result<Reply, Status> {
+        self.node.write(cmd).await.map_err(Status::from)
+    }
+
+    /// Runs `f` against this node's state after a read barrier (linearizable).
+    pub async fn read<T, F>(&self, f: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Txn<'_>) -> AppResult<T> + Send + 'static,
+    {
+        self.node.read_barrier().await?;
+        self.read_local(f).await
+    }
+
+    /// Runs `f` against this node's state as applied so far (may lag the leader by
+    /// milliseconds; used where that is harmless: password checks, recipient lookups).
+    pub async fn read_local<T, F>(&self, f: F) -> Result<T, Status>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Txn<'_>) -> AppResult<T> + Send + 'static,
+    {
+        let db = self.node.db.clone();
+        tokio::task::spawn_blocking(move || f(&Txn::new(&db)))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(Status::from)
+    }
+
+    /// Largest accepted message body.
+    pub fn max_message_size(&self) -> u64 {
+        self.node.config.max_message_size
+    }
+}
+
+/// Reads a client stream whose first message carries a header and whose messages all may
+/// carry body chunks; refuses bodies over `limit` as soon as they cross it.
+pub async fn collect_body<M, H>(
+    mut stream: Streaming<M>,
+    limit: u64,
+    split: impl Fn(M) -> (Option<H>, Vec<u8>),
+) -> Result<(H, Vec<u8>), Status>
+where
+    M: Send + 'static,
+{
+    let mut header = None;
+    let mut body = Vec::new();
+    while let Some(msg) = stream.next().await {
+        let (h, chunk) = split(msg?);
+        if let Some(h) = h {
+            if header.is_some() {
+                return Err(Status::invalid_argument(
+                    "the header must be sent once, in the first message",
+                ));
+            }
+            header = Some(h);
+        } else if header.is_none() {
+            return Err(Status::invalid_argument(
+                "the first message must carry the header",
+            ));
+        }
+        if body.len() as u64 + chunk.len() as u64 > limit {
+            return Err(AppError::new(
+                ErrorKind::ResourceExhausted,
+                format!("message exceeds the size limit of {limit} octets"),
+            )
+            .into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let header =
+        header.ok_or_else(|| Status::invalid_argument("empty request stream: no header"))?;
+    Ok((header, body))
+}
+
+/// Current time in unix milliseconds (commands carry it so replicas agree).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Error for a reply of an unexpected shape (a bug, never a client's fault).
+pub fn unexpected(reply: &Reply) -> Status {
+    Status::internal(format!("unexpected reply {reply:?}"))
+}
+
+/// Shortcut for building a shared [`Api`].
+pub fn api(node: Arc<Node>) -> Api {
+    Api { node }
+}

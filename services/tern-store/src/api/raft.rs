@@ -1,0 +1,72 @@
+//! The Raft transport service (proto/tern/raft/v1): openraft's RPCs, plus write forwarding
+//! and read-index requests from followers.
+
+use std::sync::Arc;
+
+use tern_proto::raft::v1 as pb;
+use tern_proto::raft::v1::raft_server::Raft as RaftService;
+use tonic::{Request, Response, Status};
+
+use crate::node::Node;
+use crate::types::Request as Batch;
+
+/// Raft transport implementation.
+pub struct RaftApi(pub Arc<Node>);
+
+fn decode<T: serde::de::DeserializeOwned>(data: &[u8]) -> Result<T, Status> {
+    bincode::deserialize(data)
+        .map_err(|e| Status::invalid_argument(format!("undecodable raft payload: {e}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Response<pb::RaftPayload>, Status> {
+    let data = bincode::serialize(value).map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(pb::RaftPayload { data }))
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftApi {
+    async fn append_entries(
+        &self,
+        req: Request<pb::RaftPayload>,
+    ) -> Result<Response<pb::RaftPayload>, Status> {
+        let rpc = decode(&req.into_inner().data)?;
+        encode(&self.0.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(
+        &self,
+        req: Request<pb::RaftPayload>,
+    ) -> Result<Response<pb::RaftPayload>, Status> {
+        let rpc = decode(&req.into_inner().data)?;
+        encode(&self.0.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<pb::RaftPayload>,
+    ) -> Result<Response<pb::RaftPayload>, Status> {
+        let rpc = decode(&req.into_inner().data)?;
+        encode(&self.0.raft.install_snapshot(rpc).await)
+    }
+
+    async fn forward(
+        &self,
+        req: Request<pb::ForwardRequest>,
+    ) -> Result<Response<pb::ForwardResponse>, Status> {
+        let batch: Batch = decode(&req.into_inner().command)?;
+        let resp = self.0.accept_forwarded(batch).await?;
+        let outcome = bincode::serialize(&resp).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::ForwardResponse { outcome }))
+    }
+
+    async fn read_index(
+        &self,
+        _: Request<pb::ReadIndexRequest>,
+    ) -> Result<Response<pb::ReadIndexResponse>, Status> {
+        let index = self.0.read_index().await?;
+        Ok(Response::new(pb::ReadIndexResponse {
+            index,
+            leader_id: self.0.id,
+        }))
+    }
+}

@@ -1,0 +1,373 @@
+//! Unit tests of the apply logic against a real RocksDB in a temporary directory.
+
+use crate::command::{Command, FlagMode, Outcome, Reply, Target, UidRange, UidSet};
+use crate::db::{self, Db, Txn};
+use crate::error::ErrorKind;
+use crate::keys::cf;
+use crate::model::{QueueEntryRec, QueueRcpt, RcptState};
+
+use super::apply_command;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    db: Db,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db::open(&dir.path().join("db")).unwrap();
+        let f = Fixture { _dir: dir, db };
+        f.ok(Command::AddDomain {
+            name: "example.test".into(),
+        });
+        f
+    }
+
+    /// Applies one command in its own transaction and commits it.
+    fn run(&self, cmd: Command) -> Outcome {
+        let mut txn = Txn::new(&self.db);
+        let out = apply_command(&mut txn, &cmd);
+        self.db.write(txn.into_batch().unwrap()).unwrap();
+        out
+    }
+
+    fn ok(&self, cmd: Command) -> Reply {
+        self.run(cmd).unwrap()
+    }
+
+    fn user(&self, name: &str) -> String {
+        let address = format!("{name}@example.test");
+        self.ok(Command::AddUser {
+            address: address.clone(),
+            password_hash: "x".into(),
+            quota_bytes: 0,
+            now_ms: 1_700_000_000_000,
+        });
+        address
+    }
+
+    fn deliver(&self, accounts: &[&str], body: &[u8], id: &str) -> Reply {
+        let targets = accounts
+            .iter()
+            .map(|a| Target {
+                account: a.to_string(),
+                mailbox: "INBOX".into(),
+                delivery_id: format!("{id}/{a}"),
+                flags: vec![],
+            })
+            .collect();
+        self.ok(Command::Deliver {
+            targets,
+            body: body.to_vec(),
+            internal_date: 1,
+        })
+    }
+
+    fn count(&self, cf_name: &'static str) -> usize {
+        Txn::new(&self.db).scan_prefix(cf_name, b"").unwrap().len()
+    }
+}
+
+fn all() -> UidSet {
+    UidSet(vec![UidRange { first: 1, last: 0 }])
+}
+
+#[test]
+fn one_blob_for_a_hundred_recipients_and_gone_after_the_last_expunge() {
+    let f = Fixture::new();
+    let users: Vec<String> = (0..100).map(|i| f.user(&format!("u{i}"))).collect();
+    let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+    let Reply::Delivered { results, .. } = f.deliver(&refs, b"Subject: hi\r\n\r\nbody\r\n", "q1")
+    else {
+        panic!()
+    };
+    assert!(results.iter().all(|r| r.result.is_ok()));
+    assert_eq!(f.count(cf::BLOB), 1);
+    for u in &users[..99] {
+        f.ok(Command::Expunge {
+            account: u.clone(),
+            mailbox: "INBOX".into(),
+            uids: Some(all()),
+            force: true,
+        });
+    }
+    assert_eq!(f.count(cf::BLOB), 1, "one reference left");
+    f.ok(Command::Expunge {
+        account: users[99].clone(),
+        mailbox: "INBOX".into(),
+        uids: Some(all()),
+        force: true,
+    });
+    assert_eq!(f.count(cf::BLOB), 0);
+    assert_eq!(f.count(cf::BLOBREF), 0);
+}
+
+#[test]
+fn a_retried_delivery_is_stored_once() {
+    let f = Fixture::new();
+    let a = f.user("alice");
+    let Reply::Delivered { results: first, .. } = f.deliver(&[&a], b"x", "q2") else {
+        panic!()
+    };
+    let Reply::Delivered { results: again, .. } = f.deliver(&[&a], b"x", "q2") else {
+        panic!()
+    };
+    let (first, again) = (
+        first[0].result.clone().unwrap(),
+        again[0].result.clone().unwrap(),
+    );
+    assert!(!first.duplicate && again.duplicate);
+    assert_eq!(first.uid, again.uid);
+    assert_eq!(f.count(cf::MSG), 1);
+}
+
+#[test]
+fn rename_inbox_moves_messages_and_keeps_inbox() {
+    let f = Fixture::new();
+    let a = f.user("alice");
+    f.deliver(&[&a], b"one", "r1");
+    f.deliver(&[&a], b"two", "r2");
+    let Reply::Mailbox(old) = f.ok(Command::RenameMailbox {
+        account: a.clone(),
+        from: "INBOX".into(),
+        to: "Old/Inbox".into(),
+        now_ms: 1_700_000_000_000,
+    }) else {
+        panic!()
+    };
+    assert_eq!(old.messages, 2);
+    assert_eq!(old.name, "Old/Inbox");
+    let txn = Txn::new(&f.db);
+    let acct = super::account_id(&txn, &a).unwrap();
+    let inbox = super::mailbox_by_name(&txn, acct, "INBOX")
+        .unwrap()
+        .unwrap();
+    assert_eq!(inbox.messages, 0);
+    assert_eq!(inbox.uid_next, 3, "UIDs are never reused");
+    assert!(
+        super::mailbox_by_name(&txn, acct, "Old").unwrap().is_some(),
+        "parent created"
+    );
+}
+
+#[test]
+fn rename_moves_children_and_refuses_duplicates() {
+    let f = Fixture::new();
+    let a = f.user("alice");
+    for name in ["Work", "Work/2024", "Work/2024/Q1"] {
+        f.ok(Command::CreateMailbox {
+            account: a.clone(),
+            name: name.into(),
+            special_use: String::new(),
+            now_ms: 1,
+        });
+    }
+    f.ok(Command::RenameMailbox {
+        account: a.clone(),
+        from: "Work".into(),
+        to: "Job".into(),
+        now_ms: 2,
+    });
+    let txn = Txn::new(&f.db);
+    let acct = super::account_id(&txn, &a).unwrap();
+    assert!(super::mailbox_by_name(&txn, acct, "Job/2024/Q1")
+        .unwrap()
+        .is_some());
+    assert!(super::mailbox_by_name(&txn, acct, "Work/2024")
+        .unwrap()
+        .is_none());
+    let dup = f.run(Command::CreateMailbox {
+        account: a.clone(),
+        name: "Job".into(),
+        special_use: String::new(),
+        now_ms: 3,
+    });
+    assert_eq!(dup.unwrap_err().kind, ErrorKind::AlreadyExists);
+    let del = f.run(Command::DeleteMailbox {
+        account: a,
+        name: "Job".into(),
+    });
+    assert_eq!(del.unwrap_err().kind, ErrorKind::FailedPrecondition);
+}
+
+#[test]
+fn flags_with_unchanged_since_and_counts() {
+    let f = Fixture::new();
+    let a = f.user("alice");
+    f.deliver(&[&a], b"one", "f1");
+    f.deliver(&[&a], b"two", "f2");
+    let Reply::Flags {
+        updated,
+        modified,
+        highest_modseq,
+    } = f.ok(Command::StoreFlags {
+        account: a.clone(),
+        mailbox: "INBOX".into(),
+        uids: UidSet(vec![UidRange { first: 1, last: 1 }]),
+        mode: FlagMode::Add,
+        flags: vec!["\\Seen".into()],
+        unchanged_since: 0,
+    })
+    else {
+        panic!()
+    };
+    assert!(modified.is_empty());
+    assert_eq!(updated[0].flags, vec!["\\Seen".to_string()]);
+    assert_eq!(updated[0].modseq, highest_modseq);
+    // A conditional store older than message 1's change leaves it alone.
+    let Reply::Flags { modified, .. } = f.ok(Command::StoreFlags {
+        account: a.clone(),
+        mailbox: "INBOX".into(),
+        uids: all(),
+        mode: FlagMode::Add,
+        flags: vec!["$Important".into()],
+        unchanged_since: highest_modseq - 1,
+    }) else {
+        panic!()
+    };
+    assert_eq!(modified, vec![1]);
+    let txn = Txn::new(&f.db);
+    let acct = super::account_id(&txn, &a).unwrap();
+    let inbox = super::mailbox_by_name(&txn, acct, "INBOX")
+        .unwrap()
+        .unwrap();
+    assert_eq!((inbox.messages, inbox.unseen), (2, 1));
+}
+
+#[test]
+fn move_renumbers_in_the_target_and_expunges_the_source() {
+    let f = Fixture::new();
+    let a = f.user("alice");
+    f.deliver(&[&a], b"one", "m1");
+    let Reply::Copied { source, target, .. } = f.ok(Command::Copy {
+        account: a.clone(),
+        mailbox: "INBOX".into(),
+        uids: all(),
+        target: "Trash".into(),
+        remove_source: true,
+    }) else {
+        panic!()
+    };
+    assert_eq!((source, target), (vec![1], vec![1]));
+    assert_eq!(f.count(cf::MSG), 1);
+    assert_eq!(f.count(cf::BLOB), 1);
+    let missing = f.run(Command::Copy {
+        account: a,
+        mailbox: "INBOX".into(),
+        uids: all(),
+        target: "Nope".into(),
+        remove_source: false,
+    });
+    assert_eq!(missing.unwrap_err().kind, ErrorKind::NotFound);
+}
+
+#[test]
+fn quota_refuses_a_delivery_without_failing_the_others() {
+    let f = Fixture::new();
+    let a = f.user("alice");
+    let b = f.user("bob");
+    f.ok(Command::SetQuota {
+        address: a.clone(),
+        quota_bytes: 10,
+    });
+    let Reply::Delivered { results, .. } = f.deliver(&[&a, &b], b"more than ten octets", "q3")
+    else {
+        panic!()
+    };
+    assert_eq!(
+        results[0].result.as_ref().unwrap_err().kind,
+        ErrorKind::ResourceExhausted
+    );
+    assert!(results[1].result.is_ok());
+    assert_eq!(f.count(cf::MSG), 1);
+}
+
+#[test]
+fn a_failed_command_leaves_no_partial_writes() {
+    let f = Fixture::new();
+    let before = f.count(cf::DIR);
+    let err = f.run(Command::AddUser {
+        address: "x@unhosted.test".into(),
+        password_hash: "h".into(),
+        quota_bytes: 0,
+        now_ms: 1,
+    });
+    assert_eq!(err.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(f.count(cf::DIR), before);
+}
+
+fn entry(id: &str) -> QueueEntryRec {
+    QueueEntryRec {
+        id: id.into(),
+        sender: "a@example.test".into(),
+        recipients: vec![QueueRcpt {
+            address: "r@remote.test".into(),
+            state: RcptState::Pending,
+            last_reply: String::new(),
+            attempts: 0,
+            orcpt: String::new(),
+            notify: String::new(),
+        }],
+        blob: [0; 32],
+        size: 0,
+        created_at: 0,
+        next_attempt_at: 1_000,
+        attempts: 0,
+        lease_owner: String::new(),
+        lease_expires_at: 0,
+        trace_id: String::new(),
+        mail_params: String::new(),
+        received_from: String::new(),
+        events: vec![],
+        message_id: String::new(),
+    }
+}
+
+#[test]
+fn leases_expire_and_are_taken_over() {
+    let f = Fixture::new();
+    f.ok(Command::Enqueue {
+        entry: Box::new(entry("E1")),
+        body: b"msg".to_vec(),
+        request_id: "req1".into(),
+    });
+    // Enqueue is idempotent by request id.
+    f.ok(Command::Enqueue {
+        entry: Box::new(entry("E2")),
+        body: b"msg".to_vec(),
+        request_id: "req1".into(),
+    });
+    let lease = |owner: &str, now: i64| match f.ok(Command::Lease {
+        owner: owner.into(),
+        max_entries: 10,
+        lease_ms: 500,
+        now_ms: now,
+    }) {
+        Reply::Entries(e) => e,
+        other => panic!("{other:?}"),
+    };
+    assert!(lease("w1", 999).is_empty(), "not due yet");
+    assert_eq!(lease("w1", 1_000).len(), 1);
+    assert!(lease("w2", 1_200).is_empty(), "leased by w1");
+    let taken = lease("w2", 1_600);
+    assert_eq!(taken[0].lease_owner, "w2", "w1's lease expired");
+    let lost = f.run(Command::Renew {
+        id: "E1".into(),
+        owner: "w1".into(),
+        lease_ms: 500,
+        now_ms: 1_700,
+    });
+    assert_eq!(lost.unwrap_err().kind, ErrorKind::FailedPrecondition);
+    f.ok(Command::UpdateEntry {
+        id: "E1".into(),
+        owner: "w2".into(),
+        recipients: vec![],
+        events: vec![],
+        next_attempt_at: 0,
+        release: true,
+        complete: true,
+    });
+    assert_eq!(f.count(cf::QUEUE), 0);
+    assert_eq!(f.count(cf::BLOB), 0);
+}

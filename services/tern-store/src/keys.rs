@@ -1,0 +1,199 @@
+//! Key layout of every column family.
+//!
+//! Mail data is keyed by account id first (`<account u64 BE> ...`), so that the keyspace can
+//! later be split into many Raft groups by account range without changing the data model;
+//! queue entries are keyed by their id, whose first bytes are a partition-friendly time
+//! prefix. All integers are big-endian so that RocksDB's byte order is numeric order.
+
+/// Column family names. `log` and `raft` belong to the Raft log store; the rest is the
+/// state machine and is what a snapshot carries.
+pub mod cf {
+    /// Raft log entries: `index u64` → bincode(Entry).
+    pub const LOG: &str = "log";
+    /// Raft vote, committed and purged log ids.
+    pub const RAFT: &str = "raft";
+    /// State-machine metadata: last applied log id, membership, id counters.
+    pub const META: &str = "meta";
+    /// Directory: domains, users, aliases, lists.
+    pub const DIR: &str = "dir";
+    /// Per-account state and mailboxes.
+    pub const MBOX: &str = "mbox";
+    /// Message records.
+    pub const MSG: &str = "msg";
+    /// Message content by SHA-256 (RocksDB blob files keep large values out of the LSM).
+    pub const BLOB: &str = "blob";
+    /// Blob reference counts.
+    pub const BLOBREF: &str = "blobref";
+    /// Idempotency records of deliveries and enqueues.
+    pub const DEDUP: &str = "dedup";
+    /// Queue entries and their due-time index.
+    pub const QUEUE: &str = "queue";
+    /// The per-account change feed.
+    pub const CHANGES: &str = "changes";
+
+    /// Every column family of the state machine, in snapshot order.
+    pub const STATE_MACHINE: [&str; 9] =
+        [META, DIR, MBOX, MSG, BLOB, BLOBREF, DEDUP, QUEUE, CHANGES];
+    /// Every column family.
+    pub const ALL: [&str; 11] = [
+        LOG, RAFT, META, DIR, MBOX, MSG, BLOB, BLOBREF, DEDUP, QUEUE, CHANGES,
+    ];
+}
+
+/// Keys of the `meta` column family.
+pub mod meta {
+    /// Last applied log id.
+    pub const APPLIED: &[u8] = b"applied";
+    /// Last applied membership.
+    pub const MEMBERSHIP: &[u8] = b"membership";
+    /// Next user (account) id.
+    pub const NEXT_ACCOUNT: &[u8] = b"next_account";
+    /// Set while a snapshot is being installed; its presence on start means "reinstall".
+    pub const INSTALL_PENDING: &[u8] = b"install_pending";
+}
+
+/// Keys of the `raft` column family.
+pub mod raft {
+    /// The persisted vote.
+    pub const VOTE: &[u8] = b"vote";
+    /// The last committed log id (an optimisation for restart).
+    pub const COMMITTED: &[u8] = b"committed";
+    /// The last purged log id.
+    pub const PURGED: &[u8] = b"purged";
+}
+
+/// A log index as a key.
+pub fn log_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+/// Directory keys: a kind byte and the lower-cased name.
+pub fn domain_key(name: &str) -> Vec<u8> {
+    prefixed(b'd', name)
+}
+/// Directory key of a user.
+pub fn user_key(address: &str) -> Vec<u8> {
+    prefixed(b'u', address)
+}
+/// Directory key of an alias.
+pub fn alias_key(address: &str) -> Vec<u8> {
+    prefixed(b'a', address)
+}
+/// Directory key of a mailing list.
+pub fn list_key(address: &str) -> Vec<u8> {
+    prefixed(b'l', address)
+}
+/// Directory key mapping an account id back to its address.
+pub fn account_key(account: u64) -> Vec<u8> {
+    let mut k = vec![b'i'];
+    k.extend_from_slice(&account.to_be_bytes());
+    k
+}
+
+fn prefixed(kind: u8, name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + name.len());
+    k.push(kind);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// `mbox` key of an account's state record.
+pub fn account_state_key(account: u64) -> Vec<u8> {
+    let mut k = account.to_be_bytes().to_vec();
+    k.push(0);
+    k
+}
+/// `mbox` key of a mailbox record.
+pub fn mailbox_key(account: u64, mailbox: u64) -> Vec<u8> {
+    let mut k = account.to_be_bytes().to_vec();
+    k.push(1);
+    k.extend_from_slice(&mailbox.to_be_bytes());
+    k
+}
+/// Prefix of every mailbox record of an account.
+pub fn mailbox_prefix(account: u64) -> Vec<u8> {
+    let mut k = account.to_be_bytes().to_vec();
+    k.push(1);
+    k
+}
+/// `mbox` key of the name → mailbox id index.
+pub fn mailbox_name_key(account: u64, name: &str) -> Vec<u8> {
+    let mut k = account.to_be_bytes().to_vec();
+    k.push(2);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+/// Prefix of every `mbox` key of an account (state, mailboxes, names).
+pub fn account_prefix(account: u64) -> Vec<u8> {
+    account.to_be_bytes().to_vec()
+}
+
+/// `msg` key of a message record.
+pub fn message_key(account: u64, mailbox: u64, uid: u32) -> Vec<u8> {
+    let mut k = message_prefix(account, mailbox);
+    k.extend_from_slice(&uid.to_be_bytes());
+    k
+}
+/// Prefix of every message of a mailbox.
+pub fn message_prefix(account: u64, mailbox: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(20);
+    k.extend_from_slice(&account.to_be_bytes());
+    k.extend_from_slice(&mailbox.to_be_bytes());
+    k
+}
+/// The UID at the end of a `msg` key.
+pub fn uid_of_message_key(key: &[u8]) -> Option<u32> {
+    let tail: [u8; 4] = key.get(16..20)?.try_into().ok()?;
+    Some(u32::from_be_bytes(tail))
+}
+
+/// `changes` key of one change.
+pub fn change_key(account: u64, modseq: u64) -> Vec<u8> {
+    let mut k = account.to_be_bytes().to_vec();
+    k.extend_from_slice(&modseq.to_be_bytes());
+    k
+}
+
+/// `queue` key of an entry.
+pub fn queue_entry_key(id: &str) -> Vec<u8> {
+    prefixed(b'e', id)
+}
+/// `queue` key of the due-time index.
+pub fn queue_due_key(due_ms: i64, id: &str) -> Vec<u8> {
+    let mut k = vec![b't'];
+    // Shift so that negative times (never expected) still sort before positive ones.
+    k.extend_from_slice(&((due_ms as u64) ^ (1 << 63)).to_be_bytes());
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+/// Prefix of the due-time index.
+pub const QUEUE_DUE_PREFIX: &[u8] = b"t";
+/// Prefix of the entries.
+pub const QUEUE_ENTRY_PREFIX: &[u8] = b"e";
+
+/// The due time encoded in a due-index key.
+pub fn due_of_queue_due_key(key: &[u8]) -> Option<(i64, &str)> {
+    let raw: [u8; 8] = key.get(1..9)?.try_into().ok()?;
+    let due = (u64::from_be_bytes(raw) ^ (1 << 63)) as i64;
+    let id = std::str::from_utf8(key.get(9..)?).ok()?;
+    Some((due, id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_keys_sort_by_time_and_round_trip() {
+        let a = queue_due_key(1_000, "b");
+        let b = queue_due_key(2_000, "a");
+        assert!(a < b);
+        assert_eq!(due_of_queue_due_key(&a), Some((1_000, "b")));
+    }
+
+    #[test]
+    fn message_keys_sort_by_uid() {
+        assert!(message_key(1, 2, 9) < message_key(1, 2, 10));
+        assert_eq!(uid_of_message_key(&message_key(1, 2, 77)), Some(77));
+    }
+}

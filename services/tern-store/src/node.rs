@@ -1,0 +1,364 @@
+//! A running store node: Raft, the database, and the two paths every request takes —
+//! [`Node::write`] (group-committed, forwarded to the leader when this node is not it) and
+//! [`Node::read_barrier`] (read-index: wait until this node has applied everything the
+//! leader had committed when the read arrived).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, ChangeMembers, ServerState};
+use tern_proto::raft::v1::{ForwardRequest, ReadIndexRequest};
+use tokio::sync::watch;
+use tokio::time::{timeout_at, Instant};
+
+use crate::command::{Command, Outcome, Reply};
+use crate::config::StoreConfig;
+use crate::db::Db;
+use crate::error::{AppError, AppResult};
+use crate::network::Channels;
+use crate::proposer::Proposer;
+use crate::types::{NodeId, Raft, Request, Response};
+
+/// Shared state of a running node.
+pub struct Node {
+    /// This node's id.
+    pub id: NodeId,
+    /// The Raft handle.
+    pub raft: Raft,
+    /// The node's database (reads go straight to it after a read barrier).
+    pub db: Db,
+    /// Channels to peers (Raft, forwarding).
+    pub channels: Channels,
+    /// Last applied log index, for change-feed wake-ups.
+    pub applied: watch::Receiver<u64>,
+    /// Settings.
+    pub config: StoreConfig,
+    proposer: Proposer,
+}
+
+/// Marker text of the status a non-leader returns to a forwarded request: nothing was done,
+/// so the sender may retry elsewhere.
+pub const NOT_LEADER: &str = "not the leader";
+
+impl Node {
+    /// Wires a node together; the proposer task starts here.
+    pub fn new(
+        id: NodeId,
+        raft: Raft,
+        db: Db,
+        channels: Channels,
+        applied: watch::Receiver<u64>,
+        config: StoreConfig,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|weak| Node {
+            id,
+            raft,
+            db,
+            channels,
+            applied,
+            config,
+            proposer: Proposer::start(weak.clone()),
+        })
+    }
+
+    fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.write_timeout_ms)
+    }
+
+    fn read_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.read_timeout_ms)
+    }
+
+    /// Commits one command through Raft and returns its outcome. Concurrent calls are
+    /// batched into shared log entries (group commit).
+    pub async fn write(&self, cmd: Command) -> Outcome {
+        self.proposer.propose(cmd).await
+    }
+
+    /// The current leader's id and address, if known.
+    pub fn leader(&self) -> Option<(NodeId, String)> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        let addr = m
+            .membership_config
+            .membership()
+            .get_node(&leader)?
+            .addr
+            .clone();
+        Some((leader, addr))
+    }
+
+    /// Whether this node is the leader right now.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// Appends a batch to the log (here, or at the leader) and waits for it to be applied.
+    ///
+    /// Fails UNAVAILABLE when no majority commits it within the write timeout; the outcome
+    /// is then unknown, and idempotent commands (deliveries with an id) may be retried.
+    pub async fn submit(&self, req: Request) -> AppResult<Response> {
+        let deadline = Instant::now() + self.write_timeout();
+        let unknown = || {
+            AppError::unavailable(format!(
+                "no quorum: the write was not committed within {} ms (its outcome is unknown; retry idempotently)",
+                self.config.write_timeout_ms
+            ))
+        };
+        loop {
+            if self.is_leader() || self.leader().is_none() {
+                match timeout_at(deadline, self.raft.client_write(req.clone())).await {
+                    Err(_) => return Err(unknown()),
+                    Ok(Ok(resp)) => return Ok(resp.data),
+                    Ok(Err(e)) => {
+                        if e.forward_to_leader::<BasicNode>().is_none() {
+                            return Err(AppError::unavailable(format!("raft: {e}")));
+                        }
+                        // Not the leader (any more): nothing was appended; find the leader.
+                    }
+                }
+            } else if let Some((leader, addr)) = self.leader() {
+                if leader != self.id {
+                    match self.forward(&addr, &req, deadline).await {
+                        Ok(resp) => return Ok(resp),
+                        Err(ForwardError::NotLeader) => {}
+                        Err(ForwardError::Failed(e)) => return Err(e),
+                    }
+                }
+            }
+            if Instant::now() + Duration::from_millis(50) >= deadline {
+                return Err(AppError::unavailable(
+                    "no leader elected within the write timeout",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn forward(
+        &self,
+        addr: &str,
+        req: &Request,
+        deadline: Instant,
+    ) -> Result<Response, ForwardError> {
+        let command = bincode::serialize(req)
+            .map_err(|e| ForwardError::Failed(AppError::internal(e.to_string())))?;
+        let mut client = self.channels.raft_client(addr).map_err(|e| {
+            ForwardError::Failed(AppError::unavailable(format!("leader {addr}: {e}")))
+        })?;
+        let mut request = tonic::Request::new(ForwardRequest { command });
+        request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+        tern_telemetry::grpc::inject_current(request.metadata_mut());
+        match client.forward(request).await {
+            Ok(reply) => bincode::deserialize(&reply.into_inner().outcome).map_err(|e| {
+                ForwardError::Failed(AppError::internal(format!("leader reply: {e}")))
+            }),
+            Err(s) if s.code() == tonic::Code::FailedPrecondition && s.message() == NOT_LEADER => {
+                Err(ForwardError::NotLeader)
+            }
+            Err(s) => Err(ForwardError::Failed(AppError::unavailable(format!(
+                "forwarding to the leader at {addr} failed ({}); the outcome is unknown",
+                s.message()
+            )))),
+        }
+    }
+
+    /// Handles a batch forwarded by a follower: only the leader appends it.
+    pub async fn accept_forwarded(&self, req: Request) -> Result<Response, tonic::Status> {
+        if !self.is_leader() {
+            return Err(tonic::Status::failed_precondition(NOT_LEADER));
+        }
+        match timeout_at(
+            Instant::now() + self.write_timeout(),
+            self.raft.client_write(req),
+        )
+        .await
+        {
+            Err(_) => Err(AppError::unavailable(
+                "no quorum: the write was not committed in time; outcome unknown",
+            )
+            .into()),
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(e)) if e.forward_to_leader::<BasicNode>().is_some() => {
+                Err(tonic::Status::failed_precondition(NOT_LEADER))
+            }
+            Ok(Err(e)) => Err(AppError::unavailable(format!("raft: {e}")).into()),
+        }
+    }
+
+    /// Makes the next local read linearizable: the leader confirms its leadership with a
+    /// quorum and names its commit index; this node waits until it has applied that index.
+    pub async fn read_barrier(&self) -> AppResult<()> {
+        let deadline = Instant::now() + self.read_timeout();
+        let no_quorum = || AppError::unavailable("no quorum: cannot confirm a linearizable read");
+        let index = loop {
+            if self.is_leader() {
+                let (read, _) = timeout_at(deadline, self.raft.get_read_log_id())
+                    .await
+                    .map_err(|_| no_quorum())?
+                    .map_err(|e| AppError::unavailable(format!("read index: {e}")))?;
+                break read.map(|l| l.index).unwrap_or(0);
+            }
+            if let Some((leader, addr)) = self.leader() {
+                if leader != self.id {
+                    let mut client = self
+                        .channels
+                        .raft_client(&addr)
+                        .map_err(|e| AppError::unavailable(e.to_string()))?;
+                    let mut request = tonic::Request::new(ReadIndexRequest {});
+                    request.set_timeout(deadline.saturating_duration_since(Instant::now()));
+                    match client.read_index(request).await {
+                        Ok(r) => break r.into_inner().index,
+                        Err(s) if s.code() == tonic::Code::FailedPrecondition => {}
+                        Err(s) => {
+                            return Err(AppError::unavailable(format!(
+                                "read index from {addr}: {}",
+                                s.message()
+                            )))
+                        }
+                    }
+                }
+            }
+            if Instant::now() + Duration::from_millis(50) >= deadline {
+                return Err(no_quorum());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        self.raft
+            .wait(Some(deadline.saturating_duration_since(Instant::now())))
+            .applied_index_at_least(Some(index), "read barrier")
+            .await
+            .map_err(|e| AppError::unavailable(format!("waiting to apply index {index}: {e}")))?;
+        Ok(())
+    }
+
+    /// Leader side of [`Node::read_barrier`].
+    pub async fn read_index(&self) -> Result<u64, tonic::Status> {
+        if !self.is_leader() {
+            return Err(tonic::Status::failed_precondition(NOT_LEADER));
+        }
+        let (read, _) = timeout_at(
+            Instant::now() + self.read_timeout(),
+            self.raft.get_read_log_id(),
+        )
+        .await
+        .map_err(|_| tonic::Status::unavailable("no quorum"))?
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        Ok(read.map(|l| l.index).unwrap_or(0))
+    }
+
+    /// Initializes a new cluster with `members` (only on a node that has no state yet).
+    pub async fn initialize(&self, members: &[(NodeId, String)]) -> AppResult<()> {
+        let nodes: BTreeMap<NodeId, BasicNode> = members
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+            .collect();
+        if !nodes.contains_key(&self.id) {
+            return Err(AppError::invalid(format!(
+                "the member list must include this node ({})",
+                self.id
+            )));
+        }
+        self.raft
+            .initialize(nodes)
+            .await
+            .map_err(|e| AppError::precondition(format!("initialize: {e}")))
+    }
+
+    /// Adds a node as a learner, waits for it to catch up, then (unless `learner_only`)
+    /// promotes it to voter. Must run on the leader.
+    pub async fn add_node(&self, id: NodeId, addr: String, learner_only: bool) -> AppResult<()> {
+        self.require_leader()?;
+        self.raft
+            .add_learner(id, BasicNode { addr }, true)
+            .await
+            .map_err(|e| AppError::unavailable(format!("add learner {id}: {e}")))?;
+        if !learner_only {
+            let voters: BTreeSet<NodeId> = [id].into();
+            self.raft
+                .change_membership(ChangeMembers::AddVoterIds(voters), true)
+                .await
+                .map_err(|e| AppError::unavailable(format!("promote {id}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Removes a node from the voters and from the cluster. Must run on the leader.
+    pub async fn remove_node(&self, id: NodeId) -> AppResult<()> {
+        self.require_leader()?;
+        let m = self.raft.metrics().borrow().membership_config.clone();
+        let set: BTreeSet<NodeId> = [id].into();
+        if m.membership().voter_ids().any(|v| v == id) {
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters(set.clone()), false)
+                .await
+                .map_err(|e| AppError::unavailable(format!("remove voter {id}: {e}")))?;
+        }
+        if m.membership().get_node(&id).is_some() {
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes(set), false)
+                .await
+                .map_err(|e| AppError::unavailable(format!("remove node {id}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    fn require_leader(&self) -> AppResult<()> {
+        if self.is_leader() {
+            Ok(())
+        } else {
+            Err(AppError::precondition(NOT_LEADER))
+        }
+    }
+
+    /// Builds a snapshot covering everything applied so far (unless one already does) and
+    /// purges the log up to it. Returns (snapshot index, purged index).
+    pub async fn compact(&self) -> AppResult<(u64, u64)> {
+        let mut rx = self.raft.metrics();
+        let applied = rx.borrow().last_applied.map(|l| l.index).unwrap_or(0);
+        let covered = |m: &openraft::RaftMetrics<NodeId, BasicNode>| {
+            m.snapshot.map(|l| l.index).unwrap_or(0) >= applied
+        };
+        if !covered(&rx.borrow()) {
+            self.raft
+                .trigger()
+                .snapshot()
+                .await
+                .map_err(|e| AppError::internal(e.to_string()))?;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !covered(&rx.borrow_and_update()) {
+                if timeout_at(deadline, rx.changed()).await.is_err() {
+                    return Err(AppError::unavailable(
+                        "snapshot did not complete within 60 s",
+                    ));
+                }
+            }
+        }
+        let snap = rx.borrow().snapshot.map(|l| l.index).unwrap_or(0);
+        self.raft
+            .trigger()
+            .purge_log(snap)
+            .await
+            .map_err(|e| AppError::internal(e.to_string()))?;
+        // Purging is asynchronous; give it a moment so the caller sees its effect.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while rx.borrow_and_update().purged.map(|l| l.index).unwrap_or(0) < snap {
+            if timeout_at(deadline, rx.changed()).await.is_err() {
+                break;
+            }
+        }
+        let purged = rx.borrow().purged.map(|l| l.index).unwrap_or(0);
+        Ok((snap, purged))
+    }
+}
+
+enum ForwardError {
+    NotLeader,
+    Failed(AppError),
+}
+
+/// Unwraps the single outcome expected from a one-command write.
+pub fn expect_reply(outcome: Outcome) -> Result<Reply, tonic::Status> {
+    outcome.map_err(tonic::Status::from)
+}

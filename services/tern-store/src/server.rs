@@ -1,0 +1,256 @@
+//! Starting a node: storage, Raft, the gRPC server, health and metrics, bootstrap.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use openraft::{Config, SnapshotPolicy};
+use prometheus::{IntCounter, IntGauge};
+use tern_proto::raft::v1::raft_server::RaftServer;
+use tern_proto::store::v1::{
+    admin_server::AdminServer, directory_server::DirectoryServer,
+    mailboxes_server::MailboxesServer, messages_server::MessagesServer, queue_server::QueueServer,
+    watch_server::WatchServer,
+};
+use tern_telemetry::tonic_health::ServingStatus;
+use tern_telemetry::Health;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::api::{
+    self, admin::AdminApi, directory::DirectoryApi, mailboxes::MailboxesApi, messages::MessagesApi,
+};
+use crate::api::{queue::QueueApi, raft::RaftApi, watch::WatchApi, MAX_GRPC_MESSAGE};
+use crate::config::{parse_members, StoreConfig};
+use crate::log_store::LogStore;
+use crate::network::{Network, MAX_RAFT_MESSAGE};
+use crate::node::Node;
+use crate::state_machine::StateMachine;
+use crate::types::Raft;
+
+/// A node that is serving.
+pub struct Running {
+    /// The node.
+    pub node: Arc<Node>,
+    /// Bound gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// Bound metrics/health address.
+    pub metrics_addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl Running {
+    /// Stops serving and shuts Raft down.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.server).await;
+        self.node
+            .raft
+            .shutdown()
+            .await
+            .map_err(|e| anyhow::anyhow!("raft shutdown: {e}"))?;
+        Ok(())
+    }
+}
+
+fn raft_config(c: &StoreConfig) -> anyhow::Result<Arc<Config>> {
+    let config = Config {
+        cluster_name: "tern".into(),
+        heartbeat_interval: c.heartbeat_ms,
+        election_timeout_min: c.election_timeout_ms,
+        election_timeout_max: c.election_timeout_ms * 2,
+        install_snapshot_timeout: 5_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(c.snapshot_logs),
+        max_in_snapshot_log_to_keep: 100,
+        max_payload_entries: 64,
+        ..Default::default()
+    };
+    Ok(Arc::new(config.validate().context("raft config")?))
+}
+
+/// Opens storage, starts Raft and serves the API until [`Running::stop`].
+pub async fn start(config: StoreConfig) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let db = crate::db::open(&config.data_dir.join("db"))?;
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let grpc_addr = listener.local_addr()?;
+    let metrics_listener = TcpListener::bind(&config.metrics_listen)
+        .await
+        .with_context(|| format!("binding {}", config.metrics_listen))?;
+    let metrics_addr = metrics_listener.local_addr()?;
+
+    let (applied_tx, applied_rx) = watch::channel(0u64);
+    let sm = StateMachine::open(
+        db.clone(),
+        config.data_dir.join("snapshots"),
+        Arc::new(applied_tx),
+    )?;
+    let network = Network::default();
+    let channels = network.channels.clone();
+    let raft = Raft::new(
+        config.id,
+        raft_config(&config)?,
+        network,
+        LogStore::new(db.clone()),
+        sm,
+    )
+    .await
+    .context("starting raft")?;
+    let node = Node::new(config.id, raft, db, channels, applied_rx, config.clone());
+
+    let health = Health::default();
+    let (reporter, health_service) = tern_telemetry::tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    tokio::spawn(watch_health(node.clone(), health.clone(), reporter));
+    let http_health = health.clone();
+    tokio::spawn(async move {
+        if let Err(e) = tern_telemetry::serve_http(metrics_listener, http_health).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
+
+    let a = api::api(node.clone());
+    let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+    let server = tonic::transport::Server::builder()
+        .trace_fn(tern_telemetry::grpc::server_span)
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(
+            RaftServer::new(RaftApi(node.clone()))
+                .max_decoding_message_size(MAX_RAFT_MESSAGE)
+                .max_encoding_message_size(MAX_RAFT_MESSAGE),
+        )
+        .add_service(DirectoryServer::new(DirectoryApi(a.clone())))
+        .add_service(MailboxesServer::new(MailboxesApi(a.clone())))
+        .add_service(
+            MessagesServer::new(MessagesApi(a.clone())).max_decoding_message_size(MAX_GRPC_MESSAGE),
+        )
+        .add_service(
+            QueueServer::new(QueueApi(a.clone())).max_decoding_message_size(MAX_GRPC_MESSAGE),
+        )
+        .add_service(WatchServer::new(WatchApi(a.clone())))
+        .add_service(AdminServer::new(AdminApi(a)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            let _ = shutdown_rx.await;
+        });
+    let server = tokio::spawn(server);
+
+    let advertise = config
+        .advertise
+        .clone()
+        .unwrap_or_else(|| grpc_addr.to_string());
+    if let Some(path) = &config.addr_file {
+        let text = format!("grpc={grpc_addr}\nmetrics={metrics_addr}\nadvertise={advertise}\n");
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)?;
+    }
+    if let Some(spec) = &config.initial_members {
+        let members = parse_members(spec)?;
+        tokio::spawn(bootstrap(node.clone(), members));
+    }
+    tracing::info!(id = config.id, grpc = %grpc_addr, metrics = %metrics_addr, "tern-store node started");
+    Ok(Running {
+        node,
+        grpc_addr,
+        metrics_addr,
+        shutdown: Some(shutdown_tx),
+        server,
+    })
+}
+
+/// The lowest-numbered initial member initializes an empty cluster; every other member waits
+/// to be contacted. A node that already has state ignores the member list.
+async fn bootstrap(node: Arc<Node>, members: Vec<(u64, String)>) {
+    let Some(lowest) = members.iter().map(|(id, _)| *id).min() else {
+        return;
+    };
+    if node.id != lowest {
+        return;
+    }
+    match node.raft.is_initialized().await {
+        Ok(true) => return,
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "cannot tell whether the cluster is initialized");
+            return;
+        }
+    }
+    match node.initialize(&members).await {
+        Ok(()) => tracing::info!(?members, "initialized a new cluster"),
+        Err(e) => tracing::warn!(error = %e, "cluster initialization skipped"),
+    }
+}
+
+/// Keeps readiness, gRPC health and the Raft gauges in step with Raft's metrics.
+async fn watch_health(
+    node: Arc<Node>,
+    health: Health,
+    reporter: tern_telemetry::tonic_health::server::HealthReporter,
+) {
+    let registry = tern_telemetry::metrics::registry();
+    let term = IntGauge::new("tern_store_raft_term", "Current Raft term").ok();
+    let applied = IntGauge::new("tern_store_raft_last_applied", "Last applied log index").ok();
+    let last_log = IntGauge::new("tern_store_raft_last_log_index", "Last log index").ok();
+    let is_leader = IntGauge::new("tern_store_raft_is_leader", "1 if this node is the leader").ok();
+    let changes = IntCounter::new(
+        "tern_store_raft_leader_changes_total",
+        "Leader changes seen by this node",
+    )
+    .ok();
+    for g in [&term, &applied, &last_log, &is_leader]
+        .into_iter()
+        .flatten()
+    {
+        let _ = registry.register(Box::new(g.clone()));
+    }
+    if let Some(c) = &changes {
+        let _ = registry.register(Box::new(c.clone()));
+    }
+    let mut rx = node.raft.metrics();
+    let mut last_leader = None;
+    let mut was_ready = None;
+    loop {
+        let m = rx.borrow_and_update().clone();
+        let applied_idx = m.last_applied.map(|l| l.index).unwrap_or(0);
+        term.as_ref().map(|g| g.set(m.current_term as i64));
+        applied.as_ref().map(|g| g.set(applied_idx as i64));
+        last_log
+            .as_ref()
+            .map(|g| g.set(m.last_log_index.unwrap_or(0) as i64));
+        is_leader
+            .as_ref()
+            .map(|g| g.set((m.current_leader == Some(node.id)) as i64));
+        if m.current_leader != last_leader {
+            if m.current_leader.is_some() {
+                changes.as_ref().map(|c| c.inc());
+            }
+            last_leader = m.current_leader;
+        }
+        // Ready: a leader is known and this node has applied everything in its log.
+        let ready = m.current_leader.is_some() && applied_idx >= m.last_log_index.unwrap_or(0);
+        if was_ready != Some(ready) {
+            health.set_ready(ready);
+            let status = if ready {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            reporter.set_service_status("", status).await;
+            was_ready = Some(ready);
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}

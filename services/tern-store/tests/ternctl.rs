@@ -1,0 +1,168 @@
+//! ternctl against a real cluster: the operator's commands, `--json` output, and clear
+//! errors with a nonzero exit.
+//!
+//! ternctl is another package's binary; `cargo xtask test` builds the whole workspace before
+//! running tests, so it sits next to tern-store in the target directory.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use tern_testkit::StoreCluster;
+
+fn store_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_tern-store"))
+}
+
+fn ternctl_bin() -> PathBuf {
+    let p = store_bin().with_file_name("ternctl");
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace first (cargo xtask test does)",
+        p.display()
+    );
+    p
+}
+
+fn ternctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(ternctl_bin())
+        .args(args)
+        .arg("--endpoint")
+        .arg(endpoint)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ternctl");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("ternctl output")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "ternctl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_through_a_follower() -> anyhow::Result<()> {
+    let cluster = StoreCluster::start(store_bin(), 3, &[]).await?;
+    let leader = cluster
+        .wait_leader(std::time::Duration::from_secs(10))
+        .await?;
+    let follower = (0..3).find(|i| *i != leader).expect("a follower");
+    let ep = cluster.endpoint(follower);
+    let ep = ep.as_str();
+
+    let status: serde_json::Value =
+        serde_json::from_str(&ok(&ternctl(ep, &["cluster", "status", "--json"], None)))?;
+    assert_eq!(
+        status["leader_id"],
+        serde_json::json!(cluster.nodes[leader].id)
+    );
+    assert_eq!(
+        status["leader_addr"],
+        serde_json::json!(cluster.nodes[leader].addr)
+    );
+    let members = status["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3);
+    for m in members {
+        for key in ["id", "addr", "role", "last_applied"] {
+            assert!(m.get(key).is_some(), "member has {key}: {m}");
+        }
+    }
+
+    ok(&ternctl(ep, &["domain", "add", "example.test"], None));
+    let dup = ternctl(ep, &["domain", "add", "example.test"], None);
+    assert!(!dup.status.success());
+    assert!(
+        String::from_utf8_lossy(&dup.stderr).contains("already exists"),
+        "{}",
+        String::from_utf8_lossy(&dup.stderr)
+    );
+
+    ok(&ternctl(
+        ep,
+        &["user", "add", "carol@example.test", "--password-stdin"],
+        Some("s3cret\n"),
+    ));
+    let dup = ternctl(
+        ep,
+        &["user", "add", "carol@example.test", "--password-stdin"],
+        Some("x\n"),
+    );
+    assert!(!dup.status.success());
+    let unknown = ternctl(
+        ep,
+        &["user", "add", "dave@nowhere.test", "--password-stdin"],
+        Some("x\n"),
+    );
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("not found"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+
+    ok(&ternctl(
+        ep,
+        &[
+            "alias",
+            "add",
+            "postmaster@example.test",
+            "carol@example.test",
+        ],
+        None,
+    ));
+    ok(&ternctl(
+        ep,
+        &[
+            "list",
+            "add",
+            "staff@example.test",
+            "carol@example.test",
+            "ext@remote.test",
+        ],
+        None,
+    ));
+
+    let users: serde_json::Value =
+        serde_json::from_str(&ok(&ternctl(ep, &["user", "list", "--json"], None)))?;
+    assert!(users.to_string().contains("carol@example.test"), "{users}");
+    let domains: serde_json::Value =
+        serde_json::from_str(&ok(&ternctl(ep, &["--json", "domain", "list"], None)))?;
+    assert!(domains.to_string().contains("example.test"), "{domains}");
+    let aliases = ok(&ternctl(ep, &["alias", "list", "--json"], None));
+    assert!(aliases.contains("postmaster@example.test"), "{aliases}");
+
+    // The password works (checked through the API).
+    let mut d = cluster.directory(leader).await?;
+    let check = d
+        .check_password(tern_proto::store::v1::CheckPasswordRequest {
+            address: "carol@example.test".into(),
+            password: "s3cret".into(),
+        })
+        .await?
+        .into_inner();
+    assert!(check.ok);
+
+    let unreachable = ternctl("http://127.0.0.1:1", &["domain", "list"], None);
+    assert!(!unreachable.status.success());
+    assert!(
+        String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach"),
+        "{}",
+        String::from_utf8_lossy(&unreachable.stderr)
+    );
+    Ok(())
+}

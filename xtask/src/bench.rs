@@ -1,0 +1,272 @@
+//! `cargo xtask bench store`: tern-store's replicated append throughput over a small matrix
+//! (3 and 1 nodes × concurrency 1, 16, 64), printed with the machine it ran on, because an
+//! fsync-bound number means nothing without the CPU and the disk behind it.
+//!
+//! The measuring is done by `tern-store-bench` (part of tern-store); this module only drives
+//! it. [`run_bench`] is the single place that knows its command line and output.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+
+use crate::cargo::{self, cargo};
+use crate::prereq;
+use crate::table;
+
+const NODES: [u32; 2] = [3, 1];
+const CONCURRENCY: [u32; 3] = [1, 16, 64];
+const MESSAGE_SIZE: u32 = 4096;
+const MESSAGES: u32 = 2000;
+const MESSAGES_QUICK: u32 = 200;
+
+/// One run's outcome.
+struct BenchResult {
+    /// Parsed from the result line, when it could be found there.
+    appends_per_sec: Option<f64>,
+    /// The result line as printed, shown in full so nothing the bench reports is lost.
+    line: String,
+    secs: f64,
+}
+
+pub fn store(quick: bool, messages: Option<u32>) -> anyhow::Result<()> {
+    prereq::ensure()?;
+    println!("==> building tern-store (and tern-store-bench)");
+    cargo::run(cargo(["build", "-p", "tern-store"]))?;
+    let target = cargo::target_dir();
+    let store_bin = cargo::debug_bin(&target, "tern-store")?;
+    let bench_bin = cargo::debug_bin(&target, "tern-store-bench")?;
+    let messages = messages.unwrap_or(if quick { MESSAGES_QUICK } else { MESSAGES });
+
+    let mut rows = Vec::new();
+    for nodes in NODES {
+        for concurrency in CONCURRENCY {
+            println!(
+                "==> {nodes} node{}, concurrency {concurrency}, {messages} messages of {MESSAGE_SIZE} bytes",
+                if nodes == 1 { "" } else { "s" }
+            );
+            let r = run_bench(&bench_bin, &store_bin, nodes, concurrency, messages)?;
+            println!("    {}", r.line);
+            rows.push((nodes, concurrency, r));
+        }
+    }
+
+    println!("\nMachine");
+    for (k, v) in machine(&target) {
+        println!("  {k:<8} {v}");
+    }
+    println!(
+        "\ntern-store appends ({messages} messages of {MESSAGE_SIZE} bytes per run, dev profile with optimized RocksDB){}",
+        if quick { ", --quick: a smoke test, not a measurement" } else { "" }
+    );
+    let mut lines = vec![vec![
+        "NODES".to_string(),
+        "CONCURRENCY".into(),
+        "APPENDS/S".into(),
+        "WALL".into(),
+        "RESULT LINE".into(),
+    ]];
+    for (nodes, conc, r) in &rows {
+        lines.push(vec![
+            nodes.to_string(),
+            conc.to_string(),
+            r.appends_per_sec
+                .map(|a| format!("{a:.0}"))
+                .unwrap_or_else(|| "?".into()),
+            format!("{:.1}s", r.secs),
+            r.line.clone(),
+        ]);
+    }
+    print!("{}", table::render(&lines));
+    Ok(())
+}
+
+/// Runs tern-store-bench once. Adapt here if its flags or output change.
+fn run_bench(
+    bench_bin: &Path,
+    store_bin: &Path,
+    nodes: u32,
+    concurrency: u32,
+    messages: u32,
+) -> anyhow::Result<BenchResult> {
+    let mut cmd = Command::new(bench_bin);
+    cmd.arg("--store-bin")
+        .arg(store_bin)
+        .args(["--nodes", &nodes.to_string()])
+        .args(["--concurrency", &concurrency.to_string()])
+        .args(["--messages", &messages.to_string()])
+        .args(["--size", &MESSAGE_SIZE.to_string()])
+        .stdin(Stdio::null());
+    let shown = cargo::display(&cmd);
+    let started = Instant::now();
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot start `{shown}`"))?;
+    let secs = started.elapsed().as_secs_f64();
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "`{shown}` failed ({}); last lines of its stderr:\n{}",
+            out.status,
+            tail.join("\n")
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    if line.is_empty() {
+        bail!("`{shown}` printed no result line");
+    }
+    Ok(BenchResult {
+        appends_per_sec: parse_appends_per_sec(&line),
+        line,
+        secs,
+    })
+}
+
+/// Finds the throughput in a result line. Accepted forms: `appends_per_sec=1234.5` (also
+/// `appends/s=`, `throughput=`, `ops_per_sec=`, as `key=value` or `key: value` or a JSON
+/// object), or `1234.5 appends/s`.
+fn parse_appends_per_sec(line: &str) -> Option<f64> {
+    const KEYS: [&str; 5] = [
+        "appends_per_sec",
+        "appends/s",
+        "appends_per_second",
+        "throughput",
+        "ops_per_sec",
+    ];
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+        return KEYS.iter().find_map(|k| v.get(*k).and_then(|x| x.as_f64()));
+    }
+    let tokens: Vec<&str> = line
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|t| !t.is_empty())
+        .collect();
+    for (i, t) in tokens.iter().enumerate() {
+        let kv = t.split_once('=').or_else(|| {
+            t.strip_suffix(':')
+                .and_then(|k| tokens.get(i + 1).map(|v| (k, *v)))
+        });
+        if let Some((k, v)) = kv {
+            if KEYS.contains(&k) {
+                if let Some(n) = number(v) {
+                    return Some(n);
+                }
+            }
+        }
+        if *t == "appends/s" && i > 0 {
+            if let Some(n) = number(tokens[i - 1]) {
+                return Some(n);
+            }
+        }
+    }
+    None
+}
+
+/// A number, ignoring a trailing unit such as "/s".
+fn number(s: &str) -> Option<f64> {
+    let end = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    s[..end].parse().ok()
+}
+
+/// CPU, memory, kernel and the disk under the target directory (where the bench's data lives
+/// unless it says otherwise).
+fn machine(target: &Path) -> Vec<(&'static str, String)> {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get().to_string())
+        .unwrap_or_else(|_| "?".into());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let ram = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| format!("{:.1} GiB", kb as f64 / (1024.0 * 1024.0)))
+        .unwrap_or_else(|| "?".into());
+    let kernel = command_output("uname", &["-r"]).unwrap_or_else(|| "?".into());
+    let disk = command_output("df", &["-hT", &target.to_string_lossy()])
+        .and_then(|s| s.lines().last().map(describe_df_line))
+        .unwrap_or_else(|| "?".into());
+    vec![
+        ("cpus", format!("{cpus} × {model}")),
+        ("memory", ram),
+        ("kernel", kernel),
+        ("disk", disk),
+    ]
+}
+
+/// `df -hT` row → "/dev/sda1 (ext4) 252G, 53G free, mounted on /".
+fn describe_df_line(line: &str) -> String {
+    let f: Vec<&str> = line.split_whitespace().collect();
+    if f.len() >= 7 {
+        format!(
+            "{} ({}) {}, {} free, mounted on {}",
+            f[0], f[1], f[2], f[4], f[6]
+        )
+    } else {
+        line.to_string()
+    }
+}
+
+fn command_output(prog: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(prog)
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_line_forms() {
+        assert_eq!(
+            parse_appends_per_sec("nodes=3 concurrency=16 appends_per_sec=1234.5 p99_ms=12"),
+            Some(1234.5)
+        );
+        assert_eq!(
+            parse_appends_per_sec("3 nodes, 16 conc: 812 appends/s, p50 3.1 ms"),
+            Some(812.0)
+        );
+        assert_eq!(
+            parse_appends_per_sec(r#"{"nodes":3,"appends_per_sec":99.5}"#),
+            Some(99.5)
+        );
+        assert_eq!(parse_appends_per_sec("throughput: 42/s"), Some(42.0));
+        assert_eq!(parse_appends_per_sec("nothing here"), None);
+    }
+
+    #[test]
+    fn df_rows() {
+        assert_eq!(
+            describe_df_line("/dev/sda1 ext4 252G 190G 53G 79% /"),
+            "/dev/sda1 (ext4) 252G, 53G free, mounted on /"
+        );
+    }
+}

@@ -1,0 +1,89 @@
+//! `cargo xtask` — the project's task runner, in Rust so it needs nothing but cargo.
+//!
+//! - `up`: build and run the local platform in the foreground (see [`up`]).
+//! - `test`: the whole check suite CI runs (see [`suite`]).
+//! - `bench store`: the store's append benchmark matrix (see [`bench`]).
+//!
+//! Deliberately synchronous and light on dependencies (anyhow, clap, serde_json, libc):
+//! it mostly starts processes and waits for them, and it is compiled before anything else on
+//! a fresh machine.
+
+mod bench;
+mod cargo;
+mod password;
+mod prereq;
+mod procs;
+mod signals;
+mod suite;
+mod table;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Tern's development tasks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Build and run the platform on loopback in the foreground; Ctrl-C stops it.
+    ///
+    /// Starts N tern-store nodes (gRPC on 127.0.0.1:7101..), waits for a leader, creates the
+    /// domain example.test with users alice@ and bob@ (development password printed and kept
+    /// in DATA_DIR/dev-password), then supervises the nodes. Data survives restarts.
+    Up {
+        /// Number of store nodes (1..=99); 3 tolerates one failure, 5 two.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=99))]
+        nodes: u16,
+        /// Where node data, logs and the dev password live. Default: .tern/dev in the workspace.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Run the whole suite as CI does: fmt check, clippy, build, tests.
+    ///
+    /// Arguments after `--` go to `cargo test --workspace`, e.g.
+    /// `cargo xtask test -- some_test_name -- --nocapture`.
+    Test {
+        /// Extra arguments for `cargo test --workspace`.
+        #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
+        args: Vec<String>,
+    },
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchTarget),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchTarget {
+    /// Replicated append throughput of tern-store for 3 and 1 nodes at concurrency 1, 16, 64.
+    Store {
+        /// Fewer messages per run: a smoke test of the benchmark, not a measurement.
+        #[arg(long)]
+        quick: bool,
+        /// Messages per run (overrides the default of 2000, or 200 with --quick).
+        #[arg(long, value_name = "M")]
+        messages: Option<u32>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::Up { nodes, data_dir } => up::run(nodes, data_dir),
+        Task::Test { args } => suite::run(&args),
+        Task::Bench(BenchTarget::Store { quick, messages }) => bench::store(quick, messages),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

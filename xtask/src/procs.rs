@@ -1,0 +1,250 @@
+//! Store node processes of `cargo xtask up`: start, watch, stop.
+//!
+//! Each node runs in its own process group so the terminal's Ctrl-C reaches only xtask, which
+//! then stops the nodes in order (SIGTERM, grace period, SIGKILL) instead of racing them. On
+//! Linux each node also gets SIGTERM if xtask itself dies (PR_SET_PDEATHSIG), so a killed
+//! xtask leaves no orphans holding the ports. Output goes to DIR/store-I/log, keeping the
+//! terminal for xtask's own messages.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::signals;
+
+/// First dev gRPC port is BASE_PORT + 1 (ARCHITECTURE.md: store nodes on 7101..).
+pub const BASE_PORT: u16 = 7100;
+
+/// One store node.
+pub struct Node {
+    pub id: u16,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+    /// gRPC HOST:PORT; replaced by what the node reports in its addr file.
+    pub grpc: String,
+    /// Metrics HOST:PORT from the addr file, once written.
+    pub metrics: Option<String>,
+    child: Option<Child>,
+}
+
+impl Node {
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    fn addr_file(&self) -> PathBuf {
+        self.dir.join("addr")
+    }
+
+    /// Picks up the addresses the node wrote after binding (`grpc=` and `metrics=` lines).
+    pub fn read_addr_file(&mut self) {
+        let Ok(text) = std::fs::read_to_string(self.addr_file()) else {
+            return;
+        };
+        for line in text.lines() {
+            match line.trim().split_once('=') {
+                Some(("grpc", v)) if !v.trim().is_empty() => self.grpc = v.trim().to_string(),
+                Some(("metrics", v)) if !v.trim().is_empty() => {
+                    self.metrics = Some(v.trim().to_string())
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// `1=127.0.0.1:7101,2=127.0.0.1:7102,...` for `nodes` nodes.
+pub fn initial_members(nodes: u16) -> String {
+    (1..=nodes)
+        .map(|i| format!("{i}=127.0.0.1:{}", BASE_PORT + i))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Fails early, with a useful message, when a dev port is taken (typically by another
+/// `cargo xtask up`), instead of letting the nodes die one by one.
+pub fn check_ports_free(nodes: u16) -> anyhow::Result<()> {
+    for i in 1..=nodes {
+        let port = BASE_PORT + i;
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            bail!(
+                "127.0.0.1:{port} is not free ({e}); is another `cargo xtask up` or tern-store running?"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Starts node `id` of `nodes` with its data under `data_dir/store-ID`.
+pub fn spawn(store_bin: &Path, id: u16, nodes: u16, data_dir: &Path) -> anyhow::Result<Node> {
+    let dir = data_dir.join(format!("store-{id}"));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let addr = dir.join("addr");
+    // A stale addr file from the last run would report old (random) metrics ports.
+    match std::fs::remove_file(&addr) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("removing {}", addr.display())),
+    }
+    let log = dir.join("log");
+    let mut out = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    writeln!(
+        out,
+        "---- started by cargo xtask up (pid {}) ----",
+        std::process::id()
+    )?;
+    let listen = format!("127.0.0.1:{}", BASE_PORT + id);
+    let mut cmd = Command::new(store_bin);
+    cmd.arg("--id")
+        .arg(id.to_string())
+        .arg("--listen")
+        .arg(&listen)
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("--initial-members")
+        .arg(initial_members(nodes))
+        .arg("--metrics-listen")
+        .arg("127.0.0.1:0")
+        .arg("--addr-file")
+        .arg(&addr)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .process_group(0);
+    stop_with_parent(&mut cmd);
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("starting {} for node {id}", store_bin.display()))?;
+    Ok(Node {
+        id,
+        dir,
+        log,
+        grpc: listen,
+        metrics: None,
+        child: Some(child),
+    })
+}
+
+/// Linux: the node gets SIGTERM when xtask dies, however it dies.
+#[cfg(target_os = "linux")]
+fn stop_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec and only calls prctl, which is
+    // async-signal-safe; it allocates nothing and takes no locks.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn stop_with_parent(_cmd: &mut Command) {}
+
+/// Reaps nodes that exited since the last call and returns (id, status) for each.
+pub fn reap(nodes: &mut [Node]) -> Vec<(u16, ExitStatus)> {
+    let mut exited = Vec::new();
+    for n in nodes.iter_mut() {
+        if let Some(child) = n.child.as_mut() {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    exited.push((n.id, status));
+                    n.child = None;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    eprintln!("xtask: cannot query node {}: {e}", n.id);
+                }
+            }
+        }
+    }
+    exited
+}
+
+/// "status 1" or "signal 9 (SIGKILL)".
+pub fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("status {c}"),
+        (None, Some(s)) => format!("signal {s} ({})", signals::name(s)),
+        _ => status.to_string(),
+    }
+}
+
+/// SIGTERM to every running node, up to `grace` for them to exit, then SIGKILL.
+pub fn stop_all(nodes: &mut [Node], grace: Duration) {
+    let running: Vec<u16> = nodes
+        .iter()
+        .filter(|n| n.is_running())
+        .map(|n| n.id)
+        .collect();
+    if running.is_empty() {
+        return;
+    }
+    println!(
+        "stopping {} store node{} (SIGTERM, up to {}s)...",
+        running.len(),
+        if running.len() == 1 { "" } else { "s" },
+        grace.as_secs()
+    );
+    let first_interrupts = signals::interrupts();
+    for n in nodes.iter_mut() {
+        if let Some(child) = n.child.as_ref() {
+            if let Err(e) = signals::terminate(child.id()) {
+                eprintln!("xtask: cannot signal node {}: {e}", n.id);
+            }
+        }
+    }
+    let deadline = Instant::now() + grace;
+    loop {
+        for (id, status) in reap(nodes) {
+            println!("tern-store node {id} stopped ({})", describe(status));
+        }
+        if !nodes.iter().any(Node::is_running) {
+            return;
+        }
+        // A second Ctrl-C means "now".
+        if Instant::now() >= deadline || signals::interrupts() > first_interrupts {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for n in nodes.iter_mut() {
+        if let Some(mut child) = n.child.take() {
+            println!(
+                "tern-store node {} did not stop in time; sending SIGKILL",
+                n.id
+            );
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members() {
+        assert_eq!(initial_members(1), "1=127.0.0.1:7101");
+        assert_eq!(
+            initial_members(3),
+            "1=127.0.0.1:7101,2=127.0.0.1:7102,3=127.0.0.1:7103"
+        );
+    }
+}

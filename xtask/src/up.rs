@@ -1,0 +1,397 @@
+//! `cargo xtask up`: the whole local platform in the foreground.
+//!
+//! Today the platform is the store cluster: N tern-store nodes on 127.0.0.1:7101.. with their
+//! data under DATA_DIR/store-I. After a leader is elected the directory is seeded through
+//! ternctl (domain example.test, users alice@ and bob@), which also exercises the operator
+//! CLI the way people use it. The store only bootstraps the cluster when its data directory is
+//! uninitialized, so a second `up` resumes from the same data.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::cargo;
+use crate::password;
+use crate::prereq;
+use crate::procs::{self, Node};
+use crate::signals;
+use crate::table;
+
+const DOMAIN: &str = "example.test";
+const USERS: [&str; 2] = ["alice@example.test", "bob@example.test"];
+const LEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long seeding retries while the cluster settles (an election right after startup).
+const SEED_RETRY: Duration = Duration::from_secs(30);
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Raised when Ctrl-C arrives during startup: stop cleanly and exit 0.
+#[derive(Debug)]
+struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+pub fn run(nodes: u16, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    signals::install()?;
+    prereq::ensure()?;
+    let data_dir = prepare_data_dir(data_dir)?;
+
+    println!("==> building tern-store and ternctl");
+    let built = cargo::run(cargo::cargo(["build", "-p", "tern-store", "-p", "ternctl"]));
+    if signals::interrupted() {
+        println!("interrupted");
+        return Ok(());
+    }
+    built?;
+    let target = cargo::target_dir();
+    let store_bin = cargo::debug_bin(&target, "tern-store")?;
+    let ctl = Ternctl {
+        bin: cargo::debug_bin(&target, "ternctl")?,
+    };
+
+    procs::check_ports_free(nodes)?;
+    let mut fleet: Vec<Node> = Vec::new();
+    for id in 1..=nodes {
+        match procs::spawn(&store_bin, id, nodes, &data_dir) {
+            Ok(n) => fleet.push(n),
+            Err(e) => {
+                procs::stop_all(&mut fleet, STOP_GRACE);
+                return Err(e);
+            }
+        }
+    }
+    println!(
+        "==> started {nodes} tern-store node{}; waiting for a leader (up to {}s)",
+        if nodes == 1 { "" } else { "s" },
+        LEADER_TIMEOUT.as_secs()
+    );
+
+    match start(&mut fleet, &ctl, &data_dir) {
+        Ok(()) => supervise(&mut fleet, &data_dir),
+        Err(e) => {
+            procs::stop_all(&mut fleet, STOP_GRACE);
+            if e.is::<Interrupted>() {
+                println!("interrupted; stopped");
+                Ok(())
+            } else {
+                Err(e.context(format!(
+                    "the logs are in {}/store-*/log",
+                    data_dir.display()
+                )))
+            }
+        }
+    }
+}
+
+/// The default lives in the workspace (ignored by git); a path given on the command line is
+/// taken relative to the current directory like any other CLI path.
+fn prepare_data_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let dir = match arg {
+        Some(d) => d,
+        None => cargo::workspace_root().join(".tern").join("dev"),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    dir.canonicalize()
+        .with_context(|| format!("resolving {}", dir.display()))
+}
+
+/// Waits for a leader, seeds the directory and prints the summary.
+fn start(fleet: &mut [Node], ctl: &Ternctl, data_dir: &Path) -> anyhow::Result<()> {
+    let leader = wait_for_leader(fleet, ctl)?;
+    println!(
+        "==> node {} is the leader; creating {DOMAIN} and its users",
+        leader.id
+    );
+    wait_for_addr_files(fleet, Duration::from_secs(5));
+
+    let pw_file = data_dir.join("dev-password");
+    let (pw, fresh) = password::load_or_create(&pw_file)?;
+    let mut endpoints = vec![leader.endpoint.clone()];
+    endpoints.extend(
+        fleet
+            .iter()
+            .map(Node::endpoint)
+            .filter(|e| *e != leader.endpoint),
+    );
+    seed(ctl, &endpoints, &pw, fresh)?;
+    print_summary(fleet, leader.id, data_dir, &pw_file, &pw, &ctl.bin);
+    Ok(())
+}
+
+struct Leader {
+    id: u64,
+    endpoint: String,
+}
+
+/// Polls `ternctl cluster status --json` on every running node until one names a leader.
+fn wait_for_leader(fleet: &mut [Node], ctl: &Ternctl) -> anyhow::Result<Leader> {
+    let deadline = Instant::now() + LEADER_TIMEOUT;
+    let mut last = String::from("no answer yet");
+    loop {
+        report_exits(fleet);
+        if !fleet.iter().any(Node::is_running) {
+            bail!("every tern-store node exited during startup");
+        }
+        for n in fleet.iter_mut().filter(|n| n.is_running()) {
+            n.read_addr_file();
+            let out = ctl.run(&n.endpoint(), &["cluster", "status", "--json"], None)?;
+            if !out.ok {
+                last = format!("node {}: {}", n.id, out.stderr.trim());
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_str(&out.stdout).with_context(|| {
+                format!("ternctl cluster status printed no JSON: {}", out.stdout)
+            })?;
+            let id = v["leader_id"].as_u64().unwrap_or(0);
+            if id != 0 {
+                let addr = v["leader_addr"].as_str().unwrap_or_default();
+                let endpoint = if addr.is_empty() {
+                    n.endpoint()
+                } else {
+                    format!("http://{addr}")
+                };
+                return Ok(Leader { id, endpoint });
+            }
+            last = format!("node {}: no leader yet", n.id);
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "no leader was elected within {}s (last answer: {last})",
+                LEADER_TIMEOUT.as_secs()
+            );
+        }
+        if signals::sleep(Duration::from_millis(500)) {
+            return Err(Interrupted.into());
+        }
+    }
+}
+
+/// The metrics ports are random; give the nodes a moment to write them if they have not yet.
+fn wait_for_addr_files(fleet: &mut [Node], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        for n in fleet.iter_mut() {
+            n.read_addr_file();
+        }
+        let missing = fleet.iter().any(|n| n.is_running() && n.metrics.is_none());
+        if !missing || Instant::now() >= deadline || signals::sleep(Duration::from_millis(200)) {
+            return;
+        }
+    }
+}
+
+/// Creates the domain and users, tolerating "already exists" so that `up` is idempotent.
+/// When the password file was just (re)created, existing users get that password, so the
+/// password printed is always the one that works.
+fn seed(ctl: &Ternctl, endpoints: &[String], pw: &str, fresh_password: bool) -> anyhow::Result<()> {
+    let stdin = format!("{pw}\n");
+    create(ctl, endpoints, &["domain", "add", DOMAIN], None)?;
+    for user in USERS {
+        let created = create(
+            ctl,
+            endpoints,
+            &["user", "add", user, "--password-stdin"],
+            Some(&stdin),
+        )?;
+        if !created && fresh_password {
+            let out = retrying(
+                ctl,
+                endpoints,
+                &["user", "passwd", user, "--password-stdin"],
+                Some(&stdin),
+            )?;
+            if !out.ok {
+                bail!("setting the password of {user}: {}", out.stderr.trim());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a ternctl "add": Ok(true) when created, Ok(false) when it already existed.
+fn create(
+    ctl: &Ternctl,
+    endpoints: &[String],
+    args: &[&str],
+    stdin: Option<&str>,
+) -> anyhow::Result<bool> {
+    let out = retrying(ctl, endpoints, args, stdin)?;
+    if out.ok {
+        return Ok(true);
+    }
+    if out.stderr.contains("already exists") {
+        return Ok(false);
+    }
+    bail!("`ternctl {}` failed: {}", args.join(" "), out.stderr.trim())
+}
+
+/// Retries while the answer is "try again" (no quorum, timeout, node unreachable), moving on
+/// to the next node each time in case the one asked has just died.
+fn retrying(
+    ctl: &Ternctl,
+    endpoints: &[String],
+    args: &[&str],
+    stdin: Option<&str>,
+) -> anyhow::Result<CtlOutput> {
+    let deadline = Instant::now() + SEED_RETRY;
+    let mut i = 0;
+    loop {
+        let out = ctl.run(&endpoints[i % endpoints.len()], args, stdin)?;
+        let transient = ["no quorum / unavailable", "timed out", "cannot reach"]
+            .iter()
+            .any(|w| out.stderr.contains(w));
+        if out.ok || !transient || Instant::now() >= deadline {
+            return Ok(out);
+        }
+        i += 1;
+        if signals::sleep(Duration::from_secs(1)) {
+            return Err(Interrupted.into());
+        }
+    }
+}
+
+fn print_summary(
+    fleet: &[Node],
+    leader: u64,
+    data_dir: &Path,
+    pw_file: &Path,
+    pw: &str,
+    ternctl: &Path,
+) {
+    let mut rows = vec![vec![
+        "SERVICE".to_string(),
+        "ENDPOINT".into(),
+        "METRICS".into(),
+        "LOG".into(),
+    ]];
+    for n in fleet {
+        let mut name = format!("tern-store node {}", n.id);
+        if u64::from(n.id) == leader {
+            name.push_str(" (leader)");
+        }
+        if !n.is_running() {
+            name.push_str(" (exited)");
+        }
+        rows.push(vec![
+            name,
+            n.endpoint(),
+            n.metrics
+                .as_deref()
+                .map(|m| format!("http://{m}/metrics"))
+                .unwrap_or_else(|| "(not reported)".into()),
+            n.log.display().to_string(),
+        ]);
+    }
+    let mut out = String::new();
+    out.push_str("\nTern is running.\n\n");
+    out.push_str(&table::render(&rows));
+    out.push_str(
+        "\nNot part of the platform yet: SMTP, IMAP, POP3 and the queue service come with later work.\n",
+    );
+    out.push_str(&format!(
+        "\nDomain {DOMAIN}, users (development password {pw}, kept in {}):\n",
+        pw_file.display()
+    ));
+    for u in USERS {
+        out.push_str(&format!("  {u}\n"));
+    }
+    out.push_str(&format!(
+        "\nData: {}\nAdmin: {} cluster status   (--endpoint http://127.0.0.1:7101 is the default)\n\
+         Ctrl-C stops everything; `cargo xtask up` again resumes with the same data.\n",
+        data_dir.display(),
+        ternctl.display()
+    ));
+    print!("{out}");
+    let _ = std::io::stdout().flush();
+}
+
+/// Prints a line for every node that exited since the last look.
+fn report_exits(fleet: &mut [Node]) {
+    for (id, status) in procs::reap(fleet) {
+        let others = fleet.iter().filter(|n| n.is_running()).count();
+        let log = fleet
+            .iter()
+            .find(|n| n.id == id)
+            .map(|n| n.log.display().to_string())
+            .unwrap_or_default();
+        if others > 0 {
+            println!(
+                "tern-store node {id} exited with {}; the others keep running (log: {log})",
+                procs::describe(status)
+            );
+        } else {
+            println!(
+                "tern-store node {id} exited with {}; no store node is left running (log: {log})",
+                procs::describe(status)
+            );
+        }
+    }
+}
+
+/// Foreground supervision until Ctrl-C / SIGTERM, or until every node has exited.
+fn supervise(fleet: &mut [Node], data_dir: &Path) -> anyhow::Result<()> {
+    loop {
+        report_exits(fleet);
+        if signals::interrupted() {
+            println!();
+            procs::stop_all(fleet, STOP_GRACE);
+            println!("stopped; data kept in {}", data_dir.display());
+            return Ok(());
+        }
+        if !fleet.iter().any(Node::is_running) {
+            bail!(
+                "every tern-store node has exited; see {}/store-*/log",
+                data_dir.display()
+            );
+        }
+        signals::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The ternctl binary just built: the contract-tested way to talk to the store.
+struct Ternctl {
+    bin: PathBuf,
+}
+
+struct CtlOutput {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Ternctl {
+    fn run(&self, endpoint: &str, args: &[&str], stdin: Option<&str>) -> anyhow::Result<CtlOutput> {
+        let mut child = Command::new(&self.bin)
+            .arg("--endpoint")
+            .arg(endpoint)
+            .args(args)
+            .env_remove("TERN_ENDPOINT")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", self.bin.display()))?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input.as_bytes())
+                .context("writing to ternctl's stdin")?;
+        }
+        let out = child.wait_with_output().context("waiting for ternctl")?;
+        Ok(CtlOutput {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+}
