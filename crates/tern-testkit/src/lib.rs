@@ -78,6 +78,23 @@ impl StoreCluster {
         Ok(cluster)
     }
 
+    /// Starts one more process (id = number of nodes + 1) that is not part of the cluster
+    /// yet: an operator adds it with `AddNode`. Returns its index.
+    pub async fn add_process(&mut self) -> anyhow::Result<usize> {
+        let id = self.nodes.len() as u64 + 1;
+        let data_dir = self.dir.path().join(format!("node-{id}"));
+        self.nodes.push(StoreNode {
+            id,
+            addr: "127.0.0.1:0".into(),
+            metrics: String::new(),
+            data_dir,
+            child: None,
+        });
+        let i = self.nodes.len() - 1;
+        self.spawn(i).await?;
+        Ok(i)
+    }
+
     /// Starts (or restarts) node `i` on its address, and waits until it answers.
     pub async fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
         let node = &mut self.nodes[i];

@@ -402,3 +402,60 @@ async fn a_hundred_recipients_share_one_blob_until_the_last_expunge() -> anyhow:
     assert_eq!(gone.code(), tonic::Code::NotFound);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_node_joins_as_a_learner_is_promoted_and_can_be_removed() -> anyhow::Result<()> {
+    let mut cluster = StoreCluster::start(bin(), 3, &[]).await?;
+    seed_users(&cluster, 0, &["alice"]).await?;
+    append_many(&cluster, 0, "j-", 100).await?;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
+    let follower = followers(&cluster, leader)[0];
+    let new = cluster.add_process().await?;
+    let new_id = cluster.nodes[new].id;
+    // Asked through a follower: forwarded to the leader, which adds a learner, lets it catch
+    // up, then promotes it.
+    let status = cluster
+        .admin(follower)
+        .await?
+        .add_node(pb::AddNodeRequest {
+            id: new_id,
+            addr: cluster.nodes[new].addr.clone(),
+            learner_only: false,
+        })
+        .await?
+        .into_inner();
+    let member = status
+        .members
+        .iter()
+        .find(|m| m.id == new_id)
+        .expect("new member listed");
+    assert!(member.voter, "promoted to voter: {member:?}");
+    assert_eq!(status.members.len(), 4);
+    let target = cluster.status(leader).await?.last_applied;
+    cluster
+        .wait_applied(new, target, Duration::from_secs(30))
+        .await?;
+    assert_eq!(
+        listing(&cluster, new, ALICE, "INBOX").await?,
+        listing(&cluster, leader, ALICE, "INBOX").await?
+    );
+
+    let status = cluster
+        .admin(new)
+        .await?
+        .remove_node(pb::RemoveNodeRequest { id: new_id })
+        .await?
+        .into_inner();
+    assert_eq!(status.members.len(), 3);
+    assert!(status.members.iter().all(|m| m.id != new_id));
+    let e = cluster
+        .admin(leader)
+        .await?
+        .remove_node(pb::RemoveNodeRequest { id: 99 })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    // The three remaining nodes still commit writes.
+    append_many(&cluster, leader, "after-", 10).await?;
+    Ok(())
+}
