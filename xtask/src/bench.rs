@@ -2,7 +2,7 @@
 //! (3 and 1 nodes × concurrency 1, 16, 64), printed with the machine it ran on, because an
 //! fsync-bound number means nothing without the CPU and the disk behind it.
 //!
-//! The measuring is done by `tern-store-bench` (part of tern-store); this module only drives
+//! The measuring is done by `tern-store-bench` (in crates/tern-testkit); this module only drives
 //! it. [`run_bench`] is the single place that knows its command line and output.
 
 use std::path::Path;
@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use crate::cargo::{self, cargo};
+use crate::cargo;
 use crate::prereq;
 use crate::table;
 
@@ -33,7 +33,7 @@ struct BenchResult {
 pub fn store(quick: bool, messages: Option<u32>) -> anyhow::Result<()> {
     prereq::ensure()?;
     println!("==> building tern-store (and tern-store-bench)");
-    cargo::run(cargo(["build", "-p", "tern-store"]))?;
+    cargo::run(cargo::build_workspace())?;
     let target = cargo::target_dir();
     let store_bin = cargo::debug_bin(&target, "tern-store")?;
     let bench_bin = cargo::debug_bin(&target, "tern-store-bench")?;

@@ -107,3 +107,13 @@ pub fn debug_bin(target: &Path, name: &str) -> anyhow::Result<PathBuf> {
     }
     Ok(path)
 }
+
+/// The one build every task uses: the whole workspace with every target.
+///
+/// Always this exact command, never `-p PACKAGE`: cargo unifies features differently for a
+/// subset of packages, and a different feature set for any of librocksdb-sys's dependencies
+/// (libc, say) gives RocksDB a new hash and a 20-minute C++ rebuild. One command, one
+/// feature set, one RocksDB build shared by `up`, `test` and `bench`.
+pub fn build_workspace() -> Command {
+    cargo(["build", "--workspace", "--all-targets"])
+}

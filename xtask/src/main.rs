@@ -45,7 +45,7 @@ enum Task {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
-    /// Run the whole suite as CI does: fmt check, clippy, build, tests.
+    /// Run the whole suite as CI does: fmt check, build, tests (clippy is `lint`).
     ///
     /// Arguments after `--` go to `cargo test --workspace`, e.g.
     /// `cargo xtask test -- some_test_name -- --nocapture`.
@@ -54,6 +54,9 @@ enum Task {
         #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
         args: Vec<String>,
     },
+    /// Clippy over the whole workspace with warnings as errors (not part of `test`: it
+    /// compiles RocksDB's C++ a second time).
+    Lint,
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchTarget),
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Task::Up { nodes, data_dir } => up::run(nodes, data_dir),
         Task::Test { args } => suite::run(&args),
+        Task::Lint => suite::lint(),
         Task::Bench(BenchTarget::Store { quick, messages }) => bench::store(quick, messages),
     };
     match result {

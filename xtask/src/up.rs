@@ -45,7 +45,7 @@ pub fn run(nodes: u16, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let data_dir = prepare_data_dir(data_dir)?;
 
     println!("==> building tern-store and ternctl");
-    let built = cargo::run(cargo::cargo(["build", "-p", "tern-store", "-p", "ternctl"]));
+    let built = cargo::run(cargo::build_workspace());
     if signals::interrupted() {
         println!("interrupted");
         return Ok(());
@@ -82,10 +82,11 @@ pub fn run(nodes: u16, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
                 println!("interrupted; stopped");
                 Ok(())
             } else {
-                Err(e.context(format!(
-                    "the logs are in {}/store-*/log",
+                eprintln!(
+                    "xtask: the store logs are in {}/store-*/log",
                     data_dir.display()
-                )))
+                );
+                Err(e)
             }
         }
     }
@@ -384,8 +385,13 @@ impl Ternctl {
             .spawn()
             .with_context(|| format!("starting {}", self.bin.display()))?;
         if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            pipe.write_all(input.as_bytes())
-                .context("writing to ternctl's stdin")?;
+            // A ternctl that exits before reading (bad arguments) closes the pipe; its own
+            // error message is the useful one, so a broken pipe here is not reported.
+            if let Err(e) = pipe.write_all(input.as_bytes()) {
+                if e.kind() != std::io::ErrorKind::BrokenPipe {
+                    return Err(e).context("writing to ternctl's stdin");
+                }
+            }
         }
         let out = child.wait_with_output().context("waiting for ternctl")?;
         Ok(CtlOutput {

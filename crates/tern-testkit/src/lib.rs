@@ -198,12 +198,12 @@ impl StoreCluster {
 
     /// A channel to node `i`.
     pub async fn channel(&self, i: usize) -> anyhow::Result<Channel> {
-        Ok(Channel::from_shared(self.endpoint(i))?
+        Channel::from_shared(self.endpoint(i))?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(30))
             .connect()
             .await
-            .with_context(|| format!("connecting to node {}", self.nodes[i].id))?)
+            .with_context(|| format!("connecting to node {}", self.nodes[i].id))
     }
 
     /// Admin client of node `i`.

@@ -72,6 +72,12 @@ fn find_status(err: &anyhow::Error) -> Option<&Status> {
 /// Words for a gRPC status. The store's codes carry fixed meanings (store.proto's header), so
 /// the word says what happened and the message says to what.
 pub fn describe_status(status: &Status) -> String {
+    if status.code() == Code::Cancelled && status.message() == "Timeout expired" {
+        return format!(
+            "timed out: no answer from tern-store within {}s",
+            crate::client::REQUEST_TIMEOUT.as_secs()
+        );
+    }
     let word = match status.code() {
         Code::AlreadyExists => "already exists",
         Code::NotFound => "not found",
@@ -138,6 +144,11 @@ mod tests {
         assert_eq!(describe(&e), "no quorum / unavailable: no leader");
         let e = anyhow::Error::new(Status::unavailable(""));
         assert!(describe(&e).starts_with("no quorum / unavailable: "));
+        let e = anyhow::Error::new(Status::cancelled("Timeout expired"));
+        assert_eq!(
+            describe(&e),
+            "timed out: no answer from tern-store within 15s"
+        );
     }
 
     #[test]

@@ -301,7 +301,18 @@ mod tests {
         let s = render_show(&entry());
         assert!(s.contains("sender:"));
         assert!(s.contains("<>"));
-        assert!(s.contains("a@example.test  deferred  2         451 try later"));
+        let row: Vec<&str> = s
+            .lines()
+            .find(|l| l.starts_with("a@example.test"))
+            .expect("recipient row")
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            row,
+            ["a@example.test", "deferred", "2", "451", "try", "later"],
+            "{s}"
+        );
+        assert!(s.contains("b@example.test  unknown(99)"), "{s}");
         assert!(s.contains("2023-11-14T22:13:20.123Z  received  from 127.0.0.1"));
     }
 
