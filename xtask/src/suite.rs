@@ -15,7 +15,7 @@ use crate::prereq;
 
 pub fn run(extra_test_args: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
-    println!("==> [1/5] prerequisites");
+    println!("==> [1/4] prerequisites");
     prereq::ensure()?;
     prereq::ensure_cargo_component("fmt", "rustfmt")?;
 

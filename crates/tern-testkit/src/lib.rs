@@ -95,6 +95,50 @@ impl StoreCluster {
         Ok(i)
     }
 
+    /// Starts `n` nodes that bootstrap themselves from `--initial-members` (as `cargo xtask up`
+    /// and a StatefulSet do) instead of an `Init` call. The ports are picked by the OS (bind
+    /// to port 0, note the port, release it) before the nodes start.
+    pub async fn start_bootstrapped(
+        bin: &Path,
+        n: usize,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut addrs = Vec::new();
+        for _ in 0..n {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            addrs.push(l.local_addr()?.to_string());
+        }
+        let spec = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let dir = tempfile::Builder::new().prefix("tern-cluster-").tempdir()?;
+        let mut args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        args.extend(["--initial-members".to_string(), spec]);
+        let mut cluster = StoreCluster {
+            bin: bin.to_path_buf(),
+            dir,
+            extra_args: args,
+            nodes: Vec::new(),
+        };
+        for (i, addr) in addrs.into_iter().enumerate() {
+            let id = i as u64 + 1;
+            let data_dir = cluster.dir.path().join(format!("node-{id}"));
+            cluster.nodes.push(StoreNode {
+                id,
+                addr,
+                metrics: String::new(),
+                data_dir,
+                child: None,
+            });
+            cluster.spawn(i).await?;
+        }
+        cluster.wait_leader(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
     /// Starts (or restarts) node `i` on its address, and waits until it answers.
     pub async fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
         let node = &mut self.nodes[i];

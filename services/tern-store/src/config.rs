@@ -51,12 +51,12 @@ impl Default for StoreConfig {
             initial_members: None,
             metrics_listen: "127.0.0.1:0".into(),
             addr_file: None,
-            max_message_size: 50 << 20,
+            max_message_size: 25 << 20,
             snapshot_logs: 10_000,
             write_timeout_ms: 10_000,
             read_timeout_ms: 5_000,
-            heartbeat_ms: 100,
-            election_timeout_ms: 500,
+            heartbeat_ms: 250,
+            election_timeout_ms: 1000,
             log_format: "text".into(),
         }
     }

@@ -5,6 +5,9 @@
 //! all run on the caller's task one after another, which keeps them in order as openraft
 //! requires.
 
+// openraft's StorageError is large; it is openraft's API, returned as openraft defines it.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 
@@ -130,7 +133,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged: Option<LogId> = self.get_meta(keys::raft::PURGED)?;
-        let last = self.last_entry_log_id()?.or(last_purged);
+        let last = std::cmp::max(self.last_entry_log_id()?, last_purged);
         Ok(LogState {
             last_purged_log_id: last_purged,
             last_log_id: last,
@@ -213,12 +216,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // Record the purge point first: a crash between the two writes leaves extra entries,
-        // never a gap the state claims to have.
-        self.put_meta(keys::raft::PURGED, &log_id, true)?;
-        let log_cf = self.cf(cf::LOG)?;
+        // The purge point and the deletion land together, synced: never a state where the
+        // recorded purge point and the entries present disagree.
+        let v = bincode::serialize(&log_id)
+            .map_err(|e| io(ErrorSubject::Logs, ErrorVerb::Delete, e))?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(self.cf(cf::RAFT)?, keys::raft::PURGED, v);
+        batch.delete_range_cf(
+            self.cf(cf::LOG)?,
+            keys::log_key(0),
+            keys::log_key(log_id.index + 1),
+        );
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
         self.db
-            .delete_range_cf(log_cf, keys::log_key(0), keys::log_key(log_id.index + 1))
+            .write_opt(batch, &wo)
             .map_err(|e| io(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
 }

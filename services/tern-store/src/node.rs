@@ -34,6 +34,9 @@ pub struct Node {
     pub applied: watch::Receiver<u64>,
     /// Settings.
     pub config: StoreConfig,
+    /// Shared with the state machine: local reads hold it shared, snapshot installs
+    /// exclusively.
+    pub state_lock: crate::state_machine::StateLock,
     proposer: Proposer,
 }
 
@@ -50,6 +53,7 @@ impl Node {
         channels: Channels,
         applied: watch::Receiver<u64>,
         config: StoreConfig,
+        state_lock: crate::state_machine::StateLock,
     ) -> Arc<Self> {
         Arc::new_cyclic(|weak| Node {
             id,
@@ -58,6 +62,7 @@ impl Node {
             channels,
             applied,
             config,
+            state_lock,
             proposer: Proposer::start(weak.clone()),
         })
     }
@@ -115,7 +120,9 @@ impl Node {
                         if e.forward_to_leader::<BasicNode>().is_none() {
                             return Err(AppError::unavailable(format!("raft: {e}")));
                         }
-                        // Not the leader (any more): nothing was appended; find the leader.
+                        // Not the leader (any more). The batch may have been appended before
+                        // a newer leader truncated it, or may survive and commit later; a
+                        // retry is safe because the state machine applies a request id once.
                     }
                 }
             } else if let Some((leader, addr)) = self.leader() {

@@ -83,7 +83,13 @@ async fn run(node: Weak<Node>, mut rx: mpsc::Receiver<Pending>) {
             let (commands, replies): (Vec<_>, Vec<_>) =
                 batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
             let n = commands.len();
-            match node.submit(Request { commands }).await {
+            match node
+                .submit(Request {
+                    id: rand::random::<u64>() | 1,
+                    commands,
+                })
+                .await
+            {
                 Ok(resp) if resp.outcomes.len() == n => {
                     for (reply, outcome) in replies.into_iter().zip(resp.outcomes) {
                         let _ = reply.send(outcome);

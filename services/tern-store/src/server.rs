@@ -67,7 +67,9 @@ fn raft_config(c: &StoreConfig) -> anyhow::Result<Arc<Config>> {
         install_snapshot_timeout: 5_000,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(c.snapshot_logs),
         max_in_snapshot_log_to_keep: 100,
-        max_payload_entries: 64,
+        // openraft 0.9 gives each AppendEntries one heartbeat interval to complete: keep
+        // payloads small (the proposer caps a batch at 2 MiB).
+        max_payload_entries: 8,
         ..Default::default()
     };
     Ok(Arc::new(config.validate().context("raft config")?))
@@ -88,10 +90,12 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<Running> {
     let metrics_addr = metrics_listener.local_addr()?;
 
     let (applied_tx, applied_rx) = watch::channel(0u64);
+    let state_lock = crate::state_machine::StateLock::default();
     let sm = StateMachine::open(
         db.clone(),
         config.data_dir.join("snapshots"),
         Arc::new(applied_tx),
+        state_lock.clone(),
     )?;
     let network = Network::default();
     let channels = network.channels.clone();
@@ -104,7 +108,15 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<Running> {
     )
     .await
     .context("starting raft")?;
-    let node = Node::new(config.id, raft, db, channels, applied_rx, config.clone());
+    let node = Node::new(
+        config.id,
+        raft,
+        db,
+        channels,
+        applied_rx,
+        config.clone(),
+        state_lock,
+    );
 
     let health = Health::default();
     let (reporter, health_service) = tern_telemetry::tonic_health::server::health_reporter();
@@ -223,17 +235,18 @@ async fn watch_health(
     loop {
         let m = rx.borrow_and_update().clone();
         let applied_idx = m.last_applied.map(|l| l.index).unwrap_or(0);
-        term.as_ref().map(|g| g.set(m.current_term as i64));
-        applied.as_ref().map(|g| g.set(applied_idx as i64));
-        last_log
-            .as_ref()
-            .map(|g| g.set(m.last_log_index.unwrap_or(0) as i64));
-        is_leader
-            .as_ref()
-            .map(|g| g.set((m.current_leader == Some(node.id)) as i64));
+        let set = |g: &Option<IntGauge>, v: u64| {
+            if let Some(g) = g {
+                g.set(v as i64);
+            }
+        };
+        set(&term, m.current_term);
+        set(&applied, applied_idx);
+        set(&last_log, m.last_log_index.unwrap_or(0));
+        set(&is_leader, (m.current_leader == Some(node.id)) as u64);
         if m.current_leader != last_leader {
-            if m.current_leader.is_some() {
-                changes.as_ref().map(|c| c.inc());
+            if let (Some(c), Some(_)) = (&changes, m.current_leader) {
+                c.inc();
             }
             last_leader = m.current_leader;
         }

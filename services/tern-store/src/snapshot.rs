@@ -122,7 +122,24 @@ pub fn install(db: &DB, path: &Path) -> anyhow::Result<SnapshotMeta> {
     db.put_cf_opt(meta_cf, keys::meta::INSTALL_PENDING, b"1", &sync)?;
 
     for name in cf::STATE_MACHINE {
-        clear_cf(db, name)?;
+        if name == cf::META {
+            // Key by key, sparing the marker: a crash before the final batch must still find
+            // it and install again.
+            let keys: Vec<Box<[u8]>> = db
+                .iterator_cf(meta_cf, IteratorMode::Start)
+                .map(|kv| kv.map(|(k, _)| k))
+                .collect::<Result<_, _>>()?;
+            let mut batch = WriteBatch::default();
+            for k in keys
+                .iter()
+                .filter(|k| k.as_ref() != keys::meta::INSTALL_PENDING)
+            {
+                batch.delete_cf(meta_cf, k);
+            }
+            db.write(batch)?;
+        } else {
+            clear_cf(db, name)?;
+        }
     }
     let mut r = BufReader::with_capacity(1 << 20, File::open(path)?);
     let meta = read_header(&mut r)?;

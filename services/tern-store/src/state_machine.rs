@@ -5,6 +5,14 @@
 //! batch together with the new last-applied log id, so a crash never leaves an entry half
 //! applied. The batch is not synced: the log entries are, and on restart openraft re-applies
 //! whatever the state machine had not durably recorded.
+//!
+//! A batch can reach the log twice (a leader appends it, loses leadership before committing
+//! it, and the proposer retries it elsewhere while the first copy survives). Every batch has
+//! a random id; the state machine applies an id once and answers a second copy with the
+//! first one's outcomes, remembering ids for [`REQUEST_WINDOW`] log entries.
+
+// openraft's StorageError is large; it is openraft's API, returned as openraft defines it.
+#![allow(clippy::result_large_err)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,14 +24,26 @@ use openraft::{
 use tokio::sync::watch;
 
 use crate::apply::apply_command;
+use crate::command::{Outcome, Reply};
 use crate::db::{self, Db, Txn};
+use crate::error::{AppError, ErrorKind};
 use crate::keys::{self, cf};
 use crate::snapshot;
 use crate::types::{LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
+/// How many log entries a request id is remembered for.
+pub const REQUEST_WINDOW: u64 = 100_000;
+/// Old request ids forgotten per apply call, so pruning never stalls applying.
+const PRUNE_PER_APPLY: usize = 256;
+
+/// Held shared by snapshot builds and local reads, exclusively by snapshot installs: a read
+/// never sees a half-installed state, and a build never races an install.
+pub type StateLock = Arc<std::sync::RwLock<()>>;
+
 /// The state machine of one node.
 pub struct StateMachine {
     db: Db,
+    state_lock: StateLock,
     snapshot_dir: PathBuf,
     /// Where the snapshot being received is written.
     receiving: Option<PathBuf>,
@@ -55,8 +75,15 @@ impl StateMachine {
         db: Db,
         snapshot_dir: PathBuf,
         applied_tx: Arc<watch::Sender<u64>>,
+        state_lock: StateLock,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&snapshot_dir)?;
+        // Leftovers of builds and transfers that a crash interrupted.
+        for entry in std::fs::read_dir(&snapshot_dir)?.flatten() {
+            if entry.path().extension().is_some_and(|e| e == "tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         let pending: Option<Vec<u8>> =
             db.get_cf(db::handle(&db, cf::META)?, keys::meta::INSTALL_PENDING)?;
         if pending.is_some() {
@@ -65,6 +92,7 @@ impl StateMachine {
         }
         let sm = Self {
             db,
+            state_lock,
             snapshot_dir,
             receiving: None,
             applied_tx,
@@ -84,6 +112,65 @@ impl StateMachine {
     }
 }
 
+fn request_key(id: u64) -> Vec<u8> {
+    let mut k = b"r/".to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+fn request_index_key(index: u64) -> Vec<u8> {
+    let mut k = b"R/".to_vec();
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// A storage failure inside a command must stop this replica, not become a replicated
+/// outcome that the other replicas (whose storage worked) did not produce.
+fn storage_failure(outcome: &Outcome) -> Option<&AppError> {
+    match outcome {
+        Err(e) if e.kind == ErrorKind::Internal => Some(e),
+        Ok(Reply::Delivered { results, .. }) => results
+            .iter()
+            .filter_map(|r| r.result.as_ref().err())
+            .find(|e| e.kind == ErrorKind::Internal),
+        _ => None,
+    }
+}
+
+/// Forgets request ids older than the window (a bounded number per call).
+fn prune_requests(db: &Db, txn: &mut Txn<'_>, applied: u64) -> Result<(), StorageError> {
+    let Some(horizon) = applied.checked_sub(REQUEST_WINDOW) else {
+        return Ok(());
+    };
+    let handle = db::handle(db, cf::DEDUP).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+    let start = request_index_key(0);
+    let iter = db.iterator_cf(
+        handle,
+        rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+    );
+    for item in iter.take(PRUNE_PER_APPLY) {
+        let (k, v) = item.map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let Some(raw) = k.strip_prefix(b"R/") else {
+            break;
+        };
+        let index = u64::from_be_bytes(
+            raw.try_into()
+                .map_err(|_| sm_err(ErrorVerb::Read, "bad request index key"))?,
+        );
+        if index >= horizon {
+            break;
+        }
+        let id = u64::from_be_bytes(
+            v.as_ref()
+                .try_into()
+                .map_err(|_| sm_err(ErrorVerb::Read, "bad request id"))?,
+        );
+        txn.delete(cf::DEDUP, k.to_vec());
+        txn.delete(cf::DEDUP, request_key(id));
+    }
+    Ok(())
+}
+
 /// Applies entries; runs on a blocking thread.
 fn apply_entries(
     db: &Db,
@@ -97,12 +184,37 @@ fn apply_entries(
         match entry.payload {
             EntryPayload::Blank => responses.push(Response::default()),
             EntryPayload::Normal(req) => {
-                let outcomes = req
+                if req.id != 0 {
+                    let seen: Option<Response> = txn
+                        .get(cf::DEDUP, &request_key(req.id))
+                        .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+                    if let Some(first) = seen {
+                        responses.push(first);
+                        continue;
+                    }
+                }
+                let outcomes: Vec<Outcome> = req
                     .commands
                     .iter()
                     .map(|c| apply_command(&mut txn, c))
                     .collect();
-                responses.push(Response { outcomes });
+                if let Some(e) = outcomes.iter().find_map(storage_failure) {
+                    return Err(sm_err(
+                        ErrorVerb::Write,
+                        format!("applying entry {}: {e}", entry.log_id),
+                    ));
+                }
+                let resp = Response { outcomes };
+                if req.id != 0 {
+                    txn.put(cf::DEDUP, request_key(req.id), &resp)
+                        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                    txn.put_raw(
+                        cf::DEDUP,
+                        request_index_key(entry.log_id.index),
+                        req.id.to_be_bytes().to_vec(),
+                    );
+                }
+                responses.push(resp);
             }
             EntryPayload::Membership(m) => {
                 let stored = StoredMembership::new(Some(entry.log_id), m);
@@ -115,6 +227,7 @@ fn apply_entries(
     let Some(last) = last else {
         return Ok((responses, 0));
     };
+    prune_requests(db, &mut txn, last.index)?;
     txn.put(cf::META, keys::meta::APPLIED.to_vec(), &Some(last))
         .map_err(|e| sm_err(ErrorVerb::Write, e))?;
     let batch = txn.into_batch().map_err(|e| sm_err(ErrorVerb::Write, e))?;
@@ -149,6 +262,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         SnapshotBuilder {
             db: self.db.clone(),
             dir: self.snapshot_dir.clone(),
+            state_lock: self.state_lock.clone(),
         }
     }
 
@@ -164,6 +278,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         if let Some(old) = self.receiving.replace(path) {
+            // Unlinking is harmless to a transfer still holding the old handle.
             let _ = std::fs::remove_file(old);
         }
         Ok(Box::new(file))
@@ -172,30 +287,49 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<tokio::fs::File>,
+        mut snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        snapshot
-            .sync_all()
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        use tokio::io::AsyncSeekExt;
+        // Copy out of the handle openraft gives us rather than trusting a remembered path: a
+        // newer transfer may have started in the meantime.
+        let staged = self
+            .snapshot_dir
+            .join(format!("install-{:016x}.tmp", rand::random::<u64>()));
+        {
+            snapshot
+                .seek(std::io::SeekFrom::Start(0))
+                .await
+                .map_err(|e| snap_err(ErrorVerb::Read, e))?;
+            let mut out = tokio::fs::File::create(&staged)
+                .await
+                .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            tokio::io::copy(&mut *snapshot, &mut out)
+                .await
+                .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+            out.sync_all()
+                .await
+                .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        }
         drop(snapshot);
-        let received = self
-            .receiving
-            .take()
-            .ok_or_else(|| snap_err(ErrorVerb::Write, "no snapshot was being received"))?;
+        if let Some(received) = self.receiving.take() {
+            let _ = std::fs::remove_file(received);
+        }
         let dir = self.snapshot_dir.clone();
         let db = self.db.clone();
+        let lock = self.state_lock.clone();
         let expected = meta.snapshot_id.clone();
         let installed = tokio::task::spawn_blocking(move || -> anyhow::Result<SnapshotMeta> {
-            let in_file = snapshot::read_meta(&received)?;
+            let _exclusive = lock.write().unwrap_or_else(|p| p.into_inner());
+            let in_file = snapshot::read_meta(&staged)?;
             if in_file.snapshot_id != expected {
+                let _ = std::fs::remove_file(&staged);
                 anyhow::bail!(
                     "snapshot id mismatch: file has {}, expected {expected}",
                     in_file.snapshot_id
                 );
             }
             let current = snapshot::current_path(&dir);
-            std::fs::rename(&received, &current)?;
+            std::fs::rename(&staged, &current)?;
             snapshot::sync_dir(&dir)?;
             snapshot::install(&db, &current)
         })
@@ -229,16 +363,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 pub struct SnapshotBuilder {
     db: Db,
     dir: PathBuf,
+    state_lock: StateLock,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let db = self.db.clone();
         let dir = self.dir.clone();
-        let meta = tokio::task::spawn_blocking(move || snapshot::build(&db, &dir))
-            .await
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        let lock = self.state_lock.clone();
+        let meta = tokio::task::spawn_blocking(move || {
+            let _shared = lock.read().unwrap_or_else(|p| p.into_inner());
+            snapshot::build(&db, &dir)
+        })
+        .await
+        .map_err(|e| snap_err(ErrorVerb::Write, e))?
+        .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         tracing::info!(snapshot = %meta.snapshot_id, "built snapshot");
         let file = tokio::fs::File::open(snapshot::current_path(&self.dir))
             .await
@@ -247,5 +386,61 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             meta,
             snapshot: Box::new(file),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{Command, Target};
+
+    fn entry(index: u64, req: crate::types::Request) -> openraft::Entry<TypeConfig> {
+        openraft::Entry {
+            log_id: openraft::LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(req),
+        }
+    }
+
+    #[test]
+    fn a_batch_that_reaches_the_log_twice_is_applied_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db::open(&dir.path().join("db")).unwrap();
+        let setup = crate::types::Request {
+            id: 7,
+            commands: vec![
+                Command::AddDomain {
+                    name: "example.test".into(),
+                },
+                Command::AddUser {
+                    address: "a@example.test".into(),
+                    password_hash: "h".into(),
+                    quota_bytes: 0,
+                    now_ms: 1,
+                },
+            ],
+        };
+        apply_entries(&db, vec![entry(1, setup)]).unwrap();
+        // No delivery id: only the request id can stop a second copy.
+        let deliver = crate::types::Request {
+            id: 42,
+            commands: vec![Command::Deliver {
+                targets: vec![Target {
+                    account: "a@example.test".into(),
+                    mailbox: "INBOX".into(),
+                    delivery_id: String::new(),
+                    flags: vec![],
+                }],
+                body: b"x".to_vec(),
+                internal_date: 1,
+            }],
+        };
+        let (first, _) = apply_entries(&db, vec![entry(2, deliver.clone())]).unwrap();
+        let (second, _) = apply_entries(&db, vec![entry(3, deliver)]).unwrap();
+        assert_eq!(
+            first, second,
+            "the second copy gets the first copy's outcome"
+        );
+        let txn = Txn::new(&db);
+        assert_eq!(txn.scan_prefix(cf::MSG, b"").unwrap().len(), 1);
     }
 }

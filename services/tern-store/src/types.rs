@@ -15,6 +15,10 @@ pub type NodeId = u64;
 /// A batch of state-machine commands that travels as one Raft log entry.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Request {
+    /// Random id of this batch. A batch can reach the log twice (a leader appends it, loses
+    /// leadership, and the proposer retries it elsewhere); the state machine applies an id
+    /// only once and answers the second copy with the first one's outcomes.
+    pub id: u64,
     /// Commands applied in order, atomically (one RocksDB write batch per entry).
     pub commands: Vec<Command>,
 }

@@ -459,3 +459,33 @@ async fn a_new_node_joins_as_a_learner_is_promoted_and_can_be_removed() -> anyho
     append_many(&cluster, leader, "after-", 10).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_bootstrap_from_an_initial_member_list_once() -> anyhow::Result<()> {
+    let mut cluster = StoreCluster::start_bootstrapped(bin(), 3, &[]).await?;
+    let status = cluster.status(1).await?;
+    assert_eq!(status.members.len(), 3);
+    assert!(status.members.iter().all(|m| m.voter));
+    seed_users(&cluster, 2, &["alice"]).await?;
+    let term = status.term;
+    // Restarted with the same flags, the nodes keep their state: no second bootstrap.
+    for i in 0..3 {
+        cluster.stop(i);
+    }
+    for i in 0..3 {
+        cluster.spawn(i).await?;
+    }
+    cluster.wait_leader(Duration::from_secs(30)).await?;
+    let after = cluster.status(0).await?;
+    assert!(after.term >= term);
+    let mut d = cluster.directory(0).await?;
+    let users = d
+        .list_users(pb::ListUsersRequest {
+            domain: String::new(),
+        })
+        .await?
+        .into_inner()
+        .users;
+    assert_eq!(users.len(), 1);
+    Ok(())
+}

@@ -56,10 +56,14 @@ impl Api {
         F: FnOnce(&Txn<'_>) -> AppResult<T> + Send + 'static,
     {
         let db = self.node.db.clone();
-        tokio::task::spawn_blocking(move || f(&Txn::new(&db)))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(Status::from)
+        let lock = self.node.state_lock.clone();
+        tokio::task::spawn_blocking(move || {
+            let _shared = lock.read().unwrap_or_else(|p| p.into_inner());
+            f(&Txn::new(&db))
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(Status::from)
     }
 
     /// Largest accepted message body.

@@ -107,7 +107,7 @@ pub fn add_user(
         mb.subscribed = true;
         account::put_mailbox(txn, id, &mb)?;
     }
-    Ok(user_reply(txn, &user)?)
+    user_reply(txn, &user)
 }
 
 /// The reply describing a user, with its current usage.

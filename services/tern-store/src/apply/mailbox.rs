@@ -140,7 +140,8 @@ pub fn rename(txn: &mut Txn<'_>, account: &str, from: &str, to: &str, now_ms: i6
         let new_name = if mb.name == from {
             to.clone()
         } else if let Some(rest) = mb.name.strip_prefix(&child_prefix) {
-            format!("{to}{DELIMITER}{rest}")
+            // A child's new name must be as valid as any other (length, depth).
+            normalize_mailbox(&format!("{to}{DELIMITER}{rest}"))?
         } else {
             continue;
         };

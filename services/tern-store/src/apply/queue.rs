@@ -107,7 +107,7 @@ pub fn lease(
         let old = load(txn, id)?;
         let mut e = old.clone();
         e.lease_owner = owner.to_string();
-        e.lease_expires_at = now_ms.saturating_add(lease_ms as i64);
+        e.lease_expires_at = now_ms.saturating_add(lease_ms.min(i64::MAX as u64) as i64);
         save(txn, Some(&old), &e)?;
         out.push(e);
     }
@@ -133,7 +133,7 @@ pub fn renew(txn: &mut Txn<'_>, id: &str, owner: &str, lease_ms: u64, now_ms: i6
     let old = load(txn, id)?;
     require_owner(&old, owner)?;
     let mut e = old.clone();
-    e.lease_expires_at = now_ms.saturating_add(lease_ms as i64);
+    e.lease_expires_at = now_ms.saturating_add(lease_ms.min(i64::MAX as u64) as i64);
     save(txn, Some(&old), &e)?;
     Ok(Reply::Entry(Box::new(e)))
 }
