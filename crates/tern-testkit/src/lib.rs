@@ -371,6 +371,7 @@ pub async fn append(
         flags: vec![],
         internal_date: 0,
         delivery_id: delivery_id.into(),
+        size: body.len() as u64,
     };
     let mut msgs = vec![pb::AppendRequest {
         header: Some(header),

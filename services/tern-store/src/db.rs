@@ -161,19 +161,68 @@ impl<'a> Txn<'a> {
         cf_name: &'static str,
         prefix: &[u8],
     ) -> AppResult<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
-            scan_prefix(self.db, cf_name, prefix)?.into_iter().collect();
-        let start = (cf_name, prefix.to_vec());
-        for ((c, k), v) in self.overlay.range(start..) {
-            if *c != cf_name || !k.starts_with(prefix) {
-                break;
-            }
-            match v {
-                Some(v) => merged.insert(k.clone(), v.clone()),
-                None => merged.remove(k),
+        self.scan_prefix_limit(cf_name, prefix, usize::MAX)
+    }
+
+    /// The first `limit` live (key, value) pairs under `prefix`, in key order: the database
+    /// iterator and the overlay are merged lazily, so memory is bounded by `limit`.
+    pub fn scan_prefix_limit(
+        &self,
+        cf_name: &'static str,
+        prefix: &[u8],
+        limit: usize,
+    ) -> AppResult<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_range(rocksdb::PrefixRange(prefix));
+        let mut db_iter = self
+            .db
+            .iterator_cf_opt(
+                handle(self.db, cf_name)?,
+                ro,
+                IteratorMode::From(prefix, Direction::Forward),
+            )
+            .map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(prefix)))
+            .peekable();
+        let mut overlay = self
+            .overlay
+            .range((cf_name, prefix.to_vec())..)
+            .take_while(|((c, k), _)| *c == cf_name && k.starts_with(prefix))
+            .peekable();
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let db_key = match db_iter.peek() {
+                Some(Ok((k, _))) => Some(k.clone()),
+                Some(Err(_)) => match db_iter.next() {
+                    Some(Err(e)) => return Err(e.into()),
+                    _ => None,
+                },
+                None => None,
             };
+            let ov_key = overlay.peek().map(|((_, k), _)| k.clone());
+            match (db_key, ov_key) {
+                (None, None) => break,
+                (Some(d), Some(o)) if o <= d => {
+                    if o == d {
+                        db_iter.next();
+                    }
+                    if let Some((_, Some(v))) = overlay.next() {
+                        out.push((o, v.clone()));
+                    }
+                }
+                (Some(_), _) => {
+                    if let Some(Ok(kv)) = db_iter.next() {
+                        out.push(kv);
+                    }
+                }
+                (None, Some(o)) => {
+                    if let Some((_, Some(v))) = overlay.next() {
+                        out.push((o, v.clone()));
+                    }
+                }
+            }
         }
-        Ok(merged.into_iter().collect())
+        Ok(out)
     }
 
     /// Typed prefix scan.
@@ -217,5 +266,49 @@ impl<'a> Txn<'a> {
                 None => self.overlay.remove(&key),
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_scans_see_the_overlay_over_the_database_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir.path().join("db")).unwrap();
+        let mut seed = Txn::new(&db);
+        for k in ["p1", "p3", "p5", "q1"] {
+            seed.put_raw(cf::DIR, k.as_bytes().to_vec(), b"db".to_vec());
+        }
+        db.write(seed.into_batch().unwrap()).unwrap();
+        let mut txn = Txn::new(&db);
+        txn.put_raw(cf::DIR, b"p2".to_vec(), b"new".to_vec());
+        txn.put_raw(cf::DIR, b"p3".to_vec(), b"changed".to_vec());
+        txn.delete(cf::DIR, b"p5".to_vec());
+        txn.put_raw(cf::DIR, b"p9".to_vec(), b"new".to_vec());
+        let all: Vec<(String, String)> = txn
+            .scan_prefix(cf::DIR, b"p")
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
+            .collect();
+        let expected = [
+            ("p1", "db"),
+            ("p2", "new"),
+            ("p3", "changed"),
+            ("p9", "new"),
+        ];
+        assert_eq!(
+            all,
+            expected
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .to_vec()
+        );
+        assert_eq!(txn.scan_prefix_limit(cf::DIR, b"p", 2).unwrap().len(), 2);
+        let sp = txn.savepoint();
+        txn.delete(cf::DIR, b"p1".to_vec());
+        txn.rollback_to(sp);
+        assert_eq!(txn.scan_prefix(cf::DIR, b"p").unwrap().len(), 4);
     }
 }

@@ -300,6 +300,7 @@ async fn queue_entries_are_leased_renewed_and_completed() -> anyhow::Result<()> 
         }],
         trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
         request_id: "smtp-1".into(),
+        size: b"Subject: q\r\n\r\n".len() as u64,
         ..Default::default()
     };
     let req = || {

@@ -208,3 +208,56 @@ async fn an_unreachable_peer_or_garbage_raft_payload_is_refused() -> anyhow::Res
     cluster.status(0).await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_dropped_mid_body_stores_nothing() -> anyhow::Result<()> {
+    let cluster = StoreCluster::start(bin(), 1, &[]).await?;
+    seed_users(&cluster, 0, &["alice"]).await?;
+    let mut m = cluster.messages(0).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut client = m.clone();
+    let call = tokio::spawn(async move {
+        client
+            .append(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    let header = pb::AppendHeader {
+        account: ALICE.into(),
+        mailbox: "INBOX".into(),
+        size: 1000,
+        ..Default::default()
+    };
+    tx.send(pb::AppendRequest {
+        header: Some(header),
+        chunk: b"Subject: half\r\n\r\nfirst part".to_vec(),
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The client goes away without ending the stream: the connection's stream is reset.
+    call.abort();
+    let _ = call.await;
+    drop(tx);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let list = m
+        .list(pb::ListMessagesRequest {
+            account: ALICE.into(),
+            mailbox: "INBOX".into(),
+            uids: None,
+            changed_since: 0,
+        })
+        .await?
+        .into_inner();
+    assert!(
+        list.messages.is_empty(),
+        "nothing half-written was stored: {:?}",
+        list.messages
+    );
+    // A complete append afterwards works.
+    assert_eq!(
+        append(&mut m, ALICE, "INBOX", b"Subject: whole\r\n\r\n", "")
+            .await?
+            .uid,
+        1
+    );
+    Ok(())
+}

@@ -350,11 +350,16 @@ async fn a_hundred_recipients_share_one_blob_until_the_last_expunge() -> anyhow:
             flags: vec![],
         })
         .collect();
+    let body = b"Subject: to all
+
+hello
+"
+    .to_vec();
     let header = pb::DeliverHeader {
         targets,
         internal_date: 0,
+        size: body.len() as u64,
     };
-    let body = b"Subject: to all\r\n\r\nhello\r\n".to_vec();
     let resp = m
         .deliver(futures::stream::iter(vec![pb::DeliverRequest {
             header: Some(header),

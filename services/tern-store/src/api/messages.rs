@@ -127,9 +127,12 @@ impl Messages for MessagesApi {
         &self,
         req: Request<Streaming<pb::AppendRequest>>,
     ) -> Result<Response<pb::AppendResponse>, Status> {
-        let (h, body) = collect_body(req.into_inner(), self.0.max_message_size(), |m| {
-            (m.header, m.chunk)
-        })
+        let (h, body) = collect_body(
+            req.into_inner(),
+            self.0.max_message_size(),
+            |m| (m.header, m.chunk),
+            |h| h.size,
+        )
         .await?;
         let t = target(pb::DeliveryTarget {
             account: h.account,
@@ -164,9 +167,12 @@ impl Messages for MessagesApi {
         &self,
         req: Request<Streaming<pb::DeliverRequest>>,
     ) -> Result<Response<pb::DeliverResponse>, Status> {
-        let (h, body) = collect_body(req.into_inner(), self.0.max_message_size(), |m| {
-            (m.header, m.chunk)
-        })
+        let (h, body) = collect_body(
+            req.into_inner(),
+            self.0.max_message_size(),
+            |m| (m.header, m.chunk),
+            |h| h.size,
+        )
         .await?;
         if h.targets.is_empty() {
             return Err(Status::invalid_argument(

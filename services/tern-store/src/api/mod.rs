@@ -72,17 +72,24 @@ impl Api {
     }
 }
 
-/// Reads a client stream whose first message carries a header and whose messages all may
-/// carry body chunks; refuses bodies over `limit` as soon as they cross it.
+/// Reads a client stream whose first message carries a header (with the exact body size)
+/// and whose messages all may carry body chunks.
+///
+/// A declared size over `limit` is refused before the body is read; a body that grows past
+/// its declared size is refused as soon as it does; a stream that ends short of the declared
+/// size (a client that went away mid-body: HTTP/2 may end such a stream cleanly) is refused,
+/// so nothing half-written is ever stored.
 pub async fn collect_body<M, H>(
     mut stream: Streaming<M>,
     limit: u64,
     split: impl Fn(M) -> (Option<H>, Vec<u8>),
+    declared_size: impl Fn(&H) -> u64,
 ) -> Result<(H, Vec<u8>), Status>
 where
     M: Send + 'static,
 {
-    let mut header = None;
+    let mut header: Option<H> = None;
+    let mut size = 0u64;
     let mut body = Vec::new();
     while let Some(msg) = stream.next().await {
         let (h, chunk) = split(msg?);
@@ -92,24 +99,41 @@ where
                     "the header must be sent once, in the first message",
                 ));
             }
+            size = declared_size(&h);
+            if size > limit {
+                return Err(too_large(limit));
+            }
+            body.reserve_exact(size as usize);
             header = Some(h);
         } else if header.is_none() {
             return Err(Status::invalid_argument(
                 "the first message must carry the header",
             ));
         }
-        if body.len() as u64 + chunk.len() as u64 > limit {
-            return Err(AppError::new(
-                ErrorKind::ResourceExhausted,
-                format!("message exceeds the size limit of {limit} octets"),
-            )
-            .into());
+        if body.len() as u64 + chunk.len() as u64 > size {
+            return Err(Status::invalid_argument(format!(
+                "the body is longer than its declared size of {size} octets"
+            )));
         }
         body.extend_from_slice(&chunk);
     }
     let header =
         header.ok_or_else(|| Status::invalid_argument("empty request stream: no header"))?;
+    if body.len() as u64 != size {
+        return Err(Status::invalid_argument(format!(
+            "the stream ended after {} of {size} octets; nothing was stored",
+            body.len()
+        )));
+    }
     Ok((header, body))
+}
+
+fn too_large(limit: u64) -> Status {
+    AppError::new(
+        ErrorKind::ResourceExhausted,
+        format!("message exceeds the size limit of {limit} octets"),
+    )
+    .into()
 }
 
 /// Current time in unix milliseconds (commands carry it so replicas agree).

@@ -37,9 +37,12 @@ impl Queue for QueueApi {
         &self,
         req: Request<Streaming<pb::EnqueueRequest>>,
     ) -> Result<Response<pb::QueueEntry>, Status> {
-        let (h, body) = collect_body(req.into_inner(), self.0.max_message_size(), |m| {
-            (m.header, m.chunk)
-        })
+        let (h, body) = collect_body(
+            req.into_inner(),
+            self.0.max_message_size(),
+            |m| (m.header, m.chunk),
+            |h| h.size,
+        )
         .await?;
         if h.recipients.is_empty() || h.recipients.len() > MAX_RECIPIENTS {
             return Err(Status::invalid_argument(format!(

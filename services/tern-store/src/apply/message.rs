@@ -139,6 +139,20 @@ fn select(
     uids: Option<&UidSet>,
 ) -> AppResult<Vec<(Vec<u8>, MessageRec)>> {
     let max_uid = mb.uid_next.saturating_sub(1);
+    // A small explicit set (the common STORE/COPY of a few messages) is looked up key by key
+    // instead of reading the whole mailbox.
+    if let Some(set) = uids {
+        if let Some(wanted) = explicit_uids(set, max_uid, MAX_POINT_LOOKUPS) {
+            let mut out = Vec::with_capacity(wanted.len());
+            for uid in wanted {
+                let key = keys::message_key(acct, mb.id, uid);
+                if let Some(rec) = txn.get::<MessageRec>(cf::MSG, &key)? {
+                    out.push((key, rec));
+                }
+            }
+            return Ok(out);
+        }
+    }
     let all = txn.scan::<MessageRec>(cf::MSG, &keys::message_prefix(acct, mb.id))?;
     Ok(match uids {
         None => all,
@@ -147,6 +161,32 @@ fn select(
             .filter(|(_, r)| set.contains(r.uid, max_uid))
             .collect(),
     })
+}
+
+/// Largest UID set resolved by point lookups rather than a mailbox scan.
+const MAX_POINT_LOOKUPS: u64 = 1024;
+
+/// The UIDs of `set` in ascending order, if there are at most `limit` of them.
+fn explicit_uids(set: &UidSet, max_uid: u32, limit: u64) -> Option<Vec<u32>> {
+    let mut total = 0u64;
+    let mut ranges = Vec::with_capacity(set.0.len());
+    for r in &set.0 {
+        let first = if r.first == 0 { max_uid } else { r.first };
+        let last = if r.last == 0 { max_uid } else { r.last };
+        let (lo, hi) = (first.min(last), first.max(last).min(max_uid));
+        if lo > hi {
+            continue;
+        }
+        total += (hi - lo) as u64 + 1;
+        if total > limit {
+            return None;
+        }
+        ranges.push((lo, hi));
+    }
+    let mut uids: Vec<u32> = ranges.into_iter().flat_map(|(lo, hi)| lo..=hi).collect();
+    uids.sort_unstable();
+    uids.dedup();
+    Some(uids)
 }
 
 pub fn store_flags(

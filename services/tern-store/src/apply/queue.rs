@@ -94,7 +94,10 @@ pub fn lease(
         return Err(AppError::invalid("a lease needs an owner"));
     }
     let mut out = Vec::new();
-    for (k, _) in txn.scan_prefix(cf::QUEUE, keys::QUEUE_DUE_PREFIX)? {
+    // Entries are due in key order, so the first `max` keys are the candidates; the scan
+    // never reads more than that, however long the queue is.
+    let max = max_entries.max(1) as usize;
+    for (k, _) in txn.scan_prefix_limit(cf::QUEUE, keys::QUEUE_DUE_PREFIX, max)? {
         if out.len() >= max_entries.max(1) as usize {
             break;
         }
