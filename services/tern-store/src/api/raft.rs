@@ -13,8 +13,16 @@ use crate::types::Request as Batch;
 /// Raft transport implementation.
 pub struct RaftApi(pub Arc<Node>);
 
+/// Decodes a peer's payload in the format of `bincode::serialize`, with a hard bound on what
+/// decoding may allocate: length prefixes in a corrupt or hostile payload cannot make the node
+/// reserve more than the message itself could carry.
 fn decode<T: serde::de::DeserializeOwned>(data: &[u8]) -> Result<T, Status> {
-    bincode::deserialize(data)
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(crate::network::MAX_RAFT_MESSAGE as u64)
+        .deserialize(data)
         .map_err(|e| Status::invalid_argument(format!("undecodable raft payload: {e}")))
 }
 
