@@ -30,25 +30,19 @@ pub fn ensure() -> anyhow::Result<()> {
 }
 
 fn libclang_available() -> bool {
-    if std::env::var_os("LIBCLANG_PATH").is_some_and(|p| !p.is_empty()) {
-        return true;
+    if let Some(dir) = std::env::var_os("LIBCLANG_PATH").filter(|p| !p.is_empty()) {
+        return dir_has_libclang(Path::new(&dir));
     }
-    let mut dirs = vec![
-        "/usr/lib/x86_64-linux-gnu".into(),
-        "/usr/lib/aarch64-linux-gnu".into(),
-        "/usr/lib64".into(),
-        "/usr/lib".into(),
-        "/usr/local/lib".into(),
-    ];
-    // /usr/lib/llvm-*/lib
-    if let Ok(entries) = std::fs::read_dir("/usr/lib") {
-        for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with("llvm") {
-                dirs.push(e.path().join("lib"));
-            }
-        }
-    }
-    dirs.iter().any(|d| dir_has_libclang(Path::new(d)))
+    // The unversioned libclang.so in an LLVM tree comes with libclang-dev, whose dependencies
+    // also bring clang's own headers (bindgen fails without them): a bare libclang1-NN
+    // runtime library is not enough.
+    let Ok(entries) = std::fs::read_dir("/usr/lib") else {
+        return false;
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("llvm"))
+        .any(|e| e.path().join("lib/libclang.so").exists())
 }
 
 fn dir_has_libclang(dir: &Path) -> bool {
@@ -71,7 +65,16 @@ fn is_libclang(name: &str) -> bool {
 
 fn install_libclang() -> anyhow::Result<()> {
     apt(&["update"])?;
-    apt(&["install", "-y", "--no-install-recommends", "libclang-dev"])
+    // RocksDB's C++ also needs a C++ compiler, which libclang-dev does not pull in.
+    let have_cxx = Command::new("c++")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let mut args = vec!["install", "-y", "--no-install-recommends", "libclang-dev"];
+    if !have_cxx {
+        args.push("g++");
+    }
+    apt(&args)
 }
 
 /// `apt-get ARGS`, through `sudo -n` (never prompting) when not root.

@@ -15,16 +15,17 @@ use crate::prereq;
 
 pub fn run(extra_test_args: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
-    println!("==> [1/4] prerequisites");
+    println!("==> [1/5] prerequisites");
     prereq::ensure()?;
     prereq::ensure_cargo_component("fmt", "rustfmt")?;
 
     let mut test = cargo(["test", "--workspace", "--all-targets"]);
     test.args(extra_test_args);
-    let steps: [(&str, Command); 3] = [
+    let steps: [(&str, Command); 4] = [
         ("formatting", cargo(["fmt", "--all", "--", "--check"])),
         ("build", cargo::build_workspace()),
         ("tests", test),
+        ("doc tests", cargo(["test", "--workspace", "--doc"])),
     ];
     let total = steps.len() + 1;
     for (i, (what, cmd)) in steps.into_iter().enumerate() {

@@ -246,6 +246,10 @@ fn retrying(
     let mut i = 0;
     loop {
         let out = ctl.run(&endpoints[i % endpoints.len()], args, stdin)?;
+        // Ctrl-C reaches ternctl too; its failure then is the interrupt, not an error.
+        if signals::interrupted() {
+            return Err(Interrupted.into());
+        }
         let transient = ["no quorum / unavailable", "timed out", "cannot reach"]
             .iter()
             .any(|w| out.stderr.contains(w));

@@ -111,8 +111,8 @@ pub fn time_ms_relative(ms: i64) -> String {
 
 /// Distance between `ms` and `now` in words.
 pub fn relative(ms: i64, now: i64) -> String {
-    let delta = ms - now;
-    if delta.abs() < 1000 {
+    let delta = ms.saturating_sub(now);
+    if delta.unsigned_abs() < 1000 {
         return "now".into();
     }
     let d = duration_words(delta.unsigned_abs() / 1000);
