@@ -43,6 +43,7 @@ pub fn run(nodes: u16, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     signals::install()?;
     prereq::ensure()?;
     let data_dir = prepare_data_dir(data_dir)?;
+    check_cluster_size(&data_dir, nodes)?;
 
     println!("==> building tern-store and ternctl");
     let built = cargo::run(cargo::build_workspace());
@@ -102,6 +103,35 @@ fn prepare_data_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     dir.canonicalize()
         .with_context(|| format!("resolving {}", dir.display()))
+}
+
+/// A data directory belongs to a cluster of one size: the nodes bootstrap once, from the
+/// member list of their first run. Starting it with another `--nodes` would leave extra nodes
+/// outside the cluster, or too few for a quorum; refuse that with a clear way out.
+fn check_cluster_size(data_dir: &Path, nodes: u16) -> anyhow::Result<()> {
+    let file = data_dir.join("nodes");
+    match std::fs::read_to_string(&file) {
+        Ok(text) => {
+            let recorded: u16 = text
+                .trim()
+                .parse()
+                .with_context(|| format!("reading {}", file.display()))?;
+            if recorded != nodes {
+                bail!(
+                    "{} holds a {recorded}-node cluster; run `cargo xtask up --nodes {recorded}`, \
+                     or use another --data-dir for a {nodes}-node one (or grow the running \
+                     cluster with `ternctl cluster add-node`)",
+                    data_dir.display()
+                );
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&file, format!("{nodes}\n"))
+                .with_context(|| format!("writing {}", file.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", file.display())),
+    }
 }
 
 /// Waits for a leader, seeds the directory and prints the summary.

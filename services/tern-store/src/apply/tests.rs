@@ -371,3 +371,23 @@ fn leases_expire_and_are_taken_over() {
     assert_eq!(f.count(cf::QUEUE), 0);
     assert_eq!(f.count(cf::BLOB), 0);
 }
+
+#[test]
+fn a_retried_enqueue_after_completion_names_the_first_entry() {
+    let f = Fixture::new();
+    f.ok(Command::Enqueue {
+        entry: Box::new(entry("E9")),
+        body: b"m".to_vec(),
+        request_id: "r9".into(),
+    });
+    f.ok(Command::DeleteEntry { id: "E9".into() });
+    let again = f.run(Command::Enqueue {
+        entry: Box::new(entry("E10")),
+        body: b"m".to_vec(),
+        request_id: "r9".into(),
+    });
+    let e = again.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::AlreadyExists);
+    assert!(e.message.contains("E9"), "{}", e.message);
+    assert_eq!(f.count(cf::QUEUE), 0, "nothing enqueued twice");
+}
