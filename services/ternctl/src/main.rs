@@ -5,6 +5,10 @@
 //! around the RPCs: global `--endpoint`/`--json` flags, aligned tables, stable JSON shapes for
 //! scripts, bounded connect and request timeouts, and one-line errors in words (see
 //! [`error`]) with exit status 1 (2 for usage errors).
+//!
+//! Dependencies: `tonic`/`tern-proto` (the store's gRPC API), `tokio` (its runtime), `clap`
+//! (flags), `serde`/`serde_json` (`--json` output), `anyhow` (errors), `libc` (terminal echo
+//! off while a password is typed at `--password-stdin`).
 
 mod cli;
 mod client;

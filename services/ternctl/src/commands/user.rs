@@ -109,7 +109,17 @@ pub async fn run(cmd: UserCmd, ctx: &Ctx) -> anyhow::Result<()> {
 }
 
 fn password_from_stdin() -> anyhow::Result<String> {
-    read_password(std::io::stdin().lock())
+    use std::io::IsTerminal;
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        // Typed by hand: prompt on stderr and keep the password off the screen.
+        eprint!("password: ");
+        let _no_echo = EchoOff::new(&stdin);
+        let password = read_password(stdin.lock());
+        eprintln!();
+        return password;
+    }
+    read_password(stdin.lock())
 }
 
 /// The first line of `input` without its line ending. An empty password is refused here rather
@@ -127,6 +137,46 @@ pub fn read_password(mut input: impl BufRead) -> anyhow::Result<String> {
         bail!("empty password: --password-stdin reads the password from the first line of standard input");
     }
     Ok(password.to_string())
+}
+
+/// Turns terminal echo off for its lifetime (restored on drop, also on error paths).
+struct EchoOff {
+    fd: i32,
+    saved: Option<libc::termios>,
+}
+
+impl EchoOff {
+    fn new(stdin: &std::io::Stdin) -> Self {
+        use std::os::fd::AsRawFd;
+        let fd = stdin.as_raw_fd();
+        // SAFETY: termios is plain data; tcgetattr fills it for a valid terminal fd and the
+        // result is checked before use.
+        let saved = unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            (libc::tcgetattr(fd, &mut t) == 0).then_some(t)
+        };
+        if let Some(t) = saved {
+            let mut quiet = t;
+            quiet.c_lflag &= !libc::ECHO;
+            quiet.c_lflag |= libc::ECHONL;
+            // SAFETY: fd is a terminal (tcgetattr succeeded) and `quiet` is a valid termios.
+            unsafe {
+                libc::tcsetattr(fd, libc::TCSANOW, &quiet);
+            }
+        }
+        Self { fd, saved }
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        if let Some(t) = self.saved {
+            // SAFETY: restores the attributes read from the same fd.
+            unsafe {
+                libc::tcsetattr(self.fd, libc::TCSANOW, &t);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
