@@ -1,0 +1,537 @@
+//! The POP3 state machine of one connection (RFC 1939 §3–§6, with CAPA, STLS, AUTH PLAIN and
+//! RESP-CODES), independent of sockets and storage: it takes command lines and writes response
+//! bytes, and reaches the mailbox only through a [`Backend`].
+//!
+//! The maildrop is a numbered list fixed at login ([`Maildrop`]); DELE only marks; deletions
+//! happen when QUIT moves the session into UPDATE, and the +OK to that QUIT is written only
+//! after the backend confirmed them. A connection that ends any other way deletes nothing.
+
+use std::future::Future;
+
+use base64::Engine;
+
+use super::command::{parse, Command, ParseError};
+use super::wire;
+
+/// One message of the maildrop as fixed at login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageInfo {
+    /// The store's UID (with the UIDVALIDITY, the UIDL value).
+    pub uid: u32,
+    /// The size of the message on the wire ([`wire::size`]).
+    pub size: u64,
+}
+
+/// The maildrop as fixed at login.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Maildrop {
+    /// UIDVALIDITY of the INBOX.
+    pub uid_validity: u32,
+    /// Messages in UID order; message number n is `messages[n - 1]`.
+    pub messages: Vec<MessageInfo>,
+}
+
+/// Why the backend could not serve a request; shown to the client as `-ERR [SYS/TEMP]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
+/// What opening a maildrop can answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Open {
+    /// Locked for this session.
+    Opened(Maildrop),
+    /// Another session holds the maildrop lock.
+    InUse,
+}
+
+/// The storage side of a session.
+pub trait Backend {
+    /// Checks credentials; returns the account on success.
+    fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send;
+    /// Takes the maildrop lock and lists the INBOX.
+    fn open(&self, account: &str) -> impl Future<Output = Result<Open, BackendError>> + Send;
+    /// The stored content of a message.
+    fn retrieve(
+        &self,
+        account: &str,
+        uid: u32,
+    ) -> impl Future<Output = Result<Vec<u8>, BackendError>> + Send;
+    /// Marks a message \Seen (RETR in keep mode leaves that trace for IMAP users).
+    fn mark_seen(
+        &self,
+        account: &str,
+        uid: u32,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Removes messages durably (UPDATE state).
+    fn delete(
+        &self,
+        account: &str,
+        uids: &[u32],
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Releases the maildrop lock.
+    fn close(&self, account: &str) -> impl Future<Output = ()> + Send;
+}
+
+/// Settings of the listener a session runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Authentication over this connection is allowed without TLS (loopback-only dev
+    /// listeners, or after STLS / on the implicit-TLS port).
+    pub plaintext_auth_allowed: bool,
+    /// STLS can be offered (a certificate is configured and TLS is not active yet).
+    pub stls_available: bool,
+    /// Failed authentications before the connection is closed.
+    pub max_auth_failures: u32,
+}
+
+/// What the connection should do after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Read the next line.
+    Continue,
+    /// Upgrade to TLS now, then call [`Session::tls_started`].
+    StartTls,
+    /// Close the connection.
+    Close,
+    /// The credentials were wrong: wait a little before reading on (slows guessing).
+    DelayThenContinue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Authorization {
+        user: Option<String>,
+        sasl: bool,
+    },
+    Transaction {
+        account: String,
+        maildrop: Maildrop,
+        deleted: Vec<bool>,
+    },
+    Closed,
+}
+
+/// One POP3 session.
+pub struct Session<B> {
+    backend: B,
+    config: Config,
+    state: State,
+    auth_failures: u32,
+}
+
+fn ok(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(b"+OK ");
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn err(out: &mut Vec<u8>, text: &str) {
+    out.extend_from_slice(b"-ERR ");
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+impl<B: Backend> Session<B> {
+    /// A session in the AUTHORIZATION state.
+    pub fn new(backend: B, config: Config) -> Self {
+        Self {
+            backend,
+            config,
+            state: State::Authorization {
+                user: None,
+                sasl: false,
+            },
+            auth_failures: 0,
+        }
+    }
+
+    /// The greeting.
+    pub fn greeting(&self) -> &'static [u8] {
+        b"+OK Tern POP3 ready\r\n"
+    }
+
+    /// After STLS: authentication is now allowed and STLS is no longer offered.
+    pub fn tls_started(&mut self) {
+        self.config.plaintext_auth_allowed = true;
+        self.config.stls_available = false;
+    }
+
+    /// Whether a session is in the TRANSACTION state (the connection must call
+    /// [`Session::abort`] if it ends without QUIT).
+    pub fn is_authenticated(&self) -> bool {
+        matches!(self.state, State::Transaction { .. })
+    }
+
+    /// The connection ended without QUIT: nothing is deleted, the lock is released.
+    pub async fn abort(&mut self) {
+        if let State::Transaction { account, .. } =
+            std::mem::replace(&mut self.state, State::Closed)
+        {
+            self.backend.close(&account).await;
+        }
+    }
+
+    /// Handles one line (without CRLF), appending the response to `out`.
+    pub async fn handle(&mut self, line: &[u8], out: &mut Vec<u8>) -> Next {
+        if let State::Authorization { sasl: true, .. } = self.state {
+            return self.sasl_response(line, out).await;
+        }
+        let cmd = match parse(line) {
+            Ok(c) => c,
+            Err(ParseError::Unknown) => {
+                err(out, "unknown command");
+                return Next::Continue;
+            }
+            Err(e) => {
+                err(out, &e.to_string());
+                return Next::Continue;
+            }
+        };
+        match (&self.state, cmd) {
+            (State::Closed, _) => Next::Close,
+            (_, Command::Capa) => {
+                self.capa(out);
+                Next::Continue
+            }
+            (_, Command::Noop) if self.is_authenticated() => {
+                ok(out, "");
+                Next::Continue
+            }
+            (State::Authorization { .. }, Command::Quit) => {
+                ok(out, "Tern POP3 signing off");
+                self.state = State::Closed;
+                Next::Close
+            }
+            (State::Transaction { .. }, Command::Quit) => self.update(out).await,
+            (State::Authorization { .. }, cmd) => self.authorization(cmd, out).await,
+            (State::Transaction { .. }, cmd) => self.transaction(cmd, out).await,
+        }
+    }
+
+    fn capa(&self, out: &mut Vec<u8>) {
+        ok(out, "capability list follows");
+        let mut caps = vec!["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"];
+        if self.config.plaintext_auth_allowed {
+            caps.extend(["USER", "SASL PLAIN"]);
+        }
+        if self.config.stls_available {
+            caps.push("STLS");
+        }
+        caps.push("IMPLEMENTATION Tern");
+        for c in caps {
+            out.extend_from_slice(c.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+    }
+
+    async fn authorization(&mut self, cmd: Command, out: &mut Vec<u8>) -> Next {
+        let needs_tls = !self.config.plaintext_auth_allowed;
+        match cmd {
+            Command::Stls if self.config.stls_available => {
+                ok(out, "begin TLS negotiation");
+                return Next::StartTls;
+            }
+            Command::Stls => err(out, "STLS is not available here"),
+            Command::User(_)
+            | Command::Pass(_)
+            | Command::Auth {
+                mechanism: Some(_), ..
+            } if needs_tls => err(
+                out,
+                "[AUTH] authentication over an unencrypted connection is refused; use STLS",
+            ),
+            Command::User(name) => {
+                self.state = State::Authorization {
+                    user: Some(name),
+                    sasl: false,
+                };
+                ok(out, "send PASS");
+            }
+            Command::Pass(password) => {
+                let State::Authorization {
+                    user: Some(user), ..
+                } = &self.state
+                else {
+                    err(out, "USER first");
+                    return Next::Continue;
+                };
+                let user = user.clone();
+                return self.login(&user, &password, out).await;
+            }
+            Command::Apop { .. } => err(
+                out,
+                "APOP is not supported: passwords are stored only as hashes",
+            ),
+            Command::Auth {
+                mechanism: None, ..
+            } => {
+                ok(out, "SASL mechanisms follow");
+                out.extend_from_slice(b"PLAIN\r\n.\r\n");
+            }
+            Command::Auth {
+                mechanism: Some(m),
+                initial_response,
+            } if m == "PLAIN" => match initial_response {
+                Some(ir) => return self.sasl_plain(ir.as_bytes(), out).await,
+                None => {
+                    self.state = State::Authorization {
+                        user: None,
+                        sasl: true,
+                    };
+                    out.extend_from_slice(b"+ \r\n");
+                }
+            },
+            Command::Auth { .. } => err(out, "unsupported SASL mechanism"),
+            _ => err(out, "not allowed before authentication"),
+        }
+        Next::Continue
+    }
+
+    async fn sasl_response(&mut self, line: &[u8], out: &mut Vec<u8>) -> Next {
+        self.state = State::Authorization {
+            user: None,
+            sasl: false,
+        };
+        if line == b"*" {
+            err(out, "authentication cancelled");
+            return Next::Continue;
+        }
+        self.sasl_plain(line, out).await
+    }
+
+    /// RFC 4616: base64 of `authzid NUL authcid NUL password`; an authzid other than the
+    /// authcid is refused.
+    async fn sasl_plain(&mut self, encoded: &[u8], out: &mut Vec<u8>) -> Next {
+        let decoded = match base64::engine::general_purpose::STANDARD.decode(encoded) {
+            Ok(d) => d,
+            Err(_) => {
+                err(out, "[AUTH] invalid base64");
+                return Next::Continue;
+            }
+        };
+        let parts: Vec<&[u8]> = decoded.split(|&b| b == 0).collect();
+        let [authz, user, password] = parts.as_slice() else {
+            err(out, "[AUTH] malformed PLAIN response");
+            return Next::Continue;
+        };
+        let (Ok(authz), Ok(user), Ok(password)) = (
+            std::str::from_utf8(authz),
+            std::str::from_utf8(user),
+            std::str::from_utf8(password),
+        ) else {
+            err(out, "[AUTH] malformed PLAIN response");
+            return Next::Continue;
+        };
+        if !authz.is_empty() && authz != user {
+            err(out, "[AUTH] authorization identity differs from the user");
+            return Next::Continue;
+        }
+        self.login(user, password, out).await
+    }
+
+    async fn login(&mut self, user: &str, password: &str, out: &mut Vec<u8>) -> Next {
+        let account = match self.backend.authenticate(user, password).await {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                self.auth_failures += 1;
+                self.state = State::Authorization {
+                    user: None,
+                    sasl: false,
+                };
+                err(out, "[AUTH] invalid user name or password");
+                return if self.auth_failures >= self.config.max_auth_failures {
+                    self.state = State::Closed;
+                    Next::Close
+                } else {
+                    Next::DelayThenContinue
+                };
+            }
+            Err(e) => {
+                err(out, &format!("[SYS/TEMP] {e}"));
+                return Next::Continue;
+            }
+        };
+        match self.backend.open(&account).await {
+            Ok(Open::Opened(maildrop)) => {
+                let n = maildrop.messages.len();
+                let octets: u64 = maildrop.messages.iter().map(|m| m.size).sum();
+                ok(out, &format!("maildrop has {n} messages ({octets} octets)"));
+                self.state = State::Transaction {
+                    account,
+                    deleted: vec![false; n],
+                    maildrop,
+                };
+            }
+            Ok(Open::InUse) => err(out, "[IN-USE] the maildrop is in use by another session"),
+            Err(e) => err(out, &format!("[SYS/TEMP] {e}")),
+        }
+        Next::Continue
+    }
+
+    async fn transaction(&mut self, cmd: Command, out: &mut Vec<u8>) -> Next {
+        let State::Transaction {
+            account,
+            maildrop,
+            deleted,
+        } = &mut self.state
+        else {
+            return Next::Continue;
+        };
+        let live = |n: u32, deleted: &[bool]| -> Result<usize, &'static str> {
+            let i = (n as usize).checked_sub(1).ok_or("no such message")?;
+            match deleted.get(i) {
+                None => Err("no such message"),
+                Some(true) => Err("message is deleted"),
+                Some(false) => Ok(i),
+            }
+        };
+        match cmd {
+            Command::Stat => {
+                let (n, octets) = maildrop
+                    .messages
+                    .iter()
+                    .zip(deleted.iter())
+                    .filter(|(_, d)| !**d)
+                    .fold((0usize, 0u64), |(n, o), (m, _)| (n + 1, o + m.size));
+                ok(out, &format!("{n} {octets}"));
+            }
+            Command::List(None) | Command::Uidl(None) => {
+                let uidl = matches!(cmd, Command::Uidl(None));
+                ok(
+                    out,
+                    if uidl {
+                        "unique-id listing follows"
+                    } else {
+                        "scan listing follows"
+                    },
+                );
+                for (i, m) in maildrop
+                    .messages
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !deleted[*i])
+                {
+                    let line = if uidl {
+                        format!("{} {}\r\n", i + 1, uidl_of(maildrop.uid_validity, m.uid))
+                    } else {
+                        format!("{} {}\r\n", i + 1, m.size)
+                    };
+                    out.extend_from_slice(line.as_bytes());
+                }
+                out.extend_from_slice(b".\r\n");
+            }
+            Command::List(Some(n)) => match live(n, deleted) {
+                Ok(i) => ok(out, &format!("{n} {}", maildrop.messages[i].size)),
+                Err(e) => err(out, e),
+            },
+            Command::Uidl(Some(n)) => match live(n, deleted) {
+                Ok(i) => ok(
+                    out,
+                    &format!(
+                        "{n} {}",
+                        uidl_of(maildrop.uid_validity, maildrop.messages[i].uid)
+                    ),
+                ),
+                Err(e) => err(out, e),
+            },
+            Command::Retr(n) | Command::Top { msg: n, .. } => {
+                let i = match live(n, deleted) {
+                    Ok(i) => i,
+                    Err(e) => {
+                        err(out, e);
+                        return Next::Continue;
+                    }
+                };
+                let uid = maildrop.messages[i].uid;
+                let stored = match self.backend.retrieve(account, uid).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        err(out, &format!("[SYS/TEMP] {e}"));
+                        return Next::Continue;
+                    }
+                };
+                let canonical = wire::canonical(&stored);
+                match cmd {
+                    Command::Top { lines, .. } => {
+                        ok(out, "top of message follows");
+                        wire::dot_stuff(wire::top(&canonical, lines), out);
+                    }
+                    _ => {
+                        ok(out, &format!("{} octets", canonical.len()));
+                        wire::dot_stuff(&canonical, out);
+                        // Keep mode leaves a trace for IMAP users; failing to record it does
+                        // not take the message away from this client.
+                        let _ = self.backend.mark_seen(account, uid).await;
+                    }
+                }
+            }
+            Command::Dele(n) => match live(n, deleted) {
+                Ok(i) => {
+                    deleted[i] = true;
+                    ok(out, &format!("message {n} marked for deletion"));
+                }
+                Err(e) => err(out, e),
+            },
+            Command::Rset => {
+                deleted.iter_mut().for_each(|d| *d = false);
+                ok(
+                    out,
+                    &format!("maildrop has {} messages", maildrop.messages.len()),
+                );
+            }
+            Command::User(_) | Command::Pass(_) | Command::Apop { .. } | Command::Auth { .. } => {
+                err(out, "already authenticated")
+            }
+            Command::Stls => err(out, "STLS is only allowed before authentication"),
+            Command::Noop | Command::Capa | Command::Quit => {}
+        }
+        Next::Continue
+    }
+
+    /// QUIT in TRANSACTION: commit the deletions, then answer.
+    async fn update(&mut self, out: &mut Vec<u8>) -> Next {
+        let State::Transaction {
+            account,
+            maildrop,
+            deleted,
+        } = std::mem::replace(&mut self.state, State::Closed)
+        else {
+            return Next::Close;
+        };
+        let uids: Vec<u32> = maildrop
+            .messages
+            .iter()
+            .zip(deleted.iter())
+            .filter(|(_, d)| **d)
+            .map(|(m, _)| m.uid)
+            .collect();
+        let result = if uids.is_empty() {
+            Ok(())
+        } else {
+            self.backend.delete(&account, &uids).await
+        };
+        self.backend.close(&account).await;
+        match result {
+            Ok(()) => ok(
+                out,
+                &format!("Tern POP3 signing off ({} messages deleted)", uids.len()),
+            ),
+            Err(e) => err(
+                out,
+                &format!("[SYS/TEMP] some deleted messages were not removed: {e}"),
+            ),
+        }
+        Next::Close
+    }
+}
+
+/// The UIDL value of a message: stable forever and unique, from UIDVALIDITY and UID.
+pub fn uidl_of(uid_validity: u32, uid: u32) -> String {
+    format!("{uid_validity}.{uid}")
+}

@@ -1,0 +1,347 @@
+//! Session tests against an in-memory backend.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use super::session::*;
+use super::wire;
+
+#[derive(Default)]
+struct Store {
+    /// account → (uid, content, seen)
+    boxes: HashMap<String, Vec<(u32, Vec<u8>, bool)>>,
+    locked: HashSet<String>,
+    fail_delete: bool,
+}
+
+#[derive(Clone, Default)]
+struct Mem(Arc<Mutex<Store>>);
+
+impl Mem {
+    fn with_messages(msgs: &[&[u8]]) -> Self {
+        let m = Mem::default();
+        let list = msgs
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i as u32 + 10, b.to_vec(), false))
+            .collect();
+        m.0.lock()
+            .unwrap()
+            .boxes
+            .insert("alice@example.test".into(), list);
+        m
+    }
+    fn uids(&self) -> Vec<u32> {
+        self.0.lock().unwrap().boxes["alice@example.test"]
+            .iter()
+            .map(|m| m.0)
+            .collect()
+    }
+}
+
+impl Backend for Mem {
+    async fn authenticate(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Option<String>, BackendError> {
+        Ok((user == "alice@example.test" && password == "pw").then(|| user.to_string()))
+    }
+    async fn open(&self, account: &str) -> Result<Open, BackendError> {
+        let mut s = self.0.lock().unwrap();
+        if !s.locked.insert(account.to_string()) {
+            return Ok(Open::InUse);
+        }
+        let messages = s.boxes[account]
+            .iter()
+            .map(|(uid, b, _)| MessageInfo {
+                uid: *uid,
+                size: wire::size(b),
+            })
+            .collect();
+        Ok(Open::Opened(Maildrop {
+            uid_validity: 7,
+            messages,
+        }))
+    }
+    async fn retrieve(&self, account: &str, uid: u32) -> Result<Vec<u8>, BackendError> {
+        let s = self.0.lock().unwrap();
+        s.boxes[account]
+            .iter()
+            .find(|m| m.0 == uid)
+            .map(|m| m.1.clone())
+            .ok_or_else(|| BackendError("gone".into()))
+    }
+    async fn mark_seen(&self, account: &str, uid: u32) -> Result<(), BackendError> {
+        let mut s = self.0.lock().unwrap();
+        if let Some(m) = s
+            .boxes
+            .get_mut(account)
+            .and_then(|b| b.iter_mut().find(|m| m.0 == uid))
+        {
+            m.2 = true;
+        }
+        Ok(())
+    }
+    async fn delete(&self, account: &str, uids: &[u32]) -> Result<(), BackendError> {
+        let mut s = self.0.lock().unwrap();
+        if s.fail_delete {
+            return Err(BackendError("no quorum".into()));
+        }
+        if let Some(b) = s.boxes.get_mut(account) {
+            b.retain(|m| !uids.contains(&m.0));
+        }
+        Ok(())
+    }
+    async fn close(&self, account: &str) {
+        self.0.lock().unwrap().locked.remove(account);
+    }
+}
+
+fn config(plaintext: bool) -> Config {
+    Config {
+        plaintext_auth_allowed: plaintext,
+        stls_available: true,
+        max_auth_failures: 3,
+    }
+}
+
+/// Sends `line` and returns (response text, what the connection should do).
+async fn send(s: &mut Session<Mem>, line: &str) -> (String, Next) {
+    let mut out = Vec::new();
+    let next = s.handle(line.as_bytes(), &mut out).await;
+    (String::from_utf8_lossy(&out).into_owned(), next)
+}
+
+async fn login(s: &mut Session<Mem>) {
+    assert!(send(s, "USER alice@example.test")
+        .await
+        .0
+        .starts_with("+OK"));
+    let (r, _) = send(s, "PASS pw").await;
+    assert!(r.starts_with("+OK maildrop has"), "{r}");
+}
+
+const M1: &[u8] = b"Subject: one\n\n.dot line\nbare lf\n";
+const M2: &[u8] = b"Subject: two\r\n\r\nbody\r\n";
+
+#[tokio::test]
+async fn every_command_in_each_state() {
+    let mem = Mem::with_messages(&[M1, M2]);
+    let mut s = Session::new(mem.clone(), config(true));
+    assert_eq!(s.greeting(), b"+OK Tern POP3 ready\r\n");
+    let (capa, _) = send(&mut s, "CAPA").await;
+    for c in ["TOP", "UIDL", "USER", "SASL PLAIN", "RESP-CODES", "STLS"] {
+        assert!(capa.contains(&format!("\r\n{c}\r\n")), "{c} in {capa}");
+    }
+    // Not allowed before authentication.
+    for cmd in [
+        "STAT", "LIST", "RETR 1", "DELE 1", "RSET", "TOP 1 1", "UIDL", "NOOP",
+    ] {
+        assert!(send(&mut s, cmd).await.0.starts_with("-ERR"), "{cmd}");
+    }
+    assert!(send(&mut s, "PASS pw")
+        .await
+        .0
+        .starts_with("-ERR USER first"));
+    assert!(send(&mut s, "APOP alice c4c9334bac560ecc979e58001b3e22fb")
+        .await
+        .0
+        .starts_with("-ERR"));
+    login(&mut s).await;
+
+    let sizes = [wire::size(M1), wire::size(M2)];
+    assert_eq!(
+        send(&mut s, "STAT").await.0,
+        format!("+OK 2 {}\r\n", sizes[0] + sizes[1])
+    );
+    assert_eq!(
+        send(&mut s, "LIST").await.0,
+        format!(
+            "+OK scan listing follows\r\n1 {}\r\n2 {}\r\n.\r\n",
+            sizes[0], sizes[1]
+        )
+    );
+    assert_eq!(
+        send(&mut s, "LIST 2").await.0,
+        format!("+OK 2 {}\r\n", sizes[1])
+    );
+    assert!(send(&mut s, "LIST 3")
+        .await
+        .0
+        .starts_with("-ERR no such message"));
+    assert_eq!(
+        send(&mut s, "UIDL").await.0,
+        "+OK unique-id listing follows\r\n1 7.10\r\n2 7.11\r\n.\r\n"
+    );
+    assert_eq!(send(&mut s, "UIDL 1").await.0, "+OK 1 7.10\r\n");
+
+    let (retr, _) = send(&mut s, "RETR 1").await;
+    assert_eq!(
+        retr,
+        format!(
+            "+OK {} octets\r\nSubject: one\r\n\r\n..dot line\r\nbare lf\r\n.\r\n",
+            sizes[0]
+        )
+    );
+    assert!(
+        mem.0.lock().unwrap().boxes["alice@example.test"][0].2,
+        "RETR marks \\Seen"
+    );
+    assert_eq!(
+        send(&mut s, "TOP 2 0").await.0,
+        "+OK top of message follows\r\nSubject: two\r\n\r\n.\r\n"
+    );
+
+    assert!(send(&mut s, "DELE 1").await.0.starts_with("+OK"));
+    assert!(send(&mut s, "DELE 1")
+        .await
+        .0
+        .starts_with("-ERR message is deleted"));
+    assert!(send(&mut s, "RETR 1").await.0.starts_with("-ERR"));
+    assert_eq!(
+        send(&mut s, "STAT").await.0,
+        format!("+OK 1 {}\r\n", sizes[1])
+    );
+    assert!(send(&mut s, "RSET").await.0.starts_with("+OK"));
+    assert_eq!(
+        send(&mut s, "STAT").await.0,
+        format!("+OK 2 {}\r\n", sizes[0] + sizes[1])
+    );
+    assert_eq!(send(&mut s, "NOOP").await.0, "+OK \r\n");
+    assert!(send(&mut s, "USER bob")
+        .await
+        .0
+        .starts_with("-ERR already authenticated"));
+    assert!(send(&mut s, "STLS").await.0.starts_with("-ERR"));
+    assert!(send(&mut s, "XYZZY")
+        .await
+        .0
+        .starts_with("-ERR unknown command"));
+    assert!(send(&mut s, "DELE 2").await.0.starts_with("+OK"));
+    let (bye, next) = send(&mut s, "QUIT").await;
+    assert!(bye.starts_with("+OK"), "{bye}");
+    assert_eq!(next, Next::Close);
+    assert_eq!(
+        mem.uids(),
+        vec![10],
+        "exactly the marked message was deleted"
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_session_deletes_nothing_and_releases_the_lock() {
+    let mem = Mem::with_messages(&[M1, M2]);
+    let mut s = Session::new(mem.clone(), config(true));
+    login(&mut s).await;
+    send(&mut s, "DELE 1").await;
+    send(&mut s, "DELE 2").await;
+    s.abort().await;
+    assert_eq!(mem.uids(), vec![10, 11]);
+    let mut again = Session::new(mem.clone(), config(true));
+    login(&mut again).await;
+}
+
+#[tokio::test]
+async fn a_second_session_gets_in_use() {
+    let mem = Mem::with_messages(&[M1]);
+    let mut first = Session::new(mem.clone(), config(true));
+    login(&mut first).await;
+    let mut second = Session::new(mem.clone(), config(true));
+    send(&mut second, "USER alice@example.test").await;
+    assert!(send(&mut second, "PASS pw")
+        .await
+        .0
+        .starts_with("-ERR [IN-USE]"));
+    send(&mut first, "QUIT").await;
+    login(&mut second).await;
+}
+
+#[tokio::test]
+async fn plaintext_authentication_is_refused_until_tls() {
+    let mem = Mem::with_messages(&[M1]);
+    let mut s = Session::new(mem, config(false));
+    let (capa, _) = send(&mut s, "CAPA").await;
+    assert!(
+        !capa.contains("\r\nUSER\r\n") && capa.contains("\r\nSTLS\r\n"),
+        "{capa}"
+    );
+    assert!(send(&mut s, "USER alice@example.test")
+        .await
+        .0
+        .starts_with("-ERR [AUTH]"));
+    assert_eq!(send(&mut s, "STLS").await.1, Next::StartTls);
+    s.tls_started();
+    let (capa, _) = send(&mut s, "CAPA").await;
+    assert!(
+        capa.contains("\r\nUSER\r\n") && !capa.contains("\r\nSTLS\r\n"),
+        "{capa}"
+    );
+    login(&mut s).await;
+}
+
+#[tokio::test]
+async fn auth_plain_with_and_without_initial_response_and_failure_limits() {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mem = Mem::with_messages(&[M1]);
+    let mut s = Session::new(mem.clone(), config(true));
+    assert!(send(
+        &mut s,
+        &format!("AUTH PLAIN {}", b64("\0alice@example.test\0pw"))
+    )
+    .await
+    .0
+    .starts_with("+OK maildrop"));
+    s.abort().await;
+
+    let mut s = Session::new(mem.clone(), config(true));
+    assert_eq!(send(&mut s, "AUTH PLAIN").await.0, "+ \r\n");
+    assert!(
+        send(&mut s, &b64("alice@example.test\0alice@example.test\0pw"))
+            .await
+            .0
+            .starts_with("+OK maildrop")
+    );
+    s.abort().await;
+
+    let mut s = Session::new(mem, config(true));
+    assert_eq!(send(&mut s, "AUTH PLAIN").await.0, "+ \r\n");
+    assert!(send(&mut s, "*")
+        .await
+        .0
+        .starts_with("-ERR authentication cancelled"));
+    assert!(send(&mut s, "AUTH PLAIN !!notbase64")
+        .await
+        .0
+        .starts_with("-ERR [AUTH]"));
+    for i in 1..=3 {
+        let (r, next) = send(
+            &mut s,
+            &format!("AUTH PLAIN {}", b64("\0alice@example.test\0wrong")),
+        )
+        .await;
+        assert!(r.starts_with("-ERR [AUTH]"), "{r}");
+        assert_eq!(
+            next,
+            if i < 3 {
+                Next::DelayThenContinue
+            } else {
+                Next::Close
+            }
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failed_update_is_reported_not_acknowledged() {
+    let mem = Mem::with_messages(&[M1]);
+    let mut s = Session::new(mem.clone(), config(true));
+    login(&mut s).await;
+    send(&mut s, "DELE 1").await;
+    mem.0.lock().unwrap().fail_delete = true;
+    let (r, next) = send(&mut s, "QUIT").await;
+    assert!(r.starts_with("-ERR [SYS/TEMP]"), "{r}");
+    assert_eq!(next, Next::Close);
+    assert_eq!(mem.uids(), vec![10]);
+}
