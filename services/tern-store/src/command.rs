@@ -192,6 +192,22 @@ pub enum Command {
     RetryEntry { id: String, now_ms: i64 },
     /// Remove an entry.
     DeleteEntry { id: String },
+    /// Take (or re-take) a named lease lock.
+    AcquireLock {
+        name: String,
+        owner: String,
+        ttl_ms: u64,
+        now_ms: i64,
+    },
+    /// Extend a lock the owner holds.
+    RenewLock {
+        name: String,
+        owner: String,
+        ttl_ms: u64,
+        now_ms: i64,
+    },
+    /// Drop a lock the owner holds.
+    ReleaseLock { name: String, owner: String },
 }
 
 /// A successful result.
@@ -233,6 +249,12 @@ pub enum Reply {
     Entry(Box<QueueEntryRec>),
     /// Leased entries.
     Entries(Vec<QueueEntryRec>),
+    /// The state of a lock after the command: whether the caller holds it, and who does.
+    Lock {
+        held: bool,
+        holder: String,
+        expires_at: i64,
+    },
 }
 
 /// The result of one delivery target.

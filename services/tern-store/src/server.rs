@@ -143,6 +143,9 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<Running> {
                 .max_encoding_message_size(MAX_RAFT_MESSAGE),
         )
         .add_service(DirectoryServer::new(DirectoryApi(a.clone())))
+        .add_service(tern_proto::store::v1::locks_server::LocksServer::new(
+            crate::api::locks::LocksApi(a.clone()),
+        ))
         .add_service(MailboxesServer::new(MailboxesApi(a.clone())))
         .add_service(
             MessagesServer::new(MessagesApi(a.clone())).max_decoding_message_size(MAX_GRPC_MESSAGE),

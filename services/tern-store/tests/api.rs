@@ -397,3 +397,35 @@ async fn queue_entries_are_leased_renewed_and_completed() -> anyhow::Result<()> 
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maildrop_locks_through_the_api() -> anyhow::Result<()> {
+    let cluster = StoreCluster::start(bin(), 1, &[]).await?;
+    let mut l = pb::locks_client::LocksClient::new(cluster.channel(0).await?);
+    let req = |owner: &str, ttl_ms: u64| pb::LockRequest {
+        name: "pop3/alice@example.test".into(),
+        owner: owner.into(),
+        ttl_ms,
+    };
+    assert!(l.acquire(req("node-a/1", 300)).await?.into_inner().held);
+    let refused = l.acquire(req("node-b/7", 300)).await?.into_inner();
+    assert!(!refused.held);
+    assert_eq!(refused.holder, "node-a/1");
+    assert!(l.renew(req("node-a/1", 300)).await?.into_inner().held);
+    // The holder dies (stops renewing): the lock is free after its TTL.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(l.acquire(req("node-b/7", 300)).await?.into_inner().held);
+    assert!(!l.renew(req("node-a/1", 300)).await?.into_inner().held);
+    l.release(req("node-b/7", 0)).await?;
+    assert!(l.acquire(req("node-c/1", 300)).await?.into_inner().held);
+    let e = l
+        .acquire(pb::LockRequest {
+            name: String::new(),
+            owner: "x".into(),
+            ttl_ms: 1,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    Ok(())
+}

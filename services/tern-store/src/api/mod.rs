@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod convert;
 pub mod directory;
+pub mod locks;
 pub mod mailboxes;
 pub mod messages;
 pub mod queue;

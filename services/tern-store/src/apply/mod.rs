@@ -7,6 +7,7 @@
 
 mod account;
 mod directory;
+mod lock;
 mod mailbox;
 mod message;
 mod queue;
@@ -137,6 +138,19 @@ fn dispatch(txn: &mut Txn<'_>, cmd: &Command) -> Outcome {
         ),
         RetryEntry { id, now_ms } => queue::retry(txn, id, *now_ms),
         DeleteEntry { id } => queue::delete(txn, id),
+        AcquireLock {
+            name,
+            owner,
+            ttl_ms,
+            now_ms,
+        } => lock::acquire(txn, name, owner, *ttl_ms, *now_ms),
+        RenewLock {
+            name,
+            owner,
+            ttl_ms,
+            now_ms,
+        } => lock::renew(txn, name, owner, *ttl_ms, *now_ms),
+        ReleaseLock { name, owner } => lock::release(txn, name, owner),
     }
 }
 

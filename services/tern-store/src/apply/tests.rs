@@ -391,3 +391,59 @@ fn a_retried_enqueue_after_completion_names_the_first_entry() {
     assert!(e.message.contains("E9"), "{}", e.message);
     assert_eq!(f.count(cf::QUEUE), 0, "nothing enqueued twice");
 }
+
+#[test]
+fn locks_exclude_others_until_released_or_expired() {
+    let f = Fixture::new();
+    let lock = |cmd: Command| match f.ok(cmd) {
+        Reply::Lock { held, holder, .. } => (held, holder),
+        other => panic!("{other:?}"),
+    };
+    let acquire = |owner: &str, now: i64| Command::AcquireLock {
+        name: "pop3/a".into(),
+        owner: owner.into(),
+        ttl_ms: 1000,
+        now_ms: now,
+    };
+    assert_eq!(lock(acquire("n1", 0)), (true, "n1".into()));
+    assert_eq!(lock(acquire("n2", 500)), (false, "n1".into()), "held by n1");
+    assert_eq!(
+        lock(acquire("n1", 600)),
+        (true, "n1".into()),
+        "re-entrant for its owner"
+    );
+    assert_eq!(
+        lock(acquire("n2", 1_700)),
+        (true, "n2".into()),
+        "n1's lease ran out"
+    );
+    let renew = Command::RenewLock {
+        name: "pop3/a".into(),
+        owner: "n1".into(),
+        ttl_ms: 1000,
+        now_ms: 1_800,
+    };
+    assert_eq!(lock(renew), (false, "n2".into()), "n1 lost it");
+    let release_other = Command::ReleaseLock {
+        name: "pop3/a".into(),
+        owner: "n1".into(),
+    };
+    assert_eq!(
+        lock(release_other),
+        (false, "n2".into()),
+        "cannot release another's lock"
+    );
+    lock(Command::ReleaseLock {
+        name: "pop3/a".into(),
+        owner: "n2".into(),
+    });
+    assert_eq!(lock(acquire("n3", 1_900)), (true, "n3".into()));
+    assert!(f
+        .run(Command::AcquireLock {
+            name: String::new(),
+            owner: "x".into(),
+            ttl_ms: 1,
+            now_ms: 0
+        })
+        .is_err());
+}
