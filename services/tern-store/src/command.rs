@@ -192,22 +192,25 @@ pub enum Command {
     RetryEntry { id: String, now_ms: i64 },
     /// Remove an entry.
     DeleteEntry { id: String },
-    /// Take (or re-take) a named lease lock.
-    AcquireLock {
+    /// Take, renew or release a named lease lock.
+    Lock {
+        op: LockOp,
         name: String,
         owner: String,
         ttl_ms: u64,
         now_ms: i64,
     },
-    /// Extend a lock the owner holds.
-    RenewLock {
-        name: String,
-        owner: String,
-        ttl_ms: u64,
-        now_ms: i64,
-    },
-    /// Drop a lock the owner holds.
-    ReleaseLock { name: String, owner: String },
+}
+
+/// What a [`Command::Lock`] does.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum LockOp {
+    /// Take the lock if free, expired or already the owner's.
+    Acquire,
+    /// Extend the owner's lock.
+    Renew,
+    /// Drop the owner's lock.
+    Release,
 }
 
 /// A successful result.

@@ -5,23 +5,37 @@ use tern_proto::store::v1::locks_server::Locks;
 use tonic::{Request, Response, Status};
 
 use super::{now_ms, unexpected, Api};
-use crate::command::{Command, Reply};
+use crate::command::{Command, LockOp, Reply};
 
 /// Locks service implementation.
 pub struct LocksApi(pub Api);
 
-fn lock_reply(reply: Reply) -> Result<Response<pb::LockResponse>, Status> {
-    match reply {
-        Reply::Lock {
-            held,
-            holder,
-            expires_at,
-        } => Ok(Response::new(pb::LockResponse {
-            held,
-            holder,
-            expires_at,
-        })),
-        other => Err(unexpected(&other)),
+impl LocksApi {
+    async fn run(
+        &self,
+        op: LockOp,
+        req: Request<pb::LockRequest>,
+    ) -> Result<Response<pb::LockResponse>, Status> {
+        let r = req.into_inner();
+        let cmd = Command::Lock {
+            op,
+            name: r.name,
+            owner: r.owner,
+            ttl_ms: r.ttl_ms,
+            now_ms: now_ms(),
+        };
+        match self.0.write(cmd).await? {
+            Reply::Lock {
+                held,
+                holder,
+                expires_at,
+            } => Ok(Response::new(pb::LockResponse {
+                held,
+                holder,
+                expires_at,
+            })),
+            other => Err(unexpected(&other)),
+        }
     }
 }
 
@@ -31,48 +45,20 @@ impl Locks for LocksApi {
         &self,
         req: Request<pb::LockRequest>,
     ) -> Result<Response<pb::LockResponse>, Status> {
-        let r = req.into_inner();
-        lock_reply(
-            self.0
-                .write(Command::AcquireLock {
-                    name: r.name,
-                    owner: r.owner,
-                    ttl_ms: r.ttl_ms,
-                    now_ms: now_ms(),
-                })
-                .await?,
-        )
+        self.run(LockOp::Acquire, req).await
     }
 
     async fn renew(
         &self,
         req: Request<pb::LockRequest>,
     ) -> Result<Response<pb::LockResponse>, Status> {
-        let r = req.into_inner();
-        lock_reply(
-            self.0
-                .write(Command::RenewLock {
-                    name: r.name,
-                    owner: r.owner,
-                    ttl_ms: r.ttl_ms,
-                    now_ms: now_ms(),
-                })
-                .await?,
-        )
+        self.run(LockOp::Renew, req).await
     }
 
     async fn release(
         &self,
         req: Request<pb::LockRequest>,
     ) -> Result<Response<pb::LockResponse>, Status> {
-        let r = req.into_inner();
-        lock_reply(
-            self.0
-                .write(Command::ReleaseLock {
-                    name: r.name,
-                    owner: r.owner,
-                })
-                .await?,
-        )
+        self.run(LockOp::Release, req).await
     }
 }

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Outcome, Reply};
+use crate::command::{LockOp, Outcome, Reply};
 use crate::db::Txn;
 use crate::error::AppError;
 use crate::keys::cf;
@@ -38,7 +38,23 @@ fn expiry(now_ms: i64, ttl_ms: u64) -> i64 {
     now_ms.saturating_add(ttl_ms.clamp(1, 24 * 3600 * 1000) as i64)
 }
 
-pub fn acquire(txn: &mut Txn<'_>, name: &str, owner: &str, ttl_ms: u64, now_ms: i64) -> Outcome {
+/// Applies one lock operation.
+pub fn apply(
+    txn: &mut Txn<'_>,
+    op: LockOp,
+    name: &str,
+    owner: &str,
+    ttl_ms: u64,
+    now_ms: i64,
+) -> Outcome {
+    match op {
+        LockOp::Acquire => acquire(txn, name, owner, ttl_ms, now_ms),
+        LockOp::Renew => renew(txn, name, owner, ttl_ms, now_ms),
+        LockOp::Release => release(txn, name, owner),
+    }
+}
+
+fn acquire(txn: &mut Txn<'_>, name: &str, owner: &str, ttl_ms: u64, now_ms: i64) -> Outcome {
     check(name, owner)?;
     if let Some(l) = txn.get::<LockRec>(cf::META, &key(name))? {
         if l.owner != owner && l.expires_at > now_ms {
@@ -61,7 +77,7 @@ pub fn acquire(txn: &mut Txn<'_>, name: &str, owner: &str, ttl_ms: u64, now_ms: 
     })
 }
 
-pub fn renew(txn: &mut Txn<'_>, name: &str, owner: &str, ttl_ms: u64, now_ms: i64) -> Outcome {
+fn renew(txn: &mut Txn<'_>, name: &str, owner: &str, ttl_ms: u64, now_ms: i64) -> Outcome {
     check(name, owner)?;
     match txn.get::<LockRec>(cf::META, &key(name))? {
         // Still ours (even if it just expired: nobody else took it).
@@ -79,7 +95,7 @@ pub fn renew(txn: &mut Txn<'_>, name: &str, owner: &str, ttl_ms: u64, now_ms: i6
     }
 }
 
-pub fn release(txn: &mut Txn<'_>, name: &str, owner: &str) -> Outcome {
+fn release(txn: &mut Txn<'_>, name: &str, owner: &str) -> Outcome {
     check(name, owner)?;
     match txn.get::<LockRec>(cf::META, &key(name))? {
         Some(l) if l.owner == owner => {

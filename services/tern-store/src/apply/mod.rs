@@ -138,19 +138,13 @@ fn dispatch(txn: &mut Txn<'_>, cmd: &Command) -> Outcome {
         ),
         RetryEntry { id, now_ms } => queue::retry(txn, id, *now_ms),
         DeleteEntry { id } => queue::delete(txn, id),
-        AcquireLock {
+        Lock {
+            op,
             name,
             owner,
             ttl_ms,
             now_ms,
-        } => lock::acquire(txn, name, owner, *ttl_ms, *now_ms),
-        RenewLock {
-            name,
-            owner,
-            ttl_ms,
-            now_ms,
-        } => lock::renew(txn, name, owner, *ttl_ms, *now_ms),
-        ReleaseLock { name, owner } => lock::release(txn, name, owner),
+        } => lock::apply(txn, *op, name, owner, *ttl_ms, *now_ms),
     }
 }
 

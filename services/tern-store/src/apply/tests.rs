@@ -1,6 +1,6 @@
 //! Unit tests of the apply logic against a real RocksDB in a temporary directory.
 
-use crate::command::{Command, FlagMode, Outcome, Reply, Target, UidRange, UidSet};
+use crate::command::{Command, FlagMode, LockOp, Outcome, Reply, Target, UidRange, UidSet};
 use crate::db::{self, Db, Txn};
 use crate::error::ErrorKind;
 use crate::keys::cf;
@@ -399,7 +399,8 @@ fn locks_exclude_others_until_released_or_expired() {
         Reply::Lock { held, holder, .. } => (held, holder),
         other => panic!("{other:?}"),
     };
-    let acquire = |owner: &str, now: i64| Command::AcquireLock {
+    let acquire = |owner: &str, now: i64| Command::Lock {
+        op: LockOp::Acquire,
         name: "pop3/a".into(),
         owner: owner.into(),
         ttl_ms: 1000,
@@ -417,29 +418,37 @@ fn locks_exclude_others_until_released_or_expired() {
         (true, "n2".into()),
         "n1's lease ran out"
     );
-    let renew = Command::RenewLock {
+    let renew = Command::Lock {
+        op: LockOp::Renew,
         name: "pop3/a".into(),
         owner: "n1".into(),
         ttl_ms: 1000,
         now_ms: 1_800,
     };
     assert_eq!(lock(renew), (false, "n2".into()), "n1 lost it");
-    let release_other = Command::ReleaseLock {
+    let release_other = Command::Lock {
+        op: LockOp::Release,
         name: "pop3/a".into(),
         owner: "n1".into(),
+        ttl_ms: 0,
+        now_ms: 0,
     };
     assert_eq!(
         lock(release_other),
         (false, "n2".into()),
         "cannot release another's lock"
     );
-    lock(Command::ReleaseLock {
+    lock(Command::Lock {
+        op: LockOp::Release,
         name: "pop3/a".into(),
         owner: "n2".into(),
+        ttl_ms: 0,
+        now_ms: 0,
     });
     assert_eq!(lock(acquire("n3", 1_900)), (true, "n3".into()));
     assert!(f
-        .run(Command::AcquireLock {
+        .run(Command::Lock {
+            op: LockOp::Acquire,
             name: String::new(),
             owner: "x".into(),
             ttl_ms: 1,
