@@ -136,47 +136,10 @@ fn run_bench(
 /// `appends/s=`, `throughput=`, `ops_per_sec=`, as `key=value` or `key: value` or a JSON
 /// object), or `1234.5 appends/s`.
 fn parse_appends_per_sec(line: &str) -> Option<f64> {
-    const KEYS: [&str; 5] = [
-        "appends_per_sec",
-        "appends/s",
-        "appends_per_second",
-        "throughput",
-        "ops_per_sec",
-    ];
-    if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-        return KEYS.iter().find_map(|k| v.get(*k).and_then(|x| x.as_f64()));
-    }
-    let tokens: Vec<&str> = line
-        .split(|c: char| c.is_whitespace() || c == ',')
-        .filter(|t| !t.is_empty())
-        .collect();
-    for (i, t) in tokens.iter().enumerate() {
-        let kv = t.split_once('=').or_else(|| {
-            t.strip_suffix(':')
-                .and_then(|k| tokens.get(i + 1).map(|v| (k, *v)))
-        });
-        if let Some((k, v)) = kv {
-            if KEYS.contains(&k) {
-                if let Some(n) = number(v) {
-                    return Some(n);
-                }
-            }
-        }
-        if *t == "appends/s" && i > 0 {
-            if let Some(n) = number(tokens[i - 1]) {
-                return Some(n);
-            }
-        }
-    }
-    None
-}
-
-/// A number, ignoring a trailing unit such as "/s".
-fn number(s: &str) -> Option<f64> {
-    let end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    s[..end].parse().ok()
+    // tern-store-bench prints `key=value` pairs; this is the one the table shows.
+    line.split_whitespace()
+        .find_map(|t| t.strip_prefix("appends_per_sec="))
+        .and_then(|v| v.parse().ok())
 }
 
 /// CPU, memory, kernel and the disk under the target directory (where the bench's data lives
@@ -250,15 +213,7 @@ mod tests {
             parse_appends_per_sec("nodes=3 concurrency=16 appends_per_sec=1234.5 p99_ms=12"),
             Some(1234.5)
         );
-        assert_eq!(
-            parse_appends_per_sec("3 nodes, 16 conc: 812 appends/s, p50 3.1 ms"),
-            Some(812.0)
-        );
-        assert_eq!(
-            parse_appends_per_sec(r#"{"nodes":3,"appends_per_sec":99.5}"#),
-            Some(99.5)
-        );
-        assert_eq!(parse_appends_per_sec("throughput: 42/s"), Some(42.0));
+        assert_eq!(parse_appends_per_sec("appends_per_sec=oops"), None);
         assert_eq!(parse_appends_per_sec("nothing here"), None);
     }
 

@@ -203,6 +203,10 @@ pub async fn run(cmd: QueueCmd, ctx: &Ctx) -> anyhow::Result<()> {
         QueueCmd::List { limit } => {
             let resp = q.list(ListQueueRequest { limit }).await?.into_inner();
             let entries: Vec<EntryJson> = resp.entries.into_iter().map(Into::into).collect();
+            if limit > 0 && entries.len() >= limit as usize {
+                // Said on stderr so `--json` output stays parseable.
+                eprintln!("showing the first {limit} entries; use --limit N to see more");
+            }
             ctx.print(&entries, || render_list(&entries))
         }
         QueueCmd::Show { id } => {
