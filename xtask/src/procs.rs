@@ -32,6 +32,17 @@ pub struct Node {
     child: Option<Child>,
 }
 
+/// A node still running when its handle goes away (a panic, an early return the code did not
+/// plan for) is killed and reaped, so `xtask up` never leaves store processes behind.
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 impl Node {
     pub fn is_running(&self) -> bool {
         self.child.is_some()

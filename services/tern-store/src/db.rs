@@ -42,6 +42,46 @@ pub fn open(path: &Path) -> anyhow::Result<Db> {
     Ok(Arc::new(db))
 }
 
+/// Version of the on-disk format (log entries, records). Bump it when either changes
+/// incompatibly; a node refuses data written in another version instead of failing
+/// somewhere in Raft's start-up.
+pub const FORMAT: u32 = 1;
+
+/// Checks (or, for a new database, records) the on-disk format version.
+pub fn check_format(db: &DB) -> anyhow::Result<()> {
+    let raft_cf = handle(db, cf::RAFT).map_err(|e| anyhow::anyhow!(e.message))?;
+    match db.get_cf(raft_cf, crate::keys::raft::FORMAT)? {
+        Some(v) if v.as_slice() == FORMAT.to_be_bytes() => Ok(()),
+        Some(v) => anyhow::bail!(
+            "the data directory holds format {:?}, this tern-store reads format {FORMAT}; \
+             migrate it or start from an empty directory",
+            v
+        ),
+        None => {
+            let empty = cf::ALL.iter().all(|name| {
+                db.cf_handle(name)
+                    .is_none_or(|h| db.iterator_cf(h, IteratorMode::Start).next().is_none())
+            });
+            if !empty {
+                anyhow::bail!(
+                    "the data directory was written by a development build before format \
+                     versions existed; it cannot be read by this tern-store (for a dev cluster, \
+                     remove the data directory, e.g. .tern/dev, and start again)"
+                );
+            }
+            let mut wo = rocksdb::WriteOptions::default();
+            wo.set_sync(true);
+            db.put_cf_opt(
+                raft_cf,
+                crate::keys::raft::FORMAT,
+                FORMAT.to_be_bytes(),
+                &wo,
+            )?;
+            Ok(())
+        }
+    }
+}
+
 /// Looks up a column family that [`open`] always creates.
 pub fn handle<'a>(db: &'a DB, name: &str) -> AppResult<&'a rocksdb::ColumnFamily> {
     db.cf_handle(name)
@@ -310,5 +350,29 @@ mod tests {
         txn.delete(cf::DIR, b"p1".to_vec());
         txn.rollback_to(sp);
         assert_eq!(txn.scan_prefix(cf::DIR, b"p").unwrap().len(), 4);
+    }
+
+    #[test]
+    fn the_format_version_is_recorded_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir.path().join("db")).unwrap();
+        check_format(&db).unwrap();
+        check_format(&db).unwrap();
+        let raft_cf = db.cf_handle(cf::RAFT).unwrap();
+        db.put_cf(raft_cf, crate::keys::raft::FORMAT, 99u32.to_be_bytes())
+            .unwrap();
+        assert!(check_format(&db)
+            .unwrap_err()
+            .to_string()
+            .contains("format"));
+
+        let old = tempfile::tempdir().unwrap();
+        let db = open(&old.path().join("db")).unwrap();
+        db.put_cf(db.cf_handle(cf::LOG).unwrap(), b"x", b"y")
+            .unwrap();
+        assert!(check_format(&db)
+            .unwrap_err()
+            .to_string()
+            .contains("development build"));
     }
 }

@@ -60,6 +60,8 @@ pub mod raft {
     pub const COMMITTED: &[u8] = b"committed";
     /// The last purged log id.
     pub const PURGED: &[u8] = b"purged";
+    /// The on-disk format version the data was written in.
+    pub const FORMAT: &[u8] = b"format";
 }
 
 /// A log index as a key.

@@ -80,6 +80,8 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<Running> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let db = crate::db::open(&config.data_dir.join("db"))?;
+    crate::db::check_format(&db)
+        .with_context(|| format!("data directory {}", config.data_dir.display()))?;
     let listener = TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -107,7 +109,7 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<Running> {
         sm,
     )
     .await
-    .context("starting raft")?;
+    .map_err(|e| anyhow::anyhow!("starting raft: {e}"))?;
     let node = Node::new(
         config.id,
         raft,
