@@ -389,6 +389,21 @@ pub async fn append(
         .map(|r| r.into_inner())
 }
 
+/// Every message record of a mailbox (and the mailbox's status).
+pub async fn list_all(
+    client: &mut MessagesClient<Channel>,
+    account: &str,
+    mailbox: &str,
+) -> Result<pb::ListMessagesResponse, tonic::Status> {
+    let req = pb::ListMessagesRequest {
+        account: account.into(),
+        mailbox: mailbox.into(),
+        uids: None,
+        changed_since: 0,
+    };
+    client.list(req).await.map(|r| r.into_inner())
+}
+
 /// Reads a whole message back.
 pub async fn fetch(
     client: &mut MessagesClient<Channel>,

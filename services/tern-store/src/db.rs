@@ -96,26 +96,6 @@ pub fn get<T: DeserializeOwned>(db: &DB, cf_name: &str, key: &[u8]) -> AppResult
     }
 }
 
-/// Every (key, value) whose key starts with `prefix`, in key order.
-pub fn scan_prefix(db: &DB, cf_name: &str, prefix: &[u8]) -> AppResult<Vec<(Vec<u8>, Vec<u8>)>> {
-    let mut out = Vec::new();
-    let mut ro = ReadOptions::default();
-    ro.set_iterate_range(rocksdb::PrefixRange(prefix));
-    let iter = db.iterator_cf_opt(
-        handle(db, cf_name)?,
-        ro,
-        IteratorMode::From(prefix, Direction::Forward),
-    );
-    for item in iter {
-        let (k, v) = item?;
-        if !k.starts_with(prefix) {
-            break;
-        }
-        out.push((k.to_vec(), v.to_vec()));
-    }
-    Ok(out)
-}
-
 /// A write transaction over the state machine: reads see earlier writes of the same
 /// transaction; nothing reaches RocksDB until [`Txn::into_batch`] is written.
 pub struct Txn<'a> {

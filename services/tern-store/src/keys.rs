@@ -143,12 +143,6 @@ pub fn message_prefix(account: u64, mailbox: u64) -> Vec<u8> {
     k.extend_from_slice(&mailbox.to_be_bytes());
     k
 }
-/// The UID at the end of a `msg` key.
-pub fn uid_of_message_key(key: &[u8]) -> Option<u32> {
-    let tail: [u8; 4] = key.get(16..20)?.try_into().ok()?;
-    Some(u32::from_be_bytes(tail))
-}
-
 /// `changes` key of one change.
 pub fn change_key(account: u64, modseq: u64) -> Vec<u8> {
     let mut k = account.to_be_bytes().to_vec();
@@ -196,6 +190,5 @@ mod tests {
     #[test]
     fn message_keys_sort_by_uid() {
         assert!(message_key(1, 2, 9) < message_key(1, 2, 10));
-        assert_eq!(uid_of_message_key(&message_key(1, 2, 77)), Some(77));
     }
 }

@@ -12,7 +12,7 @@ use tern_proto::raft::v1::{ForwardRequest, ReadIndexRequest};
 use tokio::sync::watch;
 use tokio::time::{timeout_at, Instant};
 
-use crate::command::{Command, Outcome, Reply};
+use crate::command::{Command, Outcome};
 use crate::config::StoreConfig;
 use crate::db::Db;
 use crate::error::{AppError, AppResult};
@@ -363,9 +363,4 @@ impl Node {
 enum ForwardError {
     NotLeader,
     Failed(AppError),
-}
-
-/// Unwraps the single outcome expected from a one-command write.
-pub fn expect_reply(outcome: Outcome) -> Result<Reply, tonic::Status> {
-    outcome.map_err(tonic::Status::from)
 }

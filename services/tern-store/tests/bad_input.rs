@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tern_proto::store::v1 as pb;
-use tern_testkit::{append, seed_users, StoreCluster};
+use tern_testkit::{append, list_all, seed_users, StoreCluster};
 use tonic::Code;
 
 const ALICE: &str = "alice@example.test";
@@ -138,15 +138,7 @@ async fn a_write_without_quorum_fails_in_bounded_time() -> anyhow::Result<()> {
         assert_eq!(e.code(), Code::Unavailable, "{e:?}");
         assert!(took < Duration::from_secs(8), "failed after {took:?}");
         let started = Instant::now();
-        let e = m
-            .list(pb::ListMessagesRequest {
-                account: ALICE.into(),
-                mailbox: "INBOX".into(),
-                uids: None,
-                changed_since: 0,
-            })
-            .await
-            .unwrap_err();
+        let e = list_all(&mut m, ALICE, "INBOX").await.unwrap_err();
         assert_eq!(
             e.code(),
             Code::Unavailable,
@@ -174,15 +166,7 @@ async fn a_write_without_quorum_fails_in_bounded_time() -> anyhow::Result<()> {
     let again = append(&mut m, ALICE, "INBOX", b"Subject: lost\r\n\r\n", "nq-1").await?;
     assert!(again.duplicate);
     assert_eq!(first.uid, again.uid);
-    let list = m
-        .list(pb::ListMessagesRequest {
-            account: ALICE.into(),
-            mailbox: "INBOX".into(),
-            uids: None,
-            changed_since: 0,
-        })
-        .await?
-        .into_inner();
+    let list = list_all(&mut m, ALICE, "INBOX").await?;
     assert_eq!(list.messages.len(), 1);
     Ok(())
 }
@@ -238,15 +222,7 @@ async fn an_append_dropped_mid_body_stores_nothing() -> anyhow::Result<()> {
     let _ = call.await;
     drop(tx);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let list = m
-        .list(pb::ListMessagesRequest {
-            account: ALICE.into(),
-            mailbox: "INBOX".into(),
-            uids: None,
-            changed_since: 0,
-        })
-        .await?
-        .into_inner();
+    let list = list_all(&mut m, ALICE, "INBOX").await?;
     assert!(
         list.messages.is_empty(),
         "nothing half-written was stored: {:?}",

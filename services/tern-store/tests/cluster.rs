@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tern_proto::store::v1 as pb;
-use tern_testkit::{append, fetch, seed_users, StoreCluster};
+use tern_testkit::{append, fetch, list_all, seed_users, StoreCluster};
 
 const ALICE: &str = "alice@example.test";
 
@@ -30,15 +30,7 @@ async fn listing(
     mailbox: &str,
 ) -> anyhow::Result<(pb::Mailbox, Vec<(u32, String, Vec<String>)>)> {
     let mut m = cluster.messages(i).await?;
-    let r = m
-        .list(pb::ListMessagesRequest {
-            account: account.into(),
-            mailbox: mailbox.into(),
-            uids: None,
-            changed_since: 0,
-        })
-        .await?
-        .into_inner();
+    let r = list_all(&mut m, account, mailbox).await?;
     let mut rows: Vec<_> = r
         .messages
         .into_iter()

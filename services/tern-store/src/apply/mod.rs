@@ -15,9 +15,7 @@ mod queue;
 use crate::command::{Command, Outcome};
 use crate::db::Txn;
 
-pub use account::{
-    account_used_bytes, all_mailboxes, load_mailbox, mailbox_by_name, user_by_address,
-};
+pub use account::{account_used_bytes, all_mailboxes, mailbox_by_name, user_by_address};
 pub use mailbox::account_id;
 
 /// Applies one command inside `txn`. On error, the command's writes are undone.
