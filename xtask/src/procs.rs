@@ -1,9 +1,9 @@
-//! Store node processes of `cargo xtask up`: start, watch, stop.
+//! The processes of `cargo xtask up` (store nodes, the access node): start, watch, stop.
 //!
 //! Each node runs in its own process group so the terminal's Ctrl-C reaches only xtask, which
 //! then stops the nodes in order (SIGTERM, grace period, SIGKILL) instead of racing them. On
 //! Linux each node also gets SIGTERM if xtask itself dies (PR_SET_PDEATHSIG), so a killed
-//! xtask leaves no orphans holding the ports. Output goes to DIR/store-I/log, keeping the
+//! xtask leaves no orphans holding the ports. Output goes to DIR/<service>/log, keeping the
 //! terminal for xtask's own messages.
 
 use std::fs::OpenOptions;
@@ -20,9 +20,12 @@ use crate::signals;
 /// First dev gRPC port is BASE_PORT + 1 (ARCHITECTURE.md: store nodes on 7101..).
 pub const BASE_PORT: u16 = 7100;
 
-/// One store node.
+/// One service process.
 pub struct Node {
+    /// Raft id of a store node; 0 for the other services.
     pub id: u16,
+    /// How messages name it: "tern-store node 2", "tern-access".
+    pub name: String,
     pub dir: PathBuf,
     pub log: PathBuf,
     /// gRPC HOST:PORT; replaced by what the node reports in its addr file.
@@ -83,22 +86,44 @@ pub fn initial_members(nodes: u16) -> String {
 
 /// Fails early, with a useful message, when a dev port is taken (typically by another
 /// `cargo xtask up`), instead of letting the nodes die one by one.
-pub fn check_ports_free(nodes: u16) -> anyhow::Result<()> {
-    for i in 1..=nodes {
-        let port = BASE_PORT + i;
+pub fn check_ports_free(nodes: u16, others: &[u16]) -> anyhow::Result<()> {
+    for port in (1..=nodes)
+        .map(|i| BASE_PORT + i)
+        .chain(others.iter().copied())
+    {
         if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
             bail!(
-                "127.0.0.1:{port} is not free ({e}); is another `cargo xtask up` or tern-store running?"
+                "127.0.0.1:{port} is not free ({e}); is another `cargo xtask up` or Tern service running?"
             );
         }
     }
     Ok(())
 }
 
-/// Starts node `id` of `nodes` with its data under `data_dir/store-ID`.
+/// Starts store node `id` of `nodes` with its data under `data_dir/store-ID`.
 pub fn spawn(store_bin: &Path, id: u16, nodes: u16, data_dir: &Path) -> anyhow::Result<Node> {
     let dir = data_dir.join(format!("store-{id}"));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let listen = format!("127.0.0.1:{}", BASE_PORT + id);
+    let args = [
+        "--id".to_string(),
+        id.to_string(),
+        "--listen".into(),
+        listen.clone(),
+        "--data-dir".into(),
+        dir.display().to_string(),
+        "--initial-members".into(),
+        initial_members(nodes),
+    ];
+    let mut node = spawn_service(store_bin, &format!("tern-store node {id}"), &dir, &args)?;
+    node.id = id;
+    node.grpc = listen;
+    Ok(node)
+}
+
+/// Starts a service binary with `args` plus `--metrics-listen 127.0.0.1:0 --addr-file
+/// DIR/addr`, logging to DIR/log.
+pub fn spawn_service(bin: &Path, name: &str, dir: &Path, args: &[String]) -> anyhow::Result<Node> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let addr = dir.join("addr");
     // A stale addr file from the last run would report old (random) metrics ports.
     match std::fs::remove_file(&addr) {
@@ -117,16 +142,8 @@ pub fn spawn(store_bin: &Path, id: u16, nodes: u16, data_dir: &Path) -> anyhow::
         "---- started by cargo xtask up (pid {}) ----",
         std::process::id()
     )?;
-    let listen = format!("127.0.0.1:{}", BASE_PORT + id);
-    let mut cmd = Command::new(store_bin);
-    cmd.arg("--id")
-        .arg(id.to_string())
-        .arg("--listen")
-        .arg(&listen)
-        .arg("--data-dir")
-        .arg(&dir)
-        .arg("--initial-members")
-        .arg(initial_members(nodes))
+    let mut cmd = Command::new(bin);
+    cmd.args(args)
         .arg("--metrics-listen")
         .arg("127.0.0.1:0")
         .arg("--addr-file")
@@ -138,12 +155,13 @@ pub fn spawn(store_bin: &Path, id: u16, nodes: u16, data_dir: &Path) -> anyhow::
     stop_with_parent(&mut cmd);
     let child = cmd
         .spawn()
-        .with_context(|| format!("starting {} for node {id}", store_bin.display()))?;
+        .with_context(|| format!("starting {} for {name}", bin.display()))?;
     Ok(Node {
-        id,
-        dir,
+        id: 0,
+        name: name.to_string(),
+        dir: dir.to_path_buf(),
         log,
-        grpc: listen,
+        grpc: String::new(),
         metrics: None,
         child: Some(child),
     })
@@ -167,19 +185,19 @@ fn stop_with_parent(cmd: &mut Command) {
 #[cfg(not(target_os = "linux"))]
 fn stop_with_parent(_cmd: &mut Command) {}
 
-/// Reaps nodes that exited since the last call and returns (id, status) for each.
-pub fn reap(nodes: &mut [Node]) -> Vec<(u16, ExitStatus)> {
+/// Reaps processes that exited since the last call and returns (name, status) for each.
+pub fn reap(nodes: &mut [Node]) -> Vec<(String, ExitStatus)> {
     let mut exited = Vec::new();
     for n in nodes.iter_mut() {
         if let Some(child) = n.child.as_mut() {
             match child.try_wait() {
                 Ok(Some(status)) => {
-                    exited.push((n.id, status));
+                    exited.push((n.name.clone(), status));
                     n.child = None;
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    eprintln!("xtask: cannot query node {}: {e}", n.id);
+                    eprintln!("xtask: cannot query {}: {e}", n.name);
                 }
             }
         }
@@ -198,32 +216,28 @@ pub fn describe(status: ExitStatus) -> String {
 
 /// SIGTERM to every running node, up to `grace` for them to exit, then SIGKILL.
 pub fn stop_all(nodes: &mut [Node], grace: Duration) {
-    let running: Vec<u16> = nodes
-        .iter()
-        .filter(|n| n.is_running())
-        .map(|n| n.id)
-        .collect();
-    if running.is_empty() {
+    let running = nodes.iter().filter(|n| n.is_running()).count();
+    if running == 0 {
         return;
     }
     println!(
-        "stopping {} store node{} (SIGTERM, up to {}s)...",
-        running.len(),
-        if running.len() == 1 { "" } else { "s" },
+        "stopping {} process{} (SIGTERM, up to {}s)...",
+        running,
+        if running == 1 { "" } else { "es" },
         grace.as_secs()
     );
     let first_interrupts = signals::interrupts();
     for n in nodes.iter_mut() {
         if let Some(child) = n.child.as_ref() {
             if let Err(e) = signals::terminate(child.id()) {
-                eprintln!("xtask: cannot signal node {}: {e}", n.id);
+                eprintln!("xtask: cannot signal {}: {e}", n.name);
             }
         }
     }
     let deadline = Instant::now() + grace;
     loop {
-        for (id, status) in reap(nodes) {
-            println!("tern-store node {id} stopped ({})", describe(status));
+        for (name, status) in reap(nodes) {
+            println!("{name} stopped ({})", describe(status));
         }
         if !nodes.iter().any(Node::is_running) {
             return;
@@ -236,10 +250,7 @@ pub fn stop_all(nodes: &mut [Node], grace: Duration) {
     }
     for n in nodes.iter_mut() {
         if let Some(mut child) = n.child.take() {
-            println!(
-                "tern-store node {} did not stop in time; sending SIGKILL",
-                n.id
-            );
+            println!("{} did not stop in time; sending SIGKILL", n.name);
             let _ = child.kill();
             let _ = child.wait();
         }

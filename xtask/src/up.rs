@@ -1,10 +1,11 @@
 //! `cargo xtask up`: the whole local platform in the foreground.
 //!
-//! Today the platform is the store cluster: N tern-store nodes on 127.0.0.1:7101.. with their
-//! data under DATA_DIR/store-I. After a leader is elected the directory is seeded through
-//! ternctl (domain example.test, users alice@ and bob@), which also exercises the operator
-//! CLI the way people use it. The store only bootstraps the cluster when its data directory is
-//! uninitialized, so a second `up` resumes from the same data.
+//! Today the platform is the store cluster, N tern-store nodes on 127.0.0.1:7101.. with their
+//! data under DATA_DIR/store-I, and one tern-access node (POP3 on 2110 with STLS, POP3S on
+//! 2995, a self-signed certificate in DATA_DIR/tls). After a leader is elected the directory is
+//! seeded through ternctl (domain example.test, users alice@ and bob@), which also exercises
+//! the operator CLI the way people use it. The store only bootstraps the cluster when its data
+//! directory is uninitialized, so a second `up` resumes from the same data.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,9 @@ const LEADER_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long seeding retries while the cluster settles (an election right after startup).
 const SEED_RETRY: Duration = Duration::from_secs(30);
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// ARCHITECTURE.md's development ports.
+const POP3_PORT: u16 = 2110;
+const POP3S_PORT: u16 = 2995;
 
 /// Raised when Ctrl-C arrives during startup: stop cleanly and exit 0.
 #[derive(Debug)]
@@ -45,7 +49,7 @@ pub fn run(nodes: u16, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let data_dir = prepare_data_dir(data_dir)?;
     check_cluster_size(&data_dir, nodes)?;
 
-    println!("==> building tern-store and ternctl");
+    println!("==> building the platform");
     let built = cargo::run(cargo::build_workspace());
     if signals::interrupted() {
         println!("interrupted");
@@ -58,7 +62,8 @@ pub fn run(nodes: u16, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         bin: cargo::debug_bin(&target, "ternctl")?,
     };
 
-    procs::check_ports_free(nodes)?;
+    let access_bin = cargo::debug_bin(&target, "tern-access")?;
+    procs::check_ports_free(nodes, &[POP3_PORT, POP3S_PORT])?;
     let mut fleet: Vec<Node> = Vec::new();
     for id in 1..=nodes {
         match procs::spawn(&store_bin, id, nodes, &data_dir) {
@@ -75,7 +80,7 @@ pub fn run(nodes: u16, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         LEADER_TIMEOUT.as_secs()
     );
 
-    match start(&mut fleet, &ctl, &data_dir) {
+    match start(&mut fleet, &ctl, &access_bin, nodes, &data_dir) {
         Ok(()) => supervise(&mut fleet, &data_dir),
         Err(e) => {
             procs::stop_all(&mut fleet, STOP_GRACE);
@@ -83,10 +88,7 @@ pub fn run(nodes: u16, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
                 println!("interrupted; stopped");
                 Ok(())
             } else {
-                eprintln!(
-                    "xtask: the store logs are in {}/store-*/log",
-                    data_dir.display()
-                );
+                eprintln!("xtask: the logs are in {}/*/log", data_dir.display());
                 Err(e)
             }
         }
@@ -134,8 +136,14 @@ fn check_cluster_size(data_dir: &Path, nodes: u16) -> anyhow::Result<()> {
     }
 }
 
-/// Waits for a leader, seeds the directory and prints the summary.
-fn start(fleet: &mut [Node], ctl: &Ternctl, data_dir: &Path) -> anyhow::Result<()> {
+/// Waits for a leader, seeds the directory, starts the access node and prints the summary.
+fn start(
+    fleet: &mut Vec<Node>,
+    ctl: &Ternctl,
+    access_bin: &Path,
+    nodes: u16,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
     let leader = wait_for_leader(fleet, ctl)?;
     println!(
         "==> node {} is the leader; creating {DOMAIN} and its users",
@@ -153,8 +161,46 @@ fn start(fleet: &mut [Node], ctl: &Ternctl, data_dir: &Path) -> anyhow::Result<(
             .filter(|e| *e != leader.endpoint),
     );
     seed(ctl, &endpoints, &pw, fresh)?;
+    fleet.push(start_access(access_bin, nodes, data_dir)?);
+    wait_for_addr_files(fleet, Duration::from_secs(10));
     print_summary(fleet, leader.id, data_dir, &pw_file, &pw, &ctl.bin);
     Ok(())
+}
+
+/// The access node: POP3 with STLS and POP3S with the development certificate (made once,
+/// kept in DATA_DIR/tls), plain-text login allowed because every listener is on loopback.
+fn start_access(bin: &Path, nodes: u16, data_dir: &Path) -> anyhow::Result<Node> {
+    let tls = data_dir.join("tls");
+    let out = Command::new(bin)
+        .arg("dev-cert")
+        .arg(&tls)
+        .output()
+        .with_context(|| format!("running {} dev-cert", bin.display()))?;
+    if !out.status.success() {
+        bail!(
+            "making the development certificate: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let store = (1..=nodes)
+        .map(|i| format!("127.0.0.1:{}", procs::BASE_PORT + i))
+        .collect::<Vec<_>>()
+        .join(",");
+    let args = [
+        "--store".to_string(),
+        store,
+        "--pop3-listen".into(),
+        format!("127.0.0.1:{POP3_PORT}"),
+        "--pop3s-listen".into(),
+        format!("127.0.0.1:{POP3S_PORT}"),
+        "--tls-cert".into(),
+        tls.join("cert.pem").display().to_string(),
+        "--tls-key".into(),
+        tls.join("key.pem").display().to_string(),
+        "--loopback-plaintext-auth".into(),
+        "true".into(),
+    ];
+    procs::spawn_service(bin, "tern-access", &data_dir.join("access"), &args)
 }
 
 struct Leader {
@@ -308,16 +354,21 @@ fn print_summary(
         "LOG".into(),
     ]];
     for n in fleet {
-        let mut name = format!("tern-store node {}", n.id);
-        if u64::from(n.id) == leader {
+        let mut name = n.name.clone();
+        if n.id != 0 && u64::from(n.id) == leader {
             name.push_str(" (leader)");
         }
         if !n.is_running() {
             name.push_str(" (exited)");
         }
+        let endpoint = if n.id == 0 {
+            format!("pop3://127.0.0.1:{POP3_PORT} (STLS), pop3s://127.0.0.1:{POP3S_PORT}")
+        } else {
+            n.endpoint()
+        };
         rows.push(vec![
             name,
-            n.endpoint(),
+            endpoint,
             n.metrics
                 .as_deref()
                 .map(|m| format!("http://{m}/metrics"))
@@ -329,7 +380,7 @@ fn print_summary(
     out.push_str("\nTern is running.\n\n");
     out.push_str(&table::render(&rows));
     out.push_str(
-        "\nNot part of the platform yet: SMTP, IMAP, POP3 and the queue service come with later work.\n",
+        "\nNot part of the platform yet: SMTP, IMAP and the queue service come with later work.\n",
     );
     out.push_str(&format!(
         "\nDomain {DOMAIN}, users (development password {pw}, kept in {}):\n",
@@ -348,23 +399,23 @@ fn print_summary(
     let _ = std::io::stdout().flush();
 }
 
-/// Prints a line for every node that exited since the last look.
+/// Prints a line for every process that exited since the last look.
 fn report_exits(fleet: &mut [Node]) {
-    for (id, status) in procs::reap(fleet) {
+    for (name, status) in procs::reap(fleet) {
         let others = fleet.iter().filter(|n| n.is_running()).count();
         let log = fleet
             .iter()
-            .find(|n| n.id == id)
+            .find(|n| n.name == name)
             .map(|n| n.log.display().to_string())
             .unwrap_or_default();
         if others > 0 {
             println!(
-                "tern-store node {id} exited with {}; the others keep running (log: {log})",
+                "{name} exited with {}; the others keep running (log: {log})",
                 procs::describe(status)
             );
         } else {
             println!(
-                "tern-store node {id} exited with {}; no store node is left running (log: {log})",
+                "{name} exited with {}; nothing is left running (log: {log})",
                 procs::describe(status)
             );
         }
@@ -382,10 +433,7 @@ fn supervise(fleet: &mut [Node], data_dir: &Path) -> anyhow::Result<()> {
             return Ok(());
         }
         if !fleet.iter().any(Node::is_running) {
-            bail!(
-                "every tern-store node has exited; see {}/store-*/log",
-                data_dir.display()
-            );
+            bail!("every process has exited; see {}/*/log", data_dir.display());
         }
         signals::sleep(Duration::from_millis(250));
     }

@@ -1,7 +1,11 @@
 //! Generated protobuf and gRPC code for Tern's APIs.
 //!
 //! Dependencies: `tonic`/`tonic-prost`/`prost` generate and run the gRPC stubs; `protox`
-//! compiles the .proto files in pure Rust so the build needs no system `protoc`.
+//! compiles the .proto files in pure Rust so the build needs no system `protoc`; `tokio` for
+//! the retry back-off and `tern-telemetry` to carry the trace context on every call of
+//! [`client::StoreClient`].
+
+pub mod client;
 
 /// The store's public API: directory, mailboxes, messages, queue, change feed, admin.
 pub mod store {

@@ -1,9 +1,11 @@
-//! Test support: real `tern-store` processes on loopback, on ports the OS assigns, cleaned
+//! Test support: real `tern-store` (and `tern-access`, [`access`]) processes on loopback, on ports the OS assigns, cleaned
 //! up when the [`StoreCluster`] is dropped.
 //!
 //! Used by tern-store's integration tests and by `tern-store-bench`. Dependencies: `tokio`
 //! and `tonic` to talk to the nodes, `tempfile` for data directories, `libc` to send
 //! SIGKILL/SIGTERM the way an operator's `kill` would.
+
+pub mod access;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

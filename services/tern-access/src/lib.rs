@@ -1,11 +1,29 @@
-//! tern-access: the IMAP4rev1 and POP3 access nodes of Tern.
+//! tern-access: the POP3 (and, to come, IMAP4rev1) access nodes of Tern.
 //!
-//! **State:** only the POP3 command parser ([`pop3::command`]), wire form ([`pop3::wire`]) and
-//! session state machine ([`pop3::session`], over a storage trait) exist so far; the listeners,
-//! sessions, TLS and the store client are not built yet, and there is no `tern-access`
-//! binary. Protocol parsers live here as pure functions over bytes so they can be unit-tested
-//! and fuzzed without sockets.
+//! Access nodes are stateless: a session's state (the POP3 maildrop listing and its deletion
+//! marks) lives in the connection, every byte of mail lives in the store, reached through
+//! [`tern_proto::client::StoreClient`], which moves to another store node when one fails.
+//! The POP3 maildrop lock is a store lease lock, so it holds across every access node behind
+//! a load balancer, and a node that dies holding it frees it when the lease runs out.
 //!
-//! Dependencies: `thiserror` for error types; `base64` for SASL PLAIN responses.
+//! **State:** POP3 (RFC 1939 with CAPA, STLS, AUTH PLAIN, RESP-CODES) is complete; IMAP is
+//! not built yet.
+//!
+//! Protocol code is pure ([`pop3::command`] parses, [`pop3::session`] is a state machine over
+//! a storage trait, [`pop3::wire`] shapes output) so it is unit-tested and fuzzed without
+//! sockets; the `server` feature (on by default) adds the listeners, the store backend and
+//! the binary.
+//!
+//! Dependencies: `thiserror` for error types; `base64` for SASL PLAIN; `tern-mail` for the
+//! line-ending rules shared with the store. With `server`: `tokio` and `tonic` for I/O and the
+//! store API, `futures` for response streams, `tern-net` for TLS, limits and bounded lines,
+//! `tern-telemetry` + `tracing` + `prometheus` for logs, traces and metrics, `clap`/`serde`/
+//! `toml` for settings, `rand` for lock-owner ids, `anyhow` at the edges.
 
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+mod metrics;
 pub mod pop3;
+#[cfg(feature = "server")]
+pub mod server;

@@ -45,7 +45,7 @@ pub fn open(path: &Path) -> anyhow::Result<Db> {
 /// Version of the on-disk format (log entries, records). Bump it when either changes
 /// incompatibly; a node refuses data written in another version instead of failing
 /// somewhere in Raft's start-up.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// Checks (or, for a new database, records) the on-disk format version.
 pub fn check_format(db: &DB) -> anyhow::Result<()> {

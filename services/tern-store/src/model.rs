@@ -104,8 +104,11 @@ pub struct MessageRec {
     pub flags: Vec<String>,
     /// INTERNALDATE, seconds since the epoch.
     pub internal_date: i64,
-    /// RFC822.SIZE.
+    /// Octets as stored.
     pub size: u64,
+    /// Octets on the wire, every line ending as CRLF ([`tern_mail::lines::size`]): what POP3
+    /// LIST and IMAP RFC822.SIZE announce and RETR/FETCH send.
+    pub wire_size: u64,
     /// Modseq of the last change.
     pub modseq: u64,
     /// SHA-256 of the content.

@@ -133,8 +133,8 @@ fn eval(key: &Key, rec: &MessageRec, max_uid: u32, msg: Option<&Message<'_>>) ->
         Key::All => true,
         Key::FlagSet(f) => rec.has_flag(f),
         Key::FlagUnset(f) => !rec.has_flag(f),
-        Key::Larger(n) => rec.size > *n,
-        Key::Smaller(n) => rec.size < *n,
+        Key::Larger(n) => rec.wire_size > *n,
+        Key::Smaller(n) => rec.wire_size < *n,
         Key::Before(t) => rec.internal_date < *t,
         Key::Since(t) => rec.internal_date >= *t,
         Key::ModSeq(m) => rec.modseq >= *m,
@@ -235,6 +235,7 @@ mod tests {
             flags: flags.iter().map(|s| s.to_string()).collect(),
             internal_date: 1_000,
             size: 500,
+            wire_size: 500,
             modseq: uid as u64,
             blob: [0; 32],
         }

@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tern_access::pop3::wire::{canonical, dot_stuff, size, top};
+use tern_access::pop3::wire::top;
+use tern_mail::lines::{canonical, dot_stuff, size};
 
 fuzz_target!(|data: &[u8]| {
     let c = canonical(data);

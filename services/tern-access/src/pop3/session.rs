@@ -12,13 +12,14 @@ use base64::Engine;
 
 use super::command::{parse, Command, ParseError};
 use super::wire;
+use tern_mail::lines;
 
 /// One message of the maildrop as fixed at login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageInfo {
     /// The store's UID (with the UIDVALIDITY, the UIDL value).
     pub uid: u32,
-    /// The size of the message on the wire ([`wire::size`]).
+    /// The size of the message on the wire ([`lines::size`]).
     pub size: u64,
 }
 
@@ -456,15 +457,15 @@ impl<B: Backend> Session<B> {
                         return Next::Continue;
                     }
                 };
-                let canonical = wire::canonical(&stored);
+                let canonical = lines::canonical(&stored);
                 match cmd {
                     Command::Top { lines, .. } => {
                         ok(out, "top of message follows");
-                        wire::dot_stuff(wire::top(&canonical, lines), out);
+                        lines::dot_stuff(wire::top(&canonical, lines), out);
                     }
                     _ => {
                         ok(out, &format!("{} octets", canonical.len()));
-                        wire::dot_stuff(&canonical, out);
+                        lines::dot_stuff(&canonical, out);
                         // Keep mode leaves a trace for IMAP users; failing to record it does
                         // not take the message away from this client.
                         let _ = self.backend.mark_seen(account, uid).await;

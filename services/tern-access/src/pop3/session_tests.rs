@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use super::session::*;
-use super::wire;
+use tern_mail::lines;
 
 #[derive(Default)]
 struct Store {
@@ -56,7 +56,7 @@ impl Backend for Mem {
             .iter()
             .map(|(uid, b, _)| MessageInfo {
                 uid: *uid,
-                size: wire::size(b),
+                size: lines::size(b),
             })
             .collect();
         Ok(Open::Opened(Maildrop {
@@ -150,7 +150,7 @@ async fn every_command_in_each_state() {
         .starts_with("-ERR"));
     login(&mut s).await;
 
-    let sizes = [wire::size(M1), wire::size(M2)];
+    let sizes = [lines::size(M1), lines::size(M2)];
     assert_eq!(
         send(&mut s, "STAT").await.0,
         format!("+OK 2 {}\r\n", sizes[0] + sizes[1])

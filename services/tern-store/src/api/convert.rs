@@ -33,6 +33,7 @@ pub fn message(m: &MessageRec) -> pb::MessageRecord {
         internal_date: m.internal_date,
         size: m.size,
         modseq: m.modseq,
+        wire_size: m.wire_size,
         blob: hex::encode(m.blob),
     }
 }

@@ -101,6 +101,7 @@ fn deliver_one(
         flags: normalize_flags(&t.flags)?,
         internal_date,
         size: body.len() as u64,
+        wire_size: tern_mail::lines::size(body),
         modseq,
         blob: *hash,
     };

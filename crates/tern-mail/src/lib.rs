@@ -1,0 +1,10 @@
+//! Message-format rules that several Tern services must apply identically.
+//!
+//! The store computes a message's wire size when it is appended, and POP3 (RETR) and IMAP
+//! (RFC822.SIZE) send exactly that many octets; SMTP and POP3 both byte-stuff multi-line data.
+//! Keeping one copy of these rules here means the size the store records and the bytes an
+//! access node sends can never disagree.
+//!
+//! No dependencies: these are small pure functions over bytes.
+
+pub mod lines;

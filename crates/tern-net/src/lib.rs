@@ -1,0 +1,17 @@
+//! What every Tern listener that faces the internet shares: the connection type that can be
+//! upgraded to TLS in place ([`conn`]), TLS certificates loaded from files and reloaded when
+//! they change ([`tls`]), limits on concurrent connections in total and per client address
+//! ([`limit`]), and line reads that never buffer more than a fixed bound ([`line`]).
+//!
+//! POP3 and IMAP (tern-access) and SMTP (tern-smtp) use the same code so their limits and TLS
+//! behave the same.
+//!
+//! Dependencies: `tokio` for sockets; `rustls` + `tokio-rustls` (ring provider: pure Rust and
+//! assembly, no cmake, unlike aws-lc) for TLS; `rustls-pki-types` to read PEM files; `rcgen` to
+//! make the self-signed development certificate; `thiserror`/`anyhow` for errors; `tracing`
+//! to log reloads.
+
+pub mod conn;
+pub mod limit;
+pub mod line;
+pub mod tls;

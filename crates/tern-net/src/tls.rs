@@ -1,0 +1,154 @@
+//! TLS server settings from PEM files, reloaded when the files change so a renewed
+//! certificate (cert-manager, certbot) takes effect without a restart, plus the self-signed
+//! certificate `cargo xtask up` uses for development.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+
+/// How often the files' modification times are looked at, at most.
+const RECHECK: Duration = Duration::from_secs(2);
+
+/// A certificate chain and key read from files, reloaded when either file changes.
+pub struct ReloadingTls {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    state: Mutex<Loaded>,
+}
+
+struct Loaded {
+    acceptor: TlsAcceptor,
+    stamps: (Option<SystemTime>, Option<SystemTime>),
+    checked: Instant,
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Builds rustls server settings (TLS 1.2 and 1.3, ring provider) from PEM files.
+pub fn load_server_config(cert_path: &Path, key_path: &Path) -> anyhow::Result<ServerConfig> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+        .with_context(|| format!("reading certificates from {}", cert_path.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing certificates in {}", cert_path.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("no certificate in {}", cert_path.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path)
+        .with_context(|| format!("reading the private key in {}", key_path.display()))?;
+    ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("certificate and key do not match")
+}
+
+impl ReloadingTls {
+    /// Loads the files now; an error here is a configuration error the service reports at
+    /// start-up.
+    pub fn load(cert_path: &Path, key_path: &Path) -> anyhow::Result<Self> {
+        let config = load_server_config(cert_path, key_path)?;
+        Ok(Self {
+            cert_path: cert_path.to_path_buf(),
+            key_path: key_path.to_path_buf(),
+            state: Mutex::new(Loaded {
+                acceptor: TlsAcceptor::from(Arc::new(config)),
+                stamps: (modified(cert_path), modified(key_path)),
+                checked: Instant::now(),
+            }),
+        })
+    }
+
+    /// The acceptor for a new handshake: the files are re-read when their modification time
+    /// changed (checked at most every two seconds). A reload that fails keeps the previous
+    /// certificate and logs why, so a half-written renewal never takes TLS down.
+    pub fn acceptor(&self) -> TlsAcceptor {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.checked.elapsed() >= RECHECK {
+            s.checked = Instant::now();
+            let stamps = (modified(&self.cert_path), modified(&self.key_path));
+            if stamps != s.stamps {
+                match load_server_config(&self.cert_path, &self.key_path) {
+                    Ok(config) => {
+                        s.acceptor = TlsAcceptor::from(Arc::new(config));
+                        s.stamps = stamps;
+                        tracing::info!(cert = %self.cert_path.display(), "TLS certificate reloaded");
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            error = format!("{e:#}"),
+                            "TLS certificate reload failed; keeping the previous one"
+                        );
+                    }
+                }
+            }
+        }
+        s.acceptor.clone()
+    }
+}
+
+/// Writes a self-signed certificate for `names` to `dir/cert.pem` and `dir/key.pem` unless
+/// both exist already; returns their paths. For development only: clients must be told to
+/// trust it (or not to verify).
+pub fn ensure_dev_certificate(dir: &Path, names: &[&str]) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let generated =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .context("generating a self-signed certificate")?;
+    write_private(&key, generated.key_pair.serialize_pem().as_bytes())?;
+    std::fs::write(&cert, generated.cert.pem())
+        .with_context(|| format!("writing {}", cert.display()))?;
+    Ok((cert, key))
+}
+
+fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_certificate_loads_and_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = ensure_dev_certificate(dir.path(), &["localhost"]).unwrap();
+        let first = std::fs::read(&cert).unwrap();
+        load_server_config(&cert, &key).unwrap();
+        ensure_dev_certificate(dir.path(), &["localhost"]).unwrap();
+        assert_eq!(std::fs::read(&cert).unwrap(), first);
+    }
+
+    #[test]
+    fn mismatched_or_missing_files_are_errors() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let (cert_a, _) = ensure_dev_certificate(a.path(), &["a"]).unwrap();
+        let (_, key_b) = ensure_dev_certificate(b.path(), &["b"]).unwrap();
+        assert!(load_server_config(&cert_a, &key_b).is_err());
+        assert!(load_server_config(&a.path().join("none.pem"), &key_b).is_err());
+    }
+}

@@ -1,0 +1,119 @@
+//! A store client for the stateless services (access, SMTP, queue): it knows every store
+//! node and moves on to the next when one is down or has no leader, so losing a node (or an
+//! election) delays a request instead of failing it.
+//!
+//! Only idempotent requests may be retried: a write that timed out may still commit later.
+//! Every call of the store API used through [`StoreClient::call`] is idempotent by design
+//! (flag changes set a state, expunge by UID, locks by owner, appends and deliveries carry a
+//! delivery id), which is why retrying is the default.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tern_telemetry::grpc::TraceInterceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+/// A channel that carries the caller's trace context on every request.
+pub type TracedChannel = InterceptedService<Channel, TraceInterceptor>;
+
+/// Connections to every store node, used in turn.
+#[derive(Clone)]
+pub struct StoreClient {
+    channels: std::sync::Arc<Vec<(String, Channel)>>,
+    next: std::sync::Arc<AtomicUsize>,
+    retry_for: Duration,
+    call_timeout: Duration,
+}
+
+/// Errors that say "try another node or try again later"; everything else is the answer.
+fn is_retryable(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded
+    )
+}
+
+impl StoreClient {
+    /// Clients for `addrs` (`host:port` or `http://host:port`); connections are made on first
+    /// use. Retryable failures are retried on the next node for up to `retry_for`.
+    pub fn new(addrs: &[String], retry_for: Duration) -> Result<Self, tonic::transport::Error> {
+        let mut channels = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            let uri = if addr.contains("://") {
+                addr.clone()
+            } else {
+                format!("http://{addr}")
+            };
+            let channel = Endpoint::from_shared(uri)?
+                .connect_timeout(Duration::from_secs(2))
+                .http2_keep_alive_interval(Duration::from_secs(10))
+                .keep_alive_timeout(Duration::from_secs(5))
+                .keep_alive_while_idle(true)
+                .tcp_nodelay(true)
+                .connect_lazy();
+            channels.push((addr.clone(), channel));
+        }
+        Ok(Self {
+            channels: std::sync::Arc::new(channels),
+            next: std::sync::Arc::default(),
+            retry_for,
+            call_timeout: Duration::from_secs(30),
+        })
+    }
+
+    /// The node addresses this client uses.
+    pub fn addrs(&self) -> Vec<String> {
+        self.channels.iter().map(|(a, _)| a.clone()).collect()
+    }
+
+    /// A channel to one node (the one that answered last), for calls that must not be
+    /// retried or that stream for long (Watch).
+    pub fn channel(&self) -> TracedChannel {
+        let i = self.next.load(Ordering::Relaxed) % self.channels.len().max(1);
+        InterceptedService::new(self.channels[i].1.clone(), TraceInterceptor)
+    }
+
+    /// Runs `f` against a node; on a retryable failure runs it again against the next node,
+    /// backing off from 50 ms up to 1 s, until `retry_for` has passed. Each attempt is bounded
+    /// by 30 s until the response (or, for a stream, its first message) arrives.
+    pub async fn call<T, F, Fut>(&self, mut f: F) -> Result<T, Status>
+    where
+        F: FnMut(TracedChannel) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        if self.channels.is_empty() {
+            return Err(Status::unavailable("no store nodes configured"));
+        }
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let i = self.next.load(Ordering::Relaxed) % self.channels.len();
+            let (addr, channel) = &self.channels[i];
+            let attempt = f(InterceptedService::new(channel.clone(), TraceInterceptor));
+            let result = match tokio::time::timeout(self.call_timeout, attempt).await {
+                Ok(r) => r,
+                Err(_) => Err(Status::deadline_exceeded(format!(
+                    "store node {addr} did not answer within {}s",
+                    self.call_timeout.as_secs()
+                ))),
+            };
+            match result {
+                Err(status) if is_retryable(&status) && started.elapsed() < self.retry_for => {
+                    tracing::debug!(node = %addr, error = %status.message(), "store call failed; trying the next node");
+                    let _ = self.next.compare_exchange(
+                        i,
+                        (i + 1) % self.channels.len(),
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! The tern-access binary: parse settings, start the listeners, stop on SIGINT/SIGTERM.
+//! `tern-access dev-cert DIR` writes the self-signed development certificate instead.
+
+use clap::Parser;
+use tern_access::config::Args;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("dev-cert") {
+        let dir = argv
+            .get(2)
+            .ok_or_else(|| anyhow::anyhow!("usage: tern-access dev-cert DIR"))?;
+        let (cert, key) = tern_net::tls::ensure_dev_certificate(
+            std::path::Path::new(dir),
+            &["localhost", "127.0.0.1"],
+        )?;
+        println!("{}\n{}", cert.display(), key.display());
+        return Ok(());
+    }
+    let config = Args::parse().into_config()?;
+    let _telemetry = tern_telemetry::init("tern-access", config.log_format.parse()?)?;
+    let running = tern_access::server::start(config).await?;
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    running.stop();
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

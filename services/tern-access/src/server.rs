@@ -1,0 +1,127 @@
+//! Starting an access node: the store client, TLS, the listeners, health and metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tern_net::limit::ConnectionLimiter;
+use tern_net::tls::ReloadingTls;
+use tern_proto::client::StoreClient;
+use tern_telemetry::Health;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::config::AccessConfig;
+use crate::pop3::server::{serve, Pop3Context};
+
+/// A running access node.
+pub struct Running {
+    /// Bound POP3 address, if that listener is on.
+    pub pop3: Option<SocketAddr>,
+    /// Bound POP3S address, if that listener is on.
+    pub pop3s: Option<SocketAddr>,
+    /// Bound metrics/health address.
+    pub metrics: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting; sessions in progress end with the process.
+    pub fn stop(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn bind(addr: &str, what: &str) -> anyhow::Result<Option<TcpListener>> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .with_context(|| format!("binding the {what} listener to {addr}"))
+}
+
+/// Binds every configured listener and starts serving.
+pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
+    config.validate()?;
+    let store = StoreClient::new(&config.store, Duration::from_secs(config.store_retry_secs))
+        .context("store addresses")?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(ReloadingTls::load(cert, key)?)),
+        _ => None,
+    };
+    let pop3 = bind(&config.pop3_listen, "POP3").await?;
+    let pop3s = bind(&config.pop3s_listen, "POP3S").await?;
+    let metrics_listener = TcpListener::bind(&config.metrics_listen)
+        .await
+        .with_context(|| format!("binding metrics to {}", config.metrics_listen))?;
+    let node = format!(
+        "{}-{}",
+        hostname(),
+        pop3.as_ref()
+            .or(pop3s.as_ref())
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
+            .unwrap_or(0)
+    );
+    let ctx = Arc::new(Pop3Context {
+        store,
+        node,
+        tls,
+        limiter: ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip),
+        plaintext_auth: config.loopback_plaintext_auth,
+        idle_timeout: Duration::from_secs(config.idle_timeout_secs),
+        auth_failure_delay: Duration::from_millis(config.auth_failure_delay_ms),
+        max_auth_failures: config.max_auth_failures,
+        max_errors: config.max_errors,
+        lock_ttl: Duration::from_secs(config.lock_ttl_secs.max(3)),
+    });
+    let mut running = Running {
+        pop3: pop3.as_ref().map(TcpListener::local_addr).transpose()?,
+        pop3s: pop3s.as_ref().map(TcpListener::local_addr).transpose()?,
+        metrics: metrics_listener.local_addr()?,
+        tasks: Vec::new(),
+    };
+    if let Some(l) = pop3 {
+        running
+            .tasks
+            .push(tokio::spawn(serve(l, ctx.clone(), false)));
+    }
+    if let Some(l) = pop3s {
+        running
+            .tasks
+            .push(tokio::spawn(serve(l, ctx.clone(), true)));
+    }
+    let health = Health::default();
+    health.set_ready(true);
+    running.tasks.push(tokio::spawn(async move {
+        if let Err(e) = tern_telemetry::serve_http(metrics_listener, health).await {
+            tracing::error!(error = format!("{e:#}"), "metrics endpoint failed");
+        }
+    }));
+    if let Some(path) = &config.addr_file {
+        let mut text = String::new();
+        if let Some(a) = running.pop3 {
+            text.push_str(&format!("pop3={a}\n"));
+        }
+        if let Some(a) = running.pop3s {
+            text.push_str(&format!("pop3s={a}\n"));
+        }
+        text.push_str(&format!("metrics={}\n", running.metrics));
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    }
+    tracing::info!(pop3 = ?running.pop3, pop3s = ?running.pop3s, metrics = %running.metrics, store = ?config.store, "access node started");
+    Ok(running)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "access".into())
+}
