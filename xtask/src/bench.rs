@@ -2,8 +2,12 @@
 //! (3 and 1 nodes × concurrency 1, 16, 64), printed with the machine it ran on, because an
 //! fsync-bound number means nothing without the CPU and the disk behind it.
 //!
-//! The measuring is done by `tern-store-bench` (in crates/tern-testkit); this module only drives
-//! it. [`run_bench`] is the single place that knows its command line and output.
+//! `cargo xtask bench pop3`: RETR throughput from 1 and 16 clients, Tern beside a private
+//! Dovecot (installed from Debian's packages by xtask/scripts/dovecot-pop3.sh) on loopback.
+//!
+//! The measuring is done by `tern-store-bench` and `tern-pop3-bench` (in crates/tern-testkit);
+//! this module only drives them. [`run_bench`] is the single place that knows the store
+//! bench's command line and output; the POP3 bench prints its own table.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -79,6 +83,55 @@ pub fn store(quick: bool, messages: Option<u32>) -> anyhow::Result<()> {
         ]);
     }
     print!("{}", table::render(&lines));
+    Ok(())
+}
+
+/// Runs tern-pop3-bench with its output on the terminal, then prints the machine.
+pub fn pop3(quick: bool, no_peer: bool) -> anyhow::Result<()> {
+    prereq::ensure()?;
+    println!("==> building tern-store, tern-access and tern-pop3-bench");
+    cargo::run(cargo::build_workspace())?;
+    let target = cargo::target_dir();
+    let store_bin = cargo::debug_bin(&target, "tern-store")?;
+    let bench_bin = cargo::debug_bin(&target, "tern-pop3-bench")?;
+    let script = cargo::workspace_root().join("xtask/scripts/dovecot-pop3.sh");
+    let mut peer = !no_peer;
+    if peer {
+        println!("==> making sure Dovecot's POP3 server is installed");
+        let ok = Command::new("bash")
+            .arg(&script)
+            .arg("install")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            println!("    Dovecot could not be installed: measuring Tern alone");
+            peer = false;
+        }
+    }
+    let mut cmd = Command::new(&bench_bin);
+    cmd.arg("--store-bin").arg(&store_bin);
+    if peer {
+        cmd.arg("--dovecot-script").arg(&script);
+    }
+    if quick {
+        cmd.args(["--messages", "20", "--rounds", "1", "--repeat", "1"]);
+    }
+    let shown = cargo::display(&cmd);
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    println!("\nMachine");
+    for (k, v) in machine(&target) {
+        println!("  {k:<8} {v}");
+    }
+    println!(
+        "  build    Tern in the dev profile (workspace crates -O0, RocksDB -O3); Dovecot as Debian ships it{}",
+        if quick { "\n  --quick: a smoke test, not a measurement" } else { "" }
+    );
     Ok(())
 }
 

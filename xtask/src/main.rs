@@ -3,6 +3,7 @@
 //! - `up`: build and run the local platform in the foreground (see [`up`]).
 //! - `test`: the whole check suite CI runs (see [`suite`]).
 //! - `bench store`: the store's append benchmark matrix (see [`bench`]).
+//! - `bench pop3`: POP3 RETR throughput, Tern beside Dovecot (see [`bench`]).
 //!
 //! Deliberately synchronous and light on dependencies (anyhow, clap, serde_json, libc):
 //! it mostly starts processes and waits for them, and it is compiled before anything else on
@@ -73,6 +74,16 @@ enum BenchTarget {
         #[arg(long, value_name = "M")]
         messages: Option<u32>,
     },
+    /// POP3 RETR throughput (messages and MB per second) from 1 and 16 clients, Tern side by
+    /// side with Dovecot's POP3 on loopback.
+    Pop3 {
+        /// Fewer messages and rounds: a smoke test of the benchmark, not a measurement.
+        #[arg(long)]
+        quick: bool,
+        /// Tern only (no Dovecot install or run).
+        #[arg(long)]
+        no_peer: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -82,6 +93,7 @@ fn main() -> ExitCode {
         Task::Test { args } => suite::run(&args),
         Task::Lint => suite::lint(),
         Task::Bench(BenchTarget::Store { quick, messages }) => bench::store(quick, messages),
+        Task::Bench(BenchTarget::Pop3 { quick, no_peer }) => bench::pop3(quick, no_peer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -95,6 +95,27 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Installs cargo-fuzz (pinned: its newest release may need a newer rustc than the one
+/// toolchain these machines have) when `cargo fuzz` is missing.
+pub fn ensure_cargo_fuzz() -> anyhow::Result<()> {
+    let ok = crate::cargo::cargo(["fuzz", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return Ok(());
+    }
+    println!("==> installing cargo-fuzz (the fuzz step runs the parsers' fuzz targets)");
+    crate::cargo::run(crate::cargo::cargo([
+        "install",
+        "cargo-fuzz",
+        "--locked",
+        "--version",
+        "0.13.2",
+    ]))
+}
+
 /// Checks that a cargo subcommand (fmt, clippy) is installed, naming the rustup component if not.
 pub fn ensure_cargo_component(subcommand: &str, component: &str) -> anyhow::Result<()> {
     let ok = crate::cargo::cargo([subcommand, "--version"])

@@ -4,6 +4,10 @@
 //! Clippy is `cargo xtask lint`, not a step here: `cargo check`/`clippy` run RocksDB's build
 //! script separately from `cargo build`, which would compile its C++ a second time (about
 //! 20 minutes on 2 cores) and push CI past its time budget.
+//!
+//! The last steps run every cargo-fuzz target for a bounded time ([`FUZZ`]), starting from the
+//! committed seeds (`fuzz/seeds/TARGET`), with new inputs kept outside the clone (in the
+//! target directory).
 
 use std::process::Command;
 use std::time::Instant;
@@ -13,21 +17,37 @@ use anyhow::{bail, Context};
 use crate::cargo::{self, cargo};
 use crate::prereq;
 
+/// Fuzz targets (crate directory, target, seconds) run by every `cargo xtask test`.
+const FUZZ: [(&str, &str, u32); 2] = [
+    ("services/tern-access/fuzz", "pop3_command", 30),
+    ("services/tern-access/fuzz", "pop3_wire", 15),
+];
+
 pub fn run(extra_test_args: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
-    println!("==> [1/5] prerequisites");
+    let total = 5 + FUZZ.len();
+    println!("==> [1/{total}] prerequisites");
     prereq::ensure()?;
     prereq::ensure_cargo_component("fmt", "rustfmt")?;
+    prereq::ensure_cargo_fuzz()?;
 
     let mut test = cargo(["test", "--workspace", "--all-targets"]);
     test.args(extra_test_args);
-    let steps: [(&str, Command); 4] = [
-        ("formatting", cargo(["fmt", "--all", "--", "--check"])),
-        ("build", cargo::build_workspace()),
-        ("tests", test),
-        ("doc tests", cargo(["test", "--workspace", "--doc"])),
+    let mut steps: Vec<(String, Command)> = vec![
+        (
+            "formatting".into(),
+            cargo(["fmt", "--all", "--", "--check"]),
+        ),
+        ("build".into(), cargo::build_workspace()),
+        ("tests".into(), test),
+        ("doc tests".into(), cargo(["test", "--workspace", "--doc"])),
     ];
-    let total = steps.len() + 1;
+    for (dir, target, secs) in FUZZ {
+        steps.push((
+            format!("fuzz {target} for {secs}s"),
+            fuzz(dir, target, secs)?,
+        ));
+    }
     for (i, (what, cmd)) in steps.into_iter().enumerate() {
         let shown = cargo::display(&cmd);
         println!("==> [{}/{total}] {what}: {shown}", i + 2);
@@ -53,6 +73,27 @@ pub fn run(extra_test_args: &[String]) -> anyhow::Result<()> {
         minutes(started.elapsed().as_secs())
     );
     Ok(())
+}
+
+/// `cargo fuzz run` for `secs` seconds. libFuzzer writes new inputs to its first corpus
+/// directory (kept under the target directory) and only reads the committed seeds.
+fn fuzz(dir: &str, target: &str, secs: u32) -> anyhow::Result<Command> {
+    let build = cargo::target_dir().join("fuzz");
+    let scratch = build.join("corpus").join(target);
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    // The committed seeds (hand-written inputs); fuzz/corpus is libFuzzer's own and ignored.
+    let seeds = cargo::workspace_root().join(dir).join("seeds").join(target);
+    let mut cmd = cargo(["fuzz", "run", "--fuzz-dir", dir, "--target-dir"]);
+    cmd.arg(&build)
+        .arg(target)
+        .arg(&scratch)
+        .arg(&seeds)
+        .arg("--")
+        .arg(format!("-max_total_time={secs}"))
+        // cargo-fuzz needs nightly flags (-Zsanitizer); the stable toolchain allows them
+        // with this switch, and no other toolchain can be fetched on these machines.
+        .env("RUSTC_BOOTSTRAP", "1");
+    Ok(cmd)
 }
 
 fn minutes(secs: u64) -> String {

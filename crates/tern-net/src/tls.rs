@@ -143,6 +143,29 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_certificate_is_picked_up_and_a_broken_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = ensure_dev_certificate(dir.path(), &["old"]).unwrap();
+        let tls = ReloadingTls::load(&cert, &key).unwrap();
+        let first = tls.acceptor();
+        assert!(Arc::ptr_eq(first.config(), tls.acceptor().config()));
+        // A renewal writes new files (new modification times).
+        std::thread::sleep(Duration::from_millis(1100));
+        let renewed = tempfile::tempdir().unwrap();
+        let (c2, k2) = ensure_dev_certificate(renewed.path(), &["new"]).unwrap();
+        std::fs::copy(&c2, &cert).unwrap();
+        std::fs::copy(&k2, &key).unwrap();
+        std::thread::sleep(RECHECK);
+        let second = tls.acceptor();
+        assert!(!Arc::ptr_eq(first.config(), second.config()), "reloaded");
+        // A half-written renewal (garbage) keeps the working certificate.
+        std::thread::sleep(Duration::from_millis(1100));
+        std::fs::write(&cert, b"not a certificate").unwrap();
+        std::thread::sleep(RECHECK);
+        assert!(Arc::ptr_eq(second.config(), tls.acceptor().config()));
+    }
+
+    #[test]
     fn mismatched_or_missing_files_are_errors() {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();

@@ -16,6 +16,13 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
+/// HTTP/2 flow-control windows for every Tern gRPC connection. The protocol default (64 KiB)
+/// makes any message larger than that wait a round trip (and, with delayed ACKs, tens of
+/// milliseconds) for a WINDOW_UPDATE; messages are up to tens of MiB.
+pub const STREAM_WINDOW: u32 = 8 << 20;
+/// See [`STREAM_WINDOW`].
+pub const CONNECTION_WINDOW: u32 = 16 << 20;
+
 /// A channel that carries the caller's trace context on every request.
 pub type TracedChannel = InterceptedService<Channel, TraceInterceptor>;
 
@@ -53,6 +60,8 @@ impl StoreClient {
                 .keep_alive_timeout(Duration::from_secs(5))
                 .keep_alive_while_idle(true)
                 .tcp_nodelay(true)
+                .initial_stream_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
                 .connect_lazy();
             channels.push((addr.clone(), channel));
         }

@@ -247,6 +247,9 @@ impl StoreCluster {
         Channel::from_shared(self.endpoint(i))?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .initial_stream_window_size(tern_proto::client::STREAM_WINDOW)
+            .initial_connection_window_size(tern_proto::client::CONNECTION_WINDOW)
             .connect()
             .await
             .with_context(|| format!("connecting to node {}", self.nodes[i].id))
@@ -421,6 +424,7 @@ pub async fn fetch(
             uid,
             offset: 0,
             length: 0,
+            uid_validity: 0,
         })
         .await?
         .into_inner();

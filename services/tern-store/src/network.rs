@@ -43,6 +43,8 @@ impl Channels {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
+            .initial_stream_window_size(tern_proto::client::STREAM_WINDOW)
+            .initial_connection_window_size(tern_proto::client::CONNECTION_WINDOW)
             .connect_lazy();
         map.insert(addr.to_string(), channel.clone());
         Ok(channel)

@@ -145,6 +145,7 @@ async fn mailboxes_messages_search_and_the_change_feed() -> anyhow::Result<()> {
             uid: 1,
             offset: 6,
             length: 5,
+            uid_validity: 0,
         })
         .await?
         .into_inner();
@@ -152,6 +153,29 @@ async fn mailboxes_messages_search_and_the_change_feed() -> anyhow::Result<()> {
     assert_eq!(
         (first.data.as_slice(), first.total_size),
         (&m1[6..11], m1.len() as u64)
+    );
+    // With the UIDVALIDITY the caller knows: served (from local state); a stale one refused.
+    let fetch_with = |uid_validity: u32| pb::FetchRequest {
+        account: ALICE.into(),
+        mailbox: "INBOX".into(),
+        uid: 2,
+        offset: 0,
+        length: 0,
+        uid_validity,
+    };
+    let right = a2.uid_validity;
+    let mut stream = m.fetch(fetch_with(right)).await?.into_inner();
+    assert_eq!(stream.next().await.expect("a chunk")?.data, m2.to_vec());
+    let stale = m.fetch(fetch_with(right.wrapping_add(1))).await;
+    assert_eq!(
+        stale.err().map(|s| s.code()),
+        Some(tonic::Code::FailedPrecondition)
+    );
+    let mut gone = fetch_with(right);
+    gone.uid = 99;
+    assert_eq!(
+        m.fetch(gone).await.err().map(|s| s.code()),
+        Some(tonic::Code::NotFound)
     );
 
     // Search in the store: decoded headers and bodies, flags, boolean structure.

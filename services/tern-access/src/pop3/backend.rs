@@ -2,6 +2,7 @@
 //! lock as a store lease lock (so it holds across every access node), the INBOX listed once
 //! at login, RETR streamed from the store, DELE committed as one expunge at QUIT.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -25,6 +26,9 @@ pub struct StoreBackend {
     owner: String,
     lock_ttl: Duration,
     renewal: Mutex<Option<JoinHandle<()>>>,
+    /// INBOX's UIDVALIDITY at login: fetches name it, so the store may serve them from any
+    /// node's applied state (and refuses them if the INBOX was recreated meanwhile).
+    uid_validity: AtomicU32,
 }
 
 fn lock_name(account: &str) -> String {
@@ -39,6 +43,16 @@ fn messages(ch: TracedChannel) -> MessagesClient<TracedChannel> {
     MessagesClient::new(ch).max_decoding_message_size(MAX_RESPONSE)
 }
 
+/// The UIDs as a set of single-UID ranges.
+fn uid_set(uids: &[u32]) -> pb::UidSet {
+    pb::UidSet {
+        ranges: uids
+            .iter()
+            .map(|&u| pb::UidRange { first: u, last: u })
+            .collect(),
+    }
+}
+
 impl StoreBackend {
     /// A backend for one session; `node` names this access node in lock owners.
     pub fn new(store: StoreClient, node: &str, lock_ttl: Duration) -> Self {
@@ -47,6 +61,7 @@ impl StoreBackend {
             owner: format!("{node}/{:016x}", rand::random::<u64>()),
             lock_ttl,
             renewal: Mutex::new(None),
+            uid_validity: AtomicU32::new(0),
         }
     }
 
@@ -148,10 +163,12 @@ impl Backend for StoreBackend {
                 return Err(unavailable("listing INBOX", s));
             }
         };
+        let uid_validity = listed.mailbox.as_ref().map(|m| m.uid_validity).unwrap_or(0);
+        self.uid_validity.store(uid_validity, Ordering::Relaxed);
         let mut records = listed.messages;
         records.sort_by_key(|m| m.uid);
         let maildrop = Maildrop {
-            uid_validity: listed.mailbox.map(|m| m.uid_validity).unwrap_or(0),
+            uid_validity,
             messages: records
                 .iter()
                 .map(|m| MessageInfo {
@@ -203,6 +220,7 @@ impl Backend for StoreBackend {
             uid,
             offset: 0,
             length: 0,
+            uid_validity: self.uid_validity.load(Ordering::Relaxed),
         };
         self.store
             .call(|ch| {
@@ -224,16 +242,11 @@ impl Backend for StoreBackend {
             .map_err(|s| unavailable("reading the message", s))
     }
 
-    async fn mark_seen(&self, account: &str, uid: u32) -> Result<(), BackendError> {
+    async fn mark_seen(&self, account: &str, uids: &[u32]) -> Result<(), BackendError> {
         let req = pb::StoreFlagsRequest {
             account: account.to_string(),
             mailbox: "INBOX".into(),
-            uids: Some(pb::UidSet {
-                ranges: vec![pb::UidRange {
-                    first: uid,
-                    last: uid,
-                }],
-            }),
+            uids: Some(uid_set(uids)),
             mode: pb::store_flags_request::Mode::Add as i32,
             flags: vec!["\\Seen".into()],
             unchanged_since: 0,
@@ -259,12 +272,7 @@ impl Backend for StoreBackend {
         let req = pb::ExpungeRequest {
             account: account.to_string(),
             mailbox: "INBOX".into(),
-            uids: Some(pb::UidSet {
-                ranges: uids
-                    .iter()
-                    .map(|&u| pb::UidRange { first: u, last: u })
-                    .collect(),
-            }),
+            uids: Some(uid_set(uids)),
             force: true,
         };
         self.store

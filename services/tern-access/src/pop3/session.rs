@@ -62,11 +62,12 @@ pub trait Backend {
         account: &str,
         uid: u32,
     ) -> impl Future<Output = Result<Vec<u8>, BackendError>> + Send;
-    /// Marks a message \Seen (RETR in keep mode leaves that trace for IMAP users).
+    /// Marks messages \Seen (RETR in keep mode leaves that trace for IMAP users). Called in
+    /// batches, not once per RETR: one store write per message would cost a Raft commit each.
     fn mark_seen(
         &self,
         account: &str,
-        uid: u32,
+        uids: &[u32],
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
     /// Removes messages durably (UPDATE state).
     fn delete(
@@ -77,6 +78,9 @@ pub trait Backend {
     /// Releases the maildrop lock.
     fn close(&self, account: &str) -> impl Future<Output = ()> + Send;
 }
+
+/// RETRs recorded as \Seen in one store write.
+const SEEN_BATCH: usize = 64;
 
 /// Settings of the listener a session runs on.
 #[derive(Debug, Clone)]
@@ -113,6 +117,8 @@ enum State {
         account: String,
         maildrop: Maildrop,
         deleted: Vec<bool>,
+        /// UIDs sent by RETR and not yet marked \Seen in the store.
+        seen: Vec<u32>,
     },
     Closed,
 }
@@ -168,12 +174,24 @@ impl<B: Backend> Session<B> {
         matches!(self.state, State::Transaction { .. })
     }
 
-    /// The connection ended without QUIT: nothing is deleted, the lock is released.
+    /// The connection ended without QUIT: nothing is deleted, what RETR sent is marked
+    /// \Seen (the client did receive it), the lock is released.
     pub async fn abort(&mut self) {
-        if let State::Transaction { account, .. } =
+        if let State::Transaction { account, seen, .. } =
             std::mem::replace(&mut self.state, State::Closed)
         {
+            self.flush_seen(&account, &seen).await;
             self.backend.close(&account).await;
+        }
+    }
+
+    async fn flush_seen(&self, account: &str, seen: &[u32]) {
+        if seen.is_empty() {
+            return;
+        }
+        // Failing to record \Seen does not take mail away from this client: no error.
+        if let Err(e) = self.backend.mark_seen(account, seen).await {
+            tracing_free_warn(&e);
         }
     }
 
@@ -367,6 +385,7 @@ impl<B: Backend> Session<B> {
                     account,
                     deleted: vec![false; n],
                     maildrop,
+                    seen: Vec::new(),
                 };
             }
             Ok(Open::InUse) => err(out, "[IN-USE] the maildrop is in use by another session"),
@@ -380,6 +399,7 @@ impl<B: Backend> Session<B> {
             account,
             maildrop,
             deleted,
+            seen,
         } = &mut self.state
         else {
             return Next::Continue;
@@ -466,9 +486,15 @@ impl<B: Backend> Session<B> {
                     _ => {
                         ok(out, &format!("{} octets", canonical.len()));
                         lines::dot_stuff(&canonical, out);
-                        // Keep mode leaves a trace for IMAP users; failing to record it does
-                        // not take the message away from this client.
-                        let _ = self.backend.mark_seen(account, uid).await;
+                        // Keep mode leaves a trace for IMAP users, recorded in batches.
+                        if !seen.contains(&uid) {
+                            seen.push(uid);
+                        }
+                        if seen.len() >= SEEN_BATCH {
+                            let batch = std::mem::take(seen);
+                            let account = account.clone();
+                            self.flush_seen(&account, &batch).await;
+                        }
                     }
                 }
             }
@@ -501,6 +527,7 @@ impl<B: Backend> Session<B> {
             account,
             maildrop,
             deleted,
+            seen,
         } = std::mem::replace(&mut self.state, State::Closed)
         else {
             return Next::Close;
@@ -512,6 +539,8 @@ impl<B: Backend> Session<B> {
             .filter(|(_, d)| **d)
             .map(|(m, _)| m.uid)
             .collect();
+        let seen: Vec<u32> = seen.into_iter().filter(|u| !uids.contains(u)).collect();
+        self.flush_seen(&account, &seen).await;
         let result = if uids.is_empty() {
             Ok(())
         } else {
@@ -535,4 +564,13 @@ impl<B: Backend> Session<B> {
 /// The UIDL value of a message: stable forever and unique, from UIDVALIDITY and UID.
 pub fn uidl_of(uid_validity: u32, uid: u32) -> String {
     format!("{uid_validity}.{uid}")
+}
+
+/// The session module has no logging dependency (it also builds for the fuzzer without the
+/// server feature); a failed \Seen update is worth a line in the server's log.
+fn tracing_free_warn(e: &BackendError) {
+    #[cfg(feature = "server")]
+    tracing::warn!(error = %e, "marking retrieved messages \\Seen failed");
+    #[cfg(not(feature = "server"))]
+    let _ = e;
 }

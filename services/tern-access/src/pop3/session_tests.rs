@@ -12,6 +12,8 @@ struct Store {
     boxes: HashMap<String, Vec<(u32, Vec<u8>, bool)>>,
     locked: HashSet<String>,
     fail_delete: bool,
+    /// Calls of mark_seen (each is one store write).
+    seen_calls: usize,
 }
 
 #[derive(Clone, Default)]
@@ -30,6 +32,13 @@ impl Mem {
             .boxes
             .insert("alice@example.test".into(), list);
         m
+    }
+    fn seen(&self) -> Vec<u32> {
+        self.0.lock().unwrap().boxes["alice@example.test"]
+            .iter()
+            .filter(|m| m.2)
+            .map(|m| m.0)
+            .collect()
     }
     fn uids(&self) -> Vec<u32> {
         self.0.lock().unwrap().boxes["alice@example.test"]
@@ -72,14 +81,17 @@ impl Backend for Mem {
             .map(|m| m.1.clone())
             .ok_or_else(|| BackendError("gone".into()))
     }
-    async fn mark_seen(&self, account: &str, uid: u32) -> Result<(), BackendError> {
+    async fn mark_seen(&self, account: &str, uids: &[u32]) -> Result<(), BackendError> {
         let mut s = self.0.lock().unwrap();
-        if let Some(m) = s
-            .boxes
-            .get_mut(account)
-            .and_then(|b| b.iter_mut().find(|m| m.0 == uid))
-        {
-            m.2 = true;
+        s.seen_calls += 1;
+        for uid in uids {
+            if let Some(m) = s
+                .boxes
+                .get_mut(account)
+                .and_then(|b| b.iter_mut().find(|m| m.0 == *uid))
+            {
+                m.2 = true;
+            }
         }
         Ok(())
     }
@@ -183,10 +195,6 @@ async fn every_command_in_each_state() {
             "+OK {} octets\r\nSubject: one\r\n\r\n..dot line\r\nbare lf\r\n.\r\n",
             sizes[0]
         )
-    );
-    assert!(
-        mem.0.lock().unwrap().boxes["alice@example.test"][0].2,
-        "RETR marks \\Seen"
     );
     assert_eq!(
         send(&mut s, "TOP 2 0").await.0,
@@ -344,4 +352,49 @@ async fn a_failed_update_is_reported_not_acknowledged() {
     assert!(r.starts_with("-ERR [SYS/TEMP]"), "{r}");
     assert_eq!(next, Next::Close);
     assert_eq!(mem.uids(), vec![10]);
+}
+
+#[tokio::test]
+async fn retr_marks_seen_in_one_write_at_quit_or_drop_but_top_does_not() {
+    let mem = Mem::with_messages(&[M1, M2, M2]);
+    let mut s = Session::new(mem.clone(), config(true));
+    login(&mut s).await;
+    for cmd in ["RETR 1", "RETR 2", "RETR 1", "TOP 3 0", "DELE 2"] {
+        assert!(send(&mut s, cmd).await.0.starts_with("+OK"), "{cmd}");
+    }
+    assert!(mem.seen().is_empty(), "nothing written before QUIT");
+    send(&mut s, "QUIT").await;
+    // Message 2 was deleted: only message 1 (UID 10) is left to mark.
+    assert_eq!(mem.seen(), vec![10]);
+    assert_eq!(mem.0.lock().unwrap().seen_calls, 1);
+
+    let mem = Mem::with_messages(&[M1, M2]);
+    let mut s = Session::new(mem.clone(), config(true));
+    login(&mut s).await;
+    send(&mut s, "RETR 2").await;
+    s.abort().await;
+    assert_eq!(
+        mem.seen(),
+        vec![11],
+        "a dropped connection still received RETR 2"
+    );
+}
+
+#[tokio::test]
+async fn a_long_session_marks_seen_in_batches() {
+    let bodies: Vec<&[u8]> = vec![M2; 150];
+    let mem = Mem::with_messages(&bodies);
+    let mut s = Session::new(mem.clone(), config(true));
+    login(&mut s).await;
+    for n in 1..=150 {
+        send(&mut s, &format!("RETR {n}")).await;
+    }
+    assert_eq!(
+        mem.seen().len(),
+        128,
+        "two full batches written during the session"
+    );
+    send(&mut s, "QUIT").await;
+    assert_eq!(mem.seen().len(), 150);
+    assert_eq!(mem.0.lock().unwrap().seen_calls, 3);
 }

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use futures::Stream;
 use tern_proto::store::v1 as pb;
 use tern_proto::store::v1::messages_server::Messages;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 
 use super::{collect_body, convert, now_ms, unexpected, Api, CHUNK};
 use crate::apply::{account_id, mailbox_by_name};
@@ -262,10 +262,15 @@ impl Messages for MessagesApi {
         req: Request<pb::FetchRequest>,
     ) -> Result<Response<Self::FetchStream>, Status> {
         let r = req.into_inner();
-        let (data, total) = self
-            .0
-            .read(move |txn| {
+        let lookup = |r: pb::FetchRequest| {
+            move |txn: &Txn<'_>| {
                 let (acct, mb) = open_mailbox(txn, &r.account, &r.mailbox)?;
+                if r.uid_validity != 0 && r.uid_validity != mb.uid_validity {
+                    return Err(AppError::precondition(format!(
+                        "{:?} has UIDVALIDITY {}, not {}",
+                        mb.name, mb.uid_validity, r.uid_validity
+                    )));
+                }
                 let rec = txn
                     .get::<MessageRec>(cf::MSG, &keys::message_key(acct, mb.id, r.uid))?
                     .ok_or_else(|| {
@@ -275,8 +280,18 @@ impl Messages for MessagesApi {
                         ))
                     })?;
                 blob_slice(txn, &rec.blob, r.offset, r.length)
-            })
-            .await?;
+            }
+        };
+        // Content under one (UIDVALIDITY, UID) never changes: what this node has applied is
+        // as good as the leader's. Anything it does not have (yet) is asked linearizably.
+        if r.uid_validity != 0 {
+            match self.0.read_local(lookup(r.clone())).await {
+                Ok((data, total)) => return Ok(Response::new(chunked(data, total))),
+                Err(s) if matches!(s.code(), Code::NotFound | Code::FailedPrecondition) => {}
+                Err(s) => return Err(s),
+            }
+        }
+        let (data, total) = self.0.read(lookup(r)).await?;
         Ok(Response::new(chunked(data, total)))
     }
 
