@@ -86,6 +86,45 @@ pub fn store(quick: bool, messages: Option<u32>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs tern-queue-bench with its output on the terminal, then prints the machine.
+pub fn queue(quick: bool) -> anyhow::Result<()> {
+    prereq::ensure()?;
+    println!("==> building tern-store, tern-queue and tern-queue-bench");
+    cargo::run(cargo::build_workspace())?;
+    let target = cargo::target_dir();
+    let store_bin = cargo::debug_bin(&target, "tern-store")?;
+    let bench_bin = cargo::debug_bin(&target, "tern-queue-bench")?;
+    let mut cmd = Command::new(&bench_bin);
+    cmd.arg("--store-bin").arg(&store_bin);
+    if quick {
+        cmd.args(["--messages", "48"]);
+    }
+    let shown = cargo::display(&cmd);
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    print_machine(&target, quick);
+    Ok(())
+}
+
+fn print_machine(target: &Path, quick: bool) {
+    println!("\nMachine");
+    for (k, v) in machine(target) {
+        println!("  {k:<8} {v}");
+    }
+    println!(
+        "  build    Tern in the dev profile (workspace crates -O0, RocksDB -O3){}",
+        if quick {
+            "\n  --quick: a smoke test, not a measurement"
+        } else {
+            ""
+        }
+    );
+}
+
 /// Runs tern-pop3-bench with its output on the terminal, then prints the machine.
 pub fn pop3(quick: bool, no_peer: bool) -> anyhow::Result<()> {
     prereq::ensure()?;
@@ -124,14 +163,8 @@ pub fn pop3(quick: bool, no_peer: bool) -> anyhow::Result<()> {
     if !status.success() {
         bail!("`{shown}` failed ({status})");
     }
-    println!("\nMachine");
-    for (k, v) in machine(&target) {
-        println!("  {k:<8} {v}");
-    }
-    println!(
-        "  build    Tern in the dev profile (workspace crates -O0, RocksDB -O3); Dovecot as Debian ships it{}",
-        if quick { "\n  --quick: a smoke test, not a measurement" } else { "" }
-    );
+    print_machine(&target, quick);
+    println!("  peer     Dovecot as Debian ships it (optimized C)");
     Ok(())
 }
 

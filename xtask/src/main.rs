@@ -4,6 +4,7 @@
 //! - `test`: the whole check suite CI runs (see [`suite`]).
 //! - `bench store`: the store's append benchmark matrix (see [`bench`]).
 //! - `bench pop3`: POP3 RETR throughput, Tern beside Dovecot (see [`bench`]).
+//! - `bench queue`: queue deliveries per second, local and remote (see [`bench`]).
 //!
 //! Deliberately synchronous and light on dependencies (anyhow, clap, serde_json, libc):
 //! it mostly starts processes and waits for them, and it is compiled before anything else on
@@ -74,6 +75,12 @@ enum BenchTarget {
         #[arg(long, value_name = "M")]
         messages: Option<u32>,
     },
+    /// Queue deliveries per second: local (1 and 10 recipients) and to a loopback SMTP sink.
+    Queue {
+        /// Fewer messages: a smoke test of the benchmark, not a measurement.
+        #[arg(long)]
+        quick: bool,
+    },
     /// POP3 RETR throughput (messages and MB per second) from 1 and 16 clients, Tern side by
     /// side with Dovecot's POP3 on loopback.
     Pop3 {
@@ -94,6 +101,7 @@ fn main() -> ExitCode {
         Task::Lint => suite::lint(),
         Task::Bench(BenchTarget::Store { quick, messages }) => bench::store(quick, messages),
         Task::Bench(BenchTarget::Pop3 { quick, no_peer }) => bench::pop3(quick, no_peer),
+        Task::Bench(BenchTarget::Queue { quick }) => bench::queue(quick),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,7 +2,8 @@
 //!
 //! Today the platform is the store cluster, N tern-store nodes on 127.0.0.1:7101.. with their
 //! data under DATA_DIR/store-I, and one tern-access node (POP3 on 2110 with STLS, POP3S on
-//! 2995, a self-signed certificate in DATA_DIR/tls). After a leader is elected the directory is
+//! 2995, a self-signed certificate in DATA_DIR/tls) and one tern-queue node (Enqueue on 7201,
+//! delivery workers). After a leader is elected the directory is
 //! seeded through ternctl (domain example.test, users alice@ and bob@), which also exercises
 //! the operator CLI the way people use it. The store only bootstraps the cluster when its data
 //! directory is uninitialized, so a second `up` resumes from the same data.
@@ -30,6 +31,7 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// ARCHITECTURE.md's development ports.
 const POP3_PORT: u16 = 2110;
 const POP3S_PORT: u16 = 2995;
+const QUEUE_PORT: u16 = 7201;
 
 /// Raised when Ctrl-C arrives during startup: stop cleanly and exit 0.
 #[derive(Debug)]
@@ -63,7 +65,8 @@ pub fn run(nodes: u16, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     };
 
     let access_bin = cargo::debug_bin(&target, "tern-access")?;
-    procs::check_ports_free(nodes, &[POP3_PORT, POP3S_PORT])?;
+    let queue_bin = cargo::debug_bin(&target, "tern-queue")?;
+    procs::check_ports_free(nodes, &[POP3_PORT, POP3S_PORT, QUEUE_PORT])?;
     let mut fleet: Vec<Node> = Vec::new();
     for id in 1..=nodes {
         match procs::spawn(&store_bin, id, nodes, &data_dir) {
@@ -80,7 +83,13 @@ pub fn run(nodes: u16, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
         LEADER_TIMEOUT.as_secs()
     );
 
-    match start(&mut fleet, &ctl, &access_bin, nodes, &data_dir) {
+    match start(
+        &mut fleet,
+        &ctl,
+        &[&access_bin, &queue_bin],
+        nodes,
+        &data_dir,
+    ) {
         Ok(()) => supervise(&mut fleet, &data_dir),
         Err(e) => {
             procs::stop_all(&mut fleet, STOP_GRACE);
@@ -140,7 +149,7 @@ fn check_cluster_size(data_dir: &Path, nodes: u16) -> anyhow::Result<()> {
 fn start(
     fleet: &mut Vec<Node>,
     ctl: &Ternctl,
-    access_bin: &Path,
+    [access_bin, queue_bin]: &[&Path; 2],
     nodes: u16,
     data_dir: &Path,
 ) -> anyhow::Result<()> {
@@ -162,6 +171,7 @@ fn start(
     );
     seed(ctl, &endpoints, &pw, fresh)?;
     fleet.push(start_access(access_bin, nodes, data_dir)?);
+    fleet.push(start_queue(queue_bin, nodes, data_dir)?);
     wait_for_addr_files(fleet, Duration::from_secs(10));
     print_summary(fleet, leader.id, data_dir, &pw_file, &pw, &ctl.bin);
     Ok(())
@@ -182,13 +192,9 @@ fn start_access(bin: &Path, nodes: u16, data_dir: &Path) -> anyhow::Result<Node>
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let store = (1..=nodes)
-        .map(|i| format!("127.0.0.1:{}", procs::BASE_PORT + i))
-        .collect::<Vec<_>>()
-        .join(",");
     let args = [
         "--store".to_string(),
-        store,
+        store_list(nodes),
         "--pop3-listen".into(),
         format!("127.0.0.1:{POP3_PORT}"),
         "--pop3s-listen".into(),
@@ -201,6 +207,27 @@ fn start_access(bin: &Path, nodes: u16, data_dir: &Path) -> anyhow::Result<Node>
         "true".into(),
     ];
     procs::spawn_service(bin, "tern-access", &data_dir.join("access"), &args)
+}
+
+/// `127.0.0.1:7101,...` for every store node.
+fn store_list(nodes: u16) -> String {
+    (1..=nodes)
+        .map(|i| format!("127.0.0.1:{}", procs::BASE_PORT + i))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The queue: Enqueue API on 7201 and delivery workers (remote mail over real DNS/MX).
+fn start_queue(bin: &Path, nodes: u16, data_dir: &Path) -> anyhow::Result<Node> {
+    let args = [
+        "--store".to_string(),
+        store_list(nodes),
+        "--listen".into(),
+        format!("127.0.0.1:{QUEUE_PORT}"),
+        "--hostname".into(),
+        "mail.example.test".into(),
+    ];
+    procs::spawn_service(bin, "tern-queue", &data_dir.join("queue"), &args)
 }
 
 struct Leader {
@@ -361,10 +388,12 @@ fn print_summary(
         if !n.is_running() {
             name.push_str(" (exited)");
         }
-        let endpoint = if n.id == 0 {
-            format!("pop3://127.0.0.1:{POP3_PORT} (STLS), pop3s://127.0.0.1:{POP3S_PORT}")
-        } else {
-            n.endpoint()
+        let endpoint = match (n.id, n.name.as_str()) {
+            (0, "tern-access") => {
+                format!("pop3://127.0.0.1:{POP3_PORT} (STLS), pop3s://127.0.0.1:{POP3S_PORT}")
+            }
+            (0, _) => format!("http://127.0.0.1:{QUEUE_PORT} (Enqueue, delivery workers)"),
+            _ => n.endpoint(),
         };
         rows.push(vec![
             name,
@@ -379,9 +408,7 @@ fn print_summary(
     let mut out = String::new();
     out.push_str("\nTern is running.\n\n");
     out.push_str(&table::render(&rows));
-    out.push_str(
-        "\nNot part of the platform yet: SMTP, IMAP and the queue service come with later work.\n",
-    );
+    out.push_str("\nNot part of the platform yet: SMTP and IMAP come with later work.\n");
     out.push_str(&format!(
         "\nDomain {DOMAIN}, users (development password {pw}, kept in {}):\n",
         pw_file.display()

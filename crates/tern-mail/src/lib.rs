@@ -4,7 +4,9 @@
 //! (RFC822.SIZE) send exactly that many octets; SMTP and POP3 both byte-stuff multi-line data.
 //! Keeping one copy of these rules here means the size the store records and the bytes an
 //! access node sends can never disagree.
+//! Dates ([`date`]) likewise: every service writes RFC 5322 dates in one form.
 //!
 //! No dependencies: these are small pure functions over bytes.
 
+pub mod date;
 pub mod lines;

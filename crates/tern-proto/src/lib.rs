@@ -15,6 +15,14 @@ pub mod store {
     }
 }
 
+/// The queue service's API: Enqueue.
+pub mod queue {
+    /// Version 1 of the queue API.
+    pub mod v1 {
+        tonic::include_proto!("tern.queue.v1");
+    }
+}
+
 /// Raft transport between store nodes.
 pub mod raft {
     /// Version 1 of the Raft transport.

@@ -52,6 +52,40 @@ pub fn server_span(req: &::http::Request<()>) -> Span {
     span
 }
 
+/// Makes `span` part of the trace `trace_id` (32 hex digits) when it has no parent yet: work
+/// that resumes later from stored state (a queue entry picked up by a delivery worker
+/// minutes after it was accepted) continues the trace the message arrived with, so one
+/// trace covers its whole delivery. An invalid id leaves the span as it is.
+pub fn continue_trace(span: &Span, trace_id: &str) {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    let Ok(trace) = TraceId::from_hex(trace_id) else {
+        return;
+    };
+    if trace == TraceId::INVALID {
+        return;
+    }
+    // The stored entry keeps the trace id, not the accepting span's id: a fresh remote
+    // parent id in the same trace links the worker's spans into it.
+    let parent = SpanContext::new(
+        trace,
+        SpanId::from_bytes(rand_span_id()),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    );
+    let _ = span.set_parent(Context::new().with_remote_span_context(parent));
+}
+
+fn rand_span_id() -> [u8; 8] {
+    // Not security-relevant: only has to be unlikely to collide within one trace.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    let mixed = nanos ^ (std::process::id() as u64).rotate_left(32) ^ 0x9E37_79B9_7F4A_7C15;
+    mixed.max(1).to_be_bytes()
+}
+
 /// Injects the current tracing span's OpenTelemetry context into outgoing gRPC metadata
 /// (`traceparent`, and `tracestate` when present), so the next hop continues this trace.
 ///

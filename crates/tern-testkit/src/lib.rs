@@ -6,6 +6,12 @@
 //! SIGKILL/SIGTERM the way an operator's `kill` would.
 
 pub mod access;
+/// A tiny authoritative DNS server on loopback, so MX routing is tested without the real DNS.
+pub mod dns;
+/// Real tern-queue processes.
+pub mod queue;
+/// Running any Tern service binary as a child process.
+pub mod service;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -1,0 +1,54 @@
+//! A real `tern-queue` process (Enqueue API and delivery workers) on loopback.
+
+use std::path::Path;
+
+use crate::service::ServiceProcess;
+
+/// One tern-queue process.
+pub struct QueueNode {
+    /// Bound gRPC address of the Enqueue API.
+    pub grpc: String,
+    process: ServiceProcess,
+}
+
+impl QueueNode {
+    /// Starts tern-queue against `store` with its API on an OS-assigned loopback port, fast
+    /// polling for tests, plus `extra_args` (retry times, DNS servers, ports, ...).
+    pub async fn start(dir: &Path, store: &[String], extra_args: &[&str]) -> anyhow::Result<Self> {
+        let stores: Vec<String> = store
+            .iter()
+            .map(|s| s.trim_start_matches("http://").to_string())
+            .collect();
+        let mut args = vec![
+            "--store".to_string(),
+            stores.join(","),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--poll-ms".into(),
+            "100".into(),
+            "--hostname".into(),
+            "queue.example.test".into(),
+        ];
+        args.extend(extra_args.iter().map(|s| s.to_string()));
+        let process = ServiceProcess::start("tern-queue", dir, &args).await?;
+        Ok(QueueNode {
+            grpc: process.addrs.get("grpc").cloned().unwrap_or_default(),
+            process,
+        })
+    }
+
+    /// `http://addr` of the Enqueue API.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        self.process.log_text()
+    }
+
+    /// SIGKILLs the process.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+}

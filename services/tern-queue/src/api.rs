@@ -1,0 +1,122 @@
+//! The Enqueue API (tern.queue.v1): what SMTP ingress calls before it answers 250. The
+//! message is handed to the store's queue, which answers only once the entry and its content
+//! are committed by a Raft majority; the entry carries the caller's trace id so that every
+//! later step of its delivery belongs to the same trace.
+
+use futures::StreamExt;
+use tern_proto::client::StoreClient;
+use tern_proto::queue::v1 as qpb;
+use tern_proto::queue::v1::queue_server::Queue;
+use tern_proto::store::v1 as pb;
+use tern_proto::store::v1::queue_client::QueueClient;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Largest message accepted here (the store applies its own, usually smaller, limit).
+pub const MAX_MESSAGE: u64 = 64 << 20;
+
+/// The Queue service.
+pub struct QueueApi {
+    /// The store.
+    pub store: StoreClient,
+}
+
+fn random_hex(bytes: usize) -> String {
+    (0..bytes)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
+}
+
+#[tonic::async_trait]
+impl Queue for QueueApi {
+    async fn enqueue(
+        &self,
+        req: Request<Streaming<qpb::EnqueueRequest>>,
+    ) -> Result<Response<qpb::EnqueueResponse>, Status> {
+        let mut stream = req.into_inner();
+        let first = stream
+            .next()
+            .await
+            .ok_or_else(|| Status::invalid_argument("empty stream"))??;
+        let envelope = first
+            .envelope
+            .ok_or_else(|| Status::invalid_argument("the first message must carry the envelope"))?;
+        if envelope.size > MAX_MESSAGE {
+            return Err(Status::resource_exhausted(format!(
+                "message of {} octets is over the {MAX_MESSAGE}-octet limit",
+                envelope.size
+            )));
+        }
+        // The whole message is collected before it goes on, so a store failover can be
+        // retried with the same request id (bounded by the declared size).
+        let mut body = Vec::with_capacity(envelope.size as usize);
+        body.extend_from_slice(&first.chunk);
+        while let Some(msg) = stream.next().await {
+            let msg = msg?;
+            if msg.envelope.is_some() {
+                return Err(Status::invalid_argument("the envelope comes once, first"));
+            }
+            if (body.len() + msg.chunk.len()) as u64 > envelope.size {
+                return Err(Status::invalid_argument(
+                    "more octets than the declared size",
+                ));
+            }
+            body.extend_from_slice(&msg.chunk);
+        }
+        if body.len() as u64 != envelope.size {
+            return Err(Status::invalid_argument(format!(
+                "the stream ended after {} of {} octets",
+                body.len(),
+                envelope.size
+            )));
+        }
+        let trace_id = tern_telemetry::grpc::current_trace_id().unwrap_or_else(|| random_hex(16));
+        let request_id = if envelope.request_id.is_empty() {
+            random_hex(16)
+        } else {
+            envelope.request_id.clone()
+        };
+        let header = pb::EnqueueHeader {
+            sender: envelope.sender,
+            recipients: envelope
+                .recipients
+                .into_iter()
+                .map(|r| pb::QueueRecipient {
+                    address: r.address,
+                    notify: r.notify,
+                    orcpt: r.orcpt,
+                    ..Default::default()
+                })
+                .collect(),
+            trace_id: trace_id.clone(),
+            mail_params: envelope.mail_params,
+            received_from: envelope.received_from,
+            message_id: envelope.message_id,
+            request_id,
+            size: envelope.size,
+        };
+        let entry = self
+            .store
+            .call(|ch| {
+                let mut msgs = vec![pb::EnqueueRequest {
+                    header: Some(header.clone()),
+                    chunk: vec![],
+                }];
+                msgs.extend(body.chunks(1 << 20).map(|c| pb::EnqueueRequest {
+                    header: None,
+                    chunk: c.to_vec(),
+                }));
+                async move {
+                    QueueClient::new(ch)
+                        .enqueue(futures::stream::iter(msgs))
+                        .await
+                }
+            })
+            .await?
+            .into_inner();
+        tracing::info!(queue_id = %entry.id, %trace_id, recipients = entry.recipients.len(), size = entry.size, "queued");
+        Ok(Response::new(qpb::EnqueueResponse {
+            queue_id: entry.id,
+            trace_id,
+        }))
+    }
+}

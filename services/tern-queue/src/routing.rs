@@ -1,0 +1,110 @@
+//! Recipient expansion through the directory: aliases and mailing lists are expanded into
+//! final recipients (local accounts and remote addresses), with loops cut, nested lists
+//! expanded once, and duplicates removed, so that a user reached directly, through an alias
+//! and through a list gets one copy (as Postfix's duplicate elimination does).
+
+use std::collections::{HashSet, VecDeque};
+
+use tern_proto::client::StoreClient;
+use tern_proto::store::v1 as pb;
+use tern_proto::store::v1::directory_client::DirectoryClient;
+use tern_proto::store::v1::resolve_response::Kind;
+
+/// Longest alias/list chain followed from one recipient.
+pub const MAX_DEPTH: usize = 20;
+/// Most final recipients one original recipient may expand into (a list of lists).
+pub const MAX_EXPANSION: usize = 10_000;
+
+/// Where a final recipient goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// A mailbox in this platform: deliver into the account's INBOX.
+    Local,
+    /// Another domain: deliver over SMTP.
+    Remote,
+    /// A hosted domain without such an address (or an alias pointing at one): bounce.
+    Unknown,
+}
+
+/// One final recipient and the enqueued recipient it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Final {
+    /// The address mail goes to (the account for local users).
+    pub address: String,
+    /// The recipient as enqueued (for Original-Recipient and traces).
+    pub original: String,
+    /// Where it goes.
+    pub route: Route,
+}
+
+/// The directory's answer for one address.
+async fn resolve(store: &StoreClient, address: &str) -> Result<pb::ResolveResponse, tonic::Status> {
+    let req = pb::ResolveRequest {
+        address: address.to_string(),
+    };
+    store
+        .call(|ch| {
+            let req = req.clone();
+            async move { DirectoryClient::new(ch).resolve(req).await }
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Expands `recipients` (already normalized addresses) into final recipients, in order of
+/// first appearance, each final address once. A directory that cannot be reached is an
+/// error (the caller defers the whole entry); unknown addresses are `Route::Unknown`.
+pub async fn expand(
+    store: &StoreClient,
+    recipients: &[String],
+) -> Result<Vec<Final>, tonic::Status> {
+    let mut finals: Vec<Final> = Vec::new();
+    let mut seen_final: HashSet<String> = HashSet::new();
+    // Aliases and lists already expanded for this entry: a list reached twice (or a list
+    // inside a list inside itself) is expanded once, which also cuts every loop.
+    let mut expanded: HashSet<String> = HashSet::new();
+    for original in recipients {
+        let mut queue: VecDeque<(String, usize)> = VecDeque::from([(original.clone(), 0)]);
+        let mut produced = 0usize;
+        while let Some((address, depth)) = queue.pop_front() {
+            let key = address.to_ascii_lowercase();
+            if expanded.contains(&key) {
+                continue;
+            }
+            let answer = resolve(store, &address).await?;
+            let kind = Kind::try_from(answer.kind).unwrap_or(Kind::Unknown);
+            let (final_address, route) = match kind {
+                Kind::Alias | Kind::List => {
+                    expanded.insert(key);
+                    if depth >= MAX_DEPTH {
+                        tracing::warn!(%address, "alias/list chain too deep; not followed further");
+                        continue;
+                    }
+                    for t in answer.targets {
+                        queue.push_back((t, depth + 1));
+                    }
+                    continue;
+                }
+                Kind::LocalUser => (
+                    answer.user.map(|u| u.address).unwrap_or(address),
+                    Route::Local,
+                ),
+                Kind::Remote => (address, Route::Remote),
+                Kind::Unknown => (address, Route::Unknown),
+            };
+            if seen_final.insert(final_address.to_ascii_lowercase()) {
+                produced += 1;
+                finals.push(Final {
+                    address: final_address,
+                    original: original.clone(),
+                    route,
+                });
+                if produced >= MAX_EXPANSION {
+                    tracing::warn!(%original, "expansion stopped at {MAX_EXPANSION} recipients");
+                    break;
+                }
+            }
+        }
+    }
+    Ok(finals)
+}

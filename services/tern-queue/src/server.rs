@@ -1,0 +1,137 @@
+//! Starting a queue node: the Enqueue API, the delivery workers, health and metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tern_proto::client::StoreClient;
+use tern_proto::queue::v1::queue_server::QueueServer;
+use tern_telemetry::Health;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::api::QueueApi;
+use crate::config::QueueConfig;
+use crate::worker::Worker;
+
+/// A running queue node.
+pub struct Running {
+    /// Bound gRPC address, if the API is on.
+    pub grpc: Option<SocketAddr>,
+    /// Bound metrics/health address.
+    pub metrics: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops leasing new entries and the API; deliveries in flight end with the process (their
+    /// leases expire and another worker retries them).
+    pub fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn load_roots(
+    path: &std::path::Path,
+) -> anyhow::Result<Vec<rustls_pki_types::CertificateDer<'static>>> {
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Binds the listeners and starts the API and the workers.
+pub async fn start(config: QueueConfig) -> anyhow::Result<Running> {
+    config.validate()?;
+    let store =
+        StoreClient::new(&config.store, Duration::from_secs(15)).context("store addresses")?;
+    let metrics_listener = TcpListener::bind(&config.metrics_listen)
+        .await
+        .with_context(|| format!("binding metrics to {}", config.metrics_listen))?;
+    let grpc_listener = if config.listen.is_empty() {
+        None
+    } else {
+        Some(
+            TcpListener::bind(&config.listen)
+                .await
+                .with_context(|| format!("binding the queue API to {}", config.listen))?,
+        )
+    };
+    let grpc = grpc_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()?;
+    let metrics = metrics_listener.local_addr()?;
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    let health = Health::default();
+    health.set_ready(true);
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = tern_telemetry::serve_http(metrics_listener, health).await {
+            tracing::error!(error = format!("{e:#}"), "metrics endpoint failed");
+        }
+    }));
+    if let Some(listener) = grpc_listener {
+        let (_reporter, health_service) = tern_telemetry::tonic_health::server::health_reporter();
+        let api = QueueApi {
+            store: store.clone(),
+        };
+        let server = tonic::transport::Server::builder()
+            .trace_fn(tern_telemetry::grpc::server_span)
+            .initial_stream_window_size(tern_proto::client::STREAM_WINDOW)
+            .initial_connection_window_size(tern_proto::client::CONNECTION_WINDOW)
+            .add_service(health_service)
+            .add_service(
+                QueueServer::new(api).max_decoding_message_size(crate::api::MAX_MESSAGE as usize),
+            )
+            .serve_with_incoming(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            );
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "queue API server failed");
+            }
+        }));
+    }
+    if config.workers {
+        let roots = match &config.tls_ca_file {
+            Some(p) => load_roots(p)?,
+            None => Vec::new(),
+        };
+        let id = config.worker_id.clone().unwrap_or_else(|| {
+            format!(
+                "{}-{}-{:08x}",
+                config.hostname,
+                std::process::id(),
+                rand::random::<u32>()
+            )
+        });
+        let config = Arc::new(config.clone());
+        let worker = Arc::new(Worker::new(store.clone(), config, id.clone(), roots)?);
+        tracing::info!(worker = %id, "delivery worker started");
+        tasks.push(tokio::spawn(worker.run(stop_rx)));
+    }
+    if let Some(path) = &config.addr_file {
+        let mut text = String::new();
+        if let Some(a) = grpc {
+            text.push_str(&format!("grpc={a}\n"));
+        }
+        text.push_str(&format!("metrics={metrics}\n"));
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    }
+    tracing::info!(grpc = ?grpc, %metrics, store = ?config.store, "queue node started");
+    Ok(Running {
+        grpc,
+        metrics,
+        stop,
+        tasks,
+    })
+}
