@@ -157,8 +157,16 @@ impl Worker {
                 last_reap = std::time::Instant::now();
             }
             let free = slots.available_permits();
+            if free == 0 {
+                // Every slot is busy: lease again as soon as one frees up, not a poll later.
+                tokio::select! {
+                    p = slots.clone().acquire_owned() => drop(p),
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
             let mut leased = 0;
-            if free > 0 {
+            {
                 match self.lease(free.min(LEASE_BATCH as usize) as u32).await {
                     Ok(entries) => {
                         leased = entries.len();

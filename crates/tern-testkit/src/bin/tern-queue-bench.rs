@@ -160,12 +160,7 @@ async fn main() -> anyhow::Result<()> {
     let scratch = tempfile::tempdir()?;
     let stores: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
     let transport = format!("remote.example=127.0.0.1:{port}");
-    let queue = QueueNode::start(
-        scratch.path(),
-        &stores,
-        &["--transports", &transport, "--poll-ms", "20"],
-    )
-    .await?;
+    let queue = QueueNode::start(scratch.path(), &stores, &["--transports", &transport]).await?;
     let local_one = vec!["user01@example.test".to_string()];
     let local_ten: Vec<String> = users.iter().map(|u| format!("{u}@example.test")).collect();
     let remote = vec!["sink@remote.example".to_string()];
