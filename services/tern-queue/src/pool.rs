@@ -25,6 +25,8 @@ pub struct Pool {
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Key {
     addr: SocketAddr,
+    /// The name the certificate was checked against (and EHLO/SNI were for).
+    server_name: String,
     tls_required: bool,
 }
 
@@ -74,19 +76,26 @@ impl Pool {
         config: &ClientConfig,
         tls_required: bool,
     ) -> Result<Pooled, ClientError> {
-        let key = Key { addr, tls_required };
+        let key = Key {
+            addr,
+            server_name: server_name.to_ascii_lowercase(),
+            tls_required,
+        };
         let permit = self
             .limit(addr)
             .acquire_owned()
             .await
             .map_err(|_| ClientError::Protocol("connection pool closed".into()))?;
-        if let Some(conn) = self.take_idle(&key) {
-            return Ok(Pooled {
-                conn,
-                reused: true,
-                key,
-                _permit: permit,
-            });
+        // An idle connection the peer closed meanwhile fails its NOOP and is dropped.
+        while let Some(mut conn) = self.take_idle(&key) {
+            if conn.noop().await.is_ok() && conn.is_reusable() {
+                return Ok(Pooled {
+                    conn,
+                    reused: true,
+                    key,
+                    _permit: permit,
+                });
+            }
         }
         let conn = Connection::connect(addr, server_name, config).await?;
         self.opened

@@ -66,9 +66,13 @@ pub async fn expand(
     for original in recipients {
         let mut queue: VecDeque<(String, usize)> = VecDeque::from([(original.clone(), 0)]);
         let mut produced = 0usize;
+        // Whether this recipient reached anyone at all (a final address, even one another
+        // recipient reached first, or an alias/list another recipient already expanded).
+        let mut reached = false;
         while let Some((address, depth)) = queue.pop_front() {
             let key = address.to_ascii_lowercase();
             if expanded.contains(&key) {
+                reached |= depth == 0;
                 continue;
             }
             let answer = resolve(store, &address).await?;
@@ -92,6 +96,7 @@ pub async fn expand(
                 Kind::Remote => (address, Route::Remote),
                 Kind::Unknown => (address, Route::Unknown),
             };
+            reached = true;
             if seen_final.insert(final_address.to_ascii_lowercase()) {
                 produced += 1;
                 finals.push(Final {
@@ -104,6 +109,15 @@ pub async fn expand(
                     break;
                 }
             }
+        }
+        // An alias loop, an empty list or a too-deep chain reaches nobody: the message must
+        // bounce for this recipient, not vanish.
+        if !reached && seen_final.insert(original.to_ascii_lowercase()) {
+            finals.push(Final {
+                address: original.clone(),
+                original: original.clone(),
+                route: Route::Unknown,
+            });
         }
     }
     Ok(finals)

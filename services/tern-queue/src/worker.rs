@@ -5,9 +5,10 @@
 //! key (queue id + account), so an entry taken over after a crash is never delivered twice
 //! into a mailbox.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -38,6 +39,18 @@ pub struct Worker {
     pool: Pool,
     opportunistic: ClientConfig,
     verified: ClientConfig,
+    /// Entries with an attempt running in this process.
+    in_flight: Mutex<HashSet<String>>,
+}
+
+/// Aborts the task when dropped (also when the attempt panics), so a lease is never renewed
+/// for an attempt that is gone.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn now_ms() -> i64 {
@@ -135,6 +148,7 @@ impl Worker {
             mx,
             opportunistic: base,
             verified,
+            in_flight: Mutex::default(),
         })
     }
 
@@ -217,11 +231,13 @@ impl Worker {
             .map(|r| r.into_inner().entries)
     }
 
-    /// Keeps the lease on `id` alive while the entry is being delivered.
-    fn keep_leased(&self, id: &str) -> tokio::task::JoinHandle<()> {
+    /// Keeps the lease on `id` alive while the entry is being delivered; `lost` turns true
+    /// when the store says the lease is no longer ours (it expired and someone else may have
+    /// the entry now), and the attempt then stops before sending anything more.
+    fn keep_leased(&self, id: &str, lost: Arc<AtomicBool>) -> AbortOnDrop {
         let (store, owner, id) = (self.store.clone(), self.id.clone(), id.to_string());
         let lease_ms = self.config.lease_secs * 1000;
-        tokio::spawn(async move {
+        AbortOnDrop(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(lease_ms / 3)).await;
                 let req = pb::RenewLeaseRequest {
@@ -235,11 +251,24 @@ impl Worker {
                         async move { QueueClient::new(ch).renew(req).await }
                     })
                     .await;
-                if let Err(e) = renewed {
-                    tracing::warn!(queue_id = %id, error = %e.message(), "renewing the lease failed");
+                match renewed {
+                    Ok(_) => {}
+                    Err(e)
+                        if matches!(
+                            e.code(),
+                            tonic::Code::FailedPrecondition | tonic::Code::NotFound
+                        ) =>
+                    {
+                        tracing::warn!(queue_id = %id, error = %e.message(), "lease lost; stopping this attempt");
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(queue_id = %id, error = %e.message(), "renewing the lease failed")
+                    }
                 }
             }
-        })
+        }))
     }
 
     async fn fetch_blob(&self, blob: &str) -> Result<Vec<u8>, tonic::Status> {
@@ -270,15 +299,30 @@ impl Worker {
     /// One attempt at an entry; always ends with an Update (or leaves the lease to expire
     /// when the store cannot be reached, so another attempt happens later).
     async fn process(&self, entry: pb::QueueEntry) {
-        let renewal = self.keep_leased(&entry.id);
-        let result = self.attempt(&entry).await;
-        renewal.abort();
+        // This worker may lease an entry again after its own lease lapsed while an attempt
+        // is still running: never run two attempts of one entry side by side.
+        if !self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(entry.id.clone())
+        {
+            return;
+        }
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewal = self.keep_leased(&entry.id, lost.clone());
+        let result = self.attempt(&entry, &lost).await;
+        drop(renewal);
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&entry.id);
         if let Err(e) = result {
             tracing::warn!(error = %e, "delivery attempt failed before it could be recorded; the lease will expire and the entry be retried");
         }
     }
 
-    async fn attempt(&self, entry: &pb::QueueEntry) -> anyhow::Result<()> {
+    async fn attempt(&self, entry: &pb::QueueEntry, lost: &AtomicBool) -> anyhow::Result<()> {
         let now = now_ms();
         let body = self.fetch_blob(&entry.blob).await?;
         let mut recipients = entry.recipients.clone();
@@ -330,15 +374,19 @@ impl Worker {
                 state: State::Pending as i32,
                 ..Default::default()
             });
-            if r.orcpt.is_empty() && !f.address.eq_ignore_ascii_case(&f.original) {
-                r.orcpt = original
-                    .map(|o| o.orcpt.clone())
-                    .filter(|o| !o.is_empty())
-                    .unwrap_or_else(|| format!("rfc822;{}", f.original));
-            }
-            if r.notify.is_empty() {
-                if let Some(o) = original {
-                    r.notify = o.notify.clone();
+            // A recipient reached through an alias or list inherits the DSN parameters of
+            // the recipient it was reached from; one addressed directly keeps its own.
+            if old.is_none() {
+                if r.orcpt.is_empty() && !f.address.eq_ignore_ascii_case(&f.original) {
+                    r.orcpt = original
+                        .map(|o| o.orcpt.clone())
+                        .filter(|o| !o.is_empty())
+                        .unwrap_or_else(|| format!("rfc822;{}", xtext(&f.original)));
+                }
+                if r.notify.is_empty() {
+                    if let Some(o) = original {
+                        r.notify = o.notify.clone();
+                    }
                 }
             }
             routes.insert(f.address.to_ascii_lowercase(), f.route.clone());
@@ -372,6 +420,9 @@ impl Worker {
             for (address, outcome) in self.deliver_local(entry, &local, &body).await {
                 outcomes.insert(address.to_ascii_lowercase(), outcome);
             }
+        }
+        if lost.load(Ordering::SeqCst) {
+            anyhow::bail!("the lease was lost; another worker has the entry");
         }
         if !remote.is_empty() {
             for (address, outcome) in self.deliver_remote(entry, &remote, &body).await {
@@ -558,6 +609,15 @@ impl Worker {
             .get(domain)
             .or(self.config.relay_host.as_ref());
         if let Some(hop) = fixed {
+            // A next hop without a port means the SMTP port.
+            let hop = &if hop
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            {
+                hop.clone()
+            } else {
+                format!("{hop}:25")
+            };
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host(hop.as_str())
                 .await
                 .map(|a| a.collect())
@@ -698,6 +758,10 @@ impl Worker {
                         tracing::info!(%host, %addr, reply = %o.reply, "trying the next destination");
                         last = o;
                     }
+                    Err(TransactError::HostRefused(o)) => {
+                        tracing::info!(%host, %addr, reply = %o.reply, "host refused us; trying the next destination");
+                        last = o;
+                    }
                 }
             }
         }
@@ -716,32 +780,27 @@ impl Worker {
         envelope: &Envelope,
         body: &[u8],
     ) -> Result<crate::smtp::client::Transaction, TransactError> {
-        // A pooled connection may have been closed by the peer meanwhile: one fresh retry.
-        for _ in 0..2 {
-            let mut pooled = self
-                .pool
-                .get(addr, host, config, tls_required)
-                .await
-                .map_err(|e| TransactError::from_client(&e, host))?;
-            match pooled.conn.send(envelope, body).await {
-                Ok(tx) => {
-                    // After a clean transaction the client leaves the connection ready for
-                    // the next one; a connection that saw a 421 or an error is dropped.
-                    if pooled.conn.is_reusable() {
-                        self.pool.put(pooled);
-                    }
-                    if !tx.mail.is_positive() {
-                        return Err(TransactError::Whole(Outcome::from_reply(&tx.mail, host)));
-                    }
-                    return Ok(tx);
+        // The pool checks an idle connection with NOOP before handing it out; once a send
+        // has started it is never repeated here (the peer may already have the message).
+        let mut pooled = self
+            .pool
+            .get(addr, host, config, tls_required)
+            .await
+            .map_err(|e| TransactError::from_client(&e, host))?;
+        match pooled.conn.send(envelope, body).await {
+            Ok(tx) => {
+                // After a clean transaction the client leaves the connection ready for the
+                // next one; a connection that saw a 421 or an error is dropped.
+                if pooled.conn.is_reusable() {
+                    self.pool.put(pooled);
                 }
-                Err(e) if pooled.reused && !e.is_permanent() => continue,
-                Err(e) => return Err(TransactError::from_client(&e, host)),
+                if !tx.mail.is_positive() {
+                    return Err(TransactError::Whole(Outcome::from_reply(&tx.mail, host)));
+                }
+                Ok(tx)
             }
+            Err(e) => Err(TransactError::from_client(&e, host)),
         }
-        Err(TransactError::Whole(Outcome::deferred(
-            "451 4.4.2 connection lost",
-        )))
     }
 
     /// Queues a DSN to the sender for `failed` recipients; returns its queue id.
@@ -771,7 +830,13 @@ impl Worker {
         let envid = mail_param(&entry.mail_params, "ENVID");
         let headers_only =
             mail_param(&entry.mail_params, "RET").is_some_and(|v| v.eq_ignore_ascii_case("HDRS"));
-        let message_id = format!("{}.dsn@{}", entry.id, self.config.hostname);
+        let message_id = format!(
+            "{}.{}.dsn.{}@{}",
+            entry.id,
+            entry.attempts,
+            hex::encode(rand::random::<[u8; 4]>()),
+            self.config.hostname
+        );
         let boundary = format!("{}/{}", entry.id, hex::encode(rand::random::<[u8; 8]>()));
         let from = format!("MAILER-DAEMON@{}", self.config.hostname);
         let report = dsn::Report {
@@ -791,8 +856,18 @@ impl Worker {
             },
         };
         let message = dsn::build(&report, &original);
-        // One DSN per attempt of an entry, even if this attempt is retried.
-        let request_id = format!("dsn/{}/{}", entry.id, entry.attempts);
+        // One DSN per set of failed recipients of an entry, even if the attempt is retried
+        // (after a crash before the outcome was recorded, say).
+        let mut failed_addresses: Vec<String> = failed
+            .iter()
+            .map(|(r, _)| r.address.to_ascii_lowercase())
+            .collect();
+        failed_addresses.sort();
+        let request_id = format!(
+            "dsn/{}/{}",
+            entry.id,
+            hex::encode(&sha_like(failed_addresses.join(",").as_bytes()))
+        );
         let header = pb::EnqueueHeader {
             sender: String::new(),
             recipients: vec![pb::QueueRecipient {
@@ -819,18 +894,44 @@ impl Worker {
                         .await
                 }
             })
-            .await?;
-        Ok(created.into_inner().id)
+            .await;
+        match created {
+            Ok(c) => Ok(c.into_inner().id),
+            // Queued (and perhaps already delivered) by an earlier run of this attempt.
+            Err(s) if s.code() == tonic::Code::AlreadyExists => {
+                Ok(crate::api::already_enqueued_id(s.message())
+                    .unwrap_or_else(|| s.message().to_string()))
+            }
+            Err(s) => Err(s.into()),
+        }
     }
+}
+
+/// A short stable digest (FNV-1a, 64 bits) for idempotency keys; not for security.
+fn sha_like(data: &[u8]) -> [u8; 8] {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in data {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h.to_be_bytes()
 }
 
 /// A failure that concerns the whole transaction with one host.
 enum TransactError {
     Whole(Outcome),
+    /// This host refused us before any transaction (5xx greeting or EHLO): the next MX may
+    /// well accept (Postfix's smtp_skip_5xx_greeting).
+    HostRefused(Outcome),
 }
 
 impl TransactError {
     fn from_client(e: &ClientError, host: &str) -> Self {
+        if let ClientError::Rejected { stage, reply } = e {
+            if matches!(*stage, "greeting" | "EHLO" | "HELO") {
+                return TransactError::HostRefused(Outcome::from_reply(reply, host));
+            }
+        }
         let mut o = match e {
             ClientError::Rejected { reply, .. } => Outcome::from_reply(reply, host),
             other if other.is_permanent() => Outcome::failed(format!("554 5.0.0 {other}")),
@@ -839,6 +940,19 @@ impl TransactError {
         o.remote_mta = Some(host.to_string());
         TransactError::Whole(o)
     }
+}
+
+/// RFC 3461 §4 xtext: `+`, `=` and octets outside 33..=126 as `+HH`.
+fn xtext(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (33..=126).contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Pending or deferred: still to be delivered.

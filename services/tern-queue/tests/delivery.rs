@@ -532,8 +532,9 @@ async fn a_killed_workers_entries_are_taken_over_without_a_second_local_copy() -
         !p.queue_entries(0).await?.is_empty(),
         "entries still leased"
     );
-    p.queue.kill();
+    // A second worker runs beside the first; then the first dies holding its leases.
     let _second = p.another_queue(&args).await?;
+    p.queue.kill();
     p.drained(0, Duration::from_secs(40)).await?;
     for user in ["bob", "carol"] {
         let inbox = p.inbox(0, user).await?;
@@ -583,5 +584,38 @@ async fn killing_the_store_leader_during_delivery_loses_and_duplicates_nothing(
             );
         }
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alias_loop_bounces_instead_of_vanishing() -> anyhow::Result<()> {
+    let p = Platform::start(1, &[]).await?;
+    let mut dir =
+        tern_proto::store::v1::directory_client::DirectoryClient::new(p.cluster.channel(0).await?);
+    for (from, to) in [("loop1", "loop2"), ("loop2", "loop1")] {
+        dir.add_alias(pb::AddAliasRequest {
+            address: format!("{from}@example.test"),
+            targets: vec![format!("{to}@example.test")],
+        })
+        .await?;
+    }
+    p.enqueue(
+        "bob@example.test",
+        &["loop1@example.test", "carol@example.test"],
+        &message(3),
+    )
+    .await?;
+    p.drained(0, Duration::from_secs(20)).await?;
+    assert_eq!(p.inbox(0, "carol").await?.len(), 1);
+    let bounces = p.inbox(0, "bob").await?;
+    assert_eq!(
+        bounces.len(),
+        1,
+        "the looping alias is bounced to the sender"
+    );
+    let mut m = p.cluster.messages(0).await?;
+    let dsn = fetch(&mut m, "bob@example.test", "INBOX", bounces[0].uid).await?;
+    let text = String::from_utf8_lossy(&dsn);
+    assert!(text.contains("loop1@example.test"), "{text}");
     Ok(())
 }
