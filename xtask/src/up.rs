@@ -2,8 +2,9 @@
 //!
 //! Today the platform is the store cluster, N tern-store nodes on 127.0.0.1:7101.. with their
 //! data under DATA_DIR/store-I, and one tern-access node (POP3 on 2110 with STLS, POP3S on
-//! 2995, a self-signed certificate in DATA_DIR/tls) and one tern-queue node (Enqueue on 7201,
-//! delivery workers). After a leader is elected the directory is
+//! 2995, a self-signed certificate in DATA_DIR/tls), one tern-queue node (Enqueue on 7201,
+//! delivery workers) and one tern-smtp node (MX on 2525, submission on 2587 with STARTTLS,
+//! submissions on 2465, the same certificate). After a leader is elected the directory is
 //! seeded through ternctl (domain example.test, users alice@ and bob@), which also exercises
 //! the operator CLI the way people use it. The store only bootstraps the cluster when its data
 //! directory is uninitialized, so a second `up` resumes from the same data.
@@ -32,6 +33,9 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 const POP3_PORT: u16 = 2110;
 const POP3S_PORT: u16 = 2995;
 const QUEUE_PORT: u16 = 7201;
+const SMTP_MX_PORT: u16 = 2525;
+const SMTP_SUBMISSION_PORT: u16 = 2587;
+const SMTP_SUBMISSIONS_PORT: u16 = 2465;
 
 /// Raised when Ctrl-C arrives during startup: stop cleanly and exit 0.
 #[derive(Debug)]
@@ -66,7 +70,18 @@ pub fn run(nodes: u16, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
 
     let access_bin = cargo::debug_bin(&target, "tern-access")?;
     let queue_bin = cargo::debug_bin(&target, "tern-queue")?;
-    procs::check_ports_free(nodes, &[POP3_PORT, POP3S_PORT, QUEUE_PORT])?;
+    let smtp_bin = cargo::debug_bin(&target, "tern-smtp")?;
+    procs::check_ports_free(
+        nodes,
+        &[
+            POP3_PORT,
+            POP3S_PORT,
+            QUEUE_PORT,
+            SMTP_MX_PORT,
+            SMTP_SUBMISSION_PORT,
+            SMTP_SUBMISSIONS_PORT,
+        ],
+    )?;
     let mut fleet: Vec<Node> = Vec::new();
     for id in 1..=nodes {
         match procs::spawn(&store_bin, id, nodes, &data_dir) {
@@ -86,7 +101,7 @@ pub fn run(nodes: u16, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     match start(
         &mut fleet,
         &ctl,
-        &[&access_bin, &queue_bin],
+        &[&access_bin, &queue_bin, &smtp_bin],
         nodes,
         &data_dir,
     ) {
@@ -149,7 +164,7 @@ fn check_cluster_size(data_dir: &Path, nodes: u16) -> anyhow::Result<()> {
 fn start(
     fleet: &mut Vec<Node>,
     ctl: &Ternctl,
-    [access_bin, queue_bin]: &[&Path; 2],
+    [access_bin, queue_bin, smtp_bin]: &[&Path; 3],
     nodes: u16,
     data_dir: &Path,
 ) -> anyhow::Result<()> {
@@ -172,6 +187,7 @@ fn start(
     seed(ctl, &endpoints, &pw, fresh)?;
     fleet.push(start_access(access_bin, nodes, data_dir)?);
     fleet.push(start_queue(queue_bin, nodes, data_dir)?);
+    fleet.push(start_smtp(smtp_bin, nodes, data_dir)?);
     wait_for_addr_files(fleet, Duration::from_secs(10));
     print_summary(fleet, leader.id, data_dir, &pw_file, &pw, &ctl.bin);
     Ok(())
@@ -228,6 +244,33 @@ fn start_queue(bin: &Path, nodes: u16, data_dir: &Path) -> anyhow::Result<Node> 
         "mail.example.test".into(),
     ];
     procs::spawn_service(bin, "tern-queue", &data_dir.join("queue"), &args)
+}
+
+/// SMTP ingress on the three development ports, with the certificate the access node made;
+/// AUTH without TLS is allowed on the loopback submission listener for development.
+fn start_smtp(bin: &Path, nodes: u16, data_dir: &Path) -> anyhow::Result<Node> {
+    let tls = data_dir.join("tls");
+    let args = [
+        "--store".to_string(),
+        store_list(nodes),
+        "--queue".into(),
+        format!("127.0.0.1:{QUEUE_PORT}"),
+        "--hostname".into(),
+        "mail.example.test".into(),
+        "--mx-listen".into(),
+        format!("127.0.0.1:{SMTP_MX_PORT}"),
+        "--submission-listen".into(),
+        format!("127.0.0.1:{SMTP_SUBMISSION_PORT}"),
+        "--submissions-listen".into(),
+        format!("127.0.0.1:{SMTP_SUBMISSIONS_PORT}"),
+        "--tls-cert".into(),
+        tls.join("cert.pem").display().to_string(),
+        "--tls-key".into(),
+        tls.join("key.pem").display().to_string(),
+        "--loopback-plaintext-auth".into(),
+        "true".into(),
+    ];
+    procs::spawn_service(bin, "tern-smtp", &data_dir.join("smtp"), &args)
 }
 
 struct Leader {
@@ -392,6 +435,10 @@ fn print_summary(
             (0, "tern-access") => {
                 format!("pop3://127.0.0.1:{POP3_PORT} (STLS), pop3s://127.0.0.1:{POP3S_PORT}")
             }
+            (0, "tern-smtp") => format!(
+                "smtp://127.0.0.1:{SMTP_MX_PORT} (MX), :{SMTP_SUBMISSION_PORT} (submission), \
+                 smtps://127.0.0.1:{SMTP_SUBMISSIONS_PORT}"
+            ),
             (0, _) => format!("http://127.0.0.1:{QUEUE_PORT} (Enqueue, delivery workers)"),
             _ => n.endpoint(),
         };
@@ -408,7 +455,7 @@ fn print_summary(
     let mut out = String::new();
     out.push_str("\nTern is running.\n\n");
     out.push_str(&table::render(&rows));
-    out.push_str("\nNot part of the platform yet: SMTP and IMAP come with later work.\n");
+    out.push_str("\nNot part of the platform yet: IMAP comes with later work.\n");
     out.push_str(&format!(
         "\nDomain {DOMAIN}, users (development password {pw}, kept in {}):\n",
         pw_file.display()

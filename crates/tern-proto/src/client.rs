@@ -85,6 +85,12 @@ impl StoreClient {
         InterceptedService::new(self.channels[i].1.clone(), TraceInterceptor)
     }
 
+    /// Moves on to the next node, for callers of [`StoreClient::channel`] whose call failed
+    /// in a way that says this node is down.
+    pub fn advance(&self) {
+        self.next.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Runs `f` against a node; on a retryable failure runs it again against the next node,
     /// backing off from 50 ms up to 1 s, until `retry_for` has passed. Each attempt is bounded
     /// by 30 s until the response (or, for a stream, its first message) arrives.

@@ -12,6 +12,8 @@ pub mod dns;
 pub mod queue;
 /// Running any Tern service binary as a child process.
 pub mod service;
+/// Real tern-smtp processes.
+pub mod smtp;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

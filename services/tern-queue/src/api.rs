@@ -47,27 +47,45 @@ impl Queue for QueueApi {
             )));
         }
         // The whole message is collected before it goes on, so a store failover can be
-        // retried with the same request id (bounded by the declared size).
-        let mut body = Vec::with_capacity(envelope.size as usize);
+        // retried with the same request id (bounded by the declared size, or by MAX_MESSAGE
+        // when the size is not declared).
+        let declared = (envelope.size > 0).then_some(envelope.size);
+        let bound = declared.unwrap_or(MAX_MESSAGE);
+        let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
         body.extend_from_slice(&first.chunk);
+        let mut ended = first.last;
         while let Some(msg) = stream.next().await {
             let msg = msg?;
             if msg.envelope.is_some() {
                 return Err(Status::invalid_argument("the envelope comes once, first"));
             }
-            if (body.len() + msg.chunk.len()) as u64 > envelope.size {
-                return Err(Status::invalid_argument(
-                    "more octets than the declared size",
-                ));
+            if ended {
+                return Err(Status::invalid_argument("data after the last request"));
+            }
+            if (body.len() + msg.chunk.len()) as u64 > bound {
+                return Err(match declared {
+                    Some(_) => Status::invalid_argument("more octets than the declared size"),
+                    None => Status::resource_exhausted(format!(
+                        "message over the {MAX_MESSAGE}-octet limit"
+                    )),
+                });
             }
             body.extend_from_slice(&msg.chunk);
+            ended = msg.last;
         }
-        if body.len() as u64 != envelope.size {
-            return Err(Status::invalid_argument(format!(
-                "the stream ended after {} of {} octets",
-                body.len(),
-                envelope.size
-            )));
+        match declared {
+            Some(size) if body.len() as u64 != size => {
+                return Err(Status::invalid_argument(format!(
+                    "the stream ended after {} of {size} octets",
+                    body.len()
+                )));
+            }
+            None if !ended => {
+                return Err(Status::invalid_argument(
+                    "the stream ended without its last request: the message was cut off",
+                ));
+            }
+            _ => {}
         }
         let trace_id = tern_telemetry::grpc::current_trace_id().unwrap_or_else(|| random_hex(16));
         let request_id = if envelope.request_id.is_empty() {
@@ -92,7 +110,7 @@ impl Queue for QueueApi {
             received_from: envelope.received_from,
             message_id: envelope.message_id,
             request_id,
-            size: envelope.size,
+            size: body.len() as u64,
         };
         let queued = self
             .store

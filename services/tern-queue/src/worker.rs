@@ -27,6 +27,9 @@ use crate::pool::Pool;
 use crate::routing::{self, Route};
 use crate::smtp::client::{ClientConfig, ClientError, Envelope, Rcpt, TlsPolicy};
 
+/// A host to send to (its name, for TLS and logs) with the addresses to try, in order.
+type NextHop = (String, Vec<SocketAddr>);
+
 /// Entries asked for in one lease.
 const LEASE_BATCH: u32 = 32;
 
@@ -602,7 +605,7 @@ impl Worker {
     }
 
     /// The hosts to try for `domain`, in order, each with its addresses.
-    async fn next_hops(&self, domain: &str) -> Result<Vec<(String, Vec<SocketAddr>)>, Outcome> {
+    async fn next_hops(&self, domain: &str) -> Result<Vec<NextHop>, Outcome> {
         let fixed = self
             .config
             .transports
@@ -672,11 +675,7 @@ impl Worker {
             by_domain.entry(domain).or_default().push(r.clone());
         }
         let mut out = Vec::new();
-        let mut groups: Vec<(
-            Vec<(String, Vec<SocketAddr>)>,
-            Vec<pb::QueueRecipient>,
-            bool,
-        )> = Vec::new();
+        let mut groups: Vec<(Vec<NextHop>, Vec<pb::QueueRecipient>, bool)> = Vec::new();
         for (domain, list) in by_domain {
             let tls_required = self
                 .config
@@ -706,7 +705,7 @@ impl Worker {
     async fn send_via(
         &self,
         entry: &pb::QueueEntry,
-        hops: &[(String, Vec<SocketAddr>)],
+        hops: &[NextHop],
         rcpts: &[pb::QueueRecipient],
         body: &[u8],
         tls_required: bool,
@@ -866,7 +865,7 @@ impl Worker {
         let request_id = format!(
             "dsn/{}/{}",
             entry.id,
-            hex::encode(&sha_like(failed_addresses.join(",").as_bytes()))
+            hex::encode(sha_like(failed_addresses.join(",").as_bytes()))
         );
         let header = pb::EnqueueHeader {
             sender: String::new(),

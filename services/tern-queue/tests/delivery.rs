@@ -254,6 +254,7 @@ async fn enqueue_at(
             ..Default::default()
         }),
         chunk: body.to_vec(),
+        last: true,
     };
     Ok(client
         .enqueue(futures::stream::iter(vec![req]))

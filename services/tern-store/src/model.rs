@@ -277,7 +277,9 @@ pub fn normalize_address(address: &str) -> Result<String, AppError> {
     Ok(format!("{}@{}", local.to_lowercase(), domain))
 }
 
-/// Canonical form of a domain name: lower-case labels of letters, digits and hyphens.
+/// Canonical form of a domain name: lower-case labels of letters, digits and hyphens. Labels
+/// may be U-labels (internationalized names in UTF-8, as SMTPUTF8 senders use, RFC 6531):
+/// non-ASCII letters and digits are allowed and lower-cased like ASCII ones.
 pub fn normalize_domain(domain: &str) -> Result<String, AppError> {
     let d = domain.trim().trim_end_matches('.').to_lowercase();
     let bad = || AppError::invalid(format!("malformed domain {domain:?}"));
@@ -289,7 +291,9 @@ pub fn normalize_domain(domain: &str) -> Result<String, AppError> {
             || label.len() > 63
             || label.starts_with('-')
             || label.ends_with('-')
-            || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            || !label.chars().all(|c| {
+                c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric())
+            })
         {
             return Err(bad());
         }
@@ -383,9 +387,15 @@ mod tests {
             "a@-x.test",
             "a@x..test",
             "a<@x.test",
+            "a@x\u{2028}.test",
+            "a@☃.test",
         ] {
             assert!(normalize_address(bad).is_err(), "{bad}");
         }
+        assert_eq!(
+            normalize_address("Jörg@Bücher.Test").unwrap(),
+            "jörg@bücher.test"
+        );
     }
 
     #[test]

@@ -116,6 +116,7 @@ async fn enqueue_all(endpoint: &str, args: &Args, rcpts: &[String]) -> anyhow::R
                         ..Default::default()
                     }),
                     chunk: body.to_vec(),
+                    last: true,
                 };
                 client.enqueue(futures::stream::iter(vec![req])).await?;
             }

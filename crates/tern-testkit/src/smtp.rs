@@ -1,0 +1,84 @@
+//! A real `tern-smtp` process on loopback ports the OS assigns, killed when dropped.
+
+use std::path::Path;
+
+use crate::service::ServiceProcess;
+
+/// One tern-smtp process with its three listeners.
+pub struct SmtpNode {
+    /// MX listener (`127.0.0.1:port`).
+    pub mx: String,
+    /// Submission listener (STARTTLS, AUTH).
+    pub submission: String,
+    /// Submissions listener (implicit TLS).
+    pub submissions: String,
+    /// Metrics/health address.
+    pub metrics: String,
+    process: ServiceProcess,
+}
+
+impl SmtpNode {
+    /// Starts tern-smtp against `store` and `queue` (gRPC addresses) with all three
+    /// listeners on loopback, TLS from `cert`/`key`, host name `mx.example.test`, short
+    /// time-outs for tests, plus `extra_args`.
+    pub async fn start(
+        dir: &Path,
+        store: &[String],
+        queue: &[String],
+        cert: &Path,
+        key: &Path,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let strip = |v: &[String]| {
+            v.iter()
+                .map(|s| s.trim_start_matches("http://").to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut args = vec![
+            "--store".to_string(),
+            strip(store),
+            "--queue".into(),
+            strip(queue),
+            "--hostname".into(),
+            "mx.example.test".into(),
+            "--mx-listen".into(),
+            "127.0.0.1:0".into(),
+            "--submission-listen".into(),
+            "127.0.0.1:0".into(),
+            "--submissions-listen".into(),
+            "127.0.0.1:0".into(),
+            "--tls-cert".into(),
+            cert.display().to_string(),
+            "--tls-key".into(),
+            key.display().to_string(),
+            "--auth-failure-delay-ms".into(),
+            "200".into(),
+        ];
+        args.extend(extra_args.iter().map(|s| s.to_string()));
+        let process = ServiceProcess::start("tern-smtp", dir, &args).await?;
+        let get = |k: &str| process.addrs.get(k).cloned().unwrap_or_default();
+        Ok(SmtpNode {
+            mx: get("mx"),
+            submission: get("submission"),
+            submissions: get("submissions"),
+            metrics: get("metrics"),
+            process,
+        })
+    }
+
+    /// A listener's port by name (`mx`, `submission`, `submissions`).
+    pub fn port(&self, name: &str) -> u16 {
+        self.process.port(name)
+    }
+
+    /// Its log so far.
+    pub fn log_text(&self) -> String {
+        self.process.log_text()
+    }
+
+    /// SIGKILLs the process.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+}

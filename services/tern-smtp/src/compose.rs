@@ -1,0 +1,164 @@
+//! What the server adds to a message on its way in: the Received trace field (RFC 5321
+//! §4.4) naming the trace id, and on submission a Message-ID and a Date when the client left
+//! them out (RFC 6409 §8).
+//!
+//! The header section is looked at in a bounded buffer while the message streams on: at most
+//! [`MAX_SCAN`] octets are held; a header section longer than that is passed on unchanged.
+
+/// Largest header section examined for a missing Message-ID or Date.
+pub const MAX_SCAN: usize = 64 << 10;
+
+/// Streams a message through, adding header fields. Feed decoded message octets to
+/// [`Composer::push`]; [`Composer::finish`] flushes what is still held.
+pub struct Composer {
+    scanning: bool,
+    /// Octets of the message (after the prefix) already searched for the header's end.
+    scanned: usize,
+    prefix_len: usize,
+    held: Vec<u8>,
+    add_if_missing: Vec<(&'static str, String)>,
+}
+
+impl Composer {
+    /// A composer that puts `prefix` (complete header lines) first and, when
+    /// `add_if_missing` is not empty, adds those fields if the header section lacks them.
+    pub fn new(prefix: Vec<u8>, add_if_missing: Vec<(&'static str, String)>) -> Self {
+        Self {
+            scanning: !add_if_missing.is_empty(),
+            scanned: 0,
+            prefix_len: prefix.len(),
+            held: prefix,
+            add_if_missing,
+        }
+    }
+
+    /// Takes the next octets of the message; returns what may be sent on now.
+    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        if !self.scanning {
+            out.append(&mut self.held);
+            out.extend_from_slice(bytes);
+            return;
+        }
+        self.held.extend_from_slice(bytes);
+        let message = &self.held[self.prefix_len..];
+        // Only the new octets (and the three before them, for a CRLFCRLF cut in two) are
+        // searched, so one octet per read costs no more than one read of everything.
+        let from = self.scanned.saturating_sub(3);
+        let found =
+            message.starts_with(b"\r\n") || message[from..].windows(4).any(|w| w == b"\r\n\r\n");
+        self.scanned = message.len();
+        if found || message.len() > MAX_SCAN {
+            self.release(out);
+        }
+    }
+
+    /// The message ended: whatever is held goes out.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if self.scanning {
+            self.release(out);
+        }
+        out.append(&mut self.held);
+    }
+
+    fn release(&mut self, out: &mut Vec<u8>) {
+        self.scanning = false;
+        let message = &self.held[self.prefix_len..];
+        let header_len = header_end(message);
+        let mut added = Vec::new();
+        if header_len.is_some() || message.len() <= MAX_SCAN {
+            let header = &message[..header_len.unwrap_or(message.len())];
+            // The added fields go after the trace fields this server put first.
+            for (name, value) in &self.add_if_missing {
+                if !has_field(header, name) {
+                    added.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+                }
+            }
+        }
+        out.extend_from_slice(&self.held[..self.prefix_len]);
+        out.extend_from_slice(&added);
+        out.extend_from_slice(&self.held[self.prefix_len..]);
+        self.held.clear();
+    }
+}
+
+/// Length of the header section including the empty line that ends it.
+fn header_end(msg: &[u8]) -> Option<usize> {
+    if msg.starts_with(b"\r\n") {
+        return Some(2);
+    }
+    msg.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// Whether a field named `name` starts a line of `header`.
+fn has_field(header: &[u8], name: &str) -> bool {
+    header
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.starts_with(b" ") && !line.starts_with(b"\t"))
+        .any(|line| {
+            line.len() > name.len()
+                && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+                && line[name.len()..].trim_ascii_start().starts_with(b":")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(prefix: &str, adds: Vec<(&'static str, String)>, msg: &[u8], piece: usize) -> String {
+        let mut c = Composer::new(prefix.as_bytes().to_vec(), adds);
+        let mut out = Vec::new();
+        for chunk in msg.chunks(piece) {
+            c.push(chunk, &mut out);
+        }
+        c.finish(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn adds() -> Vec<(&'static str, String)> {
+        vec![
+            ("Message-ID", "<id@host>".into()),
+            ("Date", "Mon, 30 Nov 2026 12:00:00 +0000".into()),
+        ]
+    }
+
+    #[test]
+    fn prefix_only_on_mx() {
+        assert_eq!(
+            run("Received: x\r\n", vec![], b"Subject: a\r\n\r\nbody\r\n", 3),
+            "Received: x\r\nSubject: a\r\n\r\nbody\r\n"
+        );
+    }
+
+    #[test]
+    fn adds_missing_fields_only() {
+        let out = run(
+            "R: x\r\n",
+            adds(),
+            b"Subject: a\r\ndate: Sun, 1 Nov 2026 00:00:00 +0000\r\n\r\nbody\r\n",
+            5,
+        );
+        assert_eq!(out, "R: x\r\nMessage-ID: <id@host>\r\nSubject: a\r\ndate: Sun, 1 Nov 2026 00:00:00 +0000\r\n\r\nbody\r\n");
+        let out = run(
+            "",
+            adds(),
+            b"Message-Id : <a@b>\r\nSubject: a\r\n\r\nDate: not a header\r\n",
+            1,
+        );
+        assert!(out.starts_with("Date: Mon"), "{out}");
+        assert!(!out.contains("<id@host>"), "{out}");
+    }
+
+    #[test]
+    fn header_without_body_and_oversized_header() {
+        let out = run("", adds(), b"Subject: only\r\n", 4);
+        assert!(out.starts_with("Message-ID: <id@host>\r\nDate: "), "{out}");
+        let mut big = Vec::new();
+        for i in 0..5000 {
+            big.extend_from_slice(format!("X-Filler-{i}: some value\r\n").as_bytes());
+        }
+        big.extend_from_slice(b"\r\nbody\r\n");
+        let out = run("", adds(), &big, 1000);
+        assert_eq!(out.as_bytes(), &big[..]);
+    }
+}

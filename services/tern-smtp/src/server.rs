@@ -1,0 +1,261 @@
+//! Starting an SMTP node: the store and queue clients, TLS, the three listeners (MX,
+//! submission, submissions), connection limits, health and metrics.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tern_net::conn::Conn;
+use tern_net::limit::ConnectionLimiter;
+use tern_net::tls::ReloadingTls;
+use tern_proto::client::StoreClient;
+use tern_telemetry::Health;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use crate::backend::Backend;
+use crate::config::SmtpConfig;
+use crate::metrics;
+use crate::session::Session;
+
+/// Bound on the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which listener a connection came in on; each has its own policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Port 25: mail for hosted domains from anyone, no AUTH, no relaying.
+    Mx,
+    /// Port 587 (RFC 6409): AUTH required before MAIL, STARTTLS offered.
+    Submission,
+    /// Port 465 (RFC 8314): submission inside implicit TLS.
+    Submissions,
+}
+
+impl Listener {
+    /// Label for logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Listener::Mx => "mx",
+            Listener::Submission => "submission",
+            Listener::Submissions => "submissions",
+        }
+    }
+}
+
+/// What every session of a node shares.
+pub struct SmtpContext {
+    /// Directory and queue.
+    pub backend: Backend,
+    /// Name in the greeting and Received fields.
+    pub hostname: String,
+    /// Certificate for STARTTLS and submissions.
+    pub tls: Option<Arc<ReloadingTls>>,
+    /// Connection limits shared by all listeners.
+    pub limiter: ConnectionLimiter,
+    /// AUTH allowed without TLS (development, loopback-only submission).
+    pub plaintext_auth: bool,
+    /// Where `<postmaster>` goes.
+    pub postmaster: String,
+    /// Largest message.
+    pub max_message_size: u64,
+    /// Recipients per transaction.
+    pub max_recipients: usize,
+    /// 5xx replies before the session is closed.
+    pub max_errors: u32,
+    /// Wrong passwords before the session is closed.
+    pub max_auth_failures: u32,
+    /// Pause after a wrong password.
+    pub auth_failure_delay: Duration,
+    /// Wait for a command.
+    pub command_timeout: Duration,
+    /// Wait for message content.
+    pub data_timeout: Duration,
+}
+
+/// A running SMTP node.
+pub struct Running {
+    /// Bound MX address, if on.
+    pub mx: Option<SocketAddr>,
+    /// Bound submission address, if on.
+    pub submission: Option<SocketAddr>,
+    /// Bound submissions address, if on.
+    pub submissions: Option<SocketAddr>,
+    /// Bound metrics/health address.
+    pub metrics: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting; sessions in progress end with the process.
+    pub fn stop(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn bind(addr: &str, what: &str) -> anyhow::Result<Option<TcpListener>> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .with_context(|| format!("binding the {what} listener to {addr}"))
+}
+
+/// Binds every configured listener and starts serving.
+pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
+    config.validate()?;
+    let retry = Duration::from_secs(config.store_retry_secs);
+    let store = StoreClient::new(&config.store, retry).context("store addresses")?;
+    let queue = StoreClient::new(&config.queue, retry).context("queue addresses")?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(ReloadingTls::load(cert, key)?)),
+        _ => None,
+    };
+    let mx = bind(&config.mx_listen, "MX").await?;
+    let submission = bind(&config.submission_listen, "submission").await?;
+    let submissions = bind(&config.submissions_listen, "submissions").await?;
+    let metrics_listener = TcpListener::bind(&config.metrics_listen)
+        .await
+        .with_context(|| format!("binding metrics to {}", config.metrics_listen))?;
+    let ctx = Arc::new(SmtpContext {
+        backend: Backend::new(store, queue),
+        hostname: config.hostname.clone(),
+        tls,
+        limiter: ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip),
+        plaintext_auth: config.loopback_plaintext_auth,
+        postmaster: config.postmaster_address(),
+        max_message_size: config.max_message_size,
+        max_recipients: config.max_recipients,
+        max_errors: config.max_errors.max(1),
+        max_auth_failures: config.max_auth_failures.max(1),
+        auth_failure_delay: Duration::from_millis(config.auth_failure_delay_ms),
+        command_timeout: Duration::from_secs(config.command_timeout_secs.max(1)),
+        data_timeout: Duration::from_secs(config.data_timeout_secs.max(1)),
+    });
+    let addr = |l: &Option<TcpListener>| l.as_ref().map(TcpListener::local_addr).transpose();
+    let mut running = Running {
+        mx: addr(&mx)?,
+        submission: addr(&submission)?,
+        submissions: addr(&submissions)?,
+        metrics: metrics_listener.local_addr()?,
+        tasks: Vec::new(),
+    };
+    for (listener, kind) in [
+        (mx, Listener::Mx),
+        (submission, Listener::Submission),
+        (submissions, Listener::Submissions),
+    ] {
+        if let Some(l) = listener {
+            running
+                .tasks
+                .push(tokio::spawn(serve(l, ctx.clone(), kind)));
+        }
+    }
+    let health = Health::default();
+    health.set_ready(true);
+    running.tasks.push(tokio::spawn(async move {
+        if let Err(e) = tern_telemetry::serve_http(metrics_listener, health).await {
+            tracing::error!(error = format!("{e:#}"), "metrics endpoint failed");
+        }
+    }));
+    if let Some(path) = &config.addr_file {
+        let mut text = String::new();
+        for (name, a) in [
+            ("mx", running.mx),
+            ("submission", running.submission),
+            ("submissions", running.submissions),
+        ] {
+            if let Some(a) = a {
+                text.push_str(&format!("{name}={a}\n"));
+            }
+        }
+        text.push_str(&format!("metrics={}\n", running.metrics));
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    }
+    tracing::info!(mx = ?running.mx, submission = ?running.submission, submissions = ?running.submissions, metrics = %running.metrics, "SMTP node started");
+    Ok(running)
+}
+
+/// Accepts connections on one listener until the task is dropped.
+pub async fn serve(listener: TcpListener, ctx: Arc<SmtpContext>, kind: Listener) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of descriptors and the like: wait instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let ctx = ctx.clone();
+        let span = tracing::info_span!("smtp", listener = kind.name(), peer = %peer);
+        tokio::spawn(
+            async move {
+                let slot = match ctx.limiter.try_acquire(peer.ip()) {
+                    Ok(s) => s,
+                    Err(refused) => {
+                        metrics::refused(kind.name());
+                        if kind != Listener::Submissions {
+                            let mut tcp = tcp;
+                            // A greeting-time reply: no enhanced code (RFC 2034 §3).
+                            let line = format!("421 {} Error: {refused}\r\n", ctx.hostname);
+                            let _ = tcp.write_all(line.as_bytes()).await;
+                        }
+                        return;
+                    }
+                };
+                let _open = metrics::SessionGauge::open(kind.name());
+                if let Err(e) = converse(Conn::Plain(tcp), peer, &ctx, kind).await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                drop(slot);
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn handshake(conn: Conn, ctx: &SmtpContext) -> std::io::Result<Option<Conn>> {
+    let Some(tls) = &ctx.tls else {
+        return Ok(None);
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.upgrade(&tls.acceptor()))
+        .await
+        .map_err(|_| std::io::Error::other("TLS handshake timed out"))?
+        .map(Some)
+}
+
+async fn converse(
+    mut conn: Conn,
+    peer: SocketAddr,
+    ctx: &SmtpContext,
+    kind: Listener,
+) -> std::io::Result<()> {
+    if kind == Listener::Submissions {
+        match handshake(conn, ctx).await? {
+            Some(c) => conn = c,
+            None => return Ok(()),
+        }
+    }
+    let mut greet = true;
+    while let Some(plain) = Session::new(ctx, kind, peer, conn).run(greet).await? {
+        // STARTTLS: a fresh session over TLS, without a second greeting (RFC 3207 §4.2).
+        match handshake(plain, ctx).await? {
+            Some(c) => conn = c,
+            None => return Ok(()),
+        }
+        greet = false;
+    }
+    Ok(())
+}
