@@ -168,6 +168,50 @@ pub fn pop3(quick: bool, no_peer: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs tern-smtp-bench with its output on the terminal (Postfix installed and run by
+/// xtask/scripts/postfix-smtp.sh), then prints the machine.
+pub fn smtp(quick: bool, no_peer: bool) -> anyhow::Result<()> {
+    prereq::ensure()?;
+    println!("==> building tern-store, tern-queue, tern-smtp and tern-smtp-bench");
+    cargo::run(cargo::build_workspace())?;
+    let target = cargo::target_dir();
+    let store_bin = cargo::debug_bin(&target, "tern-store")?;
+    let bench_bin = cargo::debug_bin(&target, "tern-smtp-bench")?;
+    let script = cargo::workspace_root().join("xtask/scripts/postfix-smtp.sh");
+    let mut peer = !no_peer;
+    if peer {
+        println!("==> making sure Postfix is installed");
+        let ok = Command::new("bash")
+            .arg(&script)
+            .arg("install")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            println!("    Postfix could not be installed: measuring Tern alone");
+            peer = false;
+        }
+    }
+    let mut cmd = Command::new(&bench_bin);
+    cmd.arg("--store-bin").arg(&store_bin);
+    if peer {
+        cmd.arg("--postfix-script").arg(&script);
+    }
+    if quick {
+        cmd.args(["--messages", "64", "--repeat", "1"]);
+    }
+    let shown = cargo::display(&cmd);
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    print_machine(&target, quick);
+    println!("  peer     Postfix as Debian ships it (optimized C)");
+    Ok(())
+}
+
 /// Runs tern-store-bench once. Adapt here if its flags or output change.
 fn run_bench(
     bench_bin: &Path,

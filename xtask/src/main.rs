@@ -5,6 +5,7 @@
 //! - `bench store`: the store's append benchmark matrix (see [`bench`]).
 //! - `bench pop3`: POP3 RETR throughput, Tern beside Dovecot (see [`bench`]).
 //! - `bench queue`: queue deliveries per second, local and remote (see [`bench`]).
+//! - `bench smtp`: SMTP ingress throughput, Tern beside Postfix (see [`bench`]).
 //!
 //! Deliberately synchronous and light on dependencies (anyhow, clap, serde_json, libc):
 //! it mostly starts processes and waits for them, and it is compiled before anything else on
@@ -81,6 +82,16 @@ enum BenchTarget {
         #[arg(long)]
         quick: bool,
     },
+    /// SMTP ingress: messages accepted (250 after DATA) and delivered per second from 1 and
+    /// 16 clients, Tern side by side with Postfix on loopback.
+    Smtp {
+        /// Fewer messages and runs: a smoke test of the benchmark, not a measurement.
+        #[arg(long)]
+        quick: bool,
+        /// Tern only (no Postfix install or run).
+        #[arg(long)]
+        no_peer: bool,
+    },
     /// POP3 RETR throughput (messages and MB per second) from 1 and 16 clients, Tern side by
     /// side with Dovecot's POP3 on loopback.
     Pop3 {
@@ -102,6 +113,7 @@ fn main() -> ExitCode {
         Task::Bench(BenchTarget::Store { quick, messages }) => bench::store(quick, messages),
         Task::Bench(BenchTarget::Pop3 { quick, no_peer }) => bench::pop3(quick, no_peer),
         Task::Bench(BenchTarget::Queue { quick }) => bench::queue(quick),
+        Task::Bench(BenchTarget::Smtp { quick, no_peer }) => bench::smtp(quick, no_peer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,8 @@
 //! Test support: real `tern-store` (and `tern-access`, [`access`]) processes on loopback, on ports the OS assigns, cleaned
 //! up when the [`StoreCluster`] is dropped.
 //!
-//! Used by tern-store's integration tests and by `tern-store-bench`. Dependencies: `tokio`
+//! Used by the services' integration tests and by the `tern-*-bench` load generators.
+//! Dependencies: `tern-net` for the development TLS certificate, `tokio`
 //! and `tonic` to talk to the nodes, `tempfile` for data directories, `libc` to send
 //! SIGKILL/SIGTERM the way an operator's `kill` would.
 

@@ -627,8 +627,50 @@ async fn timeouts_connection_limits_and_no_quorum() -> anyhow::Result<()> {
     assert_eq!(t.reply().await?.0, 220);
     assert!(t.closed().await);
 
-    // No store quorum: new sessions are greeted 421.
+    // A client that drops the connection in the middle of DATA: nothing of it is delivered.
+    let mut e = Client::connect(&p.smtp.mx).await?;
+    e.expect("EHLO client.example", 250, "mx.example.test")
+        .await?;
+    e.expect("MAIL FROM:<a@remote.test>", 250, "2.1.0").await?;
+    e.expect("RCPT TO:<carol@example.test>", 250, "2.1.5")
+        .await?;
+    e.expect("DATA", 354, "").await?;
+    e.send(b"Subject: half-written-tag\r\n\r\nthe first half")
+        .await?;
+    drop(e);
+    // A complete message after it, through the same queue, shows the queue was working.
+    let mut f = Client::connect(&p.smtp.mx).await?;
+    f.expect("EHLO client.example", 250, "mx.example.test")
+        .await?;
+    f.expect("MAIL FROM:<a@remote.test>", 250, "2.1.0").await?;
+    f.expect("RCPT TO:<carol@example.test>", 250, "2.1.5")
+        .await?;
+    f.expect("DATA", 354, "").await?;
+    f.send(&stuffed(b"Subject: whole-tag\r\n\r\ncomplete\r\n"))
+        .await?;
+    assert_eq!(f.reply().await?.0, 250);
+    p.wait_for("carol", "whole-tag", 1).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let inbox = p.inbox("carol").await?;
+    assert!(
+        !inbox.iter().any(|m| contains(m, "half-written-tag")),
+        "a message cut off mid-DATA was delivered"
+    );
+
+    // The queue is down: the message gets 451 4.3.0 at the end of DATA, never 250.
     let mut p = p;
+    p.queue.kill();
+    f.expect("MAIL FROM:<a@remote.test>", 250, "2.1.0").await?;
+    f.expect("RCPT TO:<carol@example.test>", 250, "2.1.5")
+        .await?;
+    f.expect("DATA", 354, "").await?;
+    f.send(&stuffed(b"Subject: no-queue\r\n\r\nbody\r\n"))
+        .await?;
+    let (code, text) = f.reply().await?;
+    assert_eq!((code, &text[..5]), (451, "4.3.0"), "{text}");
+    f.expect("NOOP", 250, "2.0.0").await?;
+
+    // No store quorum: new sessions are greeted 421.
     p.cluster.kill(0);
     p.cluster.kill(1);
     p.cluster.kill(2);

@@ -1,0 +1,384 @@
+//! `tern-smtp-bench`: SMTP ingress throughput of Tern side by side with Postfix, in one run.
+//!
+//! Both servers accept mail for `alice@example.test` on loopback and deliver it into her
+//! mailbox (Tern: tern-smtp → tern-queue → the store's INBOX; Postfix: smtpd → cleanup →
+//! queue → virtual(8) maildir). Each client opens one connection and sends its share of the
+//! messages as pipelined transactions (MAIL, RCPT and DATA in one write, then the content);
+//! a message counts when its 250 arrives, which on both servers means "on disk" (Tern: a Raft
+//! majority committed it; Postfix: the queue file was fsynced). The run also waits until every
+//! message is delivered, for the end-to-end rate. The same load generator drives both; runs
+//! alternate between the servers so they share the machine's noise, and the best of
+//! `--repeat` runs is reported. Run it through `cargo xtask bench smtp`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use tern_testkit::queue::QueueNode;
+use tern_testkit::smtp::SmtpNode;
+use tern_testkit::{list_all, seed_users, StoreCluster};
+
+#[derive(Parser)]
+struct Args {
+    /// Path of the tern-store binary.
+    #[arg(long)]
+    store_bin: PathBuf,
+    /// Store nodes.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// xtask/scripts/postfix-smtp.sh; without it only Tern is measured.
+    #[arg(long)]
+    postfix_script: Option<PathBuf>,
+    /// Messages per run.
+    #[arg(long, default_value_t = 1000)]
+    messages: usize,
+    /// Client counts to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    clients: Vec<usize>,
+    /// Message size in octets.
+    #[arg(long, default_value_t = 4096)]
+    size: usize,
+    /// Runs per configuration and server; the best is reported.
+    #[arg(long, default_value_t = 2)]
+    repeat: usize,
+}
+
+const POSTFIX_PORT_SEARCH_FROM: u16 = 22_525;
+
+/// One measured run.
+#[derive(Clone, Copy, Default)]
+struct Run {
+    messages: usize,
+    accept_secs: f64,
+    deliver_secs: f64,
+}
+
+impl Run {
+    fn accepted_per_sec(&self) -> f64 {
+        self.messages as f64 / self.accept_secs
+    }
+    fn delivered_per_sec(&self) -> f64 {
+        self.messages as f64 / self.deliver_secs
+    }
+}
+
+/// A message of about `size` octets with a unique Message-ID.
+fn message(size: usize, id: &str) -> Vec<u8> {
+    let mut m = format!(
+        "From: bench@example.net\r\nTo: alice@example.test\r\nSubject: bench {id}\r\nMessage-ID: <{id}@example.net>\r\nDate: Mon, 02 Jan 2023 10:00:00 +0000\r\n\r\n"
+    )
+    .into_bytes();
+    let mut line = 0;
+    while m.len() < size {
+        m.extend_from_slice(
+            format!("{line:06} the quick brown fox jumps over the lazy dog\r\n").as_bytes(),
+        );
+        line += 1;
+    }
+    m.extend_from_slice(b".\r\n");
+    m
+}
+
+/// Reads one reply (multi-line replies to their last line); returns its code.
+fn reply(r: &mut BufReader<TcpStream>, line: &mut String) -> anyhow::Result<u16> {
+    loop {
+        line.clear();
+        if r.read_line(line)? == 0 {
+            bail!("connection closed");
+        }
+        if line.len() < 4 {
+            bail!("short reply {line:?}");
+        }
+        if line.as_bytes()[3] == b' ' {
+            return line[..3].parse().context("reply code");
+        }
+    }
+}
+
+fn expect(
+    r: &mut BufReader<TcpStream>,
+    line: &mut String,
+    code: u16,
+    what: &str,
+) -> anyhow::Result<()> {
+    let got = reply(r, line)?;
+    if got != code {
+        bail!("{what}: expected {code}, got {}", line.trim_end());
+    }
+    Ok(())
+}
+
+/// One client: `count` pipelined transactions on one connection.
+fn client(port: u16, count: usize, size: usize, tag: &str) -> anyhow::Result<()> {
+    let tcp = TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_nodelay(true)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut w = tcp.try_clone()?;
+    let mut r = BufReader::new(tcp);
+    let mut line = String::new();
+    expect(&mut r, &mut line, 220, "greeting")?;
+    w.write_all(b"EHLO bench.example.net\r\n")?;
+    expect(&mut r, &mut line, 250, "EHLO")?;
+    for i in 0..count {
+        w.write_all(b"MAIL FROM:<bench@example.net>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")?;
+        expect(&mut r, &mut line, 250, "MAIL")?;
+        expect(&mut r, &mut line, 250, "RCPT")?;
+        expect(&mut r, &mut line, 354, "DATA")?;
+        w.write_all(&message(size, &format!("{tag}-{i}")))?;
+        expect(&mut r, &mut line, 250, "end of data")?;
+    }
+    w.write_all(b"QUIT\r\n")?;
+    Ok(())
+}
+
+/// Sends `messages` from `clients` connections; returns the seconds until the last 250.
+fn load(port: u16, messages: usize, clients: usize, size: usize, run: &str) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let count = messages / clients + usize::from(c < messages % clients);
+            let tag = format!("{run}-c{c}");
+            std::thread::spawn(move || client(port, count, size, &tag))
+        })
+        .collect();
+    for t in threads {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+struct Postfix {
+    script: PathBuf,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl Postfix {
+    fn start(script: &Path, dir: &Path) -> anyhow::Result<Self> {
+        let port = (POSTFIX_PORT_SEARCH_FROM..POSTFIX_PORT_SEARCH_FROM + 1000)
+            .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+            .context("no free port for Postfix")?;
+        let out = Command::new("bash")
+            .arg(script)
+            .arg("start")
+            .arg(dir)
+            .arg(port.to_string())
+            .args(["example.test", "alice"])
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "starting Postfix: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(Self {
+            script: script.to_path_buf(),
+            dir: dir.to_path_buf(),
+            port,
+        })
+    }
+
+    fn delivered(&self) -> anyhow::Result<usize> {
+        let out = Command::new("bash")
+            .arg(&self.script)
+            .arg("count")
+            .arg(&self.dir)
+            .args(["example.test", "alice"])
+            .output()?;
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .context("postfix-smtp.sh count")
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(&self.script)
+            .arg("stop")
+            .arg(&self.dir)
+            .output();
+    }
+}
+
+/// The Tern side: store cluster, queue and SMTP node.
+struct Tern {
+    cluster: StoreCluster,
+    _queue: QueueNode,
+    smtp: SmtpNode,
+}
+
+impl Tern {
+    async fn delivered(&self) -> anyhow::Result<usize> {
+        let leader = self.cluster.wait_leader(Duration::from_secs(10)).await?;
+        let mut m = self.cluster.messages(leader).await?;
+        Ok(list_all(&mut m, "alice@example.test", "INBOX")
+            .await?
+            .messages
+            .len())
+    }
+}
+
+async fn start_tern(args: &Args, scratch: &Path) -> anyhow::Result<Tern> {
+    let cluster = StoreCluster::start(&args.store_bin, args.nodes, &[]).await?;
+    seed_users(&cluster, 0, &["alice"]).await?;
+    let stores: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
+    let queue = QueueNode::start(scratch, &stores, &[]).await?;
+    let (cert, key) = tern_net::tls::ensure_dev_certificate(&scratch.join("tls"), &["localhost"])?;
+    let smtp = SmtpNode::start(scratch, &stores, &[queue.grpc.clone()], &cert, &key, &[]).await?;
+    // Wait for the greeting (the SMTP node checks the store has a leader).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = TcpStream::connect(&smtp.mx).ok().and_then(|t| {
+            let mut r = BufReader::new(t);
+            let mut l = String::new();
+            r.read_line(&mut l).ok().map(|_| l.starts_with("220"))
+        });
+        if ok == Some(true) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("tern-smtp never greeted 220:\n{}", smtp.log_text());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(Tern {
+        cluster,
+        _queue: queue,
+        smtp,
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // Postfix's delivery agent runs as `nobody`: the scratch directory must be reachable.
+    let scratch = tempfile::Builder::new()
+        .prefix("tern-smtp-bench-")
+        .tempdir_in("/tmp")?;
+    std::fs::set_permissions(
+        scratch.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    println!(
+        "==> starting Tern ({} store nodes + tern-queue + tern-smtp)",
+        args.nodes
+    );
+    let tern = start_tern(&args, scratch.path()).await?;
+    let postfix = match &args.postfix_script {
+        Some(script) => {
+            println!("==> starting Postfix");
+            Some(Postfix::start(script, &scratch.path().join("postfix"))?)
+        }
+        None => None,
+    };
+    let mut best: Vec<(usize, &str, Run)> = Vec::new();
+    let mut sent = (0usize, 0usize);
+    for &clients in &args.clients {
+        for rep in 0..args.repeat {
+            for name in ["tern", "postfix"] {
+                let port = match name {
+                    "tern" => tern.smtp.port("mx"),
+                    _ => match &postfix {
+                        Some(p) => p.port,
+                        None => continue,
+                    },
+                };
+                let run_tag = format!("{name}-{clients}-{rep}");
+                let (messages, size) = (args.messages, args.size);
+                let started = Instant::now();
+                let accept_secs = tokio::task::spawn_blocking(move || {
+                    load(port, messages, clients, size, &run_tag)
+                })
+                .await??;
+                // Wait for every accepted message to be in the mailbox.
+                let target = if name == "tern" {
+                    &mut sent.0
+                } else {
+                    &mut sent.1
+                };
+                *target += messages;
+                let expected = *target;
+                let deadline = Instant::now() + Duration::from_secs(600);
+                loop {
+                    let n = match name {
+                        "tern" => tern.delivered().await.unwrap_or(0),
+                        _ => postfix
+                            .as_ref()
+                            .map(|p| p.delivered().unwrap_or(0))
+                            .unwrap_or(0),
+                    };
+                    if n >= expected {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        bail!("{name}: only {n} of {expected} messages delivered");
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let run = Run {
+                    messages,
+                    accept_secs,
+                    deliver_secs: started.elapsed().as_secs_f64(),
+                };
+                println!(
+                    "    clients={clients} run={} server={name} messages={messages} accept_secs={:.2} accepted_per_sec={:.0} delivered_per_sec={:.0}",
+                    rep + 1,
+                    run.accept_secs,
+                    run.accepted_per_sec(),
+                    run.delivered_per_sec()
+                );
+                match best
+                    .iter_mut()
+                    .find(|(c, n, _)| *c == clients && *n == name)
+                {
+                    Some((_, _, b)) if b.accepted_per_sec() >= run.accepted_per_sec() => {}
+                    Some((_, _, b)) => *b = run,
+                    None => best.push((clients, name, run)),
+                }
+            }
+        }
+    }
+    println!(
+        "\nSMTP ingress, best of {} runs ({} messages of {} octets to one local mailbox per run):",
+        args.repeat, args.messages, args.size
+    );
+    println!(
+        "  {:<8} {:<8} {:>12} {:>10} {:>13} {:>11}",
+        "CLIENTS", "SERVER", "ACCEPTED/S", "TERN/PEER", "DELIVERED/S", "TERN/PEER"
+    );
+    for &clients in &args.clients {
+        let tern = best
+            .iter()
+            .find(|(c, n, _)| *c == clients && *n == "tern")
+            .map(|b| b.2);
+        for (c, name, run) in best.iter().filter(|(c, _, _)| *c == clients) {
+            let (ra, rd) = match (*name, tern) {
+                ("tern", _) | (_, None) => (String::new(), String::new()),
+                (_, Some(t)) => (
+                    format!("{:.2}", t.accepted_per_sec() / run.accepted_per_sec()),
+                    format!("{:.2}", t.delivered_per_sec() / run.delivered_per_sec()),
+                ),
+            };
+            println!(
+                "  {:<8} {:<8} {:>12.0} {:>10} {:>13.0} {:>11}",
+                c,
+                name,
+                run.accepted_per_sec(),
+                ra,
+                run.delivered_per_sec(),
+                rd
+            );
+        }
+    }
+    drop(postfix);
+    drop(tern);
+    Ok(())
+}
