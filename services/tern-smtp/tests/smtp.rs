@@ -592,6 +592,8 @@ async fn timeouts_connection_limits_and_no_quorum() -> anyhow::Result<()> {
         .extra_smtp(&[
             "--command-timeout-secs",
             "2",
+            "--data-timeout-secs",
+            "2",
             "--max-connections-per-ip",
             "2",
         ])
@@ -611,6 +613,28 @@ async fn timeouts_connection_limits_and_no_quorum() -> anyhow::Result<()> {
     let (code, text) = a.reply().await?;
     assert_eq!((code, &text[..5]), (421, "4.4.2"), "{text}");
     assert!(a.closed().await);
+    drop(b);
+    // The server notices b's close (and frees its slot) asynchronously.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Silent in the middle of DATA past the data time-out: 421 4.4.2 and close.
+    let mut d = Client::connect(&limited.mx).await?;
+    d.expect("EHLO client.example", 250, "mx.example.test")
+        .await?;
+    d.expect("MAIL FROM:<a@remote.test>", 250, "2.1.0").await?;
+    d.expect("RCPT TO:<alice@example.test>", 250, "2.1.5")
+        .await?;
+    d.expect("DATA", 354, "").await?;
+    d.send(b"Subject: slow\r\n\r\nand then nothing").await?;
+    let (code, text) = d.reply().await?;
+    assert_eq!((code, &text[..5]), (421, "4.4.2"), "{text}");
+    assert!(d.closed().await);
+    // The bound on sessions in total.
+    let one = p.extra_smtp(&["--max-connections", "1"]).await?;
+    let _first = Client::connect(&one.mx).await?;
+    let mut second = Client::connect_raw(&one.mx).await?;
+    let (code, text) = second.reply().await?;
+    assert_eq!(code, 421, "{text}");
+    assert!(text.contains("too many connections"), "{text}");
 
     // A BDAT line that does not parse: the chunk's length is unknown, so the server closes.
     let mut d = Client::connect(&p.smtp.mx).await?;
