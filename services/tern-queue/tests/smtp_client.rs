@@ -319,7 +319,7 @@ impl Session {
             let hold = self.script.hold_until_data && (verb == "MAIL" || verb == "RCPT");
             // Like real servers, answer a pipelined group once its input is used up.
             let more_input = self.buf.contains(&b'\n');
-            if !hold && !(more_input && !self.script.strict) {
+            if !hold && (!more_input || self.script.strict) {
                 self.flush(&cmd).await;
             }
         }

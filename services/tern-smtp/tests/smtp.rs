@@ -44,7 +44,7 @@ impl Platform {
         let smtp = SmtpNode::start(
             scratch.path(),
             &store_addrs(&cluster),
-            &[queue.grpc.clone()],
+            std::slice::from_ref(&queue.grpc),
             &cert,
             &key,
             smtp_args,
@@ -83,7 +83,7 @@ impl Platform {
         SmtpNode::start(
             self.scratch.path(),
             &store_addrs(&self.cluster),
-            &[self.queue.grpc.clone()],
+            std::slice::from_ref(&self.queue.grpc),
             &self.cert,
             &self.key,
             args,

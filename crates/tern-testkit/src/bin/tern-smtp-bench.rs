@@ -232,7 +232,15 @@ async fn start_tern(args: &Args, scratch: &Path) -> anyhow::Result<Tern> {
     let stores: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
     let queue = QueueNode::start(scratch, &stores, &[]).await?;
     let (cert, key) = tern_net::tls::ensure_dev_certificate(&scratch.join("tls"), &["localhost"])?;
-    let smtp = SmtpNode::start(scratch, &stores, &[queue.grpc.clone()], &cert, &key, &[]).await?;
+    let smtp = SmtpNode::start(
+        scratch,
+        &stores,
+        std::slice::from_ref(&queue.grpc),
+        &cert,
+        &key,
+        &[],
+    )
+    .await?;
     // Wait for the greeting (the SMTP node checks the store has a leader).
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
