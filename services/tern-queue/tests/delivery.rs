@@ -620,3 +620,69 @@ async fn an_alias_loop_bounces_instead_of_vanishing() -> anyhow::Result<()> {
     assert!(text.contains("loop1@example.test"), "{text}");
     Ok(())
 }
+
+/// Enqueue with an undeclared size (as SMTP streams DATA): chunks followed by `last` are
+/// queued and delivered whole; a stream that ends without `last` was cut off and is refused
+/// with nothing queued; data after `last` is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undeclared_size_stream_needs_its_last_marker() -> anyhow::Result<()> {
+    let p = Platform::start(1, &[]).await?;
+    let envelope = qpb::Envelope {
+        sender: "someone@remote.example".into(),
+        recipients: vec![qpb::Recipient {
+            address: "alice@example.test".into(),
+            ..Default::default()
+        }],
+        received_from: "test".into(),
+        size: 0,
+        ..Default::default()
+    };
+    let chunk = |envelope: Option<qpb::Envelope>, data: &[u8], last: bool| qpb::EnqueueRequest {
+        envelope,
+        chunk: data.to_vec(),
+        last,
+    };
+    let mut client = EnqueueClient::connect(p.queue.endpoint()).await?;
+    // Complete: three requests, the last marked.
+    let whole = vec![
+        chunk(Some(envelope.clone()), b"Subject: streamed\r\n", false),
+        chunk(None, b"\r\nfirst half, ", false),
+        chunk(None, b"second half\r\n", true),
+    ];
+    client.enqueue(futures::stream::iter(whole)).await?;
+    // Cut off: no last marker.
+    let cut = vec![
+        chunk(Some(envelope.clone()), b"Subject: cut-off\r\n", false),
+        chunk(None, b"\r\nonly the first half", false),
+    ];
+    let err = client
+        .enqueue(futures::stream::iter(cut))
+        .await
+        .expect_err("a stream without its last request must be refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    // Data after the last marker.
+    let after = vec![
+        chunk(
+            Some(envelope.clone()),
+            b"Subject: after-last\r\n\r\nbody\r\n",
+            true,
+        ),
+        chunk(None, b"more", false),
+    ];
+    let err = client
+        .enqueue(futures::stream::iter(after))
+        .await
+        .expect_err("data after the last request must be refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+
+    p.drained(0, Duration::from_secs(20)).await?;
+    let inbox = p.inbox(0, "alice").await?;
+    assert_eq!(inbox.len(), 1, "only the complete message is delivered");
+    let mut m = p.cluster.messages(0).await?;
+    let body = fetch(&mut m, "alice@example.test", "INBOX", inbox[0].uid).await?;
+    assert_eq!(
+        body,
+        b"Subject: streamed\r\n\r\nfirst half, second half\r\n"
+    );
+    Ok(())
+}

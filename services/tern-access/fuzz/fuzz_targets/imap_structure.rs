@@ -38,7 +38,7 @@ fn balanced(s: &[u8]) -> bool {
                     let Ok(n) = std::str::from_utf8(&s[i + 1..end]).unwrap_or("x").parse::<usize>() else {
                         return false;
                     };
-                    i = end + 2 + n; // "}\r\n" then n octets
+                    i = end + 3 + n; // past "}\r\n" and the n octets
                     continue;
                 }
                 _ => {}
