@@ -125,62 +125,69 @@ fn print_machine(target: &Path, quick: bool) {
     );
 }
 
-/// Runs tern-pop3-bench with its output on the terminal, then prints the machine.
+/// Runs tern-pop3-bench beside Dovecot (xtask/scripts/dovecot-pop3.sh).
 pub fn pop3(quick: bool, no_peer: bool) -> anyhow::Result<()> {
-    prereq::ensure()?;
-    println!("==> building tern-store, tern-access and tern-pop3-bench");
-    cargo::run(cargo::build_workspace())?;
-    let target = cargo::target_dir();
-    let store_bin = cargo::debug_bin(&target, "tern-store")?;
-    let bench_bin = cargo::debug_bin(&target, "tern-pop3-bench")?;
-    let script = cargo::workspace_root().join("xtask/scripts/dovecot-pop3.sh");
-    let mut peer = !no_peer;
-    if peer {
-        println!("==> making sure Dovecot's POP3 server is installed");
-        let ok = Command::new("bash")
-            .arg(&script)
-            .arg("install")
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        if !ok {
-            println!("    Dovecot could not be installed: measuring Tern alone");
-            peer = false;
-        }
-    }
-    let mut cmd = Command::new(&bench_bin);
-    cmd.arg("--store-bin").arg(&store_bin);
-    if peer {
-        cmd.arg("--dovecot-script").arg(&script);
-    }
-    if quick {
-        cmd.args(["--messages", "20", "--rounds", "1", "--repeat", "1"]);
-    }
-    let shown = cargo::display(&cmd);
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot start `{shown}`"))?;
-    if !status.success() {
-        bail!("`{shown}` failed ({status})");
-    }
-    print_machine(&target, quick);
-    println!("  peer     Dovecot as Debian ships it (optimized C)");
-    Ok(())
+    peer_bench(PeerBench {
+        bench: "tern-pop3-bench",
+        services: "tern-store, tern-access",
+        peer: "Dovecot's POP3 server",
+        script: "xtask/scripts/dovecot-pop3.sh",
+        script_flag: "--dovecot-script",
+        quick_args: &["--messages", "20", "--rounds", "1", "--repeat", "1"],
+        peer_build: "Dovecot as Debian ships it (optimized C)",
+        quick,
+        no_peer,
+    })
 }
 
-/// Runs tern-smtp-bench with its output on the terminal (Postfix installed and run by
-/// xtask/scripts/postfix-smtp.sh), then prints the machine.
+/// Runs tern-smtp-bench beside Postfix (xtask/scripts/postfix-smtp.sh).
 pub fn smtp(quick: bool, no_peer: bool) -> anyhow::Result<()> {
+    peer_bench(PeerBench {
+        bench: "tern-smtp-bench",
+        services: "tern-store, tern-queue, tern-smtp",
+        peer: "Postfix",
+        script: "xtask/scripts/postfix-smtp.sh",
+        script_flag: "--postfix-script",
+        quick_args: &["--messages", "64", "--repeat", "1"],
+        peer_build: "Postfix as Debian ships it (optimized C)",
+        quick,
+        no_peer,
+    })
+}
+
+/// A benchmark that measures Tern side by side with a peer server run by a script.
+struct PeerBench {
+    /// The load generator binary (crates/tern-testkit).
+    bench: &'static str,
+    /// What is built, for the progress line.
+    services: &'static str,
+    /// The peer, for messages.
+    peer: &'static str,
+    /// The script that installs and runs the peer (`install`, then driven by the bench).
+    script: &'static str,
+    /// The bench's flag that takes the script.
+    script_flag: &'static str,
+    /// Flags for `--quick`.
+    quick_args: &'static [&'static str],
+    /// How the peer was built, for the machine summary.
+    peer_build: &'static str,
+    quick: bool,
+    no_peer: bool,
+}
+
+/// Builds, installs the peer (measuring Tern alone when that fails or `--no-peer`), runs the
+/// bench with its output on the terminal, then prints the machine.
+fn peer_bench(b: PeerBench) -> anyhow::Result<()> {
     prereq::ensure()?;
-    println!("==> building tern-store, tern-queue, tern-smtp and tern-smtp-bench");
+    println!("==> building {} and {}", b.services, b.bench);
     cargo::run(cargo::build_workspace())?;
     let target = cargo::target_dir();
     let store_bin = cargo::debug_bin(&target, "tern-store")?;
-    let bench_bin = cargo::debug_bin(&target, "tern-smtp-bench")?;
-    let script = cargo::workspace_root().join("xtask/scripts/postfix-smtp.sh");
-    let mut peer = !no_peer;
+    let bench_bin = cargo::debug_bin(&target, b.bench)?;
+    let script = cargo::workspace_root().join(b.script);
+    let mut peer = !b.no_peer;
     if peer {
-        println!("==> making sure Postfix is installed");
+        println!("==> making sure {} is installed", b.peer);
         let ok = Command::new("bash")
             .arg(&script)
             .arg("install")
@@ -188,17 +195,20 @@ pub fn smtp(quick: bool, no_peer: bool) -> anyhow::Result<()> {
             .map(|s| s.success())
             .unwrap_or(false);
         if !ok {
-            println!("    Postfix could not be installed: measuring Tern alone");
+            println!(
+                "    {} could not be installed: measuring Tern alone",
+                b.peer
+            );
             peer = false;
         }
     }
     let mut cmd = Command::new(&bench_bin);
     cmd.arg("--store-bin").arg(&store_bin);
     if peer {
-        cmd.arg("--postfix-script").arg(&script);
+        cmd.arg(b.script_flag).arg(&script);
     }
-    if quick {
-        cmd.args(["--messages", "64", "--repeat", "1"]);
+    if b.quick {
+        cmd.args(b.quick_args);
     }
     let shown = cargo::display(&cmd);
     let status = cmd
@@ -207,8 +217,8 @@ pub fn smtp(quick: bool, no_peer: bool) -> anyhow::Result<()> {
     if !status.success() {
         bail!("`{shown}` failed ({status})");
     }
-    print_machine(&target, quick);
-    println!("  peer     Postfix as Debian ships it (optimized C)");
+    print_machine(&target, b.quick);
+    println!("  peer     {}", b.peer_build);
     Ok(())
 }
 

@@ -14,4 +14,5 @@
 pub mod conn;
 pub mod limit;
 pub mod line;
+pub mod listen;
 pub mod tls;

@@ -21,6 +21,19 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// The first loopback TCP port from `from` (within 1000) that can be bound now: for peer
+/// servers (Dovecot, Postfix) that take a port number rather than reporting one they chose.
+pub fn free_loopback_port(from: u16) -> anyhow::Result<u16> {
+    (from..from.saturating_add(1000))
+        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .with_context(|| {
+            format!(
+                "no free loopback port in {from}..{}",
+                from.saturating_add(1000)
+            )
+        })
+}
+
 /// One running service process.
 pub struct ServiceProcess {
     /// `name=HOST:PORT` lines of its addr file (`pop3`, `grpc`, `metrics`, ...).

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tern_net::limit::ConnectionLimiter;
+use tern_net::listen::{bind_optional, write_addr_file};
 use tern_net::tls::ReloadingTls;
 use tern_proto::client::StoreClient;
 use tern_telemetry::Health;
@@ -35,16 +36,6 @@ impl Running {
     }
 }
 
-async fn bind(addr: &str, what: &str) -> anyhow::Result<Option<TcpListener>> {
-    if addr.is_empty() {
-        return Ok(None);
-    }
-    TcpListener::bind(addr)
-        .await
-        .map(Some)
-        .with_context(|| format!("binding the {what} listener to {addr}"))
-}
-
 /// Binds every configured listener and starts serving.
 pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
     config.validate()?;
@@ -54,8 +45,8 @@ pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
         (Some(cert), Some(key)) => Some(Arc::new(ReloadingTls::load(cert, key)?)),
         _ => None,
     };
-    let pop3 = bind(&config.pop3_listen, "POP3").await?;
-    let pop3s = bind(&config.pop3s_listen, "POP3S").await?;
+    let pop3 = bind_optional(&config.pop3_listen, "POP3").await?;
+    let pop3s = bind_optional(&config.pop3s_listen, "POP3S").await?;
     let metrics_listener = TcpListener::bind(&config.metrics_listen)
         .await
         .with_context(|| format!("binding metrics to {}", config.metrics_listen))?;
@@ -104,17 +95,14 @@ pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
         }
     }));
     if let Some(path) = &config.addr_file {
-        let mut text = String::new();
-        if let Some(a) = running.pop3 {
-            text.push_str(&format!("pop3={a}\n"));
-        }
-        if let Some(a) = running.pop3s {
-            text.push_str(&format!("pop3s={a}\n"));
-        }
-        text.push_str(&format!("metrics={}\n", running.metrics));
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        write_addr_file(
+            path,
+            &[
+                ("pop3", running.pop3),
+                ("pop3s", running.pop3s),
+                ("metrics", Some(running.metrics)),
+            ],
+        )?;
     }
     tracing::info!(pop3 = ?running.pop3, pop3s = ?running.pop3s, metrics = %running.metrics, store = ?config.store, "access node started");
     Ok(running)

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tern_net::conn::Conn;
 use tern_net::limit::ConnectionLimiter;
+use tern_net::listen::{bind_optional, write_addr_file};
 use tern_net::tls::ReloadingTls;
 use tern_proto::client::StoreClient;
 use tern_telemetry::Health;
@@ -98,16 +99,6 @@ impl Running {
     }
 }
 
-async fn bind(addr: &str, what: &str) -> anyhow::Result<Option<TcpListener>> {
-    if addr.is_empty() {
-        return Ok(None);
-    }
-    TcpListener::bind(addr)
-        .await
-        .map(Some)
-        .with_context(|| format!("binding the {what} listener to {addr}"))
-}
-
 /// Binds every configured listener and starts serving.
 pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
     config.validate()?;
@@ -118,9 +109,9 @@ pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
         (Some(cert), Some(key)) => Some(Arc::new(ReloadingTls::load(cert, key)?)),
         _ => None,
     };
-    let mx = bind(&config.mx_listen, "MX").await?;
-    let submission = bind(&config.submission_listen, "submission").await?;
-    let submissions = bind(&config.submissions_listen, "submissions").await?;
+    let mx = bind_optional(&config.mx_listen, "MX").await?;
+    let submission = bind_optional(&config.submission_listen, "submission").await?;
+    let submissions = bind_optional(&config.submissions_listen, "submissions").await?;
     let metrics_listener = TcpListener::bind(&config.metrics_listen)
         .await
         .with_context(|| format!("binding metrics to {}", config.metrics_listen))?;
@@ -166,20 +157,15 @@ pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
         }
     }));
     if let Some(path) = &config.addr_file {
-        let mut text = String::new();
-        for (name, a) in [
-            ("mx", running.mx),
-            ("submission", running.submission),
-            ("submissions", running.submissions),
-        ] {
-            if let Some(a) = a {
-                text.push_str(&format!("{name}={a}\n"));
-            }
-        }
-        text.push_str(&format!("metrics={}\n", running.metrics));
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+        write_addr_file(
+            path,
+            &[
+                ("mx", running.mx),
+                ("submission", running.submission),
+                ("submissions", running.submissions),
+                ("metrics", Some(running.metrics)),
+            ],
+        )?;
     }
     tracing::info!(mx = ?running.mx, submission = ?running.submission, submissions = ?running.submissions, metrics = %running.metrics, "SMTP node started");
     Ok(running)

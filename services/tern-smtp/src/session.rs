@@ -54,12 +54,6 @@ struct Bdat {
     too_big: bool,
 }
 
-/// A SASL response line, or what to do instead when there is none.
-enum Sasl {
-    Line(Vec<u8>),
-    Done(Flow),
-}
-
 /// What the loop does after a reply.
 enum Flow {
     Continue,
@@ -161,11 +155,7 @@ impl<'a> Session<'a> {
             .await;
             let flow = match read {
                 Err(_) => {
-                    self.reply(Reply::new(
-                        421,
-                        "4.4.2",
-                        format!("{host} Error: timeout exceeded"),
-                    ));
+                    self.reply(self.timeout_reply());
                     Flow::Close
                 }
                 Ok(Err(e)) => return Err(e),
@@ -310,9 +300,13 @@ impl<'a> Session<'a> {
             }),
             Command::Vrfy(arg) => self.vrfy(&arg).await,
             Command::Expn(arg) => self.expn(&arg).await,
-            Command::Obsolete(verb) => {
-                self.reply(Reply::new(502, "5.5.1", format!("{verb} not implemented")))
-            }
+            // RFC 5321 §4.1 withdrew TURN, SEND, SOML and SAML; §4.2.4 gives 502 as their
+            // answer, which is what this is (the issue asks for exactly this reply).
+            Command::Obsolete(verb) => self.reply(Reply::new(
+                502,
+                "5.5.1",
+                format!("{verb} is obsolete (RFC 5321) and not offered"),
+            )),
             Command::StartTls => {
                 if self.reader.get_ref().is_tls() {
                     self.reply(Reply::new(503, "5.5.1", "TLS already active"));
@@ -727,23 +721,11 @@ impl<'a> Session<'a> {
         let mut decoded = Vec::with_capacity(FORWARD_CHUNK);
         let mut ready = Vec::with_capacity(FORWARD_CHUNK * 2);
         let outcome = loop {
-            let buf =
-                match tokio::time::timeout(self.ctx.data_timeout, self.reader.fill_buf()).await {
-                    Err(_) => {
-                        self.reply(Reply::new(
-                            421,
-                            "4.4.2",
-                            format!("{} Error: timeout exceeded", self.ctx.hostname),
-                        ));
-                        return Ok(Flow::Close);
-                    }
-                    Ok(r) => r?,
-                };
-            if buf.is_empty() {
-                // The client went away mid-message: nothing of it is kept.
+            // A time-out or the client going away mid-message: nothing of it is kept.
+            if !self.content().await? {
                 return Ok(Flow::Close);
             }
-            let (used, done) = decoder.feed(buf, &mut decoded);
+            let (used, done) = decoder.feed(self.reader.buffer(), &mut decoded);
             self.reader.consume(used);
             composer.push(&decoded, &mut ready);
             decoded.clear();
@@ -802,18 +784,34 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Waits for message content (DATA or a BDAT chunk) within the data time-out. False when
+    /// the client went away, or stayed silent (then 421 is queued for the caller's close).
+    async fn content(&mut self) -> std::io::Result<bool> {
+        match tokio::time::timeout(self.ctx.data_timeout, self.reader.fill_buf()).await {
+            Ok(r) => Ok(!r?.is_empty()),
+            Err(_) => {
+                self.reply(self.timeout_reply());
+                Ok(false)
+            }
+        }
+    }
+
+    /// The 421 for a client that stayed silent too long (RFC 5321 §4.5.3.2).
+    fn timeout_reply(&self) -> Reply {
+        Reply::new(
+            421,
+            "4.4.2",
+            format!("{} Error: timeout exceeded", self.ctx.hostname),
+        )
+    }
+
     /// Reads and drops `size` octets (a BDAT chunk that cannot be taken).
     async fn discard(&mut self, mut size: u64) -> std::io::Result<bool> {
         while size > 0 {
-            let buf =
-                match tokio::time::timeout(self.ctx.data_timeout, self.reader.fill_buf()).await {
-                    Err(_) => return Ok(false),
-                    Ok(r) => r?,
-                };
-            if buf.is_empty() {
+            if !self.content().await? {
                 return Ok(false);
             }
-            let n = buf.len().min(size as usize);
+            let n = self.reader.buffer().len().min(size as usize);
             self.reader.consume(n);
             size -= n as u64;
         }
@@ -855,21 +853,10 @@ impl<'a> Session<'a> {
         let mut ready = Vec::with_capacity(FORWARD_CHUNK * 2);
         let mut normalized = Vec::with_capacity(FORWARD_CHUNK);
         while remaining > 0 {
-            let buf =
-                match tokio::time::timeout(self.ctx.data_timeout, self.reader.fill_buf()).await {
-                    Err(_) => {
-                        self.reply(Reply::new(
-                            421,
-                            "4.4.2",
-                            format!("{} Error: timeout exceeded", self.ctx.hostname),
-                        ));
-                        return Ok(Flow::Close);
-                    }
-                    Ok(r) => r?,
-                };
-            if buf.is_empty() {
+            if !self.content().await? {
                 return Ok(Flow::Close);
             }
+            let buf = self.reader.buffer();
             let n = buf.len().min(remaining as usize);
             if !bdat.too_big {
                 bdat.normalizer.feed(&buf[..n], &mut normalized);
@@ -925,36 +912,57 @@ impl<'a> Session<'a> {
         Ok(Flow::Continue)
     }
 
-    /// Sends a 334 challenge and reads the client's response line.
-    async fn read_sasl_line(&mut self, challenge: &str) -> std::io::Result<Sasl> {
-        self.out
-            .extend_from_slice(format!("334 {challenge}\r\n").as_bytes());
-        self.flush().await?;
-        let mut line = Vec::new();
-        let read = tokio::time::timeout(
-            self.ctx.command_timeout,
-            read_line(&mut self.reader, &mut line, MAX_AUTH_LINE),
-        )
-        .await;
-        match read {
-            Ok(Ok(Line::Complete)) => Ok(Sasl::Line(line)),
-            Ok(Ok(Line::TooLong)) => {
-                self.reply(Reply::new(
-                    500,
-                    "5.5.6",
-                    "Authentication exchange line is too long",
-                ));
-                Ok(Sasl::Done(Flow::Continue))
+    /// One SASL response, decoded: the initial response if the client gave one, else the
+    /// line after a `334 challenge`. `Err` carries what the session does instead (after the
+    /// reply: cancelled with `*`, bad base64, too long, timed out, closed).
+    async fn sasl_response(
+        &mut self,
+        initial: Option<String>,
+        challenge: &str,
+    ) -> std::io::Result<Result<Vec<u8>, Flow>> {
+        let line = match initial {
+            Some(i) => i.into_bytes(),
+            None => {
+                self.out
+                    .extend_from_slice(format!("334 {challenge}\r\n").as_bytes());
+                self.flush().await?;
+                let mut line = Vec::new();
+                let read = tokio::time::timeout(
+                    self.ctx.command_timeout,
+                    read_line(&mut self.reader, &mut line, MAX_AUTH_LINE),
+                )
+                .await;
+                match read {
+                    Ok(Ok(Line::Complete)) => line,
+                    Ok(Ok(Line::TooLong)) => {
+                        self.reply(Reply::new(
+                            500,
+                            "5.5.6",
+                            "Authentication exchange line is too long",
+                        ));
+                        return Ok(Err(Flow::Continue));
+                    }
+                    Ok(Ok(Line::Eof)) => return Ok(Err(Flow::Close)),
+                    Ok(Err(e)) => return Err(e),
+                    Err(_) => {
+                        self.reply(self.timeout_reply());
+                        return Ok(Err(Flow::Close));
+                    }
+                }
             }
-            Ok(Ok(Line::Eof)) => Ok(Sasl::Done(Flow::Close)),
-            Ok(Err(e)) => Err(e),
+        };
+        if line == b"*" {
+            self.reply(Reply::new(501, "5.0.0", "Authentication cancelled"));
+            return Ok(Err(Flow::Continue));
+        }
+        if line == b"=" {
+            return Ok(Ok(Vec::new()));
+        }
+        match base64::engine::general_purpose::STANDARD.decode(&line) {
+            Ok(raw) => Ok(Ok(raw)),
             Err(_) => {
-                self.reply(Reply::new(
-                    421,
-                    "4.4.2",
-                    format!("{} Error: timeout exceeded", self.ctx.hostname),
-                ));
-                Ok(Sasl::Done(Flow::Close))
+                self.reply(Reply::new(501, "5.5.2", "Invalid base64 data"));
+                Ok(Err(Flow::Continue))
             }
         }
     }
@@ -996,29 +1004,11 @@ impl<'a> Session<'a> {
             ));
             return Ok(Flow::Continue);
         }
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let decode = |s: &[u8]| -> Option<Vec<u8>> {
-            if s == b"=" {
-                return Some(Vec::new());
-            }
-            b64.decode(s).ok()
-        };
         let (user, password) = match mechanism {
             "PLAIN" => {
-                let response = match initial {
-                    Some(i) => i.into_bytes(),
-                    None => match self.read_sasl_line("").await? {
-                        Sasl::Line(l) => l,
-                        Sasl::Done(flow) => return Ok(flow),
-                    },
-                };
-                if response == b"*" {
-                    self.reply(Reply::new(501, "5.0.0", "Authentication cancelled"));
-                    return Ok(Flow::Continue);
-                }
-                let Some(raw) = decode(&response) else {
-                    self.reply(Reply::new(501, "5.5.2", "Invalid base64 data"));
-                    return Ok(Flow::Continue);
+                let raw = match self.sasl_response(initial, "").await? {
+                    Ok(raw) => raw,
+                    Err(flow) => return Ok(flow),
                 };
                 let parts: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
                 let [authz, authc, pass] = parts.as_slice() else {
@@ -1035,34 +1025,14 @@ impl<'a> Session<'a> {
                 )
             }
             "LOGIN" => {
-                let user = match initial {
-                    Some(i) => i.into_bytes(),
-                    // "Username:" in base64.
-                    None => match self.read_sasl_line("VXNlcm5hbWU6").await? {
-                        Sasl::Line(l) => l,
-                        Sasl::Done(flow) => return Ok(flow),
-                    },
+                // The challenges are "Username:" and "Password:" in base64.
+                let user = match self.sasl_response(initial, "VXNlcm5hbWU6").await? {
+                    Ok(user) => user,
+                    Err(flow) => return Ok(flow),
                 };
-                if user == b"*" {
-                    self.reply(Reply::new(501, "5.0.0", "Authentication cancelled"));
-                    return Ok(Flow::Continue);
-                }
-                let Some(user) = decode(&user) else {
-                    self.reply(Reply::new(501, "5.5.2", "Invalid base64 data"));
-                    return Ok(Flow::Continue);
-                };
-                // "Password:" in base64.
-                let pass = match self.read_sasl_line("UGFzc3dvcmQ6").await? {
-                    Sasl::Line(l) => l,
-                    Sasl::Done(flow) => return Ok(flow),
-                };
-                if pass == b"*" {
-                    self.reply(Reply::new(501, "5.0.0", "Authentication cancelled"));
-                    return Ok(Flow::Continue);
-                }
-                let Some(pass) = decode(&pass) else {
-                    self.reply(Reply::new(501, "5.5.2", "Invalid base64 data"));
-                    return Ok(Flow::Continue);
+                let pass = match self.sasl_response(None, "UGFzc3dvcmQ6").await? {
+                    Ok(pass) => pass,
+                    Err(flow) => return Ok(flow),
                 };
                 (
                     String::from_utf8_lossy(&user).into_owned(),

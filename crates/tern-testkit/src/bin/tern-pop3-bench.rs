@@ -17,6 +17,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use tern_proto::store::v1 as pb;
 use tern_testkit::access::AccessNode;
+use tern_testkit::service::free_loopback_port;
 use tern_testkit::{append, StoreCluster};
 
 #[derive(Parser)]
@@ -240,12 +241,6 @@ async fn start_tern(
     Ok((cluster, access))
 }
 
-fn free_port(from: u16) -> anyhow::Result<u16> {
-    (from..from + 1000)
-        .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .context("no free port for Dovecot")
-}
-
 struct Dovecot {
     script: PathBuf,
     dir: PathBuf,
@@ -259,7 +254,7 @@ impl Dovecot {
         users: &[String],
         corpus_dir: &Path,
     ) -> anyhow::Result<Self> {
-        let port = free_port(DOVECOT_PORT_SEARCH_FROM)?;
+        let port = free_loopback_port(DOVECOT_PORT_SEARCH_FROM)?;
         let out = Command::new("bash")
             .arg(script)
             .arg("start")

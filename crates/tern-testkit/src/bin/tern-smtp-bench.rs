@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Parser;
 use tern_testkit::queue::QueueNode;
+use tern_testkit::service::free_loopback_port;
 use tern_testkit::smtp::SmtpNode;
 use tern_testkit::{list_all, seed_users, StoreCluster};
 
@@ -160,9 +161,7 @@ struct Postfix {
 
 impl Postfix {
     fn start(script: &Path, dir: &Path) -> anyhow::Result<Self> {
-        let port = (POSTFIX_PORT_SEARCH_FROM..POSTFIX_PORT_SEARCH_FROM + 1000)
-            .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-            .context("no free port for Postfix")?;
+        let port = free_loopback_port(POSTFIX_PORT_SEARCH_FROM)?;
         let out = Command::new("bash")
             .arg(script)
             .arg("start")

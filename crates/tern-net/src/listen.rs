@@ -1,0 +1,51 @@
+//! Binding a service's optional listeners and publishing where they ended up.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+/// Binds `addr`, or nothing when it is empty (the listener is switched off). `what` names the
+/// listener in the error.
+pub async fn bind_optional(addr: &str, what: &str) -> anyhow::Result<Option<TcpListener>> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    TcpListener::bind(addr)
+        .await
+        .map(Some)
+        .with_context(|| format!("binding the {what} listener to {addr}"))
+}
+
+/// Writes `name=address` lines for the listeners that are on, replacing the file atomically
+/// (write, then rename), so a test or `cargo xtask up` waiting for it never reads half of it.
+pub fn write_addr_file(path: &Path, entries: &[(&str, Option<SocketAddr>)]) -> anyhow::Result<()> {
+    let text: String = entries
+        .iter()
+        .filter_map(|(name, addr)| addr.map(|a| format!("{name}={a}\n")))
+        .collect();
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn off_listeners_are_skipped_and_the_file_lists_the_rest() {
+        assert!(bind_optional("", "test").await.unwrap().is_none());
+        let l = bind_optional("127.0.0.1:0", "test").await.unwrap().unwrap();
+        let a = l.local_addr().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("addr");
+        write_addr_file(&path, &[("one", Some(a)), ("two", None)]).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("one={a}\n")
+        );
+        assert!(bind_optional("256.0.0.1:1", "bad").await.is_err());
+    }
+}
