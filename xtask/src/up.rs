@@ -1,8 +1,8 @@
 //! `cargo xtask up`: the whole local platform in the foreground.
 //!
 //! Today the platform is the store cluster, N tern-store nodes on 127.0.0.1:7101.. with their
-//! data under DATA_DIR/store-I, and one tern-access node (POP3 on 2110 with STLS, POP3S on
-//! 2995, a self-signed certificate in DATA_DIR/tls), one tern-queue node (Enqueue on 7201,
+//! data under DATA_DIR/store-I, and one tern-access node (IMAP on 2143 with STARTTLS, IMAPS
+//! on 2993, POP3 on 2110 with STLS, POP3S on 2995, a self-signed certificate in DATA_DIR/tls), one tern-queue node (Enqueue on 7201,
 //! delivery workers) and one tern-smtp node (MX on 2525, submission on 2587 with STARTTLS,
 //! submissions on 2465, the same certificate). After a leader is elected the directory is
 //! seeded through ternctl (domain example.test, users alice@ and bob@), which also exercises
@@ -32,6 +32,8 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// ARCHITECTURE.md's development ports.
 const POP3_PORT: u16 = 2110;
 const POP3S_PORT: u16 = 2995;
+const IMAP_PORT: u16 = 2143;
+const IMAPS_PORT: u16 = 2993;
 const QUEUE_PORT: u16 = 7201;
 const SMTP_MX_PORT: u16 = 2525;
 const SMTP_SUBMISSION_PORT: u16 = 2587;
@@ -215,6 +217,10 @@ fn start_access(bin: &Path, nodes: u16, data_dir: &Path) -> anyhow::Result<Node>
         format!("127.0.0.1:{POP3_PORT}"),
         "--pop3s-listen".into(),
         format!("127.0.0.1:{POP3S_PORT}"),
+        "--imap-listen".into(),
+        format!("127.0.0.1:{IMAP_PORT}"),
+        "--imaps-listen".into(),
+        format!("127.0.0.1:{IMAPS_PORT}"),
         "--tls-cert".into(),
         tls.join("cert.pem").display().to_string(),
         "--tls-key".into(),
@@ -433,7 +439,10 @@ fn print_summary(
         }
         let endpoint = match (n.id, n.name.as_str()) {
             (0, "tern-access") => {
-                format!("pop3://127.0.0.1:{POP3_PORT} (STLS), pop3s://127.0.0.1:{POP3S_PORT}")
+                format!(
+                    "imap://127.0.0.1:{IMAP_PORT} (STARTTLS), imaps://127.0.0.1:{IMAPS_PORT}, \
+                     pop3://127.0.0.1:{POP3_PORT} (STLS), pop3s://127.0.0.1:{POP3S_PORT}"
+                )
             }
             (0, "tern-smtp") => format!(
                 "smtp://127.0.0.1:{SMTP_MX_PORT} (MX), :{SMTP_SUBMISSION_PORT} (submission), \
@@ -455,7 +464,6 @@ fn print_summary(
     let mut out = String::new();
     out.push_str("\nTern is running.\n\n");
     out.push_str(&table::render(&rows));
-    out.push_str("\nNot part of the platform yet: IMAP comes with later work.\n");
     out.push_str(&format!(
         "\nDomain {DOMAIN}, users (development password {pw}, kept in {}):\n",
         pw_file.display()

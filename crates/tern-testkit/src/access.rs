@@ -11,14 +11,18 @@ pub struct AccessNode {
     pub pop3: Option<String>,
     /// Bound POP3S address, if on.
     pub pop3s: Option<String>,
+    /// Bound IMAP address, if on.
+    pub imap: Option<String>,
+    /// Bound IMAPS address, if on.
+    pub imaps: Option<String>,
     /// Metrics/health address.
     pub metrics: String,
     process: ServiceProcess,
 }
 
 impl AccessNode {
-    /// Starts tern-access against `store` (store gRPC addresses) with POP3 on an OS-assigned
-    /// loopback port, plain-text auth allowed (loopback development mode), plus `extra_args`.
+    /// Starts tern-access against `store` (store gRPC addresses) with POP3 and IMAP on
+    /// OS-assigned loopback ports, plain-text auth allowed (loopback development mode), plus `extra_args`.
     /// Its log goes to `dir/tern-access-N.log`.
     pub async fn start(dir: &Path, store: &[String], extra_args: &[&str]) -> anyhow::Result<Self> {
         Self::start_with(dir, store, true, extra_args).await
@@ -40,6 +44,8 @@ impl AccessNode {
             stores.join(","),
             "--pop3-listen".into(),
             "127.0.0.1:0".into(),
+            "--imap-listen".into(),
+            "127.0.0.1:0".into(),
             "--loopback-plaintext-auth".into(),
             plaintext_auth.to_string(),
         ];
@@ -48,6 +54,8 @@ impl AccessNode {
         Ok(AccessNode {
             pop3: process.addrs.get("pop3").cloned(),
             pop3s: process.addrs.get("pop3s").cloned(),
+            imap: process.addrs.get("imap").cloned(),
+            imaps: process.addrs.get("imaps").cloned(),
             metrics: process.addrs.get("metrics").cloned().unwrap_or_default(),
             process,
         })
@@ -61,6 +69,16 @@ impl AccessNode {
     /// The POP3S port.
     pub fn pop3s_port(&self) -> u16 {
         self.process.port("pop3s")
+    }
+
+    /// The IMAP port.
+    pub fn imap_port(&self) -> u16 {
+        self.process.port("imap")
+    }
+
+    /// The IMAPS port.
+    pub fn imaps_port(&self) -> u16 {
+        self.process.port("imaps")
     }
 
     /// Its log so far (for assertion messages).

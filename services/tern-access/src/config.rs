@@ -17,6 +17,15 @@ pub struct AccessConfig {
     pub pop3_listen: String,
     /// POP3S listener (implicit TLS, RFC 8314); empty = off. Needs a certificate.
     pub pop3s_listen: String,
+    /// IMAP listener (STARTTLS offered when a certificate is configured); empty = off.
+    pub imap_listen: String,
+    /// IMAPS listener (implicit TLS, RFC 8314); empty = off. Needs a certificate.
+    pub imaps_listen: String,
+    /// IMAP autologout time of an authenticated session; RFC 3501 §5.4 asks for at least
+    /// 30 minutes, so lower values are raised to that.
+    pub imap_idle_timeout_secs: u64,
+    /// Largest message APPEND accepts, in octets (the literal is refused above it).
+    pub max_message_bytes: u32,
     /// TLS certificate chain (PEM); reloaded when the file changes.
     pub tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
@@ -26,7 +35,7 @@ pub struct AccessConfig {
     pub loopback_plaintext_auth: bool,
     /// HTTP listen address for /metrics, /healthz and /readyz.
     pub metrics_listen: String,
-    /// Written after binding: `pop3=…`, `pop3s=…`, `metrics=…` lines.
+    /// Written after binding: `pop3=…`, `pop3s=…`, `imap=…`, `imaps=…`, `metrics=…` lines.
     pub addr_file: Option<PathBuf>,
     /// Sessions in total on this node.
     pub max_connections: usize,
@@ -56,6 +65,10 @@ impl Default for AccessConfig {
             store: vec!["127.0.0.1:7101".into()],
             pop3_listen: "127.0.0.1:2110".into(),
             pop3s_listen: String::new(),
+            imap_listen: "127.0.0.1:2143".into(),
+            imaps_listen: String::new(),
+            imap_idle_timeout_secs: 1800,
+            max_message_bytes: 64 << 20,
             tls_cert: None,
             tls_key: None,
             loopback_plaintext_auth: false,
@@ -94,6 +107,18 @@ pub struct Args {
     /// POP3S listen address ("" = off).
     #[arg(long, env = "TERN_POP3S_LISTEN")]
     pub pop3s_listen: Option<String>,
+    /// IMAP listen address ("" = off).
+    #[arg(long, env = "TERN_IMAP_LISTEN")]
+    pub imap_listen: Option<String>,
+    /// IMAPS listen address ("" = off).
+    #[arg(long, env = "TERN_IMAPS_LISTEN")]
+    pub imaps_listen: Option<String>,
+    /// IMAP autologout in seconds (at least 1800).
+    #[arg(long, env = "TERN_IMAP_IDLE_TIMEOUT_SECS")]
+    pub imap_idle_timeout_secs: Option<u64>,
+    /// Largest APPEND, in octets.
+    #[arg(long, env = "TERN_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<u32>,
     /// TLS certificate chain (PEM).
     #[arg(long, env = "TERN_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
@@ -150,6 +175,10 @@ impl Args {
             store,
             pop3_listen,
             pop3s_listen,
+            imap_listen,
+            imaps_listen,
+            imap_idle_timeout_secs,
+            max_message_bytes,
             loopback_plaintext_auth,
             metrics_listen,
             max_connections,
@@ -186,16 +215,26 @@ impl AccessConfig {
         if !self.pop3s_listen.is_empty() && self.tls_cert.is_none() {
             anyhow::bail!("the POP3S listener needs tls_cert and tls_key");
         }
-        if self.loopback_plaintext_auth && !self.pop3_listen.is_empty() {
-            let addr: std::net::SocketAddr = self
-                .pop3_listen
-                .parse()
-                .with_context(|| format!("pop3_listen {:?}", self.pop3_listen))?;
-            if !addr.ip().is_loopback() {
-                anyhow::bail!(
-                    "loopback_plaintext_auth is for development listeners on a loopback address, \
-                     not {addr}"
-                );
+        if !self.imaps_listen.is_empty() && self.tls_cert.is_none() {
+            anyhow::bail!("the IMAPS listener needs tls_cert and tls_key");
+        }
+        if self.loopback_plaintext_auth {
+            for (what, listen) in [
+                ("pop3_listen", &self.pop3_listen),
+                ("imap_listen", &self.imap_listen),
+            ] {
+                if listen.is_empty() {
+                    continue;
+                }
+                let addr: std::net::SocketAddr = listen
+                    .parse()
+                    .with_context(|| format!("{what} {listen:?}"))?;
+                if !addr.ip().is_loopback() {
+                    anyhow::bail!(
+                        "loopback_plaintext_auth is for development listeners on a loopback address, \
+                         not {addr}"
+                    );
+                }
             }
         }
         if self.idle_timeout_secs < 600 {
@@ -220,6 +259,9 @@ mod tests {
         };
         assert!(c.validate().is_ok());
         c.pop3_listen = "0.0.0.0:110".into();
+        assert!(c.validate().is_err());
+        c.pop3_listen = "127.0.0.1:110".into();
+        c.imap_listen = "0.0.0.0:143".into();
         assert!(c.validate().is_err());
     }
 

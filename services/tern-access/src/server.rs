@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::config::AccessConfig;
+use crate::imap::server::ImapContext;
 use crate::pop3::server::{serve, Pop3Context};
 
 /// A running access node.
@@ -22,6 +23,10 @@ pub struct Running {
     pub pop3: Option<SocketAddr>,
     /// Bound POP3S address, if that listener is on.
     pub pop3s: Option<SocketAddr>,
+    /// Bound IMAP address, if that listener is on.
+    pub imap: Option<SocketAddr>,
+    /// Bound IMAPS address, if that listener is on.
+    pub imaps: Option<SocketAddr>,
     /// Bound metrics/health address.
     pub metrics: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
@@ -47,6 +52,8 @@ pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
     };
     let pop3 = bind_optional(&config.pop3_listen, "POP3").await?;
     let pop3s = bind_optional(&config.pop3s_listen, "POP3S").await?;
+    let imap = bind_optional(&config.imap_listen, "IMAP").await?;
+    let imaps = bind_optional(&config.imaps_listen, "IMAPS").await?;
     let metrics_listener = TcpListener::bind(&config.metrics_listen)
         .await
         .with_context(|| format!("binding metrics to {}", config.metrics_listen))?;
@@ -55,15 +62,28 @@ pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
         hostname(),
         pop3.as_ref()
             .or(pop3s.as_ref())
+            .or(imap.as_ref())
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port())
             .unwrap_or(0)
     );
+    let limiter = ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip);
+    let imap_ctx = Arc::new(ImapContext {
+        store: store.clone(),
+        tls: tls.clone(),
+        limiter: limiter.clone(),
+        plaintext_auth: config.loopback_plaintext_auth,
+        idle_timeout: Duration::from_secs(config.imap_idle_timeout_secs),
+        auth_failure_delay: Duration::from_millis(config.auth_failure_delay_ms),
+        max_auth_failures: config.max_auth_failures,
+        max_errors: config.max_errors,
+        max_message: config.max_message_bytes,
+    });
     let ctx = Arc::new(Pop3Context {
         store,
         node,
         tls,
-        limiter: ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip),
+        limiter,
         plaintext_auth: config.loopback_plaintext_auth,
         idle_timeout: Duration::from_secs(config.idle_timeout_secs),
         auth_failure_delay: Duration::from_millis(config.auth_failure_delay_ms),
@@ -74,6 +94,8 @@ pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
     let mut running = Running {
         pop3: pop3.as_ref().map(TcpListener::local_addr).transpose()?,
         pop3s: pop3s.as_ref().map(TcpListener::local_addr).transpose()?,
+        imap: imap.as_ref().map(TcpListener::local_addr).transpose()?,
+        imaps: imaps.as_ref().map(TcpListener::local_addr).transpose()?,
         metrics: metrics_listener.local_addr()?,
         tasks: Vec::new(),
     };
@@ -86,6 +108,20 @@ pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
         running
             .tasks
             .push(tokio::spawn(serve(l, ctx.clone(), true)));
+    }
+    if let Some(l) = imap {
+        running.tasks.push(tokio::spawn(crate::imap::server::serve(
+            l,
+            imap_ctx.clone(),
+            false,
+        )));
+    }
+    if let Some(l) = imaps {
+        running.tasks.push(tokio::spawn(crate::imap::server::serve(
+            l,
+            imap_ctx.clone(),
+            true,
+        )));
     }
     let health = Health::default();
     health.set_ready(true);
@@ -100,11 +136,13 @@ pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
             &[
                 ("pop3", running.pop3),
                 ("pop3s", running.pop3s),
+                ("imap", running.imap),
+                ("imaps", running.imaps),
                 ("metrics", Some(running.metrics)),
             ],
         )?;
     }
-    tracing::info!(pop3 = ?running.pop3, pop3s = ?running.pop3s, metrics = %running.metrics, store = ?config.store, "access node started");
+    tracing::info!(pop3 = ?running.pop3, pop3s = ?running.pop3s, imap = ?running.imap, imaps = ?running.imaps, metrics = %running.metrics, store = ?config.store, "access node started");
     Ok(running)
 }
 

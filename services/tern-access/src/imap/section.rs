@@ -126,14 +126,28 @@ pub fn section_bytes(msg: &Message<'_>, section: &Section) -> Option<Vec<u8>> {
     let target = resolve(msg, &section.part)?;
     // HEADER/TEXT of a numbered part are those of the message it carries.
     let message_view = |t: &Target<'_, '_>| -> Option<(Vec<u8>, Vec<u8>)> {
-        let (m, p) = match (&t.part.body, section.part.is_empty()) {
-            (_, true) => (t.msg, t.part),
-            (PartType::Message(inner), false) => (inner, inner.parts.first()?),
+        let (m, p, end) = match (&t.part.body, section.part.is_empty()) {
+            (_, true) => (t.msg, t.part, t.part.offset_end),
+            (PartType::Message(inner), false) => {
+                let p = inner.parts.first()?;
+                // The carried message's text runs to the end of the message/rfc822 body.
+                // mail-parser ends a multipart it carries at its close delimiter when no
+                // outer delimiter follows (the CRLF and epilogue after it would be lost),
+                // so the part's own end is used when both share the raw message (an
+                // encoded message/rfc822 is parsed from its decoded copy instead).
+                let shared = std::ptr::eq(inner.raw_message.as_ref(), t.msg.raw_message.as_ref());
+                let end = if shared {
+                    t.part.offset_end
+                } else {
+                    p.offset_end
+                };
+                (inner, p, end)
+            }
             _ => return None,
         };
         Some((
             slice(m, p.offset_header, p.offset_body).to_vec(),
-            slice(m, p.offset_body, p.offset_end).to_vec(),
+            slice(m, p.offset_body, end).to_vec(),
         ))
     };
     let bytes = match &section.text {

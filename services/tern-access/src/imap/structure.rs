@@ -13,7 +13,13 @@
 //!   NIL there means group syntax.
 //! - A part without Content-Type is `text/plain; charset=us-ascii` (RFC 2045 §5.2), and inside
 //!   multipart/digest `message/rfc822` (RFC 2046 §5.1.5); a part without
-//!   Content-Transfer-Encoding is `7BIT`.
+//!   Content-Transfer-Encoding is `7BIT`. So is a multipart whose parts cannot be found (no
+//!   boundary parameter, or a boundary that never occurs): RFC 3501 cannot show a multipart
+//!   without parts, and its body, which BODY[1] returns, is then plain text.
+//! - Parameters are sent as written, names in lower case, except that RFC 2231 continuations
+//!   (`name*0`, `name*1`) are joined, as RFC 2231 §3 asks of IMAP servers. A charset-encoded
+//!   value (`name*=utf-8''...`) stays encoded under its `name*`, so the response stays 7-bit.
+//! - An address that is a bare word without `@` (`postmaster`) is a mailbox name.
 //! - Part sizes are the octets of the body as stored; line counts are the number of line
 //!   ends, plus one for a last line without one.
 //! - Malformed input never fails: whatever mail-parser recovers is described.
@@ -26,6 +32,7 @@ use mail_parser::{
     Addr, Address, ContentType, HeaderName, HeaderValue, Message, MessageParser, MessagePart,
     PartType,
 };
+use std::collections::HashMap;
 
 /// Appends an IMAP `nstring`: NIL, a quoted string, or a literal when the text has CR, LF,
 /// NUL or 8-bit octets (RFC 3501 §4.3).
@@ -96,17 +103,20 @@ fn encode_name(name: &str) -> Vec<u8> {
 }
 
 fn address(out: &mut Vec<u8>, a: &Addr<'_>) {
+    // mail-parser reads a bare word without "@" ("postmaster") as a name without an
+    // address; it is the mailbox name.
+    let (name, full) = match (a.address.as_deref(), a.name.as_deref()) {
+        (None, Some(word)) if !word.is_empty() && !word.contains(char::is_whitespace) => {
+            (None, word)
+        }
+        (address, name) => (name, address.unwrap_or("")),
+    };
     out.push(b'(');
     nstring(
         out,
-        a.name
-            .as_deref()
-            .filter(|n| !n.is_empty())
-            .map(encode_name)
-            .as_deref(),
+        name.filter(|n| !n.is_empty()).map(encode_name).as_deref(),
     );
     out.extend_from_slice(b" NIL ");
-    let full = a.address.as_deref().unwrap_or("");
     let (local, host) = match full.rsplit_once('@') {
         Some((l, h)) => (l, h),
         None => (full, "MISSING_DOMAIN"),
@@ -221,26 +231,171 @@ fn content_type<'a, 'x>(part: &'a MessagePart<'x>) -> Option<&'a ContentType<'x>
     part_value(part, HeaderName::ContentType).and_then(HeaderValue::as_content_type)
 }
 
-/// `("name" "value" ...)` or NIL.
-fn params(out: &mut Vec<u8>, ct: Option<&ContentType<'_>>) {
-    match ct
-        .and_then(|c| c.attributes.as_ref())
-        .filter(|a| !a.is_empty())
-    {
-        None => out.extend_from_slice(b"NIL"),
-        Some(attrs) => {
-            out.push(b'(');
-            for (i, a) in attrs.iter().enumerate() {
-                if i > 0 {
-                    out.push(b' ');
+/// `("name" "value" ...)` or NIL: the parameters of the raw field value `raw` (a
+/// Content-Type or Content-Disposition), with RFC 2231 continuations joined.
+fn params(out: &mut Vec<u8>, raw: Option<&[u8]>) {
+    let list = raw
+        .map(|r| join_continuations(raw_params(r)))
+        .unwrap_or_default();
+    if list.is_empty() {
+        out.extend_from_slice(b"NIL");
+        return;
+    }
+    out.push(b'(');
+    for (i, (name, value)) in list.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        string(out, name.as_bytes());
+        out.push(b' ');
+        string(out, value);
+    }
+    out.push(b')');
+}
+
+/// Index after white space and comments (nested, with quoted pairs) from `i`.
+fn skip_cfws(v: &[u8], mut i: usize) -> usize {
+    let mut depth = 0usize;
+    while let Some(&b) = v.get(i) {
+        match b {
+            b'(' => depth += 1,
+            b')' if depth > 0 => depth -= 1,
+            b'\\' if depth > 0 => i += 1,
+            _ if depth > 0 || b.is_ascii_whitespace() => {}
+            _ => break,
+        }
+        i += 1;
+    }
+    i.min(v.len())
+}
+
+/// Index of the next `;` outside quotes and comments from `i` (or the end).
+fn next_semicolon(v: &[u8], mut i: usize) -> usize {
+    let (mut quoted, mut depth) = (false, 0usize);
+    while let Some(&b) = v.get(i) {
+        match b {
+            b'\\' if quoted || depth > 0 => i += 1,
+            b'"' if depth == 0 => quoted = !quoted,
+            b'(' if !quoted => depth += 1,
+            b')' if !quoted && depth > 0 => depth -= 1,
+            b';' if !quoted && depth == 0 => return i,
+            _ => {}
+        }
+        i += 1;
+    }
+    v.len()
+}
+
+/// The `attribute=value` pairs after the first `;` of a field value: names in lower case,
+/// values unquoted, comments dropped. Anything else is skipped to the next `;`.
+fn raw_params(v: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut list = Vec::new();
+    let mut i = next_semicolon(v, 0);
+    while i < v.len() {
+        i = skip_cfws(v, i + 1);
+        let start = i;
+        while v
+            .get(i)
+            .is_some_and(|b| !matches!(b, b'=' | b';' | b'(' | b'"') && !b.is_ascii_whitespace())
+        {
+            i += 1;
+        }
+        let name = String::from_utf8_lossy(&v[start..i]).to_ascii_lowercase();
+        i = skip_cfws(v, i);
+        if name.is_empty() || v.get(i) != Some(&b'=') {
+            i = next_semicolon(v, i);
+            continue;
+        }
+        i = skip_cfws(v, i + 1);
+        let mut value = Vec::new();
+        if v.get(i) == Some(&b'"') {
+            i += 1;
+            while let Some(&b) = v.get(i) {
+                i += 1;
+                match b {
+                    b'"' => break,
+                    b'\\' if i < v.len() => {
+                        value.push(v[i]);
+                        i += 1;
+                    }
+                    _ => value.push(b),
                 }
-                string(out, a.name.as_bytes());
-                out.push(b' ');
-                string(out, a.value.as_bytes());
             }
-            out.push(b')');
+        } else {
+            while let Some(&b) = v.get(i) {
+                if matches!(b, b';' | b'(') || b.is_ascii_whitespace() {
+                    break;
+                }
+                value.push(b);
+                i += 1;
+            }
+        }
+        list.push((name, value));
+        i = next_semicolon(v, i);
+    }
+    list
+}
+
+/// Joins RFC 2231 continuations (`n*0`, `n*1*`, ...) into one parameter, in section
+/// order, where the first piece stood: `n` if no piece is charset-encoded, else `n*` with
+/// the pieces as written (a plain piece percent-encoded, so the whole stays one encoded
+/// value). Other parameters pass unchanged, in order.
+fn join_continuations(list: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = Vec::with_capacity(list.len());
+    // Base name -> (its slot in `out`, pieces as (section, encoded, value)).
+    type Pieces = Vec<(u32, bool, Vec<u8>)>;
+    let mut continued: HashMap<String, (usize, Pieces)> = HashMap::new();
+    for (name, value) in list {
+        let (name, encoded) = match name.strip_suffix('*') {
+            Some(n) => (n.to_string(), true),
+            None => (name, false),
+        };
+        let section = name
+            .rsplit_once('*')
+            .filter(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|(base, n)| Some((base.to_string(), n.parse::<u32>().ok()?)));
+        match section {
+            Some((base, n)) => {
+                let slot = out.len();
+                let entry = continued.entry(base).or_insert_with(|| {
+                    out.push((String::new(), Vec::new()));
+                    (slot, Vec::new())
+                });
+                entry.1.push((n, encoded, value));
+            }
+            None if encoded => out.push((format!("{name}*"), value)),
+            None => out.push((name, value)),
         }
     }
+    for (base, (slot, mut pieces)) in continued {
+        pieces.sort_by_key(|p| p.0);
+        let any_encoded = pieces.iter().any(|p| p.1);
+        let mut value = Vec::new();
+        for (_, encoded, piece) in pieces {
+            if any_encoded && !encoded {
+                for b in piece {
+                    // RFC 2231 attribute-char: printable US-ASCII but "*", "'", "%" and
+                    // the tspecials.
+                    if b.is_ascii_graphic() && !b"*'%()<>@,;:\\\"/[]?=".contains(&b) {
+                        value.push(b);
+                    } else {
+                        value.extend_from_slice(format!("%{b:02X}").as_bytes());
+                    }
+                }
+            } else {
+                value.extend_from_slice(&piece);
+            }
+        }
+        out[slot] = (
+            if any_encoded {
+                format!("{base}*")
+            } else {
+                base
+            },
+            value,
+        );
+    }
+    out
 }
 
 /// Extension data shared by single and multipart bodies: disposition, language, location.
@@ -252,7 +407,10 @@ fn disposition_language_location(out: &mut Vec<u8>, msg: &Message<'_>, part: &Me
             out.push(b'(');
             string(out, d.c_type.as_bytes());
             out.push(b' ');
-            params(out, Some(d));
+            params(
+                out,
+                raw_field(msg, part, HeaderName::ContentDisposition).as_deref(),
+            );
             out.push(b')');
         }
     }
@@ -323,12 +481,21 @@ fn part_structure(
         string(out, subtype.as_bytes());
         if ext {
             out.push(b' ');
-            params(out, ct);
+            params(
+                out,
+                raw_field(msg, part, HeaderName::ContentType).as_deref(),
+            );
             disposition_language_location(out, msg, part);
         }
         out.push(b')');
         return;
     }
+    // A multipart mail-parser could not split (no boundary, or one that never occurs), or
+    // one past the nesting bound, is described with the defaults of a part without
+    // Content-Type, as plain text: a one-part body cannot have a multipart type.
+    let unsplit_multipart = ct.is_some_and(|c| c.c_type.eq_ignore_ascii_case("multipart"));
+    let ct = ct.filter(|_| !unsplit_multipart);
+    let in_digest = in_digest && !unsplit_multipart;
     let (ctype, subtype): (String, String) = match ct {
         Some(c) => (
             c.c_type.to_string(),
@@ -355,8 +522,13 @@ fn part_structure(
     out.push(b' ');
     if ct.is_none() && !in_digest {
         out.extend_from_slice(b"(\"charset\" \"us-ascii\")");
+    } else if ct.is_none() {
+        out.extend_from_slice(b"NIL");
     } else {
-        params(out, ct);
+        params(
+            out,
+            raw_field(msg, part, HeaderName::ContentType).as_deref(),
+        );
     }
     out.push(b' ');
     // Content-ID, -Description and -Transfer-Encoding are sent as written (mail-parser's
@@ -404,10 +576,7 @@ fn part_structure(
     }
     if ext {
         out.push(b' ');
-        nstring(
-            out,
-            raw_field(msg, part, HeaderName::Other("Content-MD5".into())).as_deref(),
-        );
+        nstring(out, raw_field(msg, part, HeaderName::ContentMd5).as_deref());
         disposition_language_location(out, msg, part);
     }
     out.push(b')');

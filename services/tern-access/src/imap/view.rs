@@ -1,0 +1,319 @@
+//! A session's view of its selected mailbox: the sequence-number map, each message's flags
+//! and modseq as last told to the client, and the changes made elsewhere that the client has
+//! not been told about yet.
+//!
+//! RFC 3501 fixes when a server may tell: new messages (EXISTS) and flag changes (untagged
+//! FETCH) at the end of any command; EXPUNGE at the end of any command but FETCH, STORE and
+//! SEARCH (§7.4.1: their sequence numbers would become ambiguous), and never while no command
+//! is in progress (IDLE counts as one). Until an expunge is announced, the message keeps its
+//! sequence number, so every number the client holds still means what it did.
+//!
+//! Pure state: the session feeds it what the store reports and asks it for the untagged
+//! responses that may go out now.
+
+use std::collections::BTreeSet;
+
+/// What the view knows of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageMeta {
+    /// The message's UID.
+    pub uid: u32,
+    /// System flags (`\Seen`) and keywords, as the store spells them.
+    pub flags: Vec<String>,
+    /// INTERNALDATE, seconds since the Unix epoch.
+    pub internal_date: i64,
+    /// RFC822.SIZE: octets with CRLF line endings.
+    pub size: u64,
+    /// The message's modseq (CONDSTORE).
+    pub modseq: u64,
+}
+
+/// One sequence set element after `*` is resolved: an inclusive range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// First value.
+    pub first: u32,
+    /// Last value (`u32::MAX` stands for `*` before resolution).
+    pub last: u32,
+}
+
+/// The largest value `*` stands for.
+pub const STAR: u32 = u32::MAX;
+
+/// A selected mailbox as one session sees it.
+#[derive(Debug, Default)]
+pub struct View {
+    /// EXAMINE, or a mailbox the user may not change.
+    pub read_only: bool,
+    /// The mailbox's UIDVALIDITY at SELECT.
+    pub uid_validity: u32,
+    /// UIDNEXT as last reported.
+    pub uid_next: u32,
+    /// Highest modseq reflected in this view.
+    pub highest_modseq: u64,
+    /// Messages in sequence order (ascending UID); index + 1 is the sequence number.
+    messages: Vec<MessageMeta>,
+    /// UIDs expunged elsewhere, still holding their sequence numbers until announced.
+    expunged: BTreeSet<u32>,
+    /// UIDs whose flags changed elsewhere and have not been announced.
+    flags_changed: BTreeSet<u32>,
+    /// UIDs added elsewhere whose records have not been read yet.
+    added: BTreeSet<u32>,
+    /// Number of messages the client has been told exist.
+    announced_exists: usize,
+}
+
+impl View {
+    /// A view of a freshly selected mailbox; `messages` in any order.
+    pub fn new(
+        mut messages: Vec<MessageMeta>,
+        uid_validity: u32,
+        uid_next: u32,
+        highest_modseq: u64,
+        read_only: bool,
+    ) -> Self {
+        messages.sort_by_key(|m| m.uid);
+        messages.dedup_by_key(|m| m.uid);
+        let announced_exists = messages.len();
+        Self {
+            read_only,
+            uid_validity,
+            uid_next,
+            highest_modseq,
+            messages,
+            expunged: BTreeSet::new(),
+            flags_changed: BTreeSet::new(),
+            added: BTreeSet::new(),
+            announced_exists,
+        }
+    }
+
+    /// Messages the client knows of (EXISTS as last announced).
+    pub fn exists(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// The message with sequence number `seq` (1-based).
+    pub fn by_seq(&self, seq: u32) -> Option<&MessageMeta> {
+        self.messages.get((seq as usize).checked_sub(1)?)
+    }
+
+    /// The sequence number of `uid`, if the client knows it.
+    pub fn seq_of(&self, uid: u32) -> Option<u32> {
+        self.messages
+            .binary_search_by_key(&uid, |m| m.uid)
+            .ok()
+            .map(|i| i as u32 + 1)
+    }
+
+    /// The message with `uid`.
+    pub fn by_uid(&self, uid: u32) -> Option<&MessageMeta> {
+        let i = self.messages.binary_search_by_key(&uid, |m| m.uid).ok()?;
+        self.messages.get(i)
+    }
+
+    /// Whether `uid` was expunged elsewhere and not yet announced.
+    pub fn is_expunged(&self, uid: u32) -> bool {
+        self.expunged.contains(&uid)
+    }
+
+    /// Every message, in sequence order.
+    pub fn messages(&self) -> &[MessageMeta] {
+        &self.messages
+    }
+
+    /// The UIDs a sequence-number set names, ascending. `*` is the last message; a set
+    /// naming a number past the end is an error the caller reports as BAD (RFC 3501 §9
+    /// `seq-number`), unless the mailbox is empty and the set is only `*`-based.
+    pub fn uids_for_seqs(&self, spans: &[Span]) -> Result<Vec<u32>, &'static str> {
+        let n = self.messages.len() as u32;
+        let mut out = BTreeSet::new();
+        for s in spans {
+            let resolve = |v: u32| if v == STAR { n } else { v };
+            let (a, b) = (resolve(s.first), resolve(s.last));
+            let (lo, hi) = (a.min(b), a.max(b));
+            if n == 0 {
+                if s.first == STAR || s.last == STAR {
+                    continue;
+                }
+                return Err("the mailbox is empty");
+            }
+            if hi > n || lo == 0 {
+                return Err("no message with that sequence number");
+            }
+            for seq in lo..=hi {
+                out.insert(self.messages[seq as usize - 1].uid);
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    /// The known UIDs a UID set names, ascending. `*` is the highest UID; UIDs that do not
+    /// exist are skipped (RFC 3501 §6.4.8), and `n:*` always includes the highest UID.
+    pub fn uids_for_uids(&self, spans: &[Span]) -> Vec<u32> {
+        let Some(max) = self.messages.last().map(|m| m.uid) else {
+            return Vec::new();
+        };
+        let mut out = BTreeSet::new();
+        for s in spans {
+            let resolve = |v: u32| if v == STAR { max } else { v };
+            let (a, b) = (resolve(s.first), resolve(s.last));
+            let (lo, hi) = (a.min(b), a.max(b));
+            let start = self.messages.partition_point(|m| m.uid < lo);
+            for m in &self.messages[start..] {
+                if m.uid > hi {
+                    break;
+                }
+                out.insert(m.uid);
+            }
+        }
+        out.into_iter().collect()
+    }
+
+    /// Records what this session itself changed (STORE, a \Seen set by FETCH): the client
+    /// is told through the command's own responses, so a later echo from the change feed
+    /// with the same or an older modseq is not announced again.
+    pub fn set_flags(&mut self, uid: u32, flags: Vec<String>, modseq: u64) {
+        if let Ok(i) = self.messages.binary_search_by_key(&uid, |m| m.uid) {
+            let m = &mut self.messages[i];
+            m.flags = flags;
+            m.modseq = m.modseq.max(modseq);
+            self.flags_changed.remove(&uid);
+        }
+        self.highest_modseq = self.highest_modseq.max(modseq);
+    }
+
+    /// A flag change from the change feed.
+    pub fn flags_changed_elsewhere(&mut self, uid: u32, flags: Vec<String>, modseq: u64) {
+        if let Ok(i) = self.messages.binary_search_by_key(&uid, |m| m.uid) {
+            let m = &mut self.messages[i];
+            if modseq > m.modseq && !self.expunged.contains(&uid) {
+                m.flags = flags;
+                m.modseq = modseq;
+                self.flags_changed.insert(uid);
+            }
+        }
+        self.highest_modseq = self.highest_modseq.max(modseq);
+    }
+
+    /// New UIDs from the change feed; their records are read before they are announced.
+    pub fn added_elsewhere(&mut self, uids: &[u32], modseq: u64) {
+        let known_max = self.messages.last().map(|m| m.uid).unwrap_or(0);
+        for &u in uids {
+            if u > known_max {
+                self.added.insert(u);
+            }
+            self.uid_next = self.uid_next.max(u.saturating_add(1));
+        }
+        self.highest_modseq = self.highest_modseq.max(modseq);
+    }
+
+    /// UIDs added elsewhere whose records the session must read.
+    pub fn pending_additions(&self) -> Vec<u32> {
+        self.added.iter().copied().collect()
+    }
+
+    /// Whether anything waits to be announced.
+    pub fn has_pending(&self) -> bool {
+        !self.expunged.is_empty()
+            || !self.flags_changed.is_empty()
+            || !self.added.is_empty()
+            || self.announced_exists != self.messages.len()
+    }
+
+    /// Expunges from the change feed: the messages stay until announced.
+    pub fn expunged_elsewhere(&mut self, uids: &[u32], modseq: u64) {
+        for &u in uids {
+            self.added.remove(&u);
+            if self.seq_of(u).is_some() {
+                self.expunged.insert(u);
+                self.flags_changed.remove(&u);
+            }
+        }
+        self.highest_modseq = self.highest_modseq.max(modseq);
+    }
+
+    /// Adds records (from a read of the UIDs in [`View::pending_additions`], or the
+    /// session's own APPEND/COPY into this mailbox) to the end of the map. Records already
+    /// known or older than the last known UID are ignored: UIDs only grow.
+    pub fn add_records(&mut self, mut records: Vec<MessageMeta>) {
+        records.sort_by_key(|m| m.uid);
+        for r in records {
+            self.added.remove(&r.uid);
+            let last = self.messages.last().map(|m| m.uid).unwrap_or(0);
+            if r.uid > last {
+                self.uid_next = self.uid_next.max(r.uid.saturating_add(1));
+                self.highest_modseq = self.highest_modseq.max(r.modseq);
+                self.messages.push(r);
+            }
+        }
+    }
+
+    /// Forgets additions that turned out to be gone already (expunged before they were read).
+    pub fn drop_pending_additions(&mut self) {
+        self.added.clear();
+    }
+
+    /// Removes `uids` (this session's own EXPUNGE or MOVE, or announced expunges), writing an
+    /// untagged EXPUNGE for each, in an order where every number is right when it is read.
+    /// With `vanished` (QRESYNC-style UID EXPUNGE answers are not offered) it is the same
+    /// EXPUNGE responses.
+    pub fn remove(&mut self, uids: &[u32], out: &mut Vec<u8>) {
+        let mut uids: Vec<u32> = uids.to_vec();
+        uids.sort_unstable();
+        uids.dedup();
+        // Highest sequence numbers first, so no announced number shifts before it is sent;
+        // RFC 3501 §7.4.1 allows either order as long as each number is current when sent.
+        for &u in uids.iter().rev() {
+            if let Some(seq) = self.seq_of(u) {
+                out.extend_from_slice(format!("* {seq} EXPUNGE\r\n").as_bytes());
+                self.messages.remove(seq as usize - 1);
+                self.announced_exists = self.announced_exists.saturating_sub(1);
+            }
+            self.expunged.remove(&u);
+            self.flags_changed.remove(&u);
+        }
+    }
+
+    /// The untagged responses that may go out at the end of the current command: pending
+    /// expunges (unless `expunge_allowed` is false), then EXISTS for additions, then FETCH
+    /// FLAGS for flag changes. `with_uid` adds UID to those FETCH responses (a UID command is
+    /// running, or the client enabled CONDSTORE, which wants MODSEQ too).
+    pub fn announce(
+        &mut self,
+        expunge_allowed: bool,
+        with_uid: bool,
+        with_modseq: bool,
+        out: &mut Vec<u8>,
+    ) {
+        if expunge_allowed && !self.expunged.is_empty() {
+            let gone: Vec<u32> = self.expunged.iter().copied().collect();
+            self.remove(&gone, out);
+        }
+        if self.announced_exists != self.messages.len() {
+            self.announced_exists = self.messages.len();
+            out.extend_from_slice(format!("* {} EXISTS\r\n", self.messages.len()).as_bytes());
+        }
+        let changed: Vec<u32> = std::mem::take(&mut self.flags_changed)
+            .into_iter()
+            .collect();
+        for uid in changed {
+            if let (Some(seq), Some(m)) = (self.seq_of(uid), self.by_uid(uid)) {
+                out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+                if with_uid {
+                    out.extend_from_slice(format!("UID {uid} ").as_bytes());
+                }
+                if with_modseq {
+                    out.extend_from_slice(format!("MODSEQ ({}) ", m.modseq).as_bytes());
+                }
+                out.extend_from_slice(b"FLAGS ");
+                super::wire::flag_list(out, &m.flags);
+                out.extend_from_slice(b")\r\n");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "view_tests.rs"]
+mod tests;

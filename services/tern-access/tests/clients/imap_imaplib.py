@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""Drives a Tern IMAP listener with Python's imaplib, a client Tern did not write.
+
+Called by services/tern-access/tests/imap.rs with a scenario name; exits 0 and prints
+"PASS <scenario>" when every expectation held, otherwise raises (nonzero exit, traceback).
+
+Usage: imap_imaplib.py SCENARIO --port P [--port2 P2] [--user U --password PW]
+"""
+
+import argparse
+import base64
+import re
+import socket
+import ssl
+import sys
+import threading
+import time
+import imaplib
+
+HOST = "127.0.0.1"
+
+
+def ok(result, what=""):
+    typ, data = result
+    assert typ == "OK", f"{what}: {typ} {data!r}"
+    return data
+
+
+def no(fn, *args, code=None):
+    """fn(*args) must answer NO (imaplib raises .error), carrying [code] when given."""
+    try:
+        typ, data = fn(*args)
+    except imaplib.IMAP4.error as e:
+        text = str(e)
+        if code:
+            assert f"[{code}" in text, f"expected [{code}] in {text!r}"
+        return text
+    text = b" ".join(d if isinstance(d, bytes) else b"" for d in data).decode("utf-8", "replace")
+    assert typ in ("NO", "BAD"), f"{fn.__name__}{args} answered {typ} {data!r}"
+    if code:
+        assert f"[{code}" in text, f"expected [{code}] in {text!r}"
+    return text
+
+
+def connect(args, port=None):
+    m = imaplib.IMAP4(HOST, port or args.port, timeout=30)
+    ok(m.login(args.user, args.password), "LOGIN")
+    return m
+
+
+def msg(subject, body="Hello.\r\n", frm="sender@example.test", extra=""):
+    return (
+        f"From: {frm}\r\nTo: alice@example.test\r\nSubject: {subject}\r\n"
+        f"Date: Mon, 7 Feb 1994 21:52:25 -0800\r\nMessage-ID: <{subject}@example.test>\r\n"
+        f"{extra}\r\n{body}"
+    ).encode()
+
+
+def uids_of(m, criteria="ALL"):
+    data = ok(m.uid("SEARCH", None, criteria), "UID SEARCH")
+    return [int(x) for x in data[0].split()]
+
+
+def scenario_commands(args):
+    """Every RFC 3501 command, in the state it belongs to, with its responses checked."""
+    m = imaplib.IMAP4(HOST, args.port, timeout=30)
+    # Not authenticated: CAPABILITY, NOOP, then a wrong password, then LOGIN.
+    caps = m.capabilities
+    assert "IMAP4REV1" in caps and "AUTH=PLAIN" in caps and "SASL-IR" in caps, caps
+    ok(m.noop())
+    no(m.select, "INBOX")  # BAD before login
+    no(m.login, args.user, "wrong password", code="AUTHENTICATIONFAILED")
+    data = ok(m.login(args.user, args.password))
+    # Authenticated: the capability list grows.
+    typ, data = m.capability()
+    caps = data[0].decode().split()
+    for c in ["IDLE", "UIDPLUS", "MOVE", "LITERAL+", "NAMESPACE", "ENABLE", "UNSELECT",
+              "CHILDREN", "SPECIAL-USE", "QUOTA", "CONDSTORE", "ID"]:
+        assert c in caps, (c, caps)
+    data = ok(m.namespace())
+    assert data[0] == b'(("" "/")) NIL NIL', data
+    # CREATE (with a child and a non-ASCII name), LIST, LSUB, SUBSCRIBE, STATUS, RENAME, DELETE.
+    ok(m.create("Projects"))
+    ok(m.create("Projects/Tern"))
+    ok(m.create("&AMk-t&AOk-"))  # "Été" in modified UTF-7
+    no(m.create, "Projects", code="ALREADYEXISTS")
+    listed = ok(m.list('""', "*"))
+    names = {re.search(rb'"/" (.*)$', l).group(1).strip(b'"') for l in listed}
+    assert {b"INBOX", b"Projects", b"Projects/Tern", b"&AMk-t&AOk-", b"Sent", b"Trash"} <= names, names
+    proj = [l for l in listed if l.endswith(b'"Projects"') or l.endswith(b" Projects")]
+    assert proj and b"\\HasChildren" in proj[0], listed
+    sent = [l for l in listed if l.endswith(b"Sent") or l.endswith(b'"Sent"')]
+    assert sent and b"\\Sent" in sent[0], listed
+    top = ok(m.list('""', "%"))
+    assert not any(b"Projects/Tern" in l for l in top), top
+    root = ok(m.list('""', '""'))
+    assert root[0] == b'(\\Noselect) "/" ""', root
+    ok(m.subscribe("Projects/Tern"))
+    lsub = ok(m.lsub('""', "*"))
+    assert any(b"Projects/Tern" in l for l in lsub), lsub
+    lsub_top = ok(m.lsub('""', "Projects"))
+    ok(m.unsubscribe("Projects/Tern"))
+    lsub = ok(m.lsub('""', "Projects/*"))
+    assert not any(b"Projects/Tern" in l for l in lsub if l), lsub
+    ok(m.rename("Projects/Tern", "Projects/Gull"))
+    listed = ok(m.list("Projects/", "%"))
+    assert any(b"Projects/Gull" in l for l in listed) and not any(b"Projects/Tern" in l for l in listed), listed
+    ok(m.delete("Projects/Gull"))
+    no(m.delete, "Nope", code="NONEXISTENT")
+    no(m.select, "Nope", code="NONEXISTENT")
+    # APPEND (with flags and a date; synchronizing literal), to INBOX.
+    date = imaplib.Time2Internaldate(time.mktime((2020, 5, 17, 10, 0, 0, 0, 0, -1)))
+    for i in range(5):
+        typ, data = m.append("INBOX", "(\\Flagged)" if i == 0 else None, date, msg(f"m{i}", f"body {i}\r\n"))
+        assert typ == "OK" and b"APPENDUID" in data[0], data
+    no(m.append, "Nope", None, None, msg("x"), code="TRYCREATE")
+    st = ok(m.status("INBOX", "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN RECENT)"))
+    assert b"MESSAGES 5" in st[0] and b"UNSEEN 5" in st[0] and b"RECENT 0" in st[0], st
+    # GETQUOTAROOT answers (a user without a quota has no root).
+    typ, data = m.getquotaroot("INBOX")
+    assert typ == "OK", data
+    # EXAMINE: read-only.
+    typ, data = m.select("INBOX", readonly=True)
+    assert typ == "OK" and data == [b"5"], data
+    no(m.store, "1", "+FLAGS", "\\Seen", code="READ-ONLY")
+    # FETCH BODY[] in EXAMINE leaves \Seen alone.
+    ok(m.fetch("1", "(BODY[])"))
+    flags = ok(m.fetch("1", "(FLAGS)"))
+    assert b"\\Seen" not in flags[0], flags
+    # SELECT: the required untagged responses.
+    typ, data = m.select("INBOX")
+    assert typ == "OK" and data == [b"5"], data
+    assert m.untagged_responses.get("UIDVALIDITY"), m.untagged_responses
+    assert m.untagged_responses.get("UIDNEXT") == [b"6"], m.untagged_responses
+    assert m.untagged_responses.get("FLAGS"), m.untagged_responses
+    uv = int(m.untagged_responses["UIDVALIDITY"][0])
+    # FETCH: every data item.
+    data = ok(m.fetch("1", "(FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODY BODYSTRUCTURE UID)"))
+    line = data[0]
+    assert b"FLAGS (\\Flagged)" in line, line
+    assert b'INTERNALDATE "17-May-2020' in line, line
+    assert b"RFC822.SIZE %d" % len(msg("m0", "body 0\r\n")) in line, line
+    assert b'ENVELOPE ("Mon, 7 Feb 1994 21:52:25 -0800" "m0" (' in line, line
+    assert b'BODYSTRUCTURE ("text" "plain" ("charset" "us-ascii") NIL NIL "7BIT" 8 1 NIL NIL NIL NIL)' in line, line
+    assert b'BODY ("text" "plain" ("charset" "us-ascii") NIL NIL "7BIT" 8 1)' in line, line
+    assert b"UID 1" in line, line
+    data = ok(m.fetch("2", "(RFC822)"))
+    assert data[0][1] == msg("m1", "body 1\r\n"), data
+    data = ok(m.fetch("2", "(FLAGS)"))
+    assert b"\\Seen" in data[0], data  # RFC822 sets \Seen
+    data = ok(m.fetch("3", "(RFC822.HEADER)"))
+    assert data[0][1] == msg("m2", "")[: msg("m2", "").index(b"\r\n\r\n") + 4], data
+    data = ok(m.fetch("3", "(RFC822.TEXT)"))
+    assert data[0][1] == b"body 2\r\n", data
+    data = ok(m.fetch("4", "(BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])"))
+    assert data[0][1] == b"From: sender@example.test\r\nSubject: m3\r\n\r\n", data
+    data = ok(m.fetch("4", "(BODY.PEEK[HEADER.FIELDS.NOT (SUBJECT FROM DATE MESSAGE-ID)])"))
+    assert data[0][1] == b"To: alice@example.test\r\n\r\n", data
+    data = ok(m.fetch("4", "(BODY.PEEK[TEXT]<1.3>)"))
+    assert data[0][0].endswith(b"BODY[TEXT]<1> {3}") and data[0][1] == b"ody", data
+    data = ok(m.fetch("4", "(BODY.PEEK[1])"))
+    assert data[0][1] == b"body 3\r\n", data
+    data = ok(m.fetch("4", "(FLAGS)"))
+    assert b"\\Seen" not in data[0], data
+    data = ok(m.fetch("4", "(BODY[HEADER])"))
+    data = ok(m.fetch("4", "(FLAGS)"))
+    assert b"\\Seen" in data[0], data
+    data = ok(m.fetch("1:*", "FAST"))
+    assert len(data) == 5, data
+    # UID FETCH always returns UID.
+    data = ok(m.uid("FETCH", "1:3", "(FLAGS)"))
+    assert all(b"UID" in d for d in data), data
+    # STORE and UID STORE, with .SILENT.
+    data = ok(m.store("5", "+FLAGS", "(\\Deleted $Important)"))
+    assert b"\\Deleted" in data[0] and b"$Important" in data[0], data
+    data = ok(m.store("5", "-FLAGS.SILENT", "($Important)"))
+    assert data == [None], data
+    data = ok(m.uid("STORE", "4", "FLAGS", "(\\Answered)"))
+    assert b"UID 4" in data[0] and b"FLAGS (\\Answered)" in data[0], data
+    # SEARCH and UID SEARCH.
+    assert ok(m.search(None, "FLAGGED"))[0] == b"1", "FLAGGED"
+    assert ok(m.search(None, "DELETED"))[0] == b"5"
+    assert ok(m.search(None, 'SUBJECT "m3"'))[0] == b"4"
+    assert ok(m.search(None, "BODY", '"body 2"'))[0] == b"3"
+    assert ok(m.search("UTF-8", "OR", "ANSWERED", "FLAGGED"))[0] == b"1 4"
+    assert ok(m.uid("SEARCH", None, "NOT", "SEEN"))[0] == b"1 4 5"  # 4 lost \\Seen to STORE FLAGS
+    no(m.search, "KOI8-R", "ALL", code="BADCHARSET")
+    # COPY and UID COPY (UIDPLUS COPYUID), MOVE.
+    typ, data = m.copy("1:2", "Projects")
+    assert typ == "OK" and b"COPYUID" in data[0], data
+    typ, data = m._simple_command("UID", "COPY", "3", "Projects")
+    assert typ == "OK" and b"COPYUID" in data[0], data
+    no(m.copy, "1", "Nope", code="TRYCREATE")
+    m.untagged_responses.pop("EXPUNGE", None)
+    typ, data = m._simple_command("UID", "MOVE", "3", "Trash")
+    assert typ == "OK", data
+    assert m.untagged_responses.pop("EXPUNGE", None) == [b"3"], m.untagged_responses
+    assert any(b"COPYUID" in r for r in m.untagged_responses.get("OK", [])), m.untagged_responses
+    st = ok(m.status("Projects", "(MESSAGES)"))
+    assert b"MESSAGES 3" in st[0], st
+    st = ok(m.status("Trash", "(MESSAGES)"))
+    assert b"MESSAGES 1" in st[0], st
+    # CHECK, EXPUNGE (removes the \Deleted message 5, now number 4), UID EXPUNGE.
+    ok(m.check())
+    typ, data = m.expunge()
+    assert typ == "OK" and data == [b"4"], data
+    assert ok(m.search(None, "ALL"))[0] == b"1 2 3"
+    ok(m.store("1", "+FLAGS", "\\Deleted"))
+    ok(m.store("2", "+FLAGS", "\\Deleted"))
+    m.untagged_responses.pop("EXPUNGE", None)
+    typ, data = m._simple_command("UID", "EXPUNGE", "1")
+    assert typ == "OK" and m.untagged_responses.pop("EXPUNGE", None) == [b"1"], (data, m.untagged_responses)
+    assert uids_of(m) == [2, 4], uids_of(m)
+    # UNSELECT leaves \Deleted messages alone; CLOSE expunges them silently.
+    typ, data = m._simple_command("UNSELECT")
+    assert typ == "OK", data
+    m.select("INBOX")
+    typ, data = m.close()
+    assert typ == "OK", data
+    m.select("INBOX")
+    assert uids_of(m) == [4], uids_of(m)
+    # ENABLE CONDSTORE, then MODSEQ in FETCH and STORE UNCHANGEDSINCE.
+    m.unselect()
+    typ, data = m._simple_command("ENABLE", "CONDSTORE")
+    assert typ == "OK" and m.untagged_responses.pop("ENABLED", None) == [b"CONDSTORE"], (data, m.untagged_responses)
+    m.select("INBOX")
+    typ, data = m.uid("FETCH", "4", "(MODSEQ FLAGS)")
+    mod = int(re.search(rb"MODSEQ \((\d+)\)", data[0]).group(1))
+    typ, data = m._simple_command("UID", "STORE", "4", f"(UNCHANGEDSINCE {mod - 1})", "+FLAGS", "(\\Flagged)")
+    assert typ == "OK" and data[0].startswith(b"[MODIFIED 4]"), data
+    typ, data = m._simple_command("UID", "STORE", "4", f"(UNCHANGEDSINCE {mod})", "+FLAGS", "(\\Flagged)")
+    assert typ == "OK" and not data[0].startswith(b"[MODIFIED"), data
+    typ, data = m.uid("FETCH", "4", "(FLAGS)")
+    assert b"\\Flagged" in data[0] and b"MODSEQ" in data[0], data
+    # ID and IDLE (DONE right away).
+    typ, data = m.xatom("ID", "NIL")
+    assert typ == "OK", data
+    tag = m._new_tag()
+    m.send(tag + b" IDLE\r\n")
+    assert m.readline().startswith(b"+"), "IDLE continuation"
+    m.send(b"DONE\r\n")
+    line = m.readline()
+    assert line.startswith(tag + b" OK"), line
+    # DELETE a mailbox that had messages; LOGOUT.
+    ok(m.delete("Projects"))
+    typ, data = m.logout()
+    assert typ == "BYE", data
+    print(f"uidvalidity {uv}")
+
+
+def scenario_authenticate(args):
+    """AUTHENTICATE PLAIN, with SASL-IR and with the continuation."""
+    m = imaplib.IMAP4(HOST, args.port, timeout=30)
+    m._mode_ascii = True
+    cred = f"\0{args.user}\0{args.password}".encode()
+    typ, data = m.authenticate("PLAIN", lambda _: cred)
+    assert typ == "OK", data
+    m.logout()
+    # SASL-IR: the initial response on the command line.
+    s = socket.create_connection((HOST, args.port), timeout=30)
+    f = s.makefile("rwb")
+    f.readline()
+    f.write(b"a AUTHENTICATE PLAIN " + base64.b64encode(cred) + b"\r\n")
+    f.flush()
+    line = f.readline()
+    assert line.startswith(b"a OK"), line
+    f.write(b"b AUTHENTICATE PLAIN\r\n")
+    f.flush()
+    line = f.readline()
+    assert line.startswith(b"b BAD"), line  # already authenticated
+    s.close()
+
+
+def scenario_hostile(args):
+    """Hostile input gets BAD or a close, and the server keeps serving."""
+    def raw(lines, read_until=b"\r\n", timeout=10):
+        s = socket.create_connection((HOST, args.port), timeout=timeout)
+        f = s.makefile("rwb")
+        f.readline()
+        out = []
+        for l in lines:
+            f.write(l)
+            f.flush()
+            try:
+                out.append(f.readline())
+            except socket.timeout:
+                out.append(b"")
+        s.close()
+        return out
+    login = f"a LOGIN {args.user} {args.password}\r\n".encode()
+    # A literal of 4294967295 octets: NO [TOOBIG], connection survives.
+    out = raw([login, b"b APPEND INBOX {4294967295}\r\n", b"c NOOP\r\n"])
+    assert out[1].startswith(b"b NO [TOOBIG]"), out
+    assert out[2].startswith(b"c OK"), out
+    # 10,000 nested parentheses: BAD, connection survives.
+    deep = b"d SEARCH " + b"(" * 10000 + b"ALL" + b")" * 10000 + b"\r\n"
+    out = raw([login, b"s SELECT INBOX\r\n"])
+    s = socket.create_connection((HOST, args.port), timeout=10)
+    f = s.makefile("rwb")
+    f.readline()
+    f.write(login)
+    f.flush()
+    assert f.readline().startswith(b"a OK")
+    f.write(b"s SELECT INBOX\r\n")
+    f.flush()
+    while not (l := f.readline()).startswith(b"s "):
+        pass
+    f.write(deep)
+    f.flush()
+    l = f.readline()
+    assert l.startswith(b"d BAD"), l
+    # Invalid modified UTF-7.
+    f.write(b"e CREATE &Jjo\r\n")
+    f.flush()
+    l = f.readline()
+    assert l.startswith(b"e BAD") or l.startswith(b"e NO"), l
+    f.write(b"e2 SELECT \"&AGE-\"\r\n")
+    f.flush()
+    l = f.readline()
+    assert l.startswith(b"e2 BAD") or l.startswith(b"e2 NO"), l
+    # A 1 MB line: BAD, connection survives.
+    f.write(b"f NOOP " + b"x" * (1 << 20) + b"\r\n")
+    f.flush()
+    l = f.readline()
+    assert b"BAD" in l, l
+    f.write(b"g NOOP\r\n")
+    f.flush()
+    while not (l := f.readline()).startswith(b"g "):
+        pass
+    assert l.startswith(b"g OK"), l
+    # Garbage, an unknown command, a command in the wrong state.
+    f.write(b"\x00\x01\x02\r\nh FROB\r\ni STARTTLS\r\n")
+    f.flush()
+    a, b, c = f.readline(), f.readline(), f.readline()
+    assert a.startswith(b"* BAD") and b.startswith(b"h BAD") and c.startswith(b"i BAD"), (a, b, c)
+    # An unterminated literal: the server waits for the rest; the client goes away.
+    f.write(b"j APPEND INBOX {100}\r\n")
+    f.flush()
+    assert f.readline().startswith(b"+")
+    f.write(b"only a few octets")
+    f.flush()
+    s.close()
+    # Others are unaffected.
+    m = connect(args)
+    ok(m.select("INBOX"))
+    m.logout()
+
+
+SCENARIOS = {
+    "commands": scenario_commands,
+    "authenticate": scenario_authenticate,
+    "hostile": scenario_hostile,
+}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("scenario", choices=sorted(SCENARIOS))
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--port2", type=int)
+    p.add_argument("--user", default="alice@example.test")
+    p.add_argument("--password", default="pw-alice")
+    args = p.parse_args()
+    SCENARIOS[args.scenario](args)
+    print(f"PASS {args.scenario}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
