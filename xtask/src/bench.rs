@@ -5,9 +5,18 @@
 //! `cargo xtask bench pop3`: RETR throughput from 1 and 16 clients, Tern beside a private
 //! Dovecot (installed from Debian's packages by xtask/scripts/dovecot-pop3.sh) on loopback.
 //!
-//! The measuring is done by `tern-store-bench` and `tern-pop3-bench` (in crates/tern-testkit);
-//! this module only drives them. [`run_bench`] is the single place that knows the store
-//! bench's command line and output; the POP3 bench prints its own table.
+//! `cargo xtask bench imap`: operations per second of a mixed IMAP workload (SELECT, header
+//! and body FETCH, STORE, APPEND, EXPUNGE) from 1, 16 and 64 clients, Tern beside a private
+//! Dovecot IMAP server (xtask/scripts/dovecot-imap.sh) on loopback, and the memory of one
+//! tern-access node per idle connection with 10,000 of them open.
+//!
+//! `cargo xtask bench queue` and `cargo xtask bench smtp`: queue deliveries per second, and
+//! SMTP ingress beside a private Postfix (xtask/scripts/postfix-smtp.sh).
+//!
+//! The measuring is done by the `tern-*-bench` binaries (in crates/tern-testkit); this module
+//! only drives them. [`run_bench`] is the single place that knows the store bench's command
+//! line and output; the others print their own tables, the peer benchmarks through
+//! [`peer_bench`].
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -134,6 +143,30 @@ pub fn pop3(quick: bool, no_peer: bool) -> anyhow::Result<()> {
         script: "xtask/scripts/dovecot-pop3.sh",
         script_flag: "--dovecot-script",
         quick_args: &["--messages", "20", "--rounds", "1", "--repeat", "1"],
+        peer_build: "Dovecot as Debian ships it (optimized C)",
+        quick,
+        no_peer,
+    })
+}
+
+/// Runs tern-imap-bench beside Dovecot (xtask/scripts/dovecot-imap.sh).
+pub fn imap(quick: bool, no_peer: bool) -> anyhow::Result<()> {
+    peer_bench(PeerBench {
+        bench: "tern-imap-bench",
+        services: "tern-store, tern-access",
+        peer: "Dovecot's IMAP server",
+        script: "xtask/scripts/dovecot-imap.sh",
+        script_flag: "--dovecot-script",
+        quick_args: &[
+            "--messages",
+            "40",
+            "--secs",
+            "3",
+            "--repeat",
+            "1",
+            "--idle-logins",
+            "500",
+        ],
         peer_build: "Dovecot as Debian ships it (optimized C)",
         quick,
         no_peer,

@@ -4,6 +4,8 @@
 //! - `test`: the whole check suite CI runs (see [`suite`]).
 //! - `bench store`: the store's append benchmark matrix (see [`bench`]).
 //! - `bench pop3`: POP3 RETR throughput, Tern beside Dovecot (see [`bench`]).
+//! - `bench imap`: IMAP mixed-workload operations per second, Tern beside Dovecot, and
+//!   memory per idle IMAP connection (see [`bench`]).
 //! - `bench queue`: queue deliveries per second, local and remote (see [`bench`]).
 //! - `bench smtp`: SMTP ingress throughput, Tern beside Postfix (see [`bench`]).
 //!
@@ -102,6 +104,19 @@ enum BenchTarget {
         #[arg(long)]
         no_peer: bool,
     },
+    /// IMAP operations per second for a mixed workload (SELECT, FETCH headers, FETCH bodies,
+    /// STORE flags, APPEND, EXPUNGE) from 1, 16 and 64 clients, Tern side by side with
+    /// Dovecot's IMAP on loopback; then memory per idle connection with 10,000 idle IMAP
+    /// connections on one tern-access node.
+    Imap {
+        /// Shorter runs, one each, and 500 of the 10,000 idle connections logged in: a smoke
+        /// test of the benchmark, not a measurement.
+        #[arg(long)]
+        quick: bool,
+        /// Tern only (no Dovecot install or run).
+        #[arg(long)]
+        no_peer: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -112,6 +127,7 @@ fn main() -> ExitCode {
         Task::Lint => suite::lint(),
         Task::Bench(BenchTarget::Store { quick, messages }) => bench::store(quick, messages),
         Task::Bench(BenchTarget::Pop3 { quick, no_peer }) => bench::pop3(quick, no_peer),
+        Task::Bench(BenchTarget::Imap { quick, no_peer }) => bench::imap(quick, no_peer),
         Task::Bench(BenchTarget::Queue { quick }) => bench::queue(quick),
         Task::Bench(BenchTarget::Smtp { quick, no_peer }) => bench::smtp(quick, no_peer),
     };

@@ -81,6 +81,11 @@ impl AccessNode {
         self.process.port("imaps")
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
     /// Its log so far (for assertion messages).
     pub fn log_text(&self) -> String {
         self.process.log_text()

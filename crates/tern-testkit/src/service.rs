@@ -99,6 +99,11 @@ impl ServiceProcess {
             .unwrap_or(0)
     }
 
+    /// Its process id, while it runs (for reading /proc/PID, as the benchmarks do).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Its log so far (for assertion messages).
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -346,10 +346,204 @@ def scenario_hostile(args):
     m.logout()
 
 
+def search_corpus():
+    """(raw message, internal date, flags) for the known SEARCH mailbox; UIDs 1..5."""
+    return [
+        (b"From: alice@a.test\r\nTo: bob@b.test\r\nSubject: Quarterly report\r\n"
+         b"Date: Fri, 1 Jan 2021 10:00:00 +0000\r\n\r\nnumbers attached\r\n",
+         '"01-Jan-2021 10:00:00 +0000"', "(\\Seen \\Answered)"),
+        (b"From: carol@c.test\r\nTo: alice@example.test\r\nCc: dave@d.test\r\nSubject: Lunch?\r\n"
+         b"Date: Tue, 15 Mar 2022 12:00:00 +0000\r\n\r\nsushi or pizza\r\n",
+         '"15-Mar-2022 12:00:00 +0000"', "(\\Flagged)"),
+        (("From: =?UTF-8?Q?=C3=89mile?= <emile@e.test>\r\nTo: alice@example.test\r\n"
+         "Subject: =?UTF-8?Q?Caf=C3=A9?= menu\r\nDate: Tue, 20 Jun 2023 08:00:00 +0000\r\n"
+         "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+         "Grüße aus dem Café\r\n").encode(),
+         '"20-Jun-2023 08:00:00 +0000"', "(\\Draft $Work)"),
+        (b"From: alice@a.test\r\nTo: bob@b.test\r\nBcc: secret@s.test\r\nSubject: Re: Quarterly report\r\n"
+         b"Date: Sat, 2 Jan 2021 09:00:00 +0000\r\n\r\n" + b"lorem ipsum dolor\r\n" * 300,
+         '"02-Jan-2021 09:00:00 +0000"', "(\\Deleted \\Seen)"),
+        (b"From: bob@b.test\r\nTo: alice@example.test\r\nSubject: Meeting\r\nX-Priority: 1\r\n"
+         b"Date: Thu, 10 Oct 2024 16:00:00 +0000\r\n\r\nagenda\r\n",
+         '"10-Oct-2024 16:00:00 +0000"', None),
+    ]
+
+
+def scenario_search(args):
+    """Every RFC 3501 SEARCH key (and MODSEQ) on a known mailbox returns the right UIDs."""
+    m = connect(args)
+    ok(m.create("Known"))
+    corpus = search_corpus()
+    for raw, date, flags in corpus:
+        ok(m.append("Known", flags, date, raw))
+    ok(m.select("Known"))
+    sizes = [len(raw) for raw, _, _ in corpus]
+    assert sorted(sizes)[-1] > 5000 and sorted(sizes)[-2] < 400, sizes
+
+    def check(criteria, expected, charset=None):
+        typ, data = m.uid("SEARCH", charset, *criteria) if charset else m.uid("SEARCH", None, *criteria)
+        assert typ == "OK", (criteria, typ, data)
+        got = [int(x) for x in data[0].split() if x.isdigit()]
+        assert got == expected, f"{criteria}: expected {expected}, got {got} ({data!r})"
+
+    check(["ALL"], [1, 2, 3, 4, 5])
+    check(["ANSWERED"], [1])
+    check(["UNANSWERED"], [2, 3, 4, 5])
+    check(["DELETED"], [4])
+    check(["UNDELETED"], [1, 2, 3, 5])
+    check(["DRAFT"], [3])
+    check(["UNDRAFT"], [1, 2, 4, 5])
+    check(["FLAGGED"], [2])
+    check(["UNFLAGGED"], [1, 3, 4, 5])
+    check(["SEEN"], [1, 4])
+    check(["UNSEEN"], [2, 3, 5])
+    check(["KEYWORD", "$Work"], [3])
+    check(["UNKEYWORD", "$Work"], [1, 2, 4, 5])
+    # Nothing is ever \Recent here, so NEW and RECENT match nothing and OLD everything.
+    check(["NEW"], [])
+    check(["RECENT"], [])
+    check(["OLD"], [1, 2, 3, 4, 5])
+    check(["FROM", "alice"], [1, 4])
+    check(["TO", "alice@example.test"], [2, 3, 5])
+    check(["CC", "dave"], [2])
+    check(["BCC", "secret"], [4])
+    check(["SUBJECT", "quarterly"], [1, 4])
+    check(["SUBJECT", '"Re: Quarterly"'], [4])
+    check(["HEADER", "X-Priority", "1"], [5])
+    check(["HEADER", "Cc", '""'], [2])
+    check(["BODY", "pizza"], [2])
+    check(["BODY", "alice"], [])
+    check(["TEXT", "alice"], [1, 2, 3, 4, 5])
+    check(["TEXT", "dolor"], [4])
+    check(["BEFORE", "1-Jan-2022"], [1, 4])
+    check(["BEFORE", "2-Jan-2021"], [1])
+    check(["ON", "15-Mar-2022"], [2])
+    check(["SINCE", "20-Jun-2023"], [3, 5])
+    check(["SENTBEFORE", "2-Jan-2021"], [1])
+    check(["SENTON", "2-Jan-2021"], [4])
+    check(["SENTSINCE", "1-Jan-2024"], [5])
+    check(["LARGER", "5000"], [4])
+    check(["SMALLER", "400"], [1, 2, 3, 5])
+    check(["UID", "2:4"], [2, 3, 4])
+    check(["UID", "4:*"], [4, 5])
+    check(["1,5"], [1, 5])
+    check(["2:*"], [2, 3, 4, 5])
+    check(["NOT", "SEEN"], [2, 3, 5])
+    check(["NOT", "NOT", "SEEN"], [1, 4])
+    check(["OR", "FLAGGED", "DRAFT"], [2, 3])
+    check(["OR", "(FROM alice SUBJECT report)", "(CC dave)"], [1, 2, 4])
+    check(["(OR (UID 1) (OR (UID 3) (UID 5)))", "NOT", "DRAFT"], [1, 5])
+    check(["SEEN", "DELETED", "LARGER", "100"], [4])
+    # CHARSET UTF-8 with non-ASCII strings (as literals).
+    m.literal = "Grüße".encode()
+    typ, data = m.uid("SEARCH", "CHARSET", "UTF-8", "BODY")
+    assert typ == "OK" and data[0].split() == [b"3"], data
+    m.literal = "Café".encode()
+    typ, data = m.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT")
+    assert typ == "OK" and data[0].split() == [b"3"], data
+    # Sequence-number SEARCH answers sequence numbers.
+    typ, data = m.search(None, "FLAGGED")
+    assert data[0] == b"2", data
+    # MODSEQ (CONDSTORE): a change after a known modseq is found, with (MODSEQ n).
+    typ, data = m.uid("FETCH", "1:*", "(MODSEQ)")
+    highest = max(int(re.search(rb"MODSEQ \((\d+)\)", d).group(1)) for d in data)
+    ok(m.uid("STORE", "5", "+FLAGS", "($Later)"))
+    typ, data = m.uid("SEARCH", None, "MODSEQ", str(highest + 1))
+    assert typ == "OK" and re.fullmatch(rb"5 \(MODSEQ \d+\)", data[0]), data
+    m.logout()
+
+
+def scenario_two_nodes(args):
+    """An APPEND through node A reaches an IDLE session on node B within a second; an
+    EXPUNGE and a flag change through A are seen correctly by a selected session on B."""
+    a = connect(args, args.port)
+    for i in range(3):
+        ok(a.append("INBOX", None, None, msg(f"before-{i}")))
+    b = connect(args, args.port2)
+    ok(b.select("INBOX"))
+    exists = int(b.untagged_responses["EXISTS"][-1])
+    tag = b._new_tag()
+    b.send(tag + b" IDLE\r\n")
+    assert b.readline().startswith(b"+"), "IDLE continuation"
+    ok(a.append("INBOX", None, None, msg("across-nodes")))
+    appended = time.monotonic()
+    b.sock.settimeout(5)
+    line = b.readline()
+    seen = time.monotonic()
+    assert line == f"* {exists + 1} EXISTS\r\n".encode(), line
+    delay = seen - appended
+    assert delay < 1.0, f"IDLE on B saw the APPEND on A after {delay:.3f}s"
+    b.send(b"DONE\r\n")
+    line = b.readline()
+    assert line.startswith(tag + b" OK"), line
+    print(f"idle-delay-ms {delay * 1000:.1f}")
+    # B's view: UIDs by sequence number.
+    typ, data = b.fetch("1:*", "(UID)")
+    before = [int(re.search(rb"UID (\d+)", d).group(1)) for d in data]
+    assert len(before) == exists + 1, before
+    # A expunges the first message and flags the last.
+    ok(a.select("INBOX"))
+    ok(a.store("1", "+FLAGS", "\\Deleted"))
+    ok(a.expunge())
+    ok(a.store("*", "+FLAGS", "\\Flagged"))
+    # B learns at its next command: one EXPUNGE for sequence number 1, then the flags.
+    deadline = time.monotonic() + 5
+    b.untagged_responses.clear()
+    while True:
+        ok(b.noop())
+        if "EXPUNGE" in b.untagged_responses and "FETCH" in b.untagged_responses:
+            break
+        assert time.monotonic() < deadline, f"B never saw the EXPUNGE and flag change: {b.untagged_responses}"
+        time.sleep(0.05)
+    assert b.untagged_responses["EXPUNGE"] == [b"1"], b.untagged_responses
+    assert any(b"\\Flagged" in f for f in b.untagged_responses["FETCH"]), b.untagged_responses
+    b.untagged_responses.clear()
+    typ, data = b.fetch("1:*", "(UID FLAGS)")
+    after = [int(re.search(rb"UID (\d+)", d).group(1)) for d in data]
+    assert after == before[1:], (before, after)
+    assert b"\\Flagged" in data[-1], data
+    # A FETCH during which an expunge arrives does not renumber (RFC 3501 §7.4.1).
+    ok(a.store("1", "+FLAGS", "\\Deleted"))
+    ok(a.expunge())
+    time.sleep(0.3)
+    b.untagged_responses.clear()
+    typ, data = b.fetch("1", "(UID)")
+    assert "EXPUNGE" not in b.untagged_responses, b.untagged_responses
+    b.untagged_responses.clear()
+    ok(b.noop())
+    assert b.untagged_responses.get("EXPUNGE") == [b"1"], b.untagged_responses
+    a.logout()
+    b.logout()
+
+
+def scenario_state(args):
+    """Prints the INBOX's UIDVALIDITY and UIDs (for the restart test to compare)."""
+    m = connect(args)
+    ok(m.select("INBOX"))
+    uv = m.untagged_responses["UIDVALIDITY"][-1].decode()
+    uids = ok(m.uid("SEARCH", None, "ALL"))[0].decode()
+    typ, data = m.uid("FETCH", "1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    subjects = [d[1].strip().decode() for d in data if isinstance(d, tuple)]
+    print(f"STATE uidvalidity={uv} uids={uids} subjects={'|'.join(subjects)}")
+    m.logout()
+
+
+def scenario_append(args):
+    """Appends N messages to INBOX through IMAP."""
+    m = connect(args)
+    for i in range(args.count):
+        ok(m.append("INBOX", None, None, msg(f"restart-{i}")))
+    m.logout()
+
+
 SCENARIOS = {
     "commands": scenario_commands,
     "authenticate": scenario_authenticate,
     "hostile": scenario_hostile,
+    "search": scenario_search,
+    "two-nodes": scenario_two_nodes,
+    "state": scenario_state,
+    "append": scenario_append,
 }
 
 
@@ -360,6 +554,7 @@ def main():
     p.add_argument("--port2", type=int)
     p.add_argument("--user", default="alice@example.test")
     p.add_argument("--password", default="pw-alice")
+    p.add_argument("--count", type=int, default=1)
     args = p.parse_args()
     SCENARIOS[args.scenario](args)
     print(f"PASS {args.scenario}")
