@@ -165,7 +165,7 @@ pub fn imap(quick: bool, no_peer: bool) -> anyhow::Result<()> {
             "--repeat",
             "1",
             "--idle-logins",
-            "500",
+            "200",
         ],
         peer_build: "Dovecot as Debian ships it (optimized C)",
         quick,

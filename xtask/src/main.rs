@@ -109,8 +109,8 @@ enum BenchTarget {
     /// Dovecot's IMAP on loopback; then memory per idle connection with 10,000 idle IMAP
     /// connections on one tern-access node.
     Imap {
-        /// Shorter runs, one each, and 500 of the 10,000 idle connections logged in: a smoke
-        /// test of the benchmark, not a measurement.
+        /// Shorter runs, one each, and 200 of the 10,000 idle connections logged in (instead
+        /// of 2,000): a smoke test of the benchmark, not a measurement.
         #[arg(long)]
         quick: bool,
         /// Tern only (no Dovecot install or run).

@@ -68,7 +68,7 @@ impl Default for AccessConfig {
             imap_listen: "127.0.0.1:2143".into(),
             imaps_listen: String::new(),
             imap_idle_timeout_secs: 1800,
-            max_message_bytes: 64 << 20,
+            max_message_bytes: 25 << 20,
             tls_cert: None,
             tls_key: None,
             loopback_plaintext_auth: false,

@@ -122,6 +122,39 @@ async fn imaplib_runs_every_command_in_the_authenticated_and_selected_states() -
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn plaintext_login_is_refused_until_starttls_and_imaps_works() -> anyhow::Result<()> {
+    let cluster = StoreCluster::start(&workspace_bin("tern-store"), 1, &[]).await?;
+    seed_users(&cluster, 0, &["alice"]).await?;
+    let scratch = tempfile::tempdir()?;
+    let (cert, key) = tern_net::tls::ensure_dev_certificate(scratch.path(), &["localhost"])?;
+    let access = AccessNode::start_with(
+        scratch.path(),
+        &store_addrs(&cluster),
+        false,
+        &[
+            "--tls-cert",
+            cert.to_str().context("path")?,
+            "--tls-key",
+            key.to_str().context("path")?,
+            "--imaps-listen",
+            "127.0.0.1:0",
+        ],
+    )
+    .await?;
+    imaplib(
+        access.imap_port(),
+        "tls",
+        &[
+            "--imaps-port",
+            &access.imaps_port().to_string(),
+            "--cafile",
+            cert.to_str().context("path")?,
+        ],
+    )?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn search_keys_return_the_right_uids() -> anyhow::Result<()> {
     let p = Platform::start(1, &[]).await?;
     p.imaplib("search", &[])?;

@@ -126,7 +126,6 @@ enum Read {
 /// The literal bound for the command in `buf`: APPEND carries a message.
 fn literal_bound(buf: &[u8], ctx: &ImapContext) -> u32 {
     let word = buf.split(|b| *b == b' ').nth(1).unwrap_or_default();
-    let word = word.strip_prefix(b"UID ").unwrap_or(word);
     if word.eq_ignore_ascii_case(b"APPEND") {
         ctx.max_message
     } else {

@@ -379,11 +379,7 @@ impl Session {
                         enabled.push("CONDSTORE");
                     }
                 }
-                out.line(
-                    &format!("* ENABLED {}", enabled.join(" "))
-                        .trim_end()
-                        .to_string(),
-                );
+                out.line(format!("* ENABLED {}", enabled.join(" ")).trim_end());
                 ok("ENABLE completed")
             }
             CommandBody::Namespace => {
@@ -1822,15 +1818,10 @@ async fn watch(
             .await;
         if let Ok(s) = stream {
             let mut s = s.into_inner();
-            loop {
-                match s.message().await {
-                    Ok(Some(c)) => {
-                        from = from.max(c.modseq);
-                        if tx.send(c).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(None) | Err(_) => break,
+            while let Ok(Some(c)) = s.message().await {
+                from = from.max(c.modseq);
+                if tx.send(c).await.is_err() {
+                    return;
                 }
             }
         }

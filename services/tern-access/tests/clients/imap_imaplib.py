@@ -536,6 +536,46 @@ def scenario_append(args):
     m.logout()
 
 
+def scenario_tls(args):
+    """Plain-text LOGIN is refused (LOGINDISABLED) until STARTTLS; IMAPS works."""
+    ctx = ssl.create_default_context(cafile=args.cafile)
+    m = imaplib.IMAP4("localhost", args.port, timeout=30)
+    caps = m.capabilities
+    assert "LOGINDISABLED" in caps and "STARTTLS" in caps and "AUTH=PLAIN" not in caps, caps
+    # imaplib refuses to send LOGIN itself when LOGINDISABLED is advertised; send it raw.
+    typ, data = m._simple_command("LOGIN", args.user, args.password)
+    assert typ == "NO" and b"PRIVACYREQUIRED" in data[0], (typ, data)
+    typ, data = m._simple_command("AUTHENTICATE", "PLAIN", base64.b64encode(f"\0{args.user}\0{args.password}".encode()).decode())
+    assert typ == "NO", (typ, data)
+    ok(m.starttls(ssl_context=ctx))
+    caps = m.capabilities
+    assert "AUTH=PLAIN" in caps and "STARTTLS" not in caps and "LOGINDISABLED" not in caps, caps
+    no(m._simple_command, "STARTTLS")  # BAD: TLS is already active
+    ok(m.login(args.user, args.password))
+    ok(m.select("INBOX"))
+    m.logout()
+    s = imaplib.IMAP4_SSL("localhost", args.imaps_port, ssl_context=ctx, timeout=30)
+    assert "AUTH=PLAIN" in s.capabilities and "STARTTLS" not in s.capabilities, s.capabilities
+    ok(s.login(args.user, args.password))
+    ok(s.list('""', "*"))
+    s.logout()
+    # A command pipelined behind STARTTLS is not carried into TLS: the server closes.
+    raw = socket.create_connection((HOST, args.port), timeout=10)
+    raw.recv(4096)
+    raw.sendall(b"a STARTTLS\r\nb NOOP\r\n")
+    got = b""
+    try:
+        while True:
+            d = raw.recv(4096)
+            if not d:
+                break
+            got += d
+    except socket.timeout:
+        raise AssertionError(f"connection stayed open after a pipelined STARTTLS: {got!r}")
+    assert b"b OK" not in got, got
+    raw.close()
+
+
 SCENARIOS = {
     "commands": scenario_commands,
     "authenticate": scenario_authenticate,
@@ -544,6 +584,7 @@ SCENARIOS = {
     "two-nodes": scenario_two_nodes,
     "state": scenario_state,
     "append": scenario_append,
+    "tls": scenario_tls,
 }
 
 
@@ -555,6 +596,8 @@ def main():
     p.add_argument("--user", default="alice@example.test")
     p.add_argument("--password", default="pw-alice")
     p.add_argument("--count", type=int, default=1)
+    p.add_argument("--imaps-port", type=int)
+    p.add_argument("--cafile")
     args = p.parse_args()
     SCENARIOS[args.scenario](args)
     print(f"PASS {args.scenario}")
