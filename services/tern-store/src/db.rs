@@ -108,6 +108,14 @@ pub struct Txn<'a> {
 type OverlayKey = (&'static str, Vec<u8>);
 
 impl<'a> Txn<'a> {
+    /// Keys this transaction writes (not deletes) in column family `cf`.
+    pub fn written_keys<'s>(&'s self, cf: &'static str) -> impl Iterator<Item = &'s [u8]> + 's {
+        self.overlay
+            .iter()
+            .filter(move |((c, _), v)| *c == cf && v.is_some())
+            .map(|((_, k), _)| k.as_slice())
+    }
+
     /// Starts a transaction.
     pub fn new(db: &'a DB) -> Self {
         Self {

@@ -30,8 +30,8 @@ pub struct Node {
     pub db: Db,
     /// Channels to peers (Raft, forwarding).
     pub channels: Channels,
-    /// Last applied log index, for change-feed wake-ups.
-    pub applied: watch::Receiver<u64>,
+    /// What was last applied, for change-feed wake-ups.
+    pub applied: watch::Receiver<crate::state_machine::Applied>,
     /// Settings.
     pub config: StoreConfig,
     /// Shared with the state machine: local reads hold it shared, snapshot installs
@@ -51,7 +51,7 @@ impl Node {
         raft: Raft,
         db: Db,
         channels: Channels,
-        applied: watch::Receiver<u64>,
+        applied: watch::Receiver<crate::state_machine::Applied>,
         config: StoreConfig,
         state_lock: crate::state_machine::StateLock,
     ) -> Arc<Self> {

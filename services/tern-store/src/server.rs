@@ -90,7 +90,7 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<Running> {
         .with_context(|| format!("binding {}", config.metrics_listen))?;
     let metrics_addr = metrics_listener.local_addr()?;
 
-    let (applied_tx, applied_rx) = watch::channel(0u64);
+    let (applied_tx, applied_rx) = watch::channel(crate::state_machine::Applied::default());
     let state_lock = crate::state_machine::StateLock::default();
     let sm = StateMachine::open(
         db.clone(),

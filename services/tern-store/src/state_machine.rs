@@ -40,6 +40,29 @@ const PRUNE_PER_APPLY: usize = 256;
 /// never sees a half-installed state, and a build never races an install.
 pub type StateLock = Arc<std::sync::RwLock<()>>;
 
+/// What the change feed's readers wake up on: the last applied index, a count of apply
+/// batches, and the accounts whose change log the last batch wrote to, so a Watch stream
+/// re-reads the feed only when its own account changed instead of on every write anywhere.
+/// A reader that sees `batch` jump by more than one missed a batch (the channel keeps only
+/// the latest value) and re-reads regardless.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    /// Last applied log index.
+    pub index: u64,
+    /// Apply batches so far (on this node, since it started).
+    pub batch: u64,
+    /// Accounts with new change records in the last batch; `None`: anything may have
+    /// changed (a snapshot was installed, or the node just opened).
+    pub accounts: Option<Arc<Vec<u64>>>,
+}
+
+impl Applied {
+    /// Whether the last batch may have changed `account`'s feed.
+    pub fn touches(&self, account: u64) -> bool {
+        self.accounts.as_ref().is_none_or(|a| a.contains(&account))
+    }
+}
+
 /// The state machine of one node.
 pub struct StateMachine {
     db: Db,
@@ -47,8 +70,8 @@ pub struct StateMachine {
     snapshot_dir: PathBuf,
     /// Where the snapshot being received is written.
     receiving: Option<PathBuf>,
-    /// Bumped after every apply, with the last applied index: the change feed's wake-up.
-    applied_tx: Arc<watch::Sender<u64>>,
+    /// Bumped after every apply: the change feed's wake-up.
+    applied_tx: Arc<watch::Sender<Applied>>,
 }
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
@@ -74,7 +97,7 @@ impl StateMachine {
     pub fn open(
         db: Db,
         snapshot_dir: PathBuf,
-        applied_tx: Arc<watch::Sender<u64>>,
+        applied_tx: Arc<watch::Sender<Applied>>,
         state_lock: StateLock,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&snapshot_dir)?;
@@ -98,9 +121,18 @@ impl StateMachine {
             applied_tx,
         };
         if let Ok((Some(applied), _)) = sm.read_applied() {
-            sm.applied_tx.send_replace(applied.index);
+            sm.announce(applied.index, None);
         }
         Ok(sm)
+    }
+
+    /// Wakes the change feed's readers after a batch (or a snapshot install: `None`).
+    fn announce(&self, index: u64, accounts: Option<Vec<u64>>) {
+        self.applied_tx.send_modify(|a| {
+            a.index = index;
+            a.batch += 1;
+            a.accounts = accounts.map(Arc::new);
+        });
     }
 
     fn read_applied(&self) -> anyhow::Result<(Option<LogId>, StoredMembership)> {
@@ -175,7 +207,7 @@ fn prune_requests(db: &Db, txn: &mut Txn<'_>, applied: u64) -> Result<(), Storag
 fn apply_entries(
     db: &Db,
     entries: Vec<openraft::Entry<TypeConfig>>,
-) -> Result<(Vec<Response>, u64), StorageError> {
+) -> Result<(Vec<Response>, u64, Vec<u64>), StorageError> {
     let mut txn = Txn::new(db);
     let mut responses = Vec::with_capacity(entries.len());
     let mut last: Option<LogId> = None;
@@ -225,14 +257,22 @@ fn apply_entries(
         }
     }
     let Some(last) = last else {
-        return Ok((responses, 0));
+        return Ok((responses, 0, Vec::new()));
     };
+    // The accounts whose change feed this batch extends (a change key starts with the
+    // account id).
+    let mut accounts: Vec<u64> = txn
+        .written_keys(cf::CHANGES)
+        .filter_map(|k| k.get(..8)?.try_into().ok().map(u64::from_be_bytes))
+        .collect();
+    accounts.sort_unstable();
+    accounts.dedup();
     prune_requests(db, &mut txn, last.index)?;
     txn.put(cf::META, keys::meta::APPLIED.to_vec(), &Some(last))
         .map_err(|e| sm_err(ErrorVerb::Write, e))?;
     let batch = txn.into_batch().map_err(|e| sm_err(ErrorVerb::Write, e))?;
     db.write(batch).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-    Ok((responses, last.index))
+    Ok((responses, last.index, accounts))
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -249,11 +289,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<_> = entries.into_iter().collect();
         let db = self.db.clone();
-        let (responses, last) = tokio::task::spawn_blocking(move || apply_entries(&db, entries))
-            .await
-            .map_err(|e| sm_err(ErrorVerb::Write, e))??;
+        let (responses, last, accounts) =
+            tokio::task::spawn_blocking(move || apply_entries(&db, entries))
+                .await
+                .map_err(|e| sm_err(ErrorVerb::Write, e))??;
         if last > 0 {
-            self.applied_tx.send_replace(last);
+            self.announce(last, Some(accounts));
         }
         Ok(responses)
     }
@@ -337,7 +378,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .map_err(|e| snap_err(ErrorVerb::Write, e))?
         .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         if let Some(l) = installed.last_log_id {
-            self.applied_tx.send_replace(l.index);
+            self.announce(l.index, None);
         }
         tracing::info!(snapshot = %installed.snapshot_id, "installed snapshot from the leader");
         Ok(())
@@ -434,8 +475,12 @@ mod tests {
                 internal_date: 1,
             }],
         };
-        let (first, _) = apply_entries(&db, vec![entry(2, deliver.clone())]).unwrap();
-        let (second, _) = apply_entries(&db, vec![entry(3, deliver)]).unwrap();
+        let (first, _, woken) = apply_entries(&db, vec![entry(2, deliver.clone())]).unwrap();
+        // The delivery wrote to the account's change feed, so its readers are woken; the
+        // duplicate wrote nothing, so nobody is.
+        assert_eq!(woken.len(), 1, "{woken:?}");
+        let (second, _, woken) = apply_entries(&db, vec![entry(3, deliver)]).unwrap();
+        assert!(woken.is_empty(), "{woken:?}");
         assert_eq!(
             first, second,
             "the second copy gets the first copy's outcome"

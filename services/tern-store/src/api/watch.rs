@@ -1,6 +1,8 @@
 //! The Watch service: an account's (or one mailbox's) change feed from a modseq on, then
-//! live. Each stream re-reads the feed from its last modseq whenever this node applies new
-//! entries, so nothing is missed and a slow reader costs no memory on the server.
+//! live. Each stream re-reads the feed from its last modseq whenever this node applies a
+//! batch that wrote to that account's feed (see [`crate::state_machine::Applied`]), so
+//! nothing is missed, a write wakes only its own account's readers, and a slow reader costs
+//! no memory on the server.
 
 use std::pin::Pin;
 
@@ -67,7 +69,7 @@ impl Watch for WatchApi {
             // A mailbox renamed while watched keeps being followed under its new name.
             let mut mailbox_id: Option<u64> = None;
             loop {
-                applied.borrow_and_update();
+                let mut seen_batch = applied.borrow_and_update().batch;
                 let db2 = db.clone();
                 let page =
                     match tokio::task::spawn_blocking(move || read_page(&db2, acct, after)).await {
@@ -98,9 +100,18 @@ impl Watch for WatchApi {
                 if full {
                     continue;
                 }
-                tokio::select! {
-                    changed = applied.changed() => if changed.is_err() { return },
-                    _ = tx.closed() => return,
+                // Sleep until a batch writes to this account's feed (or batches were missed).
+                loop {
+                    tokio::select! {
+                        changed = applied.changed() => if changed.is_err() { return },
+                        _ = tx.closed() => return,
+                    }
+                    let a = applied.borrow_and_update().clone();
+                    let missed = a.batch > seen_batch + 1;
+                    seen_batch = a.batch;
+                    if missed || a.touches(acct) {
+                        break;
+                    }
                 }
             }
         });
