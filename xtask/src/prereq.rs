@@ -6,8 +6,8 @@
 //! the .proto files with protox. Installing here, rather than documenting a manual step, keeps
 //! `cargo xtask up` and CI's `.ci/run` working on a machine nobody prepared.
 
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
 
@@ -116,6 +116,75 @@ pub fn ensure_cargo_fuzz() -> anyhow::Result<()> {
     ]))
 }
 
+/// A Python of at least this version runs the Helm chart check: helm-sdkpy, which carries
+/// Helm v4 as a library (no helm binary can be installed on the project's machines), needs it.
+const CHART_PYTHON: (u32, u32) = (3, 12);
+
+/// Finds a Python for the Helm chart check (`charts/tern/tests/check_chart.py`, which makes
+/// its own virtualenv): `python3.12`, `python3.13`, `python3.14` or `python3` on PATH, else
+/// the oldest suitable pyenv installation (`$PYENV_ROOT/versions/3.12.*`, ...). Each
+/// candidate is run to check its version (a pyenv shim for a version that is not selected
+/// fails there). Fails naming what was tried: the chart check is never skipped silently.
+pub fn python_for_chart_check() -> anyhow::Result<PathBuf> {
+    let mut candidates: Vec<PathBuf> = ["python3.12", "python3.13", "python3.14", "python3"]
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+    let pyenv_root = std::env::var_os("PYENV_ROOT")
+        .filter(|r| !r.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pyenv")));
+    if let Some(root) = &pyenv_root {
+        let mut versions: Vec<((u32, u32, u32), PathBuf)> =
+            std::fs::read_dir(root.join("versions"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| {
+                    let v = cpython_version(&e.file_name().to_string_lossy())?;
+                    (v >= (CHART_PYTHON.0, CHART_PYTHON.1, 0))
+                        .then(|| (v, e.path().join("bin/python3")))
+                })
+                .collect();
+        versions.sort();
+        candidates.extend(versions.into_iter().map(|(_, path)| path));
+    }
+    let check = format!(
+        "import sys; sys.exit(0 if sys.version_info >= ({}, {}) else 1)",
+        CHART_PYTHON.0, CHART_PYTHON.1
+    );
+    for python in &candidates {
+        let ok = Command::new(python)
+            .args(["-c", &check])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Ok(python.clone());
+        }
+    }
+    let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    bail!(
+        "the Helm chart check needs Python {}.{} or newer (helm-sdkpy carries Helm as a library \
+         for it) and none was found; tried {}. Install one (e.g. `pyenv install 3.12`) or put \
+         python3.12 on PATH",
+        CHART_PYTHON.0,
+        CHART_PYTHON.1,
+        tried.join(", ")
+    )
+}
+
+/// `3.12.1` -> (3, 12, 1); pyenv's other installations (`3.13-dev`, `pypy3.10-7.3.12`,
+/// `miniconda3-latest`, `3.13.0t`) -> None.
+fn cpython_version(name: &str) -> Option<(u32, u32, u32)> {
+    let mut parts = name.split('.');
+    let mut next = || parts.next()?.parse::<u32>().ok();
+    let v = (next()?, next()?, next()?);
+    parts.next().is_none().then_some(v)
+}
+
 /// Checks that a cargo subcommand (fmt, clippy) is installed, naming the rustup component if not.
 pub fn ensure_cargo_component(subcommand: &str, component: &str) -> anyhow::Result<()> {
     let ok = crate::cargo::cargo([subcommand, "--version"])
@@ -131,7 +200,23 @@ pub fn ensure_cargo_component(subcommand: &str, component: &str) -> anyhow::Resu
 
 #[cfg(test)]
 mod tests {
-    use super::is_libclang;
+    use super::{cpython_version, is_libclang};
+
+    #[test]
+    fn pyenv_version_names() {
+        assert_eq!(cpython_version("3.12.1"), Some((3, 12, 1)));
+        assert_eq!(cpython_version("3.13.0"), Some((3, 13, 0)));
+        for other in [
+            "3.13-dev",
+            "3.13.0t",
+            "pypy3.10-7.3.12",
+            "miniconda3-latest",
+            "3.12",
+            "system",
+        ] {
+            assert_eq!(cpython_version(other), None, "{other}");
+        }
+    }
 
     #[test]
     fn libclang_names() {

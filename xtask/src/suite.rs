@@ -5,10 +5,17 @@
 //! script separately from `cargo build`, which would compile its C++ a second time (about
 //! 20 minutes on 2 cores) and push CI past its time budget.
 //!
+//! The Helm chart step ([`chart_check`]) runs `charts/tern/tests/check_chart.py`: real Helm v4
+//! code (the helm-sdkpy library, in a virtualenv kept in the target directory) lints,
+//! packages and installs the chart into a stub API server for the default values and every
+//! `charts/tern/ci/*-values.yaml`, and each rendered object is validated offline against the
+//! Kubernetes schemas. It needs Python 3.12+ (found in the prerequisites step) and no build.
+//!
 //! The last steps run every cargo-fuzz target for a bounded time ([`FUZZ`]), starting from the
 //! committed seeds (`fuzz/seeds/TARGET`), with new inputs kept outside the clone (in the
 //! target directory).
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
@@ -31,11 +38,13 @@ const FUZZ: [(&str, &str, u32); 8] = [
 
 pub fn run(extra_test_args: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
-    let total = 5 + FUZZ.len();
+    let total = 6 + FUZZ.len();
     println!("==> [1/{total}] prerequisites");
     prereq::ensure()?;
     prereq::ensure_cargo_component("fmt", "rustfmt")?;
     prereq::ensure_cargo_fuzz()?;
+    let python = prereq::python_for_chart_check()?;
+    println!("==> Python for the Helm chart check: {}", python.display());
 
     let mut test = cargo(["test", "--workspace", "--all-targets"]);
     test.args(extra_test_args);
@@ -44,6 +53,7 @@ pub fn run(extra_test_args: &[String]) -> anyhow::Result<()> {
             "formatting".into(),
             cargo(["fmt", "--all", "--", "--check"]),
         ),
+        ("Helm chart".into(), chart_check(&python)),
         ("build".into(), cargo::build_workspace()),
         ("tests".into(), test),
         ("doc tests".into(), cargo(["test", "--workspace", "--doc"])),
@@ -79,6 +89,18 @@ pub fn run(extra_test_args: &[String]) -> anyhow::Result<()> {
         minutes(started.elapsed().as_secs())
     );
     Ok(())
+}
+
+/// The Helm chart check, run by `python` (3.12+) from the workspace root. The script makes
+/// its virtualenv (pinned helm-sdkpy and kubernetes-validate) on first use: about half a
+/// minute, later runs take seconds.
+fn chart_check(python: &Path) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.arg("charts/tern/tests/check_chart.py")
+        .arg("--venv")
+        .arg(cargo::target_dir().join("chart-venv"))
+        .current_dir(cargo::workspace_root());
+    cmd
 }
 
 /// `cargo fuzz run` for `secs` seconds. libFuzzer writes new inputs to its first corpus

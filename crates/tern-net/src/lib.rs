@@ -1,7 +1,8 @@
 //! What every Tern listener that faces the internet shares: the connection type that can be
 //! upgraded to TLS in place ([`conn`]), TLS certificates loaded from files and reloaded when
 //! they change ([`tls`]), limits on concurrent connections in total and per client address
-//! ([`limit`]), and line reads that never buffer more than a fixed bound ([`line`]).
+//! ([`limit`]), line reads that never buffer more than a fixed bound ([`line`]), and writes
+//! that give up on a peer that stops reading ([`timed`]).
 //!
 //! POP3 and IMAP (tern-access) and SMTP (tern-smtp) use the same code so their limits and TLS
 //! behave the same.
@@ -15,4 +16,5 @@ pub mod conn;
 pub mod limit;
 pub mod line;
 pub mod listen;
+pub mod timed;
 pub mod tls;

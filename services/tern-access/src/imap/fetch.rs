@@ -314,6 +314,9 @@ pub fn header_end(raw: &[u8]) -> Option<usize> {
 
 /// Appends `* seq FETCH (...)` for one message. `message` is the parsed content when the
 /// items needed any (the header section alone when [`need`] said [`Need::Header`]).
+/// `extra_flags`: \Seen was just set, so FLAGS goes along even if not asked for.
+/// `condstore`: CONDSTORE is on, so FLAGS comes with MODSEQ, and unasked FLAGS with UID
+/// (RFC 7162 §3.1).
 pub fn render(
     out: &mut Vec<u8>,
     seq: u32,
@@ -321,6 +324,7 @@ pub fn render(
     items: &[Item],
     message: Option<&Message<'_>>,
     extra_flags: bool,
+    condstore: bool,
 ) {
     out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
     let mut first = true;
@@ -385,9 +389,18 @@ pub fn render(
         }
     }
     if extra_flags && !flags_written {
+        if condstore && !items.contains(&Item::Uid) {
+            sep(out);
+            out.extend_from_slice(format!("UID {}", meta.uid).as_bytes());
+        }
         sep(out);
         out.extend_from_slice(b"FLAGS ");
         flag_list(out, &meta.flags);
+        flags_written = true;
+    }
+    if condstore && flags_written && !items.contains(&Item::ModSeq) {
+        sep(out);
+        out.extend_from_slice(format!("MODSEQ ({})", meta.modseq).as_bytes());
     }
     out.extend_from_slice(b")\r\n");
 }
@@ -466,6 +479,7 @@ mod tests {
                 "a UID FETCH 7 (BODY.PEEK[HEADER.FIELDS (subject)] BODY[TEXT]<6.4> FLAGS)\r\n",
             ),
             Some(&msg),
+            false,
             false,
         );
         assert_eq!(

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tern_net::conn::Conn;
 use tern_net::limit::ConnectionLimiter;
 use tern_net::line::{read_line, Line};
+use tern_net::timed::WriteTimeout;
 use tern_net::tls::ReloadingTls;
 use tern_proto::client::StoreClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -26,11 +27,21 @@ use crate::metrics;
 pub const MAX_LINE: usize = 64 << 10;
 /// Largest literal outside APPEND (search strings, passwords).
 pub const MAX_SMALL_LITERAL: u32 = 64 << 10;
+/// Largest command (lines and literals together) other than an APPEND, once logged in.
+const MAX_COMMAND: usize = 1 << 20;
+/// Largest command before login: a login needs no more, and a stranger gets no more memory.
+const MAX_PREAUTH_COMMAND: usize = 16 << 10;
+/// Literals in one command (APPEND needs one, LOGIN two; SEARCH a few). Each literal makes
+/// the command be parsed again, so this also bounds that work.
+const MAX_LITERALS: usize = 16;
+/// A write that makes no progress for this long ends the connection (a client that stopped
+/// reading must not hold its slot forever).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bound on the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// RFC 3501 §5.4: the autologout timer is at least 30 minutes.
 pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
-/// Before authentication, a much shorter time-out (a connection that never logs in).
+/// Time from connecting to logging in (a connection that never logs in is closed).
 const PREAUTH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What every IMAP connection of a node shares.
@@ -109,7 +120,7 @@ async fn run(
             .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
     }
     let mut session = Session::new(ctx.clone(), implicit_tls);
-    converse(conn, &mut session, &ctx).await
+    converse(WriteTimeout::new(conn, WRITE_TIMEOUT), &mut session, &ctx).await
 }
 
 /// One command read off the wire, or why not.
@@ -123,23 +134,31 @@ enum Read {
     Nothing,
 }
 
-/// The literal bound for the command in `buf`: APPEND carries a message.
-fn literal_bound(buf: &[u8], ctx: &ImapContext) -> u32 {
+/// The bounds on one literal and on the whole command in `buf`: APPEND carries a message,
+/// but only once logged in; before that, nothing needs more than a login.
+fn bounds(buf: &[u8], ctx: &ImapContext, authenticated: bool) -> (u32, usize) {
+    if !authenticated {
+        return (MAX_PREAUTH_COMMAND as u32, MAX_PREAUTH_COMMAND);
+    }
     let word = buf.split(|b| *b == b' ').nth(1).unwrap_or_default();
     if word.eq_ignore_ascii_case(b"APPEND") {
-        ctx.max_message
+        (ctx.max_message, ctx.max_message as usize + MAX_COMMAND)
     } else {
-        MAX_SMALL_LITERAL
+        (MAX_SMALL_LITERAL, MAX_COMMAND)
     }
 }
 
+type Reader = BufReader<WriteTimeout<Conn>>;
+
 async fn read_command(
-    reader: &mut BufReader<Conn>,
+    reader: &mut Reader,
     line: &mut Vec<u8>,
     ctx: &ImapContext,
     timeout: Duration,
+    authenticated: bool,
 ) -> std::io::Result<Read> {
     let mut buf: Vec<u8> = Vec::new();
+    let mut literals = 0usize;
     loop {
         let read = tokio::time::timeout(timeout, read_line(reader, line, MAX_LINE)).await;
         match read {
@@ -170,25 +189,34 @@ async fn read_command(
             // Empty lines between commands are ignored, as most servers do.
             return Ok(Read::Nothing);
         }
-        match parse(&buf, literal_bound(&buf, ctx)) {
+        let (max_literal, max_command) = bounds(&buf, ctx, authenticated);
+        if buf.len() > max_command {
+            reader
+                .get_mut()
+                .write_all(b"* BYE [TOOBIG] command too large\r\n")
+                .await?;
+            return Ok(Read::Close);
+        }
+        match parse(&buf, max_literal) {
             Parsed::Command(c, _) => return Ok(Read::Command(c)),
             Parsed::NeedLiteral {
                 length,
                 synchronizing,
             } => {
-                if synchronizing {
-                    let w = reader.get_mut();
-                    w.write_all(b"+ go ahead\r\n").await?;
-                    w.flush().await?;
-                }
+                literals += 1;
                 let start = buf.len();
-                if start + length as usize > ctx.max_message as usize + 4 * MAX_LINE {
+                if literals > MAX_LITERALS || start + length as usize > max_command {
                     // Several literals that each pass add up to too much for one command.
                     reader
                         .get_mut()
                         .write_all(b"* BYE [TOOBIG] command too large\r\n")
                         .await?;
                     return Ok(Read::Close);
+                }
+                if synchronizing {
+                    let w = reader.get_mut();
+                    w.write_all(b"+ go ahead\r\n").await?;
+                    w.flush().await?;
                 }
                 buf.resize(start + length as usize, 0);
                 let got = tokio::time::timeout(timeout, reader.read_exact(&mut buf[start..])).await;
@@ -239,8 +267,13 @@ async fn read_command(
     }
 }
 
-async fn converse(conn: Conn, session: &mut Session, ctx: &ImapContext) -> std::io::Result<()> {
+async fn converse(
+    conn: WriteTimeout<Conn>,
+    session: &mut Session,
+    ctx: &ImapContext,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn);
+    let connected = tokio::time::Instant::now();
     reader
         .get_mut()
         .write_all(session.greeting().as_bytes())
@@ -249,12 +282,14 @@ async fn converse(conn: Conn, session: &mut Session, ctx: &ImapContext) -> std::
     let mut line = Vec::with_capacity(256);
     let mut errors = 0u32;
     loop {
-        let timeout = if session.authenticated() {
+        let authenticated = session.authenticated();
+        let timeout = if authenticated {
             ctx.idle_timeout.max(MIN_IDLE_TIMEOUT)
         } else {
-            PREAUTH_TIMEOUT
+            // One deadline from connecting to logging in, not one per line.
+            PREAUTH_TIMEOUT.saturating_sub(connected.elapsed())
         };
-        let cmd = match read_command(&mut reader, &mut line, ctx, timeout).await? {
+        let cmd = match read_command(&mut reader, &mut line, ctx, timeout, authenticated).await? {
             Read::Close => {
                 let _ = reader.get_mut().flush().await;
                 return Ok(());
@@ -319,13 +354,13 @@ async fn converse(conn: Conn, session: &mut Session, ctx: &ImapContext) -> std::
                     let Some(tls) = &ctx.tls else {
                         return Ok(());
                     };
-                    let plain = reader.into_inner();
+                    let plain = reader.into_inner().into_inner();
                     let upgraded =
                         tokio::time::timeout(HANDSHAKE_TIMEOUT, plain.upgrade(&tls.acceptor()))
                             .await
                             .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
                     session.tls_started();
-                    reader = BufReader::new(upgraded);
+                    reader = BufReader::new(WriteTimeout::new(upgraded, WRITE_TIMEOUT));
                     break;
                 }
                 Next::AuthContinue(tag) => {
@@ -372,7 +407,7 @@ fn last_reply_is_bad(out: &[u8]) -> bool {
 
 /// IDLE (RFC 2177): changes go out as they happen until the client sends DONE.
 async fn idle(
-    reader: &mut BufReader<Conn>,
+    reader: &mut Reader,
     line: &mut Vec<u8>,
     session: &mut Session,
     ctx: &ImapContext,
@@ -395,7 +430,12 @@ async fn idle(
                 let read = tokio::time::timeout(PREAUTH_TIMEOUT, read_line(reader, line, 1024)).await;
                 let read = match read {
                     Ok(r) => r?,
-                    Err(_) => return Ok(()),
+                    Err(_) => {
+                        // Half a line and then silence: end the session rather than leave
+                        // IDLE without its tagged reply.
+                        session.force_logout();
+                        return Ok(());
+                    }
                 };
                 let mut sink = Sink::new(reader.get_mut());
                 match read {
@@ -415,6 +455,12 @@ async fn idle(
                 }
                 let mut sink = Sink::new(reader.get_mut());
                 session.sync(&mut sink, true, false).await;
+                if session.mailbox_gone() {
+                    sink.buf.extend_from_slice(b"* BYE the selected mailbox was deleted\r\n");
+                    sink.flush().await?;
+                    session.force_logout();
+                    return Ok(());
+                }
                 sink.flush().await?;
             }
             _ = &mut deadline => {

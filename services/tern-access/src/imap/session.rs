@@ -52,6 +52,8 @@ const FETCH_PARALLEL: usize = 8;
 const SPILL: usize = 256 << 10;
 /// Changes from the store buffered per selected session.
 const CHANGE_BUFFER: usize = 1024;
+/// Longest LIST/LSUB pattern (matching costs its length times each name's).
+const MAX_PATTERN: usize = 1024;
 
 /// What the connection loop does after a command.
 #[derive(Debug, PartialEq, Eq)]
@@ -123,6 +125,10 @@ impl<'w> Sink<'w> {
 struct Selected {
     /// Its name in the store (UTF-8).
     name: String,
+    /// Its id in the store: a mailbox created later under the same name is another one.
+    mailbox_id: u64,
+    /// Deleted (by anyone) while selected: the session ends with BYE, as Dovecot does.
+    gone: bool,
     view: View,
     changes: mpsc::Receiver<pb::Change>,
     watcher: JoinHandle<()>,
@@ -143,6 +149,8 @@ pub struct Session {
     condstore: bool,
     auth_failures: u32,
     logged_out: bool,
+    /// This session deleted its selected mailbox: BYE follows the tagged OK.
+    bye_after_reply: bool,
 }
 
 /// A command's outcome for the tagged response.
@@ -235,6 +243,7 @@ impl Session {
             condstore: false,
             auth_failures: 0,
             logged_out: false,
+            bye_after_reply: false,
         }
     }
 
@@ -305,6 +314,13 @@ impl Session {
         let mut next = Next::Continue;
         let name = command_name(&cmd.body);
         let done = self.dispatch(&tag, cmd.body, out, &mut next).await?;
+        if self.mailbox_gone() {
+            // The session cannot go on without its mailbox: BYE instead of the tagged
+            // reply, as Dovecot does (RFC 3501 §7.1.5 lets BYE come at any time).
+            out.line("* BYE the selected mailbox was deleted");
+            self.force_logout();
+            return Ok(Next::Close);
+        }
         match done {
             Done::Ok(text) => {
                 out.line(&format!("{tag} OK {text}"));
@@ -318,7 +334,17 @@ impl Session {
             }
             Done::Later => {}
         }
+        if std::mem::take(&mut self.bye_after_reply) {
+            out.line("* BYE the selected mailbox was deleted");
+            self.force_logout();
+            next = Next::Close;
+        }
         Ok(next)
+    }
+
+    /// Whether the selected mailbox was deleted (by this session or any other).
+    pub fn mailbox_gone(&self) -> bool {
+        self.selected.as_ref().is_some_and(|s| s.gone)
     }
 
     /// Whether the last tagged reply was BAD is tracked by the caller from the output.
@@ -424,7 +450,9 @@ impl Session {
                 {
                     Ok(_) => {
                         if self.selected.as_ref().is_some_and(|s| s.name == name) {
+                            // Its own selected mailbox: OK, then BYE (see `handle`).
                             self.selected = None;
+                            self.bye_after_reply = true;
                         }
                         ok("DELETE completed")
                     }
@@ -438,8 +466,8 @@ impl Session {
                 };
                 let req = pb::RenameMailboxRequest {
                     account: account.clone(),
-                    from,
-                    to,
+                    from: from.clone(),
+                    to: to.clone(),
                 };
                 match self
                     .ctx
@@ -450,7 +478,18 @@ impl Session {
                     })
                     .await
                 {
-                    Ok(_) => ok("RENAME completed"),
+                    Ok(_) => {
+                        // The selected mailbox keeps being selected under its new name (INBOX
+                        // is the exception: renaming it moves its messages to a new mailbox).
+                        if let Some(sel) = self
+                            .selected
+                            .as_mut()
+                            .filter(|s| s.name == from && from != "INBOX")
+                        {
+                            sel.name = to;
+                        }
+                        ok("RENAME completed")
+                    }
                     Err(s) => Ok(store_no("RENAME", &s)),
                 }
             }
@@ -480,12 +519,13 @@ impl Session {
                 date,
                 message,
             } => {
-                let data = match &message {
+                // The literal's bytes are moved out of the command, not copied.
+                let data = match message {
                     imap_codec::imap_types::extensions::binary::LiteralOrLiteral8::Literal(l) => {
-                        l.as_ref().to_vec()
+                        l.into_inner().into_owned()
                     }
                     imap_codec::imap_types::extensions::binary::LiteralOrLiteral8::Literal8(l) => {
-                        l.data.to_vec()
+                        l.data.into_owned()
                     }
                 };
                 let date = date.map(|d| d.as_ref().timestamp());
@@ -618,6 +658,11 @@ impl Session {
             Done::No(t) => out.line(&format!("{tag} NO {t}")),
             Done::Bad(t) => out.line(&format!("{tag} BAD AUTHENTICATE: {t}")),
             Done::Later => {}
+        }
+        if std::mem::take(&mut self.bye_after_reply) {
+            out.line("* BYE the selected mailbox was deleted");
+            self.force_logout();
+            next = Next::Close;
         }
         Ok(next)
     }
@@ -797,6 +842,8 @@ impl Session {
         ));
         self.selected = Some(Selected {
             name,
+            mailbox_id: mb.id,
+            gone: false,
             view,
             changes: rx,
             watcher,
@@ -904,6 +951,9 @@ impl Session {
             ListMailbox::Token(t) => t.as_ref(),
             ListMailbox::String(s) => s.as_ref(),
         };
+        if pattern_bytes.len() > MAX_PATTERN {
+            return bad("the pattern is too long");
+        }
         let pattern = match utf7::decode(pattern_bytes) {
             Ok(p) => p,
             Err(e) => return bad(format!("pattern is not valid modified UTF-7: {e}")),
@@ -971,6 +1021,13 @@ impl Session {
             Ok(n) => n,
             Err(e) => return bad(e),
         };
+        if self.selected.as_ref().is_some_and(|s| s.name == name) {
+            // STATUS must not run ahead of what the session was told (EXISTS, UIDNEXT).
+            self.sync(out, true, false).await;
+        }
+        if items.contains(&StatusDataItemName::HighestModSeq) {
+            self.condstore = true;
+        }
         let req = pb::GetMailboxRequest {
             account: account.to_string(),
             name: name.clone(),
@@ -1025,12 +1082,22 @@ impl Session {
         if data.is_empty() {
             return no("[CANNOT] an empty message cannot be appended");
         }
+        if flags.iter().any(|f| matches!(f, Flag::Extension(_))) {
+            // `\Recent` and unknown system flags cannot be set (RFC 3501 §2.3.2).
+            return bad("unknown or read-only system flag");
+        }
         let header = pb::AppendHeader {
             account: account.to_string(),
             mailbox: name.clone(),
             flags: flags.iter().map(flag_name).collect(),
             internal_date: date.unwrap_or(0),
-            delivery_id: String::new(),
+            // A retry after a lost answer (store failover) returns the first result instead
+            // of storing the message twice.
+            delivery_id: format!(
+                "imap-append/{:016x}{:016x}",
+                rand::random::<u64>(),
+                rand::random::<u64>()
+            ),
             size: data.len() as u64,
         };
         let data = Arc::new(data);
@@ -1040,15 +1107,17 @@ impl Session {
             .call(|ch| {
                 let (header, data) = (header.clone(), data.clone());
                 async move {
-                    let chunks: Vec<pb::AppendRequest> = data
-                        .chunks(64 << 10)
-                        .enumerate()
-                        .map(|(i, c)| pb::AppendRequest {
+                    // Chunks are cut as the stream is sent, not all at once.
+                    const CHUNK: usize = 64 << 10;
+                    let count = data.len().div_ceil(CHUNK);
+                    let chunks = futures::stream::iter((0..count).map(move |i| {
+                        let end = ((i + 1) * CHUNK).min(data.len());
+                        pb::AppendRequest {
                             header: (i == 0).then(|| header.clone()),
-                            chunk: c.to_vec(),
-                        })
-                        .collect();
-                    messages(ch).append(futures::stream::iter(chunks)).await
+                            chunk: data[i * CHUNK..end].to_vec(),
+                        }
+                    }));
+                    messages(ch).append(chunks).await
                 }
             })
             .await;
@@ -1166,8 +1235,34 @@ impl Session {
                 let mut unchanged_since = 0;
                 for m in &modifiers {
                     let StoreModifier::UnchangedSince(v) = m;
-                    unchanged_since = *v;
                     self.condstore = true;
+                    if *v == 0 {
+                        // No message has a modseq of 0 or less: every one fails the
+                        // condition (RFC 7162 §3.1.3).
+                        let (name, read_only) = self.sel_info();
+                        let _ = name;
+                        if read_only {
+                            return no("[READ-ONLY] the mailbox is read-only");
+                        }
+                        let uids = match self.resolve(&sequence_set, uid) {
+                            Ok(u) => u,
+                            Err(e) => return bad(e),
+                        };
+                        let shown: Vec<u32> = if uid {
+                            uids
+                        } else {
+                            let Some(sel) = &self.selected else {
+                                return bad("no mailbox selected");
+                            };
+                            uids.iter().filter_map(|u| sel.view.seq_of(*u)).collect()
+                        };
+                        self.sync(out, uid, uid).await;
+                        return ok(format!(
+                            "[MODIFIED {}] conditional STORE failed",
+                            compact(&shown)
+                        ));
+                    }
+                    unchanged_since = *v;
                 }
                 self.store_flags(
                     account,
@@ -1316,9 +1411,18 @@ impl Session {
             line.push_str(&format!(" {h}"));
         }
         if translated.uses_modseq && !hits.is_empty() {
-            line.push_str(&format!(" (MODSEQ {})", resp.highest_modseq));
+            let highest = resp
+                .uids
+                .iter()
+                .filter_map(|u| sel.view.by_uid(*u).map(|m| m.modseq))
+                .max()
+                .unwrap_or(resp.highest_modseq);
+            line.push_str(&format!(" (MODSEQ {highest})"));
         }
         out.line(&line);
+        if translated.uses_modseq {
+            self.condstore = true;
+        }
         self.sync(out, uid, uid).await;
         ok("SEARCH completed")
     }
@@ -1391,15 +1495,26 @@ impl Session {
         let mut expunge_issued = false;
         // Content is read a few messages at a time, in order.
         let store = self.ctx.store.clone();
+        // A message expunged elsewhere and not yet announced: its metadata is still in the
+        // view (RFC 2180 §4.1.1), its content may be gone. A UID FETCH leaves it out quietly
+        // (the EXPUNGE follows at the end); a FETCH by number says so with EXPUNGEISSUED.
         let wanted: Vec<u32> = uids
             .iter()
             .copied()
             .filter(|u| {
-                let gone = sel.view.is_expunged(*u);
-                expunge_issued |= gone;
+                let gone = need != Need::Nothing && sel.view.is_expunged(*u);
+                expunge_issued |= gone && !uid;
                 !gone
             })
             .collect();
+        let parallel = if need == Need::Everything {
+            // Whole messages: keep the bytes in flight per connection small.
+            2
+        } else {
+            FETCH_PARALLEL
+        };
+        let seen_set: std::collections::HashSet<u32> = seen_set.into_iter().collect();
+        let condstore = self.condstore;
         let mut contents = futures::stream::iter(wanted.into_iter().map(|u| {
             let (store, account, name) = (store.clone(), account.to_string(), name.clone());
             async move {
@@ -1417,12 +1532,12 @@ impl Session {
                 (u, content)
             }
         }))
-        .buffered(FETCH_PARALLEL);
+        .buffered(parallel);
         while let Some((u, content)) = contents.next().await {
             let content = match content {
                 Ok(c) => c,
                 Err(s) if s.code() == Code::NotFound => {
-                    expunge_issued = true;
+                    expunge_issued |= !uid;
                     continue;
                 }
                 Err(s) => return Ok(store_no("FETCH", &s)),
@@ -1441,6 +1556,7 @@ impl Session {
                 &items,
                 parsed.as_ref(),
                 seen_set.contains(&u),
+                condstore,
             );
             out.spill().await?;
         }
@@ -1524,7 +1640,7 @@ impl Session {
             }
             if let (Some(seq), Some(m)) = (sel.view.seq_of(*u), sel.view.by_uid(*u)) {
                 let mut line = format!("* {seq} FETCH (").into_bytes();
-                if uid {
+                if uid || condstore {
                     line.extend_from_slice(format!("UID {u} ").as_bytes());
                 }
                 if condstore {
@@ -1647,14 +1763,23 @@ impl Session {
             return;
         };
         while let Ok(c) = sel.changes.try_recv() {
-            apply_change(&mut sel.view, &c);
+            sel.apply(&c);
         }
         let pending = sel.view.pending_additions();
-        if !pending.is_empty() {
+        if let Some(&highest) = pending.iter().max() {
+            // Every UID between the last known one and the highest new one: the feed may lag
+            // behind the store's linearizable reads, and a UID committed before ours whose
+            // event has not arrived yet must not be skipped for good (UIDs only grow).
+            let first = sel.view.last_uid().saturating_add(1);
             let req = pb::ListMessagesRequest {
                 account: self.account.clone().unwrap_or_default(),
                 mailbox: sel.name.clone(),
-                uids: Some(uid_ranges(&pending)),
+                uids: Some(pb::UidSet {
+                    ranges: vec![pb::UidRange {
+                        first,
+                        last: highest.max(first),
+                    }],
+                }),
                 changed_since: 0,
             };
             let listed = self
@@ -1691,7 +1816,7 @@ impl Session {
         match self.selected.as_mut() {
             Some(sel) => match sel.changes.recv().await {
                 Some(c) => {
-                    apply_change(&mut sel.view, &c);
+                    sel.apply(&c);
                     Some(c)
                 }
                 // The watcher is gone: nothing more will come.
@@ -1708,22 +1833,33 @@ impl Session {
     }
 }
 
-fn apply_change(view: &mut View, c: &pb::Change) {
-    use pb::change::Kind;
-    match c.kind() {
-        Kind::MessageAdded => view.added_elsewhere(&c.uids, c.modseq),
-        Kind::Expunged => view.expunged_elsewhere(&c.uids, c.modseq),
-        Kind::FlagsChanged => {
-            for (i, uid) in c.uids.iter().enumerate() {
-                let flags = c
-                    .flags
-                    .get(i)
-                    .map(|f| f.split_whitespace().map(String::from).collect())
-                    .unwrap_or_default();
-                view.flags_changed_elsewhere(*uid, flags, c.modseq);
-            }
+impl Selected {
+    /// Takes in one change of the selected mailbox from the feed.
+    fn apply(&mut self, c: &pb::Change) {
+        use pb::change::Kind;
+        if self.mailbox_id != 0 && c.mailbox_id != 0 && c.mailbox_id != self.mailbox_id {
+            // Another mailbox (one that took this name after a rename or delete).
+            return;
         }
-        _ => {}
+        let view = &mut self.view;
+        match c.kind() {
+            Kind::MessageAdded => view.added_elsewhere(&c.uids, c.modseq),
+            Kind::Expunged => view.expunged_elsewhere(&c.uids, c.modseq),
+            Kind::FlagsChanged => {
+                for (i, uid) in c.uids.iter().enumerate() {
+                    let flags = c
+                        .flags
+                        .get(i)
+                        .map(|f| f.split_whitespace().map(String::from).collect())
+                        .unwrap_or_default();
+                    view.flags_changed_elsewhere(*uid, flags, c.modseq);
+                }
+            }
+            // Renamed (by anyone): the session follows it under its new name.
+            Kind::MailboxRenamed if !c.mailbox.is_empty() => self.name = c.mailbox.clone(),
+            Kind::MailboxDeleted => self.gone = true,
+            _ => {}
+        }
     }
 }
 
@@ -1799,10 +1935,11 @@ async fn read_header(
 async fn watch(
     ctx: Arc<ImapContext>,
     account: String,
-    mailbox: String,
+    mut mailbox: String,
     mut from: u64,
     tx: mpsc::Sender<pb::Change>,
 ) {
+    let mut backoff = Duration::from_millis(200);
     loop {
         let req = pb::WatchRequest {
             account: account.clone(),
@@ -1816,19 +1953,31 @@ async fn watch(
                 async move { WatchClient::new(ch).watch(r).await }
             })
             .await;
-        if let Ok(s) = stream {
-            let mut s = s.into_inner();
-            while let Ok(Some(c)) = s.message().await {
-                from = from.max(c.modseq);
-                if tx.send(c).await.is_err() {
-                    return;
+        match stream {
+            Ok(s) => {
+                let mut s = s.into_inner();
+                while let Ok(Some(c)) = s.message().await {
+                    backoff = Duration::from_millis(200);
+                    from = from.max(c.modseq);
+                    if c.kind() == pb::change::Kind::MailboxRenamed && !c.mailbox.is_empty() {
+                        // A reconnect asks for the mailbox under the name it has now.
+                        mailbox = c.mailbox.clone();
+                    }
+                    if tx.send(c).await.is_err() {
+                        return;
+                    }
                 }
             }
+            // The account or mailbox is gone: nothing more will come (a deletion was already
+            // reported through the feed).
+            Err(s) if s.code() == Code::NotFound => return,
+            Err(_) => {}
         }
         if tx.is_closed() {
             return;
         }
-        ctx.store.advance();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Store calls already fail over between nodes; this only paces reconnects.
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }

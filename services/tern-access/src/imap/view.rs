@@ -124,10 +124,11 @@ impl View {
 
     /// The UIDs a sequence-number set names, ascending. `*` is the last message; a set
     /// naming a number past the end is an error the caller reports as BAD (RFC 3501 §9
-    /// `seq-number`), unless the mailbox is empty and the set is only `*`-based.
+    /// `seq-number`), unless the mailbox is empty and the set is only `*`-based. Spans are
+    /// merged first, so `1:*,1:*,...` costs what `1:*` does.
     pub fn uids_for_seqs(&self, spans: &[Span]) -> Result<Vec<u32>, &'static str> {
         let n = self.messages.len() as u32;
-        let mut out = BTreeSet::new();
+        let mut ranges = Vec::with_capacity(spans.len());
         for s in spans {
             let resolve = |v: u32| if v == STAR { n } else { v };
             let (a, b) = (resolve(s.first), resolve(s.last));
@@ -141,11 +142,17 @@ impl View {
             if hi > n || lo == 0 {
                 return Err("no message with that sequence number");
             }
-            for seq in lo..=hi {
-                out.insert(self.messages[seq as usize - 1].uid);
-            }
+            ranges.push((lo, hi));
         }
-        Ok(out.into_iter().collect())
+        let mut out = Vec::new();
+        for (lo, hi) in merge(ranges) {
+            out.extend(
+                self.messages[lo as usize - 1..hi as usize]
+                    .iter()
+                    .map(|m| m.uid),
+            );
+        }
+        Ok(out)
     }
 
     /// The known UIDs a UID set names, ascending. `*` is the highest UID; UIDs that do not
@@ -154,20 +161,26 @@ impl View {
         let Some(max) = self.messages.last().map(|m| m.uid) else {
             return Vec::new();
         };
-        let mut out = BTreeSet::new();
-        for s in spans {
-            let resolve = |v: u32| if v == STAR { max } else { v };
-            let (a, b) = (resolve(s.first), resolve(s.last));
-            let (lo, hi) = (a.min(b), a.max(b));
+        let ranges = spans
+            .iter()
+            .map(|s| {
+                let resolve = |v: u32| if v == STAR { max } else { v };
+                let (a, b) = (resolve(s.first), resolve(s.last));
+                (a.min(b), a.max(b))
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (lo, hi) in merge(ranges) {
             let start = self.messages.partition_point(|m| m.uid < lo);
-            for m in &self.messages[start..] {
-                if m.uid > hi {
-                    break;
-                }
-                out.insert(m.uid);
-            }
+            let end = self.messages.partition_point(|m| m.uid <= hi);
+            out.extend(self.messages[start..end.max(start)].iter().map(|m| m.uid));
         }
-        out.into_iter().collect()
+        out
+    }
+
+    /// The highest UID the view holds (0 when empty).
+    pub fn last_uid(&self) -> u32 {
+        self.messages.last().map(|m| m.uid).unwrap_or(0)
     }
 
     /// Records what this session itself changed (STORE, a \Seen set by FETCH): the client
@@ -312,6 +325,19 @@ impl View {
             }
         }
     }
+}
+
+/// Sorted, non-overlapping inclusive ranges covering the same values.
+fn merge(mut ranges: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+    for (lo, hi) in ranges {
+        match out.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

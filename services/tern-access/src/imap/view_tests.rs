@@ -46,6 +46,14 @@ fn uid_sets_skip_missing_uids_and_star_is_the_highest() {
     assert_eq!(v.uids_for_uids(&[span(20, STAR)]), vec![12]);
     assert_eq!(v.uids_for_uids(&[span(1, 2), span(12, 12)]), vec![12]);
     assert!(view(&[]).uids_for_uids(&[span(1, STAR)]).is_empty());
+    // Overlapping and repeated spans are merged, not walked again.
+    let many: Vec<Span> = std::iter::repeat_n(span(1, STAR), 10_000).collect();
+    assert_eq!(v.uids_for_uids(&many), vec![3, 5, 9, 12]);
+    assert_eq!(v.uids_for_seqs(&many).unwrap(), vec![3, 5, 9, 12]);
+    assert_eq!(
+        v.uids_for_seqs(&[span(3, 4), span(1, 2)]).unwrap(),
+        vec![3, 5, 9, 12]
+    );
 }
 
 #[test]

@@ -288,6 +288,10 @@ def scenario_hostile(args):
         s.close()
         return out
     login = f"a LOGIN {args.user} {args.password}\r\n".encode()
+    # Before login no command may be large: an APPEND literal is refused at once.
+    out = raw([b"p APPEND INBOX {100000}\r\n", b"q NOOP\r\n"])
+    assert out[0].startswith(b"p NO [TOOBIG]"), out
+    assert out[1].startswith(b"q OK"), out
     # A literal of 4294967295 octets: NO [TOOBIG], connection survives.
     out = raw([login, b"b APPEND INBOX {4294967295}\r\n", b"c NOOP\r\n"])
     assert out[1].startswith(b"b NO [TOOBIG]"), out
@@ -512,8 +516,23 @@ def scenario_two_nodes(args):
     b.untagged_responses.clear()
     ok(b.noop())
     assert b.untagged_responses.get("EXPUNGE") == [b"1"], b.untagged_responses
+    # A rename elsewhere is followed by the selected session; a delete ends it with BYE.
+    ok(a.create("Shared"))
+    ok(a.append("Shared", None, None, msg("shared-1")))
+    ok(b.select("Shared"))
+    ok(a.rename("Shared", "Shared2"))
+    time.sleep(0.3)
+    ok(b.noop())
+    typ, data = b.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert typ == "OK" and b"shared-1" in data[0][1], data
+    ok(a.delete("Shared2"))
+    time.sleep(0.3)
+    try:
+        typ, data = b.noop()
+        raise AssertionError(f"NOOP after the selected mailbox was deleted: {typ} {data!r}")
+    except imaplib.IMAP4.abort as e:
+        assert "deleted" in str(e), e
     a.logout()
-    b.logout()
 
 
 def scenario_state(args):

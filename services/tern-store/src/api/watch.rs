@@ -13,7 +13,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{convert, Api};
-use crate::apply::account_id;
+use crate::apply::{account_id, mailbox_by_name};
 use crate::db;
 use crate::keys::{self, cf};
 use crate::model::{normalize_mailbox, ChangeRec};
@@ -57,9 +57,19 @@ impl Watch for WatchApi {
             Some(normalize_mailbox(&r.mailbox)?)
         };
         let account = r.account.clone();
-        let acct = self
+        let watched = mailbox.clone();
+        // The mailbox is followed by id from the start: a rename keeps it, and a mailbox
+        // created later under the same name (after a rename or delete) is another one.
+        let (acct, known_id) = self
             .0
-            .read_local(move |txn| account_id(txn, &account))
+            .read_local(move |txn| {
+                let acct = account_id(txn, &account)?;
+                let id = match &watched {
+                    Some(name) => mailbox_by_name(txn, acct, name)?.map(|m| m.id),
+                    None => None,
+                };
+                Ok((acct, id))
+            })
             .await?;
         let db = self.0.node.db.clone();
         let mut applied = self.0.node.applied.clone();
@@ -67,7 +77,7 @@ impl Watch for WatchApi {
         tokio::spawn(async move {
             let mut after = r.from_modseq;
             // A mailbox renamed while watched keeps being followed under its new name.
-            let mut mailbox_id: Option<u64> = None;
+            let mut mailbox_id: Option<u64> = known_id;
             loop {
                 let mut seen_batch = applied.borrow_and_update().batch;
                 let db2 = db.clone();
@@ -88,7 +98,7 @@ impl Watch for WatchApi {
                     after = c.modseq;
                     if let Some(name) = &mailbox {
                         let matches_id = mailbox_id == Some(c.mailbox);
-                        if !matches_id && &c.mailbox_name != name {
+                        if !matches_id && (mailbox_id.is_some() || &c.mailbox_name != name) {
                             continue;
                         }
                         mailbox_id.get_or_insert(c.mailbox);

@@ -1,0 +1,244 @@
+{{/* Names */}}
+
+{{- define "tern.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The release's base name; every object is "<fullname>-<component>". Kept to 40
+characters so StatefulSet pod names and their DNS labels stay within 63. */}}
+{{- define "tern.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tern.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels. Call with (dict "root" $ "component" "store"). */}}
+{{- define "tern.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tern.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "tern.labels" -}}
+{{ include "tern.selectorLabels" . }}
+helm.sh/chart: {{ include "tern.chart" .root }}
+app.kubernetes.io/part-of: tern
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- end -}}
+
+{{/* Image of one service. Call with (dict "root" $ "name" "tern-store"). */}}
+{{- define "tern.image" -}}
+{{- $tag := default .root.Chart.AppVersion .root.Values.image.tag -}}
+{{- if .root.Values.image.registry -}}
+{{- printf "%s/%s:%s" (trimSuffix "/" .root.Values.image.registry) .name $tag -}}
+{{- else -}}
+{{- printf "%s:%s" .name $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Store addressing. The headless Service gives every pod a stable name:
+<fullname>-store-<i>.<fullname>-store.<namespace>.svc.<clusterDomain>; pod i is Raft id i+1. */}}
+{{- define "tern.storePeer" -}}
+{{- $full := include "tern.fullname" .root -}}
+{{- printf "%s-store-%d.%s-store.%s.svc.%s:7100" $full (int .index) $full .root.Release.Namespace .root.Values.clusterDomain -}}
+{{- end -}}
+
+{{/* Every store node as a JSON list of "host:port": what the services are given. */}}
+{{- define "tern.storeNodes" -}}
+{{- $nodes := list -}}
+{{- range $i := until (int .Values.store.replicas) -}}
+{{- $nodes = append $nodes (include "tern.storePeer" (dict "root" $ "index" $i)) -}}
+{{- end -}}
+{{- toJson $nodes -}}
+{{- end -}}
+
+{{/* tern-store's --initial-members: "1=host:7100,2=host:7100,...". */}}
+{{- define "tern.storeInitialMembers" -}}
+{{- $members := list -}}
+{{- range $i := until (int .Values.store.replicas) -}}
+{{- $members = append $members (printf "%d=%s" (add1 $i) (include "tern.storePeer" (dict "root" $ "index" $i))) -}}
+{{- end -}}
+{{- join "," $members -}}
+{{- end -}}
+
+{{/* TOML rendering of a flat settings map (one table level for maps such as the queue's
+transports). Values come from YAML, where Helm keeps every number as a float: whole
+numbers are written as TOML integers (the services' settings are integers, and their
+parser refuses 1.0 or 1e+06 there). Strings use JSON escapes, which are valid TOML. */}}
+{{- define "tern.tomlValue" -}}
+{{- if kindIs "string" . -}}
+{{- toJson . -}}
+{{- else if kindIs "bool" . -}}
+{{- ternary "true" "false" . -}}
+{{- else if or (kindIs "float64" .) (kindIs "int" .) (kindIs "int64" .) -}}
+{{- if eq (float64 .) (floor .) -}}{{- int64 . -}}{{- else -}}{{- float64 . -}}{{- end -}}
+{{- else if kindIs "slice" . -}}
+[{{ range $i, $e := . }}{{ if $i }}, {{ end }}{{ include "tern.tomlValue" $e }}{{ end }}]
+{{- else -}}
+{{- fail (printf "a setting of kind %s cannot be written as TOML" (kindOf .)) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tern.toml" -}}
+{{- range $k, $v := . }}
+{{- if not (kindIs "map" $v) }}
+{{ $k }} = {{ include "tern.tomlValue" $v }}
+{{- end }}
+{{- end }}
+{{- range $k, $v := . }}
+{{- if kindIs "map" $v }}
+
+[{{ $k }}]
+{{- range $k2, $v2 := $v }}
+{{ toJson $k2 }} = {{ include "tern.tomlValue" $v2 }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Environment every container gets: its pod's identity and OpenTelemetry settings. */}}
+{{- define "tern.env" -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .Values.telemetry.otlpEndpoint | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ .Values.telemetry.sampler | quote }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .Values.telemetry.samplerArg | toString | quote }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ printf "k8s.namespace.name=$(POD_NAMESPACE),k8s.pod.name=$(POD_NAME)%s" (ternary (printf ",%s" .Values.telemetry.resourceAttributes) "" (ne .Values.telemetry.resourceAttributes "")) | quote }}
+{{- end -}}
+
+{{/* Liveness and readiness on the operations port every service serves. */}}
+{{- define "tern.probes" -}}
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: metrics
+  initialDelaySeconds: 10
+  periodSeconds: 10
+  timeoutSeconds: 3
+  failureThreshold: 6
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: metrics
+  periodSeconds: 5
+  timeoutSeconds: 3
+  failureThreshold: 3
+{{- end -}}
+
+{{/* Pod template annotations: config checksum (a changed config rolls the pods),
+Prometheus scraping, the tier's own. Call with (dict "root" $ "tier" .Values.smtp "config" $cfgText). */}}
+{{- define "tern.podAnnotations" -}}
+checksum/config: {{ .config | sha256sum }}
+{{- if .root.Values.metrics.podAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: "9090"
+prometheus.io/path: /metrics
+{{- end }}
+{{- with .tier.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Scheduling fields of a tier. */}}
+{{- define "tern.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Pod-level settings shared by every tier. */}}
+{{- define "tern.podCommon" -}}
+automountServiceAccountToken: false
+enableServiceLinks: false
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* The settings of one stateless tier: the chart's defaults, then the user's
+tier.config, then what the chart must own (addresses, ports, paths). */}}
+{{- define "tern.smtpConfig" -}}
+{{- $full := include "tern.fullname" . -}}
+{{- $cfg := mergeOverwrite (dict "hostname" .Values.hostname) (deepCopy .Values.smtp.config) (dict
+  "store" (include "tern.storeNodes" . | fromJsonArray)
+  "queue" (list (printf "%s-queue.%s.svc.%s:7200" $full .Release.Namespace .Values.clusterDomain))
+  "mx_listen" "0.0.0.0:2525"
+  "submission_listen" "0.0.0.0:2587"
+  "submissions_listen" "0.0.0.0:2465"
+  "tls_cert" "/etc/tern/tls/tls.crt"
+  "tls_key" "/etc/tern/tls/tls.key"
+  "metrics_listen" "0.0.0.0:9090"
+  "log_format" .Values.telemetry.logFormat) -}}
+{{- include "tern.toml" $cfg -}}
+{{- end -}}
+
+{{- define "tern.queueConfig" -}}
+{{- $cfg := mergeOverwrite (dict "hostname" .Values.hostname) (deepCopy .Values.queue.config) (dict
+  "store" (include "tern.storeNodes" . | fromJsonArray)
+  "listen" "0.0.0.0:7200"
+  "metrics_listen" "0.0.0.0:9090"
+  "log_format" .Values.telemetry.logFormat) -}}
+{{- include "tern.toml" $cfg -}}
+{{- end -}}
+
+{{- define "tern.accessConfig" -}}
+{{- $cfg := mergeOverwrite (dict) (deepCopy .Values.access.config) (dict
+  "store" (include "tern.storeNodes" . | fromJsonArray)
+  "imap_listen" "0.0.0.0:2143"
+  "imaps_listen" "0.0.0.0:2993"
+  "pop3_listen" "0.0.0.0:2110"
+  "pop3s_listen" "0.0.0.0:2995"
+  "tls_cert" "/etc/tern/tls/tls.crt"
+  "tls_key" "/etc/tern/tls/tls.key"
+  "metrics_listen" "0.0.0.0:9090"
+  "log_format" .Values.telemetry.logFormat) -}}
+{{- include "tern.toml" $cfg -}}
+{{- end -}}
+
+{{/* One store node's settings. Call with (dict "root" $ "index" i). */}}
+{{- define "tern.storeConfig" -}}
+{{- $root := .root -}}
+{{- $cfg := mergeOverwrite (dict) (deepCopy $root.Values.store.config) (dict
+  "id" (add1 .index)
+  "listen" "0.0.0.0:7100"
+  "advertise" (include "tern.storePeer" .)
+  "data_dir" "/var/lib/tern/store"
+  "initial_members" (include "tern.storeInitialMembers" $root)
+  "metrics_listen" "0.0.0.0:9090"
+  "log_format" $root.Values.telemetry.logFormat) -}}
+{{- include "tern.toml" $cfg -}}
+{{- end -}}

@@ -1,0 +1,750 @@
+#!/usr/bin/env python3
+"""Checks charts/tern with real Helm code, offline, for the default values and for
+ci/production-values.yaml. Run by `cargo xtask test`; by hand:
+
+    python3.12 charts/tern/tests/check_chart.py [--venv DIR] [--keep DIR] [--verbose]
+
+What it does:
+
+1. Makes (once) a Python virtualenv with the pinned helm-sdkpy (Helm v4 as a library) and
+   kubernetes-validate (the Kubernetes JSON schemas), then reruns itself inside it.
+2. `helm lint` on the chart with its defaults, and on a copy whose values.yaml is the
+   defaults overlaid with each CI values file (Helm's lint action takes no values files).
+3. `helm package`, checking what goes into the archive.
+4. For each values file, `helm install` of that archive (wait=False) into a stub Kubernetes
+   API server on 127.0.0.1 (kube_stub.py) that answers discovery and records every object
+   Helm sends. Release records stay in Helm's memory driver: client-go sends its typed
+   objects (Secrets) as protobuf, which a stub should not have to decode, and the release
+   storage is not what is under test.
+5. Validates every object Helm sent against the Kubernetes schemas (strict: unknown fields
+   are errors) of the oldest supported and the newest bundled Kubernetes version.
+6. Checks what the issue's Build 4 asks of the rendered objects (StatefulSet, headless
+   Service, PVCs, PDB majority, Deployments + HPAs, LoadBalancer Services with
+   externalTrafficPolicy Local, TLS Secret mounts, probes, resources, NetworkPolicies,
+   OTLP settings, non-root security), and that every generated settings file would be
+   accepted by the service binary: each key is a field of the service's config struct in
+   services/*/src/config.rs (they refuse unknown keys) with a matching type, and listener
+   ports, store addresses and TLS paths agree with the Services, peers and mounts.
+7. Checks that values.schema.json refuses what it must (an even store size, OrderedReady,
+   an unknown service setting, an empty TLS Secret name).
+
+Exits 1 with every failure listed; prints a short summary otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PINNED = ["helm-sdkpy==0.1.32", "kubernetes-validate==1.37.0"]
+MIN_PYTHON = (3, 12)  # helm-sdkpy's floor
+# Validated against the chart's oldest supported Kubernetes (Chart.yaml kubeVersion) and the
+# newest one kubernetes-validate carries.
+VALIDATE_VERSIONS = ["1.28.0", "1.37.0"]
+STUB_KUBE_VERSION = "1.33.0"
+RELEASE = "tern"
+NAMESPACE = "mail"
+IN_VENV_MARK = "TERN_CHART_CHECK_IN_VENV"
+
+TESTS_DIR = Path(__file__).resolve().parent
+CHART_DIR = TESTS_DIR.parent
+REPO_ROOT = CHART_DIR.parent.parent
+CI_VALUES = sorted((CHART_DIR / "ci").glob("*-values.yaml"))
+
+
+# ---------------------------------------------------------------------------------------
+# Bootstrap: a venv with the pinned packages, then rerun inside it.
+# ---------------------------------------------------------------------------------------
+
+
+def default_venv() -> Path:
+    target = os.environ.get("CARGO_TARGET_DIR")
+    if target:
+        return Path(target).resolve() / "chart-venv"
+    return Path.home() / ".cache" / "tern" / "chart-venv"
+
+
+def ensure_venv(venv: Path) -> Path:
+    python = venv / "bin" / "python"
+    marker = venv / "tern-chart-requirements.txt"
+    wanted = "\n".join(PINNED) + "\n"
+    if python.exists() and marker.exists() and marker.read_text() == wanted:
+        return python
+    print(f"==> creating {venv} with {' '.join(PINNED)} (once)", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+    pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--quiet"]
+    result = subprocess.run([*pip, *PINNED])
+    if result.returncode != 0:
+        raise SystemExit(
+            f"error: installing {' '.join(PINNED)} from PyPI into {venv} failed "
+            f"(pip exit {result.returncode}); the chart check needs them"
+        )
+    marker.write_text(wanted)
+    return python
+
+
+def bootstrap(args: argparse.Namespace) -> int:
+    if sys.version_info < MIN_PYTHON:
+        raise SystemExit(
+            f"error: the chart check needs Python {MIN_PYTHON[0]}.{MIN_PYTHON[1]}+ "
+            f"(helm-sdkpy); this is {sys.version.split()[0]} at {sys.executable}"
+        )
+    venv = Path(args.venv).resolve() if args.venv else default_venv()
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    python = ensure_venv(venv)
+    # Helm and client-go read their environment once, when the library loads (os.environ
+    # changes made after the process started are not seen), so it is set here for a child
+    # process: Helm writes nothing under $HOME, and releases stay in Helm's memory.
+    with tempfile.TemporaryDirectory(prefix="tern-chart-check-") as scratch:
+        env = dict(os.environ)
+        env.update(
+            {
+                IN_VENV_MARK: scratch,
+                "HELM_DRIVER": "memory",
+                "HELM_CACHE_HOME": f"{scratch}/helm-cache",
+                "HELM_CONFIG_HOME": f"{scratch}/helm-config",
+                "HELM_DATA_HOME": f"{scratch}/helm-data",
+                "KUBECACHEDIR": f"{scratch}/kube-cache",
+                "KUBECONFIG": f"{scratch}/no-kubeconfig",
+                "PYTHONDONTWRITEBYTECODE": "1",
+            }
+        )
+        for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+            env.pop(proxy, None)  # the stub is on 127.0.0.1; never send it through a proxy
+        return subprocess.run([str(python), __file__, *sys.argv[1:]], env=env).returncode
+
+
+# ---------------------------------------------------------------------------------------
+# Failures
+# ---------------------------------------------------------------------------------------
+
+
+class Checks:
+    """Collects failures instead of stopping at the first one."""
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+        self.passed = 0
+
+    def check(self, ok: bool, what: str) -> bool:
+        if ok:
+            self.passed += 1
+        else:
+            self.failures.append(what)
+        return ok
+
+
+# ---------------------------------------------------------------------------------------
+# The services' settings structs, read from their source
+# ---------------------------------------------------------------------------------------
+
+CONFIG_STRUCTS = {
+    "store": ("services/tern-store/src/config.rs", "StoreConfig"),
+    "smtp": ("services/tern-smtp/src/config.rs", "SmtpConfig"),
+    "queue": ("services/tern-queue/src/config.rs", "QueueConfig"),
+    "access": ("services/tern-access/src/config.rs", "AccessConfig"),
+}
+INT_TYPES = {"u8", "u16", "u32", "u64", "usize", "i32", "i64"}
+INT_BOUNDS = {"u8": 2**8 - 1, "u16": 2**16 - 1, "u32": 2**32 - 1}
+
+
+def rust_fields(component: str) -> dict[str, str]:
+    """Field name -> Rust type of the service's settings struct (all `pub`)."""
+    rel, name = CONFIG_STRUCTS[component]
+    text = (REPO_ROOT / rel).read_text()
+    m = re.search(r"pub struct " + name + r" \{(.*?)\n\}", text, re.S)
+    if not m:
+        raise SystemExit(f"error: cannot find `pub struct {name}` in {rel}")
+    body = re.sub(r"//[^\n]*", "", m.group(1))
+    return {f: t.strip() for f, t in re.findall(r"^\s*pub (\w+):\s*(.+),\s*$", body, re.M)}
+
+
+def toml_type_ok(rust: str, value: Any) -> bool:
+    inner = re.fullmatch(r"Option<(.+)>", rust)
+    if inner:
+        rust = inner.group(1)
+    if rust in INT_TYPES:
+        if not isinstance(value, int) or isinstance(value, bool):
+            return False
+        if rust.startswith("u") and value < 0:
+            return False
+        return value <= INT_BOUNDS.get(rust, 2**63 - 1)
+    if rust == "bool":
+        return isinstance(value, bool)
+    if rust in ("String", "PathBuf"):
+        return isinstance(value, str)
+    if rust == "Vec<String>":
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if rust == "BTreeMap<String, String>":
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        )
+    raise SystemExit(f"error: the checker does not know the Rust settings type {rust!r}")
+
+
+def schema_type_ok(rust: str, prop: dict[str, Any]) -> bool:
+    inner = re.fullmatch(r"Option<(.+)>", rust)
+    if inner:
+        rust = inner.group(1)
+    want = {
+        "bool": "boolean",
+        "String": "string",
+        "PathBuf": "string",
+        "Vec<String>": "array",
+        "BTreeMap<String, String>": "object",
+    }.get(rust, "integer" if rust in INT_TYPES else None)
+    return want is not None and prop.get("type") == want
+
+
+# ---------------------------------------------------------------------------------------
+# Helm through helm-sdkpy
+# ---------------------------------------------------------------------------------------
+
+LINT_SEVERITY = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}
+
+
+def deep_merge(base: Any, over: Any) -> Any:
+    """Helm's coalescing of a values file over the chart's values: maps merge, everything
+    else (lists included) is replaced, null deletes."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            if v is None:
+                out.pop(k, None)
+            else:
+                out[k] = deep_merge(out.get(k), v)
+        return out
+    return copy.deepcopy(over)
+
+
+def load_yaml(path: Path) -> Any:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def lint(helm: Any, config: Any, chart: Path, label: str, checks: Checks) -> str:
+    result = asyncio.run(helm.Lint(config).run(str(chart)))
+    msgs = result.get("Messages") or []
+    bad = [m for m in msgs if m.get("Severity", 0) >= 2]
+    for m in bad:
+        err = m.get("Err")
+        text = (
+            err
+            if isinstance(err, str) and err
+            else "(helm-sdkpy does not pass the message on; template errors show in the install below)"
+        )
+        checks.failures.append(
+            f"helm lint ({label}): {LINT_SEVERITY.get(m['Severity'], m['Severity'])} in "
+            f"{m.get('Path')}: {text}"
+        )
+    checks.check(not result.get("Errors"), f"helm lint ({label}): errors {result.get('Errors')}")
+    info = sum(1 for m in msgs if m.get("Severity") == 1)
+    return f"lint {label}: {len(bad)} warnings/errors, {info} info"
+
+
+def package(helm: Any, config: Any, out: Path, checks: Checks) -> Path:
+    archive = Path(asyncio.run(helm.Package(config).run(str(CHART_DIR), str(out))))
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    checks.check(not any("/tests/" in n for n in names), "package: tests/ must be left out (.helmignore)")
+    for want in ("tern/values.schema.json", "tern/templates/NOTES.txt", "tern/Chart.yaml"):
+        checks.check(want in names, f"package: {want} missing from {archive.name}")
+    for values in CI_VALUES:
+        checks.check(f"tern/ci/{values.name}" in names, f"package: ci/{values.name} missing")
+    return archive
+
+
+# ---------------------------------------------------------------------------------------
+# Checks on the rendered objects
+# ---------------------------------------------------------------------------------------
+
+
+def labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def port_of(addr: str) -> int:
+    return int(addr.rsplit(":", 1)[1])
+
+
+class Rendered:
+    def __init__(self, objects: list[dict[str, Any]]) -> None:
+        self.objects = objects
+        self.by_kind: dict[str, list[dict[str, Any]]] = {}
+        for o in objects:
+            self.by_kind.setdefault(o["kind"], []).append(o)
+
+    def get(self, kind: str, name: str) -> dict[str, Any] | None:
+        for o in self.by_kind.get(kind, []):
+            if o["metadata"]["name"] == name:
+                return o
+        return None
+
+    def workloads(self) -> list[dict[str, Any]]:
+        return self.by_kind.get("StatefulSet", []) + self.by_kind.get("Deployment", [])
+
+
+def check_rendered(
+    r: Rendered, values: dict[str, Any], notes: str, checks: Checks, label: str
+) -> None:
+    import tomllib
+
+    c = lambda ok, what: checks.check(ok, f"[{label}] {what}")  # noqa: E731
+    full = RELEASE  # release "tern" of chart "tern"
+    n = int(values["store"]["replicas"])
+    majority = n // 2 + 1
+    domain = values["clusterDomain"]
+    comp_labels = {
+        comp: {
+            "app.kubernetes.io/name": "tern",
+            "app.kubernetes.io/instance": RELEASE,
+            "app.kubernetes.io/component": comp,
+        }
+        for comp in ("store", "smtp", "queue", "access")
+    }
+
+    def pod_labels(w: dict[str, Any]) -> dict[str, str]:
+        return w["spec"]["template"]["metadata"].get("labels") or {}
+
+    def container(w: dict[str, Any]) -> dict[str, Any]:
+        return w["spec"]["template"]["spec"]["containers"][0]
+
+    def config_files(w: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Settings files mounted into a workload: file path -> parsed TOML."""
+        spec = w["spec"]["template"]["spec"]
+        out = {}
+        for mount in container(w).get("volumeMounts", []):
+            vol = next((v for v in spec.get("volumes", []) if v["name"] == mount["name"]), {})
+            if "configMap" not in vol:
+                continue
+            cm = r.get("ConfigMap", vol["configMap"]["name"])
+            if not c(cm is not None, f"ConfigMap {vol['configMap']['name']} is rendered"):
+                continue
+            for key, text in (cm.get("data") or {}).items():
+                try:
+                    out[f"{mount['mountPath']}/{key}"] = tomllib.loads(text)
+                except tomllib.TOMLDecodeError as e:
+                    c(False, f"{cm['metadata']['name']}/{key} is not valid TOML: {e}")
+        return out
+
+    def check_settings(comp: str, path: str, cfg: dict[str, Any]) -> None:
+        fields = rust_fields(comp)
+        for key, value in cfg.items():
+            if c(key in fields, f"{path}: `{key}` is not a tern-{comp} setting (it refuses unknown keys)"):
+                c(toml_type_ok(fields[key], value), f"{path}: `{key}` = {value!r} does not fit {fields[key]}")
+        c(port_of(cfg.get("metrics_listen", ":0")) == 9090, f"{path}: metrics_listen is :9090 (the probes' port)")
+        c(cfg.get("log_format") == values["telemetry"]["logFormat"], f"{path}: log_format from telemetry.logFormat")
+
+    def container_port(w: dict[str, Any], name_or_number: Any) -> int | None:
+        if isinstance(name_or_number, int):
+            return name_or_number
+        for p in container(w).get("ports", []):
+            if p.get("name") == name_or_number:
+                return p["containerPort"]
+        return None
+
+    # -- every object belongs to the release's namespace and carries the standard labels --
+    for o in r.objects:
+        meta = o["metadata"]
+        c(meta.get("namespace") == NAMESPACE, f"{o['kind']}/{meta['name']} has metadata.namespace")
+        c((meta.get("labels") or {}).get("app.kubernetes.io/instance") == RELEASE, f"{o['kind']}/{meta['name']} is labelled with the release")
+
+    # -- StatefulSet, headless Service, PVCs --
+    sts = r.get("StatefulSet", f"{full}-store")
+    if not c(sts is not None, f"StatefulSet {full}-store exists"):
+        return
+    spec = sts["spec"]
+    c(spec.get("replicas") == n, f"StatefulSet replicas = store.replicas ({n}), got {spec.get('replicas')}")
+    c(spec.get("podManagementPolicy") == "Parallel", "StatefulSet podManagementPolicy is Parallel (a node is ready only once a majority runs)")
+    c(labels_match(spec["selector"]["matchLabels"], pod_labels(sts)), "StatefulSet selector matches its pod labels")
+    c(spec["selector"]["matchLabels"] == comp_labels["store"], "StatefulSet selects exactly the store pods")
+    headless = r.get("Service", spec.get("serviceName", ""))
+    if c(headless is not None, f"StatefulSet serviceName {spec.get('serviceName')} is a rendered Service"):
+        hs = headless["spec"]
+        c(hs.get("clusterIP") == "None", "the StatefulSet's Service is headless (clusterIP None)")
+        c(hs.get("publishNotReadyAddresses") is True, "the headless Service publishes not-ready addresses (peers must resolve before a leader exists)")
+        c(labels_match(hs.get("selector") or {}, pod_labels(sts)), "the headless Service selects the store pods")
+        c(any(p["port"] == 7100 for p in hs.get("ports", [])), "the headless Service carries the store's gRPC port 7100")
+    vcts = spec.get("volumeClaimTemplates") or []
+    c(len(vcts) >= 1, "StatefulSet has volumeClaimTemplates (a PVC per node)")
+    store_c = container(sts)
+    data_mount = None
+    for vct in vcts:
+        c(vct["spec"]["resources"]["requests"]["storage"] == values["store"]["persistence"]["size"], "PVC size = store.persistence.size")
+        c(vct["spec"].get("accessModes") == values["store"]["persistence"]["accessModes"], "PVC access modes from values")
+        sc = values["store"]["persistence"]["storageClassName"]
+        c(vct["spec"].get("storageClassName", "") == sc, "PVC storageClassName from values")
+        for m in store_c.get("volumeMounts", []):
+            if m["name"] == vct["metadata"]["name"]:
+                data_mount = m["mountPath"]
+    c(data_mount is not None, "the store container mounts its PVC")
+    env = {e["name"]: e for e in store_c.get("env", [])}
+    c(env.get("POD_NAME", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name", "store container gets POD_NAME from the downward API")
+    args = store_c.get("args", [])
+    c(args[:1] == ["--config"] and len(args) == 2, f"store args are `--config FILE` (got {args})")
+    files = config_files(sts)
+    peers = [f"{full}-store-{i}.{full}-store.{NAMESPACE}.svc.{domain}:7100" for i in range(n)]
+    initial = ",".join(f"{i + 1}={p}" for i, p in enumerate(peers))
+    for i in range(n):
+        path = args[1].replace("$(POD_NAME)", f"{full}-store-{i}") if len(args) == 2 else "?"
+        cfg = files.get(path)
+        if not c(cfg is not None, f"store pod {full}-store-{i} finds its settings at {path}"):
+            continue
+        check_settings("store", path, cfg)
+        c(cfg.get("id") == i + 1, f"{path}: id = {i + 1} (pod ordinal + 1)")
+        c(cfg.get("advertise") == peers[i], f"{path}: advertise = its headless-Service name")
+        c(cfg.get("initial_members") == initial, f"{path}: initial_members lists every node by its stable name")
+        c(port_of(cfg.get("listen", ":0")) == container_port(sts, "grpc") == 7100, f"{path}: listens on the grpc container port 7100")
+        c(data_mount is not None and str(cfg.get("data_dir", "")).startswith(data_mount + "/"), f"{path}: data_dir is on the PVC")
+    c(env.get("TERN_ENDPOINT", {}).get("value") == "http://127.0.0.1:7100", "store container sets TERN_ENDPOINT for `kubectl exec ... ternctl`")
+
+    # -- PDB keeps a Raft majority --
+    pdbs = [p for p in r.by_kind.get("PodDisruptionBudget", []) if labels_match(p["spec"]["selector"].get("matchLabels") or {}, pod_labels(sts))]
+    if c(len(pdbs) == 1, f"exactly one PodDisruptionBudget selects the store pods (found {len(pdbs)})"):
+        ps = pdbs[0]["spec"]
+        if "minAvailable" in ps:
+            c(ps["minAvailable"] == majority, f"store PDB minAvailable = majority of {n} = {majority} (got {ps['minAvailable']})")
+        else:
+            c(isinstance(ps.get("maxUnavailable"), int) and n - ps["maxUnavailable"] >= majority, f"store PDB maxUnavailable keeps a majority of {n}")
+
+    # -- Deployments with HPAs, services' settings --
+    store_list = peers
+    mail_ports = {
+        "smtp": {25: "mx_listen", 587: "submission_listen", 465: "submissions_listen"},
+        "access": {143: "imap_listen", 993: "imaps_listen", 110: "pop3_listen", 995: "pop3s_listen"},
+    }
+    settings: dict[str, dict[str, Any]] = {}
+    deployments: dict[str, dict[str, Any]] = {}
+    for comp in ("smtp", "queue", "access"):
+        tier = values[comp]
+        dep = r.get("Deployment", f"{full}-{comp}")
+        if not c(dep is not None, f"Deployment {full}-{comp} exists"):
+            continue
+        deployments[comp] = dep
+        c(dep["spec"]["selector"]["matchLabels"] == comp_labels[comp], f"Deployment {comp} selects exactly its pods")
+        c(labels_match(dep["spec"]["selector"]["matchLabels"], pod_labels(dep)), f"Deployment {comp} selector matches its pod labels")
+        hpas = [h for h in r.by_kind.get("HorizontalPodAutoscaler", []) if h["spec"]["scaleTargetRef"].get("kind") == "Deployment" and h["spec"]["scaleTargetRef"].get("name") == dep["metadata"]["name"]]
+        if tier["autoscaling"]["enabled"]:
+            if c(len(hpas) == 1, f"one HorizontalPodAutoscaler targets Deployment {comp}"):
+                h = hpas[0]
+                c(h["apiVersion"] == "autoscaling/v2", f"HPA {comp} is autoscaling/v2")
+                c(h["spec"]["minReplicas"] == tier["autoscaling"]["minReplicas"] and h["spec"]["maxReplicas"] == tier["autoscaling"]["maxReplicas"], f"HPA {comp} bounds from values")
+                c(any(m.get("resource", {}).get("name") == "cpu" for m in h["spec"].get("metrics", [])), f"HPA {comp} scales on CPU")
+            c("replicas" not in dep["spec"], f"Deployment {comp} leaves replicas to its HPA")
+        else:
+            c(not hpas, f"no HPA for Deployment {comp} when autoscaling is off")
+            c(dep["spec"].get("replicas") == tier["replicas"], f"Deployment {comp} replicas = {comp}.replicas")
+        cfg_files = config_files(dep)
+        args = container(dep).get("args", [])
+        path = args[1] if args[:1] == ["--config"] and len(args) == 2 else None
+        cfg = cfg_files.get(path or "")
+        if not c(cfg is not None, f"{comp} container is started with --config on its mounted settings file (args {args})"):
+            continue
+        settings[comp] = cfg
+        check_settings(comp, path, cfg)
+        c(cfg.get("store") == store_list, f"{path}: store lists every store node by its stable name")
+
+    # -- LoadBalancer Services, TLS --
+    for comp, ports in mail_ports.items():
+        dep = deployments.get(comp)
+        cfg = settings.get(comp)
+        if dep is None or cfg is None:
+            continue
+        svcs = [s for s in r.by_kind.get("Service", []) if s["spec"].get("type") == "LoadBalancer" and labels_match(s["spec"].get("selector") or {}, pod_labels(dep))]
+        exposed = {}
+        for s in svcs:
+            c(s["spec"].get("externalTrafficPolicy") == "Local", f"LoadBalancer Service {s['metadata']['name']} has externalTrafficPolicy Local (keeps the client address)")
+            for p in s["spec"]["ports"]:
+                exposed[p["port"]] = p.get("targetPort", p["port"])
+        c(set(ports) <= set(exposed), f"{comp}: a LoadBalancer Service exposes {sorted(ports)} (got {sorted(exposed)})")
+        for port, key in ports.items():
+            if port in exposed:
+                target = container_port(dep, exposed[port])
+                listen = cfg.get(key, "")
+                c(target is not None and listen != "" and port_of(listen) == target, f"{comp}: Service port {port} reaches {key} ({listen}) through container port {target}")
+                c(target is not None and target >= 1024, f"{comp}: container port {target} needs no privilege (non-root)")
+        # TLS from the Secret, mounted where the settings point.
+        pod = dep["spec"]["template"]["spec"]
+        secret_vols = {v["name"] for v in pod.get("volumes", []) if v.get("secret", {}).get("secretName") == values["tls"]["secretName"]}
+        mounts = [m["mountPath"] for m in container(dep).get("volumeMounts", []) if m["name"] in secret_vols]
+        c(len(mounts) == 1, f"{comp}: the TLS Secret {values['tls']['secretName']} is mounted")
+        if mounts:
+            c(cfg.get("tls_cert") == f"{mounts[0]}/tls.crt" and cfg.get("tls_key") == f"{mounts[0]}/tls.key", f"{comp}: tls_cert/tls_key are the Secret's tls.crt/tls.key")
+    if "smtp" in settings:
+        c(bool(settings["smtp"].get("submissions_listen")) and bool(settings["smtp"].get("tls_cert")), "smtp: submissions has a certificate (tern-smtp refuses to start otherwise)")
+        c(settings["smtp"].get("max_recipients", 100) >= 100, "smtp: max_recipients >= 100 (tern-smtp refuses less)")
+    # smtp -> queue
+    qsvc = r.get("Service", f"{full}-queue")
+    if c(qsvc is not None and "queue" in deployments, "Service for tern-queue exists") and "smtp" in settings and "queue" in settings:
+        qport = qsvc["spec"]["ports"][0]
+        c(settings["smtp"].get("queue") == [f"{full}-queue.{NAMESPACE}.svc.{domain}:{qport['port']}"], "smtp: queue points at the tern-queue Service")
+        c(container_port(deployments["queue"], qport.get("targetPort")) == port_of(settings["queue"].get("listen", ":0")), "queue Service reaches the queue's Enqueue listener")
+        c(labels_match(qsvc["spec"]["selector"], pod_labels(deployments["queue"])), "queue Service selects the queue pods")
+
+    # -- every pod: probes, resources, security, OpenTelemetry --
+    tel = values["telemetry"]
+    for w in r.workloads():
+        name = f"{w['kind']}/{w['metadata']['name']}"
+        pod = w["spec"]["template"]["spec"]
+        psc = pod.get("securityContext") or {}
+        c(psc.get("runAsNonRoot") is True and psc.get("runAsUser", 0) != 0, f"{name}: pod runs as a non-root user")
+        c(pod.get("enableServiceLinks") is False, f"{name}: enableServiceLinks is off (service-link variables like TERN_STORE_PORT must not reach TERN_* settings)")
+        c(pod.get("automountServiceAccountToken") is False, f"{name}: no Kubernetes API token mounted")
+        for ct in pod.get("containers", []) + pod.get("initContainers", []):
+            cn = f"{name} container {ct['name']}"
+            for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+                pr = ct.get(probe) or {}
+                c(pr.get("httpGet", {}).get("path") == path and container_port(w, pr.get("httpGet", {}).get("port")) == 9090, f"{cn}: {probe} GET {path} on :9090")
+            res = ct.get("resources") or {}
+            c(all(res.get("requests", {}).get(k) for k in ("cpu", "memory")) and res.get("limits", {}).get("memory"), f"{cn}: resources set (cpu and memory requests, memory limit)")
+            sc = ct.get("securityContext") or {}
+            c(sc.get("allowPrivilegeEscalation") is False and sc.get("readOnlyRootFilesystem") is True and "ALL" in (sc.get("capabilities") or {}).get("drop", []), f"{cn}: no privilege escalation, read-only root, all capabilities dropped")
+            env = {e["name"]: e.get("value") for e in ct.get("env", [])}
+            c(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") == tel["otlpEndpoint"], f"{cn}: OTEL_EXPORTER_OTLP_ENDPOINT = telemetry.otlpEndpoint")
+            c(env.get("OTEL_TRACES_SAMPLER") == tel["sampler"] and env.get("OTEL_TRACES_SAMPLER_ARG") == tel["samplerArg"], f"{cn}: sampler settings from values")
+            comp = pod_labels(w).get("app.kubernetes.io/component")
+            tag = values["image"]["tag"] or "0.1.0"
+            reg = values["image"]["registry"]
+            image = f"{reg}/tern-{comp}:{tag}" if reg else f"tern-{comp}:{tag}"
+            c(ct.get("image") == image, f"{cn}: image {image} (got {ct.get('image')})")
+
+    # -- NetworkPolicies: only the services (and store peers) reach the store --
+    def peer_components(peer: dict[str, Any]) -> str | None:
+        if set(peer) != {"podSelector"}:
+            return None
+        sel = peer["podSelector"].get("matchLabels") or {}
+        for comp, lbls in comp_labels.items():
+            if sel == lbls:
+                return comp
+        return None
+
+    def admitted(kind_labels: dict[str, str], port: int) -> tuple[list[list[dict[str, Any]]], bool]:
+        """`from` lists of every ingress rule that admits `port` on pods with these
+        labels, and whether some policy selects those pods at all."""
+        froms, selected = [], False
+        for np in r.by_kind.get("NetworkPolicy", []):
+            if not labels_match(np["spec"]["podSelector"].get("matchLabels") or {}, kind_labels):
+                continue
+            if "Ingress" not in np["spec"].get("policyTypes", ["Ingress"]):
+                continue
+            selected = True
+            for rule in np["spec"].get("ingress") or []:
+                ports = rule.get("ports")
+                if ports is None or any(p.get("port") in (port, None) for p in ports):
+                    froms.append(rule.get("from") or [])
+        return froms, selected
+
+    if values["networkPolicy"]["enabled"]:
+        extra = values["networkPolicy"].get("storeExtraFrom") or []
+        froms, selected = admitted(comp_labels["store"], 7100)
+        c(selected, "a NetworkPolicy selects the store pods")
+        c(bool(froms) and all(froms), "store port 7100: every admitting rule names its sources (none admits everyone)")
+        seen = set()
+        for frm in froms:
+            for peer in frm:
+                comp = peer_components(peer)
+                if comp is not None:
+                    seen.add(comp)
+                else:
+                    c(peer in extra, f"store port 7100 admits {peer}, which is neither a Tern service nor networkPolicy.storeExtraFrom")
+        c(seen == {"store", "smtp", "queue", "access"}, f"store port 7100 admits smtp, queue, access and the store peers (got {sorted(seen)})")
+        qfroms, qsel = admitted(comp_labels["queue"], 7200)
+        c(qsel and bool(qfroms) and all(peer_components(p) == "smtp" for f in qfroms for p in f) and all(qfroms), "queue port 7200 admits only tern-smtp")
+        for comp, ports in (("smtp", (2525, 2587, 2465)), ("access", (2143, 2993, 2110, 2995))):
+            for port in ports:
+                pf, _ = admitted(comp_labels[comp], port)
+                c(any(f == [] for f in pf), f"{comp} port {port} is open to every client")
+
+    # -- NOTES tell the operator how to create the first domain and user --
+    c("ternctl domain add" in notes and "ternctl user add" in notes and f"{full}-store-0" in notes, "NOTES.txt shows how to create the first domain and user")
+
+
+# ---------------------------------------------------------------------------------------
+# Schema consistency with the services and negative cases
+# ---------------------------------------------------------------------------------------
+
+
+def check_schema(checks: Checks) -> None:
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    for comp in ("store", "smtp", "queue", "access"):
+        fields = rust_fields(comp)
+        props = schema["properties"][comp]["properties"]["config"]["properties"]
+        for key, prop in props.items():
+            if checks.check(key in fields, f"values.schema.json: {comp}.config.{key} is not a tern-{comp} setting"):
+                checks.check(schema_type_ok(fields[key], prop), f"values.schema.json: {comp}.config.{key} type {prop.get('type')} vs {fields[key]}")
+    for comp in ("store", "smtp", "queue", "access"):
+        src = (REPO_ROOT / CONFIG_STRUCTS[comp][0]).read_text()
+        checks.check(re.search(r"#\[arg\(long, env = \"TERN_CONFIG\"\)\]\s*pub config: Option<PathBuf>", src) is not None, f"tern-{comp} takes --config (the chart starts it so)")
+
+
+VARIANT = {
+    "store": {"replicas": 7},
+    "smtp": {"autoscaling": {"enabled": False}, "replicas": 1},
+    "queue": {"autoscaling": {"enabled": False}, "replicas": 3},
+    "access": {"autoscaling": {"enabled": False}, "replicas": 2},
+    "networkPolicy": {"enabled": False},
+    "telemetry": {"otlpEndpoint": "https://collector.example.org:4317", "sampler": "always_on", "samplerArg": "1"},
+}
+
+NEGATIVE = [
+    # (what, values, what Helm's schema error must name)
+    ("an even store size", {"store": {"replicas": 4}}, "/store/replicas"),
+    ("OrderedReady store start", {"store": {"podManagementPolicy": "OrderedReady"}}, "/store/podManagementPolicy"),
+    ("an unknown tern-smtp setting", {"smtp": {"config": {"max_conections": 10}}}, "max_conections"),
+    ("a chart-owned setting in smtp.config", {"smtp": {"config": {"mx_listen": "0.0.0.0:25"}}}, "mx_listen"),
+    ("an empty TLS Secret name", {"tls": {"secretName": ""}}, "/tls/secretName"),
+    ("a misspelt top-level key", {"telemetri": {}}, "telemetri"),
+    ("a root user", {"podSecurityContext": {"runAsUser": 0}}, "/podSecurityContext/runAsUser"),
+]
+
+
+# ---------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------
+
+
+def install(helm: Any, stub_cls: Any, chart: Path, values: dict[str, Any] | None, scratch: Path, name: str) -> tuple[Any, dict[str, Any] | None, str | None]:
+    stub = stub_cls(STUB_KUBE_VERSION)
+    with stub:
+        kubeconfig = scratch / f"kubeconfig-{name}"
+        kubeconfig.write_text(stub.kubeconfig(NAMESPACE))
+        config = helm.Configuration(namespace=NAMESPACE, kubeconfig=str(kubeconfig))
+        try:
+            result = asyncio.run(helm.Install(config).run(RELEASE, str(chart), values=values, wait=False, timeout=60))
+            return stub, result, None
+        except helm.HelmError as e:
+            return stub, None, str(e)
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    scratch = Path(os.environ[IN_VENV_MARK])
+    sys.path.insert(0, str(TESTS_DIR))
+    import helm_sdkpy as helm
+    import kubernetes_validate
+    import yaml
+    from kube_stub import KubeStub
+
+    checks = Checks()
+    summary: list[str] = []
+    defaults = load_yaml(CHART_DIR / "values.yaml")
+    cases: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = [("default values", None, defaults)]
+    for path in CI_VALUES:
+        over = load_yaml(path) or {}
+        cases.append((f"ci/{path.name}", over, deep_merge(defaults, over)))
+    # The branches neither file takes: fixed replicas instead of HPAs, no NetworkPolicies,
+    # the largest store.
+    cases.append(("variant: 7 store nodes, no HPAs, no NetworkPolicies", VARIANT, deep_merge(defaults, VARIANT)))
+
+    # A Configuration needs a kubeconfig even for lint and package; no server is contacted.
+    with KubeStub(STUB_KUBE_VERSION) as idle:
+        kc = scratch / "kubeconfig-lint"
+        kc.write_text(idle.kubeconfig(NAMESPACE))
+        config = helm.Configuration(namespace=NAMESPACE, kubeconfig=str(kc))
+        summary.append(
+            f"helm-sdkpy {metadata.version('helm-sdkpy')} (Helm v4 as a library), "
+            f"kubernetes-validate {metadata.version('kubernetes-validate')}, Python {sys.version.split()[0]}"
+        )
+        summary.append(lint(helm, config, CHART_DIR, "default values", checks))
+        for label, over, merged in cases[1:]:
+            copy_dir = scratch / f"lint-{len(summary)}" / "tern"
+            shutil.copytree(CHART_DIR, copy_dir, ignore=shutil.ignore_patterns("tests", "__pycache__"))
+            (copy_dir / "values.yaml").write_text(yaml.safe_dump(merged, sort_keys=False))
+            summary.append(lint(helm, config, copy_dir, label, checks))
+        archive = package(helm, config, scratch, checks)
+        summary.append(f"package: {archive.name}")
+
+    check_schema(checks)
+
+    keep = Path(args.keep).resolve() if args.keep else None
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+    for label, over, merged in cases:
+        t0 = time.monotonic()
+        before = len(checks.failures), checks.passed
+        stub, result, error = install(helm, KubeStub, archive, over, scratch, re.sub(r"\W+", "-", label))
+        if args.verbose:
+            print(f"--- stub requests ({label}):\n  " + "\n  ".join(stub.requests))
+        if not checks.check(result is not None, f"[{label}] helm install failed: {error}"):
+            continue
+        checks.check(not stub.unexpected, f"[{label}] the stub API server got requests it could not answer: {stub.unexpected}")
+        objects = stub.created_objects()
+        manifest = [d for d in yaml.safe_load_all(result.get("manifest", "")) if d]
+        sent = sorted((o["kind"], o["metadata"]["name"]) for o in objects)
+        rendered = sorted((d["kind"], d["metadata"]["name"]) for d in manifest)
+        checks.check(sent == rendered, f"[{label}] Helm sent exactly the rendered manifest's objects (sent {sent}, rendered {rendered})")
+        if keep:
+            slug = re.sub(r"[^A-Za-z0-9]+", "-", label.removesuffix(".yaml")).strip("-")
+            (keep / f"{slug}.yaml").write_text(result.get("manifest", "") + "\n---\n# NOTES.txt\n" + "\n".join("# " + line for line in (result.get("info", {}).get("notes") or "").splitlines()) + "\n")
+        # Offline validation against the Kubernetes schemas, unknown fields refused.
+        validated = 0
+        for obj in objects:
+            for version in VALIDATE_VERSIONS:
+                try:
+                    kubernetes_validate.validate(obj, version, strict=True)
+                    validated += 1
+                except kubernetes_validate.ValidationError as e:
+                    path = "/".join(str(p) for p in e.path)
+                    checks.failures.append(f"[{label}] {obj['kind']}/{obj['metadata']['name']} is invalid for Kubernetes {version} at {path or '(root)'}: {e.message}")
+                except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.VersionNotSupportedError) as e:
+                    checks.failures.append(f"[{label}] {obj['kind']}/{obj['metadata']['name']}: {e.message}")
+        notes = (result.get("info") or {}).get("notes") or ""
+        check_rendered(Rendered(objects), merged, notes, checks, label)
+        kinds: dict[str, int] = {}
+        for o in objects:
+            kinds[o["kind"]] = kinds.get(o["kind"], 0) + 1
+        failed = len(checks.failures) - before[0]
+        summary.append(
+            f"install {label}: {len(objects)} objects ({', '.join(f'{v} {k}' for k, v in sorted(kinds.items()))}); "
+            f"{validated} schema validations (Kubernetes {' and '.join(VALIDATE_VERSIONS)}, strict); "
+            f"{checks.passed - before[1]} property checks passed, {failed} failed; "
+            f"{len(stub.requests)} API requests; {time.monotonic() - t0:.1f}s"
+        )
+
+    refused = 0
+    for what, over, names in NEGATIVE:
+        _, result, error = install(helm, KubeStub, archive, over, scratch, "negative")
+        refused_by_schema = error is not None and "schema" in error and names in error
+        if checks.check(result is None and refused_by_schema, f"values.schema.json must refuse {what} (install {'succeeded' if result else 'failed: ' + str(error)})"):
+            refused += 1
+    summary.append(f"values.schema.json refused {refused}/{len(NEGATIVE)} bad values files")
+
+    print("==> chart check summary")
+    for line in summary:
+        print(f"    {line}")
+    if checks.failures:
+        print(f"==> chart check FAILED: {len(checks.failures)} failures ({checks.passed} checks passed)")
+        for f in checks.failures:
+            print(f"    - {f}")
+        return 1
+    print(f"==> chart check passed: {checks.passed} checks in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--venv", help="virtualenv for helm-sdkpy and kubernetes-validate (default: $CARGO_TARGET_DIR/chart-venv, else ~/.cache/tern/chart-venv)")
+    parser.add_argument("--keep", help="also write each rendered manifest and NOTES into this directory")
+    parser.add_argument("--verbose", action="store_true", help="print every request the stub API server answered")
+    args = parser.parse_args()
+    if os.environ.get(IN_VENV_MARK):
+        return run(args)
+    return bootstrap(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
