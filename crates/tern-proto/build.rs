@@ -1,7 +1,11 @@
 //! Compiles proto/ with protox (a pure-Rust protobuf compiler), so no system `protoc` is
 //! needed on a fresh machine.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    // Read at run time, not compiled in with env!(): cargo reuses a compiled build script
+    // across checkouts of the workspace at different paths (the build cache lives outside
+    // the clone), and a compiled-in path would point at the checkout that built it.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")?;
+    let root = std::path::Path::new(&manifest_dir)
         .join("../../proto")
         .canonicalize()?;
     let files = [
