@@ -28,6 +28,8 @@
 //! `toml` for settings, `rand` for lock-owner ids, `anyhow` at the edges.
 
 #[cfg(feature = "server")]
+mod accept;
+#[cfg(feature = "server")]
 pub mod config;
 pub mod imap;
 #[cfg(feature = "server")]

@@ -17,7 +17,6 @@ use tern_net::tls::ReloadingTls;
 use tern_proto::client::StoreClient;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use tracing::Instrument;
 
 use super::command::{parse, tag_of, Parsed};
 use super::session::{Next, Session, Sink};
@@ -68,41 +67,16 @@ pub struct ImapContext {
 
 /// Accepts connections until the task is dropped. `implicit_tls` makes it an IMAPS listener.
 pub async fn serve(listener: TcpListener, ctx: Arc<ImapContext>, implicit_tls: bool) {
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let ctx = ctx.clone();
-        let span = tracing::info_span!("imap", peer = %peer, tls = implicit_tls);
-        tokio::spawn(
-            async move {
-                let slot = match ctx.limiter.try_acquire(peer.ip()) {
-                    Ok(s) => s,
-                    Err(refused) => {
-                        metrics::refused("imap");
-                        let mut tcp = tcp;
-                        if !implicit_tls {
-                            let line = format!("* BYE [UNAVAILABLE] {refused}\r\n");
-                            let _ = tcp.write_all(line.as_bytes()).await;
-                        }
-                        return;
-                    }
-                };
-                let _open = metrics::SessionGauge::open("imap");
-                if let Err(e) = run(tcp, ctx, implicit_tls).await {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-                drop(slot);
-            }
-            .instrument(span),
-        );
-    }
+    let limiter = ctx.limiter.clone();
+    crate::accept::accept_loop(
+        listener,
+        limiter,
+        "imap",
+        implicit_tls,
+        "* BYE [UNAVAILABLE]",
+        move |tcp, _peer| run(tcp, ctx.clone(), implicit_tls),
+    )
+    .await
 }
 
 async fn run(

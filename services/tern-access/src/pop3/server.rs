@@ -12,7 +12,6 @@ use tern_net::tls::ReloadingTls;
 use tern_proto::client::StoreClient;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use tracing::Instrument;
 
 use super::backend::StoreBackend;
 use super::session::{Config as SessionConfig, Next, Session};
@@ -50,42 +49,19 @@ pub struct Pop3Context {
 
 /// Accepts connections until the task is dropped. `implicit_tls` makes it a POP3S listener.
 pub async fn serve(listener: TcpListener, ctx: Arc<Pop3Context>, implicit_tls: bool) {
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of descriptors and the like: wait instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        let ctx = ctx.clone();
-        let span = tracing::info_span!("pop3", peer = %peer, tls = implicit_tls);
-        tokio::spawn(
-            async move {
-                let slot = match ctx.limiter.try_acquire(peer.ip()) {
-                    Ok(s) => s,
-                    Err(refused) => {
-                        metrics::refused("pop3");
-                        let mut tcp = tcp;
-                        if !implicit_tls {
-                            let line = format!("-ERR [SYS/TEMP] {refused}\r\n");
-                            let _ = tcp.write_all(line.as_bytes()).await;
-                        }
-                        return;
-                    }
-                };
-                let _open = metrics::SessionGauge::open("pop3");
-                if let Err(e) = run(tcp, peer, &ctx, implicit_tls).await {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-                drop(slot);
-            }
-            .instrument(span),
-        );
-    }
+    let limiter = ctx.limiter.clone();
+    crate::accept::accept_loop(
+        listener,
+        limiter,
+        "pop3",
+        implicit_tls,
+        "-ERR [SYS/TEMP]",
+        move |tcp, peer| {
+            let ctx = ctx.clone();
+            async move { run(tcp, peer, &ctx, implicit_tls).await }
+        },
+    )
+    .await
 }
 
 async fn run(

@@ -1,0 +1,65 @@
+//! The accept loop both protocols share: accept, apply the connection limits (refusing with
+//! the protocol's own error line), count the session, and run it in its own task and span.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tern_net::limit::ConnectionLimiter;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
+
+use crate::metrics;
+
+/// Accepts connections until the task is dropped. `protocol` names metrics and spans;
+/// `refusal` starts the line a refused plain-text client gets (the limiter says why);
+/// `session` runs one connection.
+pub(crate) async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    limiter: ConnectionLimiter,
+    protocol: &'static str,
+    implicit_tls: bool,
+    refusal: &'static str,
+    session: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of descriptors and the like: wait instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let (limiter, session) = (limiter.clone(), session.clone());
+        let span = tracing::info_span!("session", protocol, peer = %peer, tls = implicit_tls);
+        tokio::spawn(
+            async move {
+                let slot = match limiter.try_acquire(peer.ip()) {
+                    Ok(s) => s,
+                    Err(refused) => {
+                        metrics::refused(protocol);
+                        let mut tcp = tcp;
+                        if !implicit_tls {
+                            let line = format!("{refusal} {refused}\r\n");
+                            let _ = tcp.write_all(line.as_bytes()).await;
+                        }
+                        return;
+                    }
+                };
+                let _open = metrics::SessionGauge::open(protocol);
+                if let Err(e) = session(tcp, peer).await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                drop(slot);
+            }
+            .instrument(span),
+        );
+    }
+}
