@@ -194,6 +194,19 @@ fn store_no(what: &str, s: &Status) -> Done {
     Done::No(format!("{code}{what}: {msg}"))
 }
 
+/// One unary store call, retried across store nodes by `StoreClient::call`:
+/// `store_call!(store, client, method, request)` is `Result<tonic::Response<_>, Status>`.
+macro_rules! store_call {
+    ($store:expr, $client:ident, $method:ident, $req:expr) => {
+        $store
+            .call(|ch| {
+                let r = $req.clone();
+                async move { $client(ch).$method(r).await }
+            })
+            .await
+    };
+}
+
 fn messages(ch: TracedChannel) -> MessagesClient<TracedChannel> {
     MessagesClient::new(ch).max_decoding_message_size(MAX_RESPONSE)
 }
@@ -439,15 +452,7 @@ impl Session {
                     account: account.clone(),
                     name: name.clone(),
                 };
-                match self
-                    .ctx
-                    .store
-                    .call(|ch| {
-                        let r = req.clone();
-                        async move { mailboxes(ch).delete(r).await }
-                    })
-                    .await
-                {
+                match store_call!(self.ctx.store, mailboxes, delete, req) {
                     Ok(_) => {
                         if self.selected.as_ref().is_some_and(|s| s.name == name) {
                             // Its own selected mailbox: OK, then BYE (see `handle`).
@@ -469,15 +474,7 @@ impl Session {
                     from: from.clone(),
                     to: to.clone(),
                 };
-                match self
-                    .ctx
-                    .store
-                    .call(|ch| {
-                        let r = req.clone();
-                        async move { mailboxes(ch).rename(r).await }
-                    })
-                    .await
-                {
+                match store_call!(self.ctx.store, mailboxes, rename, req) {
                     Ok(_) => {
                         // The selected mailbox keeps being selected under its new name (INBOX
                         // is the exception: renaming it moves its messages to a new mailbox).
@@ -760,15 +757,7 @@ impl Session {
             uids: None,
             changed_since: 0,
         };
-        let listed = match self
-            .ctx
-            .store
-            .call(|ch| {
-                let r = req.clone();
-                async move { messages(ch).list(r).await }
-            })
-            .await
-        {
+        let listed = match store_call!(self.ctx.store, messages, list, req) {
             Ok(l) => l.into_inner(),
             Err(s) => return Ok(store_no("SELECT", &s)),
         };
@@ -870,15 +859,7 @@ impl Session {
             name,
             special_use: String::new(),
         };
-        match self
-            .ctx
-            .store
-            .call(|ch| {
-                let r = req.clone();
-                async move { mailboxes(ch).create(r).await }
-            })
-            .await
-        {
+        match store_call!(self.ctx.store, mailboxes, create, req) {
             Ok(_) => ok("CREATE completed"),
             Err(s) => Ok(store_no("CREATE", &s)),
         }
@@ -899,15 +880,7 @@ impl Session {
             name,
             subscribed: on,
         };
-        match self
-            .ctx
-            .store
-            .call(|ch| {
-                let r = req.clone();
-                async move { mailboxes(ch).subscribe(r).await }
-            })
-            .await
-        {
+        match store_call!(self.ctx.store, mailboxes, subscribe, req) {
             Ok(_) => ok(if on {
                 "SUBSCRIBE completed"
             } else {
@@ -921,14 +894,7 @@ impl Session {
         let req = pb::ListMailboxesRequest {
             account: account.to_string(),
         };
-        self.ctx
-            .store
-            .call(|ch| {
-                let r = req.clone();
-                async move { mailboxes(ch).list(r).await }
-            })
-            .await
-            .map(|r| r.into_inner().mailboxes)
+        store_call!(self.ctx.store, mailboxes, list, req).map(|r| r.into_inner().mailboxes)
     }
 
     async fn list(
@@ -1032,15 +998,7 @@ impl Session {
             account: account.to_string(),
             name: name.clone(),
         };
-        let mb = match self
-            .ctx
-            .store
-            .call(|ch| {
-                let r = req.clone();
-                async move { mailboxes(ch).get(r).await }
-            })
-            .await
-        {
+        let mb = match store_call!(self.ctx.store, mailboxes, get, req) {
             Ok(m) => m.into_inner(),
             Err(s) => return Ok(store_no("STATUS", &s)),
         };
@@ -1327,14 +1285,7 @@ impl Session {
             uids: uids.map(|u| uid_ranges(&u)),
             force: false,
         };
-        self.ctx
-            .store
-            .call(|ch| {
-                let r = req.clone();
-                async move { messages(ch).expunge(r).await }
-            })
-            .await
-            .map(|r| r.into_inner())
+        store_call!(self.ctx.store, messages, expunge, req).map(|r| r.into_inner())
     }
 
     async fn expunge(
@@ -1385,15 +1336,7 @@ impl Session {
             mailbox: sel.name.clone(),
             key: Some(translated.key),
         };
-        let resp = match self
-            .ctx
-            .store
-            .call(|ch| {
-                let r = req.clone();
-                async move { messages(ch).search(r).await }
-            })
-            .await
-        {
+        let resp = match store_call!(self.ctx.store, messages, search, req) {
             Ok(r) => r.into_inner(),
             Err(s) => return Ok(store_no("SEARCH", &s)),
         };
@@ -1467,15 +1410,7 @@ impl Session {
                     flags: vec!["\\Seen".into()],
                     unchanged_since: 0,
                 };
-                match self
-                    .ctx
-                    .store
-                    .call(|ch| {
-                        let r = req.clone();
-                        async move { messages(ch).store_flags(r).await }
-                    })
-                    .await
-                {
+                match store_call!(self.ctx.store, messages, store_flags, req) {
                     Ok(r) => {
                         if let Some(sel) = self.selected.as_mut() {
                             for rec in r.into_inner().updated {
@@ -1608,15 +1543,7 @@ impl Session {
             flags: flags.iter().map(flag_name).collect(),
             unchanged_since,
         };
-        let resp = match self
-            .ctx
-            .store
-            .call(|ch| {
-                let r = req.clone();
-                async move { messages(ch).store_flags(r).await }
-            })
-            .await
-        {
+        let resp = match store_call!(self.ctx.store, messages, store_flags, req) {
             Ok(r) => r.into_inner(),
             Err(s) => return Ok(store_no("STORE", &s)),
         };
@@ -1782,14 +1709,7 @@ impl Session {
                 }),
                 changed_since: 0,
             };
-            let listed = self
-                .ctx
-                .store
-                .call(|ch| {
-                    let r = req.clone();
-                    async move { messages(ch).list(r).await }
-                })
-                .await;
+            let listed = store_call!(self.ctx.store, messages, list, req);
             match listed {
                 Ok(l) => {
                     let l = l.into_inner();
