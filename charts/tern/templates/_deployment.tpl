@@ -32,7 +32,7 @@ spec:
       annotations:
         {{- include "tern.podAnnotations" (dict "root" $root "tier" $tier "config" .config) | nindent 8 }}
     spec:
-      {{- include "tern.podCommon" $root | nindent 6 }}
+      {{- include "tern.podCommon" (dict "root" $root) | nindent 6 }}
       terminationGracePeriodSeconds: {{ int $tier.terminationGracePeriodSeconds }}
       {{- with (include "tern.scheduling" $tier | trim) }}
       {{- . | nindent 6 }}

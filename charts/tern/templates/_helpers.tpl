@@ -49,7 +49,9 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end -}}
 
 {{/* Store addressing. The headless Service gives every pod a stable name:
-<fullname>-store-<i>.<fullname>-store.<namespace>.svc.<clusterDomain>; pod i is Raft id i+1. */}}
+<fullname>-store-<i>.<fullname>-store.<namespace>.svc.<clusterDomain>; pod i is Raft id i+1.
+tern-controller derives the same names (its --statefulset, --headless-service and
+--cluster-domain flags) when it adds a node: keep the two in step. */}}
 {{- define "tern.storePeer" -}}
 {{- $full := include "tern.fullname" .root -}}
 {{- printf "%s-store-%d.%s-store.%s.svc.%s:7100" $full (int .index) $full .root.Release.Namespace .root.Values.clusterDomain -}}
@@ -177,13 +179,21 @@ topologySpreadConstraints:
 {{- end }}
 {{- end -}}
 
-{{/* Pod-level settings shared by every tier. */}}
+{{/* Pod-level settings shared by every tier. Call with (dict "root" $) or, for a pod that
+talks to the Kubernetes API (tern-controller, and the store's preStop hook), with
+(dict "root" $ "serviceAccount" NAME): only those pods get a token, of their own
+ServiceAccount with a read-only Role; every other pod gets none. */}}
 {{- define "tern.podCommon" -}}
+{{- if .serviceAccount }}
+serviceAccountName: {{ .serviceAccount }}
+automountServiceAccountToken: true
+{{- else }}
 automountServiceAccountToken: false
+{{- end }}
 enableServiceLinks: false
 securityContext:
-  {{- toYaml .Values.podSecurityContext | nindent 2 }}
-{{- with .Values.imagePullSecrets }}
+  {{- toYaml .root.Values.podSecurityContext | nindent 2 }}
+{{- with .root.Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
@@ -241,4 +251,9 @@ tier.config, then what the chart must own (addresses, ports, paths). */}}
   "metrics_listen" "0.0.0.0:9090"
   "log_format" $root.Values.telemetry.logFormat) -}}
 {{- include "tern.toml" $cfg -}}
+{{- end -}}
+
+{{/* The store pods' label selector as a string (tern-controller's --pod-selector). */}}
+{{- define "tern.storeSelector" -}}
+{{- printf "app.kubernetes.io/name=%s,app.kubernetes.io/instance=%s,app.kubernetes.io/component=store" (include "tern.name" .) .Release.Name -}}
 {{- end -}}

@@ -21,7 +21,9 @@ What it does:
 6. Checks what the issue's Build 4 asks of the rendered objects (StatefulSet, headless
    Service, PVCs, PDB majority, Deployments + HPAs, LoadBalancer Services with
    externalTrafficPolicy Local, TLS Secret mounts, probes, resources, NetworkPolicies,
-   OTLP settings, non-root security), and that every generated settings file would be
+   OTLP settings, non-root security), Build 5's membership controller (its Deployment and
+   flags, minimal read-only RBAC bound to its own ServiceAccount, the store's preStop hook
+   and ServiceAccount), and that every generated settings file would be
    accepted by the service binary: each key is a field of the service's config struct in
    services/*/src/config.rs (they refuse unknown keys) with a matching type, and listener
    ports, store addresses and TLS paths agree with the Services, peers and mounts.
@@ -314,8 +316,9 @@ def check_rendered(
             "app.kubernetes.io/instance": RELEASE,
             "app.kubernetes.io/component": comp,
         }
-        for comp in ("store", "smtp", "queue", "access")
+        for comp in ("store", "smtp", "queue", "access", "controller")
     }
+    membership = values["membership"]["enabled"]
 
     def pod_labels(w: dict[str, Any]) -> dict[str, str]:
         return w["spec"]["template"]["metadata"].get("labels") or {}
@@ -421,6 +424,78 @@ def check_rendered(
         else:
             c(isinstance(ps.get("maxUnavailable"), int) and n - ps["maxUnavailable"] >= majority, f"store PDB maxUnavailable keeps a majority of {n}")
 
+    # -- tern-controller, its RBAC, and the store's preStop hook (membership.enabled) --
+    def flag(args: list[Any], name: str) -> Any:
+        i = args.index(name) if name in args else -1
+        return args[i + 1] if 0 <= i < len(args) - 1 else None
+
+    def bound(role: str, sa: str) -> bool:
+        """Some RoleBinding binds Role `role` to exactly ServiceAccount `sa` of the namespace."""
+        return any(
+            rb.get("roleRef") == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role}
+            and rb.get("subjects") == [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}]
+            for rb in r.by_kind.get("RoleBinding", [])
+        )
+
+    store_pod = spec["template"]["spec"]
+    grace = store_pod.get("terminationGracePeriodSeconds", 30)
+    pre_stop = (store_c.get("lifecycle") or {}).get("preStop")
+    ctrl = f"{full}-controller"
+    store_sa = f"{full}-store"
+    c(not r.by_kind.get("ClusterRole") and not r.by_kind.get("ClusterRoleBinding"), "no cluster-wide RBAC (ClusterRole/ClusterRoleBinding)")
+    if membership:
+        c(r.get("ServiceAccount", ctrl) is not None, f"ServiceAccount {ctrl} exists")
+        role = r.get("Role", ctrl)
+        if c(role is not None, f"Role {ctrl} exists"):
+            rules = role.get("rules") or []
+            by_res = {(tuple(ru.get("apiGroups", [])), tuple(ru.get("resources", []))): ru for ru in rules}
+            c(len(rules) == 2 and set(by_res) == {(("apps",), ("statefulsets",)), (("",), ("pods",))}, f"controller Role covers exactly apps/statefulsets and core pods (got {rules})")
+            for ru in rules:
+                c(sorted(ru.get("verbs", [])) == ["get", "list", "watch"], f"controller Role verbs are get, list, watch only (got {ru.get('verbs')})")
+                c("*" not in json.dumps(ru), f"controller Role has no wildcards ({ru})")
+            c(by_res.get((("apps",), ("statefulsets",)), {}).get("resourceNames") == [f"{full}-store"], "controller Role reads only the store StatefulSet (resourceNames)")
+        c(bound(ctrl, ctrl), f"a RoleBinding binds Role {ctrl} to ServiceAccount {ctrl} only")
+        c(r.get("ServiceAccount", store_sa) is not None, f"ServiceAccount {store_sa} exists (the store's preStop hook)")
+        srole = r.get("Role", store_sa)
+        if c(srole is not None, f"Role {store_sa} exists"):
+            c(srole.get("rules") == [{"apiGroups": ["apps"], "resources": ["statefulsets"], "resourceNames": [f"{full}-store"], "verbs": ["get"]}], f"store Role allows only get of its own StatefulSet (got {srole.get('rules')})")
+        c(bound(store_sa, store_sa), f"a RoleBinding binds Role {store_sa} to ServiceAccount {store_sa} only")
+        c(len(r.by_kind.get("Role", [])) == 2 and len(r.by_kind.get("RoleBinding", [])) == 2, "exactly the controller's and the store's Role and RoleBinding")
+        for sa in r.by_kind.get("ServiceAccount", []):
+            c(sa.get("automountServiceAccountToken") is False, f"ServiceAccount {sa['metadata']['name']}: tokens only where a pod asks for one")
+        dep = r.get("Deployment", ctrl)
+        if c(dep is not None, f"Deployment {ctrl} exists"):
+            ds = dep["spec"]
+            c(ds.get("replicas") == 1, "controller Deployment runs 1 replica")
+            c((ds.get("strategy") or {}).get("type") == "Recreate", "controller Deployment uses Recreate (never two controllers at once)")
+            c(ds["selector"]["matchLabels"] == comp_labels["controller"], "controller Deployment selects exactly its pods")
+            c(labels_match(ds["selector"]["matchLabels"], pod_labels(dep)), "controller Deployment selector matches its pod labels")
+            c(ds["template"]["spec"].get("serviceAccountName") == ctrl, f"controller pod runs as ServiceAccount {ctrl}")
+            c(not [h for h in r.by_kind.get("HorizontalPodAutoscaler", []) if h["spec"]["scaleTargetRef"].get("name") == ctrl], "no HPA targets the controller")
+            args = container(dep).get("args", [])
+            c(args[:1] == ["run"], f"controller args start with `run` (got {args})")
+            c(flag(args, "--statefulset") == sts["metadata"]["name"], "controller --statefulset is the store StatefulSet")
+            c(flag(args, "--headless-service") == spec.get("serviceName"), "controller --headless-service is the StatefulSet's serviceName")
+            c(flag(args, "--cluster-domain") == domain, "controller --cluster-domain = clusterDomain")
+            sel = dict(kv.split("=", 1) for kv in str(flag(args, "--pod-selector") or "").split(",") if "=" in kv)
+            c(sel == spec["selector"]["matchLabels"], f"controller --pod-selector is the StatefulSet's selector (got {sel})")
+            named = [f"{sts['metadata']['name']}-{i}.{flag(args, '--headless-service')}.{NAMESPACE}.svc.{flag(args, '--cluster-domain')}:7100" for i in range(n)]
+            c(named == peers, "the controller names each pod's node as the store advertises it")
+            c(flag(args, "--metrics-listen") == "0.0.0.0:9090", "controller serves metrics/health on :9090")
+            c(flag(args, "--log-format") == values["telemetry"]["logFormat"], "controller --log-format from telemetry.logFormat")
+            for f, key in (("--max-lag", "maxLag"), ("--resync-seconds", "resyncSeconds"), ("--change-timeout-seconds", "changeTimeoutSeconds")):
+                c(flag(args, f) == str(values["membership"][key]), f"controller {f} = membership.{key}")
+        cmd = ((pre_stop or {}).get("exec") or {}).get("command") or []
+        if c(cmd[:2] == ["/usr/local/bin/tern-controller", "wait-removed"], f"store container has the preStop hook `tern-controller wait-removed` in exec form (got {pre_stop})"):
+            c(flag(cmd, "--statefulset") == sts["metadata"]["name"], "preStop --statefulset is the store StatefulSet")
+            timeout = int(flag(cmd, "--timeout-seconds") or 0)
+            c(0 < timeout and timeout + 10 <= grace, f"preStop --timeout-seconds {timeout} leaves the store time to stop within terminationGracePeriodSeconds {grace}")
+        c(store_pod.get("serviceAccountName") == store_sa, f"store pods run as ServiceAccount {store_sa}")
+    else:
+        c(not any(r.by_kind.get(k) for k in ("ServiceAccount", "Role", "RoleBinding")), "membership off: no ServiceAccount, Role or RoleBinding")
+        c(r.get("Deployment", ctrl) is None, "membership off: no controller Deployment")
+        c(pre_stop is None, "membership off: no store preStop hook")
+
     # -- Deployments with HPAs, services' settings --
     store_list = peers
     mail_ports = {
@@ -503,7 +578,13 @@ def check_rendered(
         psc = pod.get("securityContext") or {}
         c(psc.get("runAsNonRoot") is True and psc.get("runAsUser", 0) != 0, f"{name}: pod runs as a non-root user")
         c(pod.get("enableServiceLinks") is False, f"{name}: enableServiceLinks is off (service-link variables like TERN_STORE_PORT must not reach TERN_* settings)")
-        c(pod.get("automountServiceAccountToken") is False, f"{name}: no Kubernetes API token mounted")
+        wcomp = pod_labels(w).get("app.kubernetes.io/component")
+        if membership and wcomp in ("controller", "store"):
+            # The controller and the store's preStop hook read the API with read-only Roles
+            # (checked above); nothing else gets a token.
+            c(pod.get("serviceAccountName") == f"{full}-{wcomp}" and pod.get("automountServiceAccountToken") is True, f"{name}: its own ServiceAccount's token, nothing else")
+        else:
+            c(pod.get("automountServiceAccountToken") is False and not pod.get("serviceAccountName"), f"{name}: no Kubernetes API token mounted")
         for ct in pod.get("containers", []) + pod.get("initContainers", []):
             cn = f"{name} container {ct['name']}"
             for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
@@ -561,7 +642,11 @@ def check_rendered(
                     seen.add(comp)
                 else:
                     c(peer in extra, f"store port 7100 admits {peer}, which is neither a Tern service nor networkPolicy.storeExtraFrom")
-        c(seen == {"store", "smtp", "queue", "access"}, f"store port 7100 admits smtp, queue, access and the store peers (got {sorted(seen)})")
+        want = {"store", "smtp", "queue", "access"} | ({"controller"} if membership else set())
+        c(seen == want, f"store port 7100 admits smtp, queue, access, the store peers and (membership.enabled) tern-controller (got {sorted(seen)})")
+        if membership:
+            cfroms, csel = admitted(comp_labels["controller"], 9090)
+            c(csel and bool(cfroms), "a NetworkPolicy selects the controller pod and admits its metrics port")
         qfroms, qsel = admitted(comp_labels["queue"], 7200)
         c(qsel and bool(qfroms) and all(peer_components(p) == "smtp" for f in qfroms for p in f) and all(qfroms), "queue port 7200 admits only tern-smtp")
         for comp, ports in (("smtp", (2525, 2587, 2465)), ("access", (2143, 2993, 2110, 2995))):
@@ -597,6 +682,7 @@ VARIANT = {
     "queue": {"autoscaling": {"enabled": False}, "replicas": 3},
     "access": {"autoscaling": {"enabled": False}, "replicas": 2},
     "networkPolicy": {"enabled": False},
+    "membership": {"enabled": False},
     "telemetry": {"otlpEndpoint": "https://collector.example.org:4317", "sampler": "always_on", "samplerArg": "1"},
 }
 
@@ -609,6 +695,7 @@ NEGATIVE = [
     ("an empty TLS Secret name", {"tls": {"secretName": ""}}, "/tls/secretName"),
     ("a misspelt top-level key", {"telemetri": {}}, "telemetri"),
     ("a root user", {"podSecurityContext": {"runAsUser": 0}}, "/podSecurityContext/runAsUser"),
+    ("a misspelt membership key", {"membership": {"enable": False}}, "enable"),
 ]
 
 
@@ -648,7 +735,7 @@ def run(args: argparse.Namespace) -> int:
         cases.append((f"ci/{path.name}", over, deep_merge(defaults, over)))
     # The branches neither file takes: fixed replicas instead of HPAs, no NetworkPolicies,
     # the largest store.
-    cases.append(("variant: 7 store nodes, no HPAs, no NetworkPolicies", VARIANT, deep_merge(defaults, VARIANT)))
+    cases.append(("variant: 7 store nodes, no HPAs, no NetworkPolicies, no membership controller", VARIANT, deep_merge(defaults, VARIANT)))
 
     # A Configuration needs a kubeconfig even for lint and package; no server is contacted.
     with KubeStub(STUB_KUBE_VERSION) as idle:

@@ -132,3 +132,37 @@ impl StoreClient {
         }
     }
 }
+
+/// How often [`follow_store_quorum`] probes the store.
+pub const QUORUM_PROBE_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps `health`'s readiness equal to "a linearizable read through the store succeeds",
+/// probed every [`QUORUM_PROBE_EVERY`]: the readiness of the stateless services (access,
+/// SMTP, queue). A linearizable read needs a leader that a majority still follows, so a node
+/// that cannot reach a store quorum leaves the load balancer instead of answering every
+/// client with a temporary failure. Runs until the task is dropped.
+pub async fn follow_store_quorum(store: StoreClient, health: tern_telemetry::Health) {
+    use crate::store::v1::{directory_client::DirectoryClient, ListDomainsRequest};
+    let mut was = None;
+    loop {
+        let probe = store.call(|ch| async move {
+            DirectoryClient::new(ch)
+                .list_domains(ListDomainsRequest::default())
+                .await
+        });
+        let ready = matches!(
+            tokio::time::timeout(QUORUM_PROBE_EVERY, probe).await,
+            Ok(Ok(_))
+        );
+        if was != Some(ready) {
+            if ready {
+                tracing::info!("the store has a quorum: ready");
+            } else {
+                tracing::warn!("no store quorum reachable: not ready");
+            }
+            health.set_ready(ready);
+            was = Some(ready);
+        }
+        tokio::time::sleep(QUORUM_PROBE_EVERY).await;
+    }
+}

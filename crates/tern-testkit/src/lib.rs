@@ -9,6 +9,8 @@
 pub mod access;
 /// A tiny authoritative DNS server on loopback, so MX routing is tested without the real DNS.
 pub mod dns;
+
+pub mod platform;
 /// Real tern-queue processes.
 pub mod queue;
 /// Running any Tern service binary as a child process.
@@ -239,6 +241,11 @@ impl StoreCluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The data directory of node `i` (RocksDB in `db/`, snapshots in `snapshots/`).
+    pub fn data_dir(&self, i: usize) -> &Path {
+        &self.nodes[i].data_dir
     }
 
     /// Whether node `i` is running.

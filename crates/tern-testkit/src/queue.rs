@@ -8,6 +8,8 @@ use crate::service::ServiceProcess;
 pub struct QueueNode {
     /// Bound gRPC address of the Enqueue API.
     pub grpc: String,
+    /// Metrics/health address.
+    pub metrics: String,
     process: ServiceProcess,
 }
 
@@ -33,6 +35,7 @@ impl QueueNode {
         let process = ServiceProcess::start("tern-queue", dir, &args).await?;
         Ok(QueueNode {
             grpc: process.addrs.get("grpc").cloned().unwrap_or_default(),
+            metrics: process.addrs.get("metrics").cloned().unwrap_or_default(),
             process,
         })
     }

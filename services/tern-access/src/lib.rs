@@ -36,4 +36,6 @@ pub mod imap;
 mod metrics;
 pub mod pop3;
 #[cfg(feature = "server")]
+pub mod retrieval;
+#[cfg(feature = "server")]
 pub mod server;

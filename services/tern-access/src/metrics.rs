@@ -1,4 +1,4 @@
-//! The access node's Prometheus metrics, labelled by protocol (`pop3`, later `imap`).
+//! The access node's Prometheus metrics, labelled by protocol (`pop3`, `imap`).
 
 use std::sync::OnceLock;
 
@@ -9,6 +9,7 @@ struct Metrics {
     sessions_total: IntCounterVec,
     refused: IntCounterVec,
     failed_commands: IntCounterVec,
+    commands: IntCounterVec,
 }
 
 fn metrics() -> &'static Metrics {
@@ -38,6 +39,18 @@ fn metrics() -> &'static Metrics {
                 "tern_access_failed_commands_total",
                 "Commands answered with an error",
             ),
+            commands: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "tern_access_commands_total",
+                        "Commands answered, by protocol and reply class (IMAP: ok, no, bad; POP3: ok, err)",
+                    ),
+                    &["protocol", "class"],
+                )
+                .expect("static metric definition");
+                let _ = registry.register(Box::new(c.clone()));
+                c
+            },
         }
     })
 }
@@ -66,6 +79,14 @@ impl Drop for SessionGauge {
 /// A connection was refused by the limits.
 pub fn refused(protocol: &str) {
     metrics().refused.with_label_values(&[protocol]).inc();
+}
+
+/// A command was answered; `class` is the reply class (`ok`, `no`, `bad`, `err`).
+pub fn command_answered(protocol: &str, class: &str) {
+    metrics()
+        .commands
+        .with_label_values(&[protocol, class])
+        .inc();
 }
 
 /// A command was answered with an error.

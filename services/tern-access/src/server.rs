@@ -68,7 +68,9 @@ pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
             .unwrap_or(0)
     );
     let limiter = ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip);
+    let retrievals = crate::retrieval::RetrievalTracer::new(store.clone(), &node);
     let imap_ctx = Arc::new(ImapContext {
+        retrievals: retrievals.clone(),
         store: store.clone(),
         tls: tls.clone(),
         limiter: limiter.clone(),
@@ -80,8 +82,9 @@ pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
         max_message: config.max_message_bytes,
     });
     let ctx = Arc::new(Pop3Context {
-        store,
+        store: store.clone(),
         node,
+        retrievals,
         tls,
         limiter,
         plaintext_auth: config.loopback_plaintext_auth,
@@ -124,7 +127,13 @@ pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
         )));
     }
     let health = Health::default();
-    health.set_ready(true);
+    // Ready while a store quorum answers (tern_proto::client::follow_store_quorum).
+    running
+        .tasks
+        .push(tokio::spawn(tern_proto::client::follow_store_quorum(
+            store.clone(),
+            health.clone(),
+        )));
     running.tasks.push(tokio::spawn(async move {
         if let Err(e) = tern_telemetry::serve_http(metrics_listener, health).await {
             tracing::error!(error = format!("{e:#}"), "metrics endpoint failed");

@@ -108,7 +108,13 @@ impl Queue for QueueApi {
             trace_id: trace_id.clone(),
             mail_params: envelope.mail_params,
             received_from: envelope.received_from,
-            message_id: envelope.message_id,
+            // The Message-ID names the message in `ternctl trace`; the envelope has it only
+            // when the sender knew it before the body, so the header section is asked too.
+            message_id: if envelope.message_id.is_empty() {
+                tern_mail::header::first_field(&body, "Message-ID").unwrap_or_default()
+            } else {
+                envelope.message_id
+            },
             request_id,
             size: body.len() as u64,
         };
@@ -140,6 +146,7 @@ impl Queue for QueueApi {
             Err(s) => return Err(s),
         };
         tracing::info!(%queue_id, %trace_id, size = body.len(), "queued");
+        crate::metrics::enqueued();
         Ok(Response::new(qpb::EnqueueResponse { queue_id, trace_id }))
     }
 }

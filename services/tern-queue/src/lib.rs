@@ -23,6 +23,7 @@
 pub mod api;
 pub mod config;
 pub mod dsn;
+pub mod metrics;
 pub mod mx;
 pub mod pool;
 pub mod routing;

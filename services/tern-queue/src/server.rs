@@ -70,8 +70,13 @@ pub async fn start(config: QueueConfig) -> anyhow::Result<Running> {
     let metrics = metrics_listener.local_addr()?;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
+    crate::metrics::register();
     let health = Health::default();
-    health.set_ready(true);
+    // Ready while a store quorum answers (tern_proto::client::follow_store_quorum).
+    tasks.push(tokio::spawn(tern_proto::client::follow_store_quorum(
+        store.clone(),
+        health.clone(),
+    )));
     tasks.push(tokio::spawn(async move {
         if let Err(e) = tern_telemetry::serve_http(metrics_listener, health).await {
             tracing::error!(error = format!("{e:#}"), "metrics endpoint failed");

@@ -76,6 +76,8 @@ struct Outcome {
     state: State,
     reply: String,
     remote_mta: Option<String>,
+    /// How the message went, for the timeline: "host [addr]:port with TLS".
+    via: Option<String>,
 }
 
 impl Outcome {
@@ -84,6 +86,7 @@ impl Outcome {
             state: State::Delivered,
             reply: reply.into(),
             remote_mta: None,
+            via: None,
         }
     }
     fn deferred(reply: impl Into<String>) -> Self {
@@ -91,6 +94,7 @@ impl Outcome {
             state: State::Deferred,
             reply: reply.into(),
             remote_mta: None,
+            via: None,
         }
     }
     fn failed(reply: impl Into<String>) -> Self {
@@ -98,6 +102,7 @@ impl Outcome {
             state: State::Failed,
             reply: reply.into(),
             remote_mta: None,
+            via: None,
         }
     }
     fn from_reply(reply: &crate::smtp::reply::Reply, host: &str) -> Self {
@@ -112,6 +117,7 @@ impl Outcome {
             state,
             reply: reply.to_string(),
             remote_mta: Some(host.to_string()),
+            via: None,
         }
     }
 }
@@ -419,18 +425,25 @@ impl Worker {
                 }
             }
         }
+        crate::metrics::attempt();
+        let mut remote_routes = std::collections::HashSet::new();
         if !local.is_empty() {
+            let started = std::time::Instant::now();
             for (address, outcome) in self.deliver_local(entry, &local, &body).await {
                 outcomes.insert(address.to_ascii_lowercase(), outcome);
             }
+            crate::metrics::route_took("local", started.elapsed());
         }
         if lost.load(Ordering::SeqCst) {
             anyhow::bail!("the lease was lost; another worker has the entry");
         }
         if !remote.is_empty() {
+            let started = std::time::Instant::now();
             for (address, outcome) in self.deliver_remote(entry, &remote, &body).await {
+                remote_routes.insert(address.to_ascii_lowercase());
                 outcomes.insert(address.to_ascii_lowercase(), outcome);
             }
+            crate::metrics::route_took("remote", started.elapsed());
         }
 
         // Record the outcomes; what is still deferred past the lifetime fails.
@@ -450,6 +463,7 @@ impl Worker {
                         o.reply, self.config.max_lifetime_secs
                     ),
                     remote_mta: o.remote_mta,
+                    via: o.via,
                 };
             }
             let kind = match o.state {
@@ -457,7 +471,20 @@ impl Worker {
                 State::Failed => "failed",
                 _ => "deferred",
             };
-            events.push(event(kind, format!("{}: {}", r.address, o.reply)));
+            let route = if remote_routes.contains(&r.address.to_ascii_lowercase()) {
+                "remote"
+            } else {
+                "local"
+            };
+            let since_accepted = (o.state == State::Delivered).then(|| {
+                Duration::from_millis(now_ms().saturating_sub(entry.created_at).max(0) as u64)
+            });
+            crate::metrics::outcome(route, kind, since_accepted);
+            let detail = match &o.via {
+                Some(via) => format!("{}: {} (via {via})", r.address, o.reply),
+                None => format!("{}: {}", r.address, o.reply),
+            };
+            events.push(event(kind, detail));
             r.state = o.state as i32;
             r.last_reply = o.reply.clone();
             if o.state == State::Failed {
@@ -492,11 +519,14 @@ impl Worker {
                     .collect();
                 if !wanted.is_empty() {
                     match self.bounce(entry, &wanted, now).await {
-                        Ok(id) => events.push(pb::QueueEvent {
-                            at: now_ms(),
-                            kind: "bounced".into(),
-                            detail: format!("DSN to <{}> queued as {id}", entry.sender),
-                        }),
+                        Ok(id) => {
+                            crate::metrics::bounced();
+                            events.push(pb::QueueEvent {
+                                at: now_ms(),
+                                kind: "bounced".into(),
+                                detail: format!("DSN to <{}> queued as {id}", entry.sender),
+                            })
+                        }
                         // Without the DSN the entry must not complete: retry the attempt.
                         Err(e) => anyhow::bail!("queueing the DSN failed: {e}"),
                     }
@@ -733,16 +763,21 @@ impl Worker {
                     .transact(*addr, host, config, tls_required, &envelope, body)
                     .await
                 {
-                    Ok(tx) => {
+                    Ok((tx, tls)) => {
                         let data = tx.data.clone();
+                        let via = format!(
+                            "{host} [{addr}] {}",
+                            if tls { "with TLS" } else { "without TLS" }
+                        );
                         return rcpts
                             .iter()
                             .zip(tx.rcpts.iter())
                             .map(|(r, reply)| {
-                                let o = match (&data, reply.is_positive()) {
+                                let mut o = match (&data, reply.is_positive()) {
                                     (Some(d), true) => Outcome::from_reply(d, host),
                                     _ => Outcome::from_reply(reply, host),
                                 };
+                                o.via = Some(via.clone());
                                 (r.address.clone(), o)
                             })
                             .collect();
@@ -778,28 +813,49 @@ impl Worker {
         tls_required: bool,
         envelope: &Envelope,
         body: &[u8],
-    ) -> Result<crate::smtp::client::Transaction, TransactError> {
-        // The pool checks an idle connection with NOOP before handing it out; once a send
-        // has started it is never repeated here (the peer may already have the message).
-        let mut pooled = self
-            .pool
-            .get(addr, host, config, tls_required)
-            .await
-            .map_err(|e| TransactError::from_client(&e, host))?;
-        match pooled.conn.send(envelope, body).await {
-            Ok(tx) => {
-                // After a clean transaction the client leaves the connection ready for the
-                // next one; a connection that saw a 421 or an error is dropped.
-                if pooled.conn.is_reusable() {
-                    self.pool.put(pooled);
+    ) -> Result<(crate::smtp::client::Transaction, bool), TransactError> {
+        // One client span per transaction, in the delivery's trace, named by the OpenTelemetry
+        // conventions for a client call to a server.
+        let span = tracing::info_span!(
+            "smtp.send",
+            otel.name = "SMTP send",
+            otel.kind = "client",
+            server.address = %host,
+            server.port = addr.port(),
+            network.peer.address = %addr.ip(),
+            mail.recipients = envelope.rcpts.len(),
+            tls = tracing::field::Empty,
+            reply = tracing::field::Empty,
+        );
+        async {
+            // The pool checks an idle connection with NOOP before handing it out; once a
+            // send has started it is never repeated here (the peer may already have it).
+            let mut pooled = self
+                .pool
+                .get(addr, host, config, tls_required)
+                .await
+                .map_err(|e| TransactError::from_client(&e, host))?;
+            let tls = pooled.conn.is_tls();
+            tracing::Span::current().record("tls", tls);
+            match pooled.conn.send(envelope, body).await {
+                Ok(tx) => {
+                    // After a clean transaction the client leaves the connection ready for
+                    // the next one; a connection that saw a 421 or an error is dropped.
+                    if pooled.conn.is_reusable() {
+                        self.pool.put(pooled);
+                    }
+                    let last = tx.data.as_ref().unwrap_or(&tx.mail).to_string();
+                    tracing::Span::current().record("reply", last.as_str());
+                    if !tx.mail.is_positive() {
+                        return Err(TransactError::Whole(Outcome::from_reply(&tx.mail, host)));
+                    }
+                    Ok((tx, tls))
                 }
-                if !tx.mail.is_positive() {
-                    return Err(TransactError::Whole(Outcome::from_reply(&tx.mail, host)));
-                }
-                Ok(tx)
+                Err(e) => Err(TransactError::from_client(&e, host)),
             }
-            Err(e) => Err(TransactError::from_client(&e, host)),
         }
+        .instrument(span)
+        .await
     }
 
     /// Queues a DSN to the sender for `failed` recipients; returns its queue id.

@@ -116,7 +116,7 @@ pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("binding metrics to {}", config.metrics_listen))?;
     let ctx = Arc::new(SmtpContext {
-        backend: Backend::new(store, queue),
+        backend: Backend::new(store.clone(), queue),
         hostname: config.hostname.clone(),
         tls,
         limiter: ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip),
@@ -150,7 +150,13 @@ pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
         }
     }
     let health = Health::default();
-    health.set_ready(true);
+    // Ready while a store quorum answers (tern_proto::client::follow_store_quorum).
+    running
+        .tasks
+        .push(tokio::spawn(tern_proto::client::follow_store_quorum(
+            store.clone(),
+            health.clone(),
+        )));
     running.tasks.push(tokio::spawn(async move {
         if let Err(e) = tern_telemetry::serve_http(metrics_listener, health).await {
             tracing::error!(error = format!("{e:#}"), "metrics endpoint failed");

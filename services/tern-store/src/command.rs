@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
-use crate::model::{MailboxRec, QueueEntryRec, QueueEventRec, QueueRcpt};
+use crate::model::{MailboxRec, QueueEntryRec, QueueEventRec, QueueRcpt, TraceEventRec};
 
 /// An inclusive UID range; `last == 0` means "up to the largest UID" (IMAP's `*`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -200,6 +200,15 @@ pub enum Command {
         ttl_ms: u64,
         now_ms: i64,
     },
+    /// Add a step reported by another service (a retrieval) to a message's timeline.
+    /// (New variants go last: the log's encoding numbers variants in order.)
+    RecordTrace {
+        trace_id: String,
+        blob: [u8; 32],
+        event: TraceEventRec,
+    },
+    /// Drop up to `max` timelines created before `before_ms` (retention).
+    PruneTraces { before_ms: i64, max: u32 },
 }
 
 /// What a [`Command::Lock`] does.
@@ -258,6 +267,8 @@ pub enum Reply {
         holder: String,
         expires_at: i64,
     },
+    /// How many records a command touched (traces pruned).
+    Count(u64),
 }
 
 /// The result of one delivery target.

@@ -39,6 +39,8 @@ pub struct StoreConfig {
     pub election_timeout_ms: u64,
     /// "text" or "json".
     pub log_format: String,
+    /// Days a message's recorded timeline (`ternctl trace`) is kept; 0 keeps it forever.
+    pub trace_retention_days: u64,
 }
 
 impl Default for StoreConfig {
@@ -58,6 +60,7 @@ impl Default for StoreConfig {
             heartbeat_ms: 250,
             election_timeout_ms: 1000,
             log_format: "text".into(),
+            trace_retention_days: 14,
         }
     }
 }
@@ -109,6 +112,9 @@ pub struct Args {
     /// Log format: text or json.
     #[arg(long, env = "TERN_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Days to keep message timelines (0 = forever).
+    #[arg(long, env = "TERN_TRACE_RETENTION_DAYS")]
+    pub trace_retention_days: Option<u64>,
 }
 
 impl Args {
@@ -134,7 +140,8 @@ impl Args {
             snapshot_logs,
             write_timeout_ms,
             read_timeout_ms,
-            log_format
+            log_format,
+            trace_retention_days
         );
         if self.advertise.is_some() {
             c.advertise = self.advertise;

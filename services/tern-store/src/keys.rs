@@ -175,6 +175,58 @@ pub fn due_of_queue_due_key(key: &[u8]) -> Option<(i64, &str)> {
     Some((due, id))
 }
 
+/// `queue` key of a trace's timeline (`T/<trace id>`).
+pub fn trace_key(trace_id: &str) -> Vec<u8> {
+    let mut k = b"T/".to_vec();
+    k.extend_from_slice(trace_id.as_bytes());
+    k
+}
+/// `queue` key of the Message-ID index (`TM/<message-id>\0<trace id>` → empty): one
+/// Message-ID may name several traces (a message sent twice).
+pub fn trace_by_message_id_key(message_id: &str, trace_id: &str) -> Vec<u8> {
+    let mut k = trace_by_message_id_prefix(message_id);
+    k.extend_from_slice(trace_id.as_bytes());
+    k
+}
+/// Prefix of the Message-ID index entries of `message_id`.
+pub fn trace_by_message_id_prefix(message_id: &str) -> Vec<u8> {
+    let mut k = b"TM/".to_vec();
+    k.extend_from_slice(message_id.as_bytes());
+    k.push(0);
+    k
+}
+/// `queue` key of the queue id index (`TQ/<queue id>` → trace id).
+pub fn trace_by_queue_key(queue_id: &str) -> Vec<u8> {
+    let mut k = b"TQ/".to_vec();
+    k.extend_from_slice(queue_id.as_bytes());
+    k
+}
+/// `queue` key of the content index (`TB/<sha-256>` → trace id): a delivered or fetched
+/// message finds its trace through the blob it is stored as.
+pub fn trace_by_blob_key(blob: &[u8; 32]) -> Vec<u8> {
+    let mut k = b"TB/".to_vec();
+    k.extend_from_slice(blob);
+    k
+}
+/// `queue` key of the retention index (`TX/<created ms>` + trace id → empty), oldest first.
+pub fn trace_by_time_key(created_ms: i64, trace_id: &str) -> Vec<u8> {
+    let mut k = TRACE_BY_TIME_PREFIX.to_vec();
+    k.extend_from_slice(&((created_ms as u64) ^ (1 << 63)).to_be_bytes());
+    k.extend_from_slice(trace_id.as_bytes());
+    k
+}
+/// Prefix of the retention index.
+pub const TRACE_BY_TIME_PREFIX: &[u8] = b"TX/";
+
+/// The creation time and trace id encoded in a retention-index key.
+pub fn of_trace_by_time_key(key: &[u8]) -> Option<(i64, &str)> {
+    let n = TRACE_BY_TIME_PREFIX.len();
+    let raw: [u8; 8] = key.get(n..n + 8)?.try_into().ok()?;
+    let at = (u64::from_be_bytes(raw) ^ (1 << 63)) as i64;
+    let id = std::str::from_utf8(key.get(n + 8..)?).ok()?;
+    Some((at, id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +237,17 @@ mod tests {
         let b = queue_due_key(2_000, "a");
         assert!(a < b);
         assert_eq!(due_of_queue_due_key(&a), Some((1_000, "b")));
+    }
+
+    #[test]
+    fn trace_time_keys_sort_by_time_and_round_trip() {
+        let a = trace_by_time_key(5, "ff");
+        let b = trace_by_time_key(6, "00");
+        assert!(a < b);
+        assert_eq!(of_trace_by_time_key(&a), Some((5, "ff")));
+        // The prefixes of the trace keys never overlap one another or the entries'.
+        assert!(!trace_by_queue_key("x").starts_with(b"T/"));
+        assert!(!trace_key("x").starts_with(QUEUE_ENTRY_PREFIX));
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub mod db;
 pub mod error;
 pub mod keys;
 pub mod log_store;
+pub mod metrics;
 pub mod model;
 pub mod network;
 pub mod node;

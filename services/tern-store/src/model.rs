@@ -423,3 +423,36 @@ mod tests {
         assert!(normalize_flags(&["a b".into()]).is_err());
     }
 }
+
+/// One step of a message's journey, as `ternctl trace` prints it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TraceEventRec {
+    /// Unix millis.
+    pub at: i64,
+    /// The service whose work this records: smtp, queue, store or access.
+    pub service: String,
+    /// received, queued, routed, stored, delivered, deferred, failed, bounced, retrieved, ...
+    pub kind: String,
+    /// Free text (never a password or message content).
+    pub detail: String,
+}
+
+/// The recorded timeline of one trace (one accepted message and its DSNs).
+///
+/// Kept apart from the queue entry because the entry is removed when delivery completes,
+/// while the timeline must outlive it: `ternctl trace` is asked about delivered mail.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct TraceRec {
+    /// W3C trace id (32 lowercase hex digits).
+    pub trace_id: String,
+    /// Message-IDs of its entries, the message's first (a DSN has its own).
+    pub message_ids: Vec<String>,
+    /// Every queue entry of this trace (the message, and any DSN about it).
+    pub queue_ids: Vec<String>,
+    /// Content hashes delivered under this trace (for retrieval lookups and pruning).
+    pub blobs: Vec<[u8; 32]>,
+    /// Unix millis of the first event (the retention clock).
+    pub created_at: i64,
+    /// The timeline, in the order the store applied it.
+    pub events: Vec<TraceEventRec>,
+}

@@ -78,7 +78,10 @@ impl Node {
     /// Commits one command through Raft and returns its outcome. Concurrent calls are
     /// batched into shared log entries (group commit).
     pub async fn write(&self, cmd: Command) -> Outcome {
-        self.proposer.propose(cmd).await
+        let started = std::time::Instant::now();
+        let outcome = self.proposer.propose(cmd).await;
+        crate::metrics::commit_observed(started);
+        outcome
     }
 
     /// The current leader's id and address, if known.

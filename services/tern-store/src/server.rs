@@ -157,6 +157,9 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<Running> {
             QueueServer::new(QueueApi(a.clone())).max_decoding_message_size(MAX_GRPC_MESSAGE),
         )
         .add_service(WatchServer::new(WatchApi(a.clone())))
+        .add_service(tern_proto::store::v1::backups_server::BackupsServer::new(
+            crate::api::backups::BackupsApi(a.clone()),
+        ))
         .add_service(AdminServer::new(AdminApi(a)))
         .serve_with_incoming_shutdown(
             // Built from our own listener (bound before the node starts), so the builder's
@@ -179,6 +182,11 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<Running> {
         std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, path)?;
     }
+    crate::metrics::register();
+    tokio::spawn(crate::metrics::sample_forever(node.clone()));
+    if config.trace_retention_days > 0 {
+        tokio::spawn(prune_traces(node.clone(), config.trace_retention_days));
+    }
     if let Some(spec) = &config.initial_members {
         let members = parse_members(spec)?;
         tokio::spawn(bootstrap(node.clone(), members));
@@ -191,6 +199,38 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<Running> {
         shutdown: Some(shutdown_tx),
         server,
     })
+}
+
+/// Drops message timelines older than the retention, on the leader only, in bounded
+/// batches (each one Raft command), once a minute.
+async fn prune_traces(node: Arc<Node>, retention_days: u64) {
+    const BATCH: u32 = 500;
+    let retention_ms = retention_days
+        .saturating_mul(86_400_000)
+        .min(i64::MAX as u64) as i64;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        if !node.is_leader() {
+            continue;
+        }
+        loop {
+            let before_ms = crate::api::now_ms().saturating_sub(retention_ms);
+            match node
+                .write(crate::command::Command::PruneTraces {
+                    before_ms,
+                    max: BATCH,
+                })
+                .await
+            {
+                Ok(crate::command::Reply::Count(n)) if n == BATCH as u64 => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning old message timelines failed");
+                    break;
+                }
+            }
+        }
+    }
 }
 
 /// The lowest-numbered initial member initializes an empty cluster; every other member waits
@@ -256,6 +296,18 @@ async fn watch_health(
         set(&applied, applied_idx);
         set(&last_log, m.last_log_index.unwrap_or(0));
         set(&is_leader, (m.current_leader == Some(node.id)) as u64);
+        let last_index = m.last_log_index.unwrap_or(0);
+        let lags: Vec<(u64, u64)> = m
+            .replication
+            .iter()
+            .flat_map(|r| r.iter())
+            .filter(|(id, _)| **id != node.id)
+            .map(|(id, matched)| {
+                let matched = matched.as_ref().map(|l| l.index).unwrap_or(0);
+                (*id, last_index.saturating_sub(matched))
+            })
+            .collect();
+        crate::metrics::set_follower_lag(&lags);
         if m.current_leader != last_leader {
             if let (Some(c), Some(_)) = (&changes, m.current_leader) {
                 c.inc();

@@ -56,13 +56,14 @@ pub enum Command {
     /// The delivery queue.
     #[command(subcommand)]
     Queue(QueueCmd),
-    /// Show the trace id and event timeline of a queued message.
+    /// Show the recorded timeline of one message: every hop from SMTP acceptance through the
+    /// queue and the store commits to its retrieval over IMAP or POP3.
     ///
-    /// The timeline comes from the queue entry, so it is available while the message is still
-    /// queued; the trace id names the same delivery in logs, Received headers and the OTLP
-    /// backend.
+    /// The store records the timeline with the changes themselves, so it works without any
+    /// tracing backend, also after delivery has completed; it names the trace id to look up
+    /// in one (the same id the Received header and the logs carry).
     Trace {
-        /// Queue entry id.
+        /// A queue id, a trace id (32 hex digits) or a Message-ID (with or without <>).
         id: String,
     },
 }
@@ -199,6 +200,12 @@ pub enum ClusterCmd {
         /// Raft node id.
         #[arg(value_parser = clap::value_parser!(u64).range(1..))]
         id: u64,
+    },
+    /// Write a consistent copy of the answering node's database to DATA_DIR/backups/NAME on
+    /// that node (copy it off from there; see the README on restoring).
+    Backup {
+        /// Backup name: 1 to 64 of A-Z a-z 0-9 . _ -
+        name: String,
     },
 }
 

@@ -61,6 +61,10 @@ impl Store {
         AdminClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE)
     }
 
+    pub fn backups(&self) -> tern_proto::store::v1::backups_client::BackupsClient<Channel> {
+        tern_proto::store::v1::backups_client::BackupsClient::new(self.channel.clone())
+    }
+
     pub fn queue(&self) -> QueueClient<Channel> {
         QueueClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE)
     }

@@ -63,6 +63,8 @@ pub struct ImapContext {
     pub max_errors: u32,
     /// Largest APPEND literal (message size).
     pub max_message: u32,
+    /// Reports whole-message fetches into the messages' delivery traces.
+    pub retrievals: crate::retrieval::RetrievalTracer,
 }
 
 /// Accepts connections until the task is dropped. `implicit_tls` makes it an IMAPS listener.
@@ -229,6 +231,7 @@ async fn read_command(
                 return Ok(Read::Close);
             }
             Parsed::Bad { tag, reason } => {
+                metrics::command_answered("imap", "bad");
                 metrics::command_failed("imap");
                 let reply = match tag {
                     Some(t) => format!("{t} BAD {reason}\r\n"),

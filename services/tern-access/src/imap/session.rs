@@ -336,12 +336,15 @@ impl Session {
         }
         match done {
             Done::Ok(text) => {
+                crate::metrics::command_answered("imap", "ok");
                 out.line(&format!("{tag} OK {text}"));
             }
             Done::No(text) => {
+                crate::metrics::command_answered("imap", "no");
                 out.line(&format!("{tag} NO {text}"));
             }
             Done::Bad(text) => {
+                crate::metrics::command_answered("imap", "bad");
                 crate::metrics::command_failed("imap");
                 out.line(&format!("{tag} BAD {name}: {text}"));
             }
@@ -1430,6 +1433,7 @@ impl Session {
         let mut expunge_issued = false;
         // Content is read a few messages at a time, in order.
         let store = self.ctx.store.clone();
+        let retrievals = self.ctx.retrievals.clone();
         // A message expunged elsewhere and not yet announced: its metadata is still in the
         // view (RFC 2180 §4.1.1), its content may be gone. A UID FETCH leaves it out quietly
         // (the EXPUNGE follows at the end); a FETCH by number says so with EXPUNGEISSUED.
@@ -1452,6 +1456,7 @@ impl Session {
         let condstore = self.condstore;
         let mut contents = futures::stream::iter(wanted.into_iter().map(|u| {
             let (store, account, name) = (store.clone(), account.to_string(), name.clone());
+            let tracer = retrievals.clone();
             async move {
                 let content = match need {
                     Need::Nothing => Ok(None),
@@ -1459,9 +1464,14 @@ impl Session {
                         .await
                         .map(Some),
                     Need::Everything => {
-                        read_content(&store, &account, &name, u, uid_validity, 0, 0)
-                            .await
-                            .map(Some)
+                        match read_content(&store, &account, &name, u, uid_validity, 0, 0).await {
+                            Ok((data, trace_id)) => {
+                                // The whole message goes to the client: a retrieval.
+                                tracer.retrieved(&trace_id, "IMAP FETCH", &account, &name, u);
+                                Ok(Some(data))
+                            }
+                            Err(s) => Err(s),
+                        }
                     }
                 };
                 (u, content)
@@ -1795,7 +1805,8 @@ fn command_name(b: &CommandBody<'_>) -> &'static str {
     b.name()
 }
 
-/// Reads a message's content (or a range of it) from the store, with CRLF line endings.
+/// Reads a message's content (or a range of it) from the store, with CRLF line endings, and
+/// the trace it was delivered under (empty if none).
 async fn read_content(
     store: &tern_proto::client::StoreClient,
     account: &str,
@@ -1804,7 +1815,7 @@ async fn read_content(
     uid_validity: u32,
     offset: u64,
     length: u64,
-) -> Result<Vec<u8>, Status> {
+) -> Result<(Vec<u8>, String), Status> {
     let req = pb::FetchRequest {
         account: account.to_string(),
         mailbox: mailbox.to_string(),
@@ -1813,21 +1824,24 @@ async fn read_content(
         length,
         uid_validity,
     };
-    let data = store
+    let (data, trace_id) = store
         .call(|ch| {
             let r = req.clone();
             async move {
                 let stream = messages(ch).fetch(r).await?.into_inner();
                 let chunks: Vec<pb::FetchChunk> = stream.try_collect().await?;
-                Ok(chunks.into_iter().flat_map(|c| c.data).collect::<Vec<u8>>())
+                let trace_id = chunks.first().map(|c| c.trace_id.clone());
+                let data = chunks.into_iter().flat_map(|c| c.data).collect::<Vec<u8>>();
+                Ok((data, trace_id.unwrap_or_default()))
             }
         })
         .await?;
-    Ok(if has_bare_lf(&data) {
+    let data = if has_bare_lf(&data) {
         tern_mail::lines::canonical(&data)
     } else {
         data
-    })
+    };
+    Ok((data, trace_id))
 }
 
 /// Reads only the header section when it fits in the first [`HEADER_PROBE`] octets.
@@ -1838,7 +1852,7 @@ async fn read_header(
     uid: u32,
     uid_validity: u32,
 ) -> Result<Vec<u8>, Status> {
-    let mut head =
+    let (mut head, _) =
         read_content(store, account, mailbox, uid, uid_validity, 0, HEADER_PROBE).await?;
     match fetch::header_end(&head) {
         Some(end) => {
@@ -1846,7 +1860,9 @@ async fn read_header(
             Ok(head)
         }
         None if (head.len() as u64) < HEADER_PROBE => Ok(head),
-        None => read_content(store, account, mailbox, uid, uid_validity, 0, 0).await,
+        None => read_content(store, account, mailbox, uid, uid_validity, 0, 0)
+            .await
+            .map(|(data, _)| data),
     }
 }
 

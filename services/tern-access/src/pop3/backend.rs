@@ -29,6 +29,8 @@ pub struct StoreBackend {
     /// INBOX's UIDVALIDITY at login: fetches name it, so the store may serve them from any
     /// node's applied state (and refuses them if the INBOX was recreated meanwhile).
     uid_validity: AtomicU32,
+    /// Reports retrievals into the messages' delivery traces.
+    tracer: crate::retrieval::RetrievalTracer,
 }
 
 fn lock_name(account: &str) -> String {
@@ -54,9 +56,16 @@ fn uid_set(uids: &[u32]) -> pb::UidSet {
 }
 
 impl StoreBackend {
-    /// A backend for one session; `node` names this access node in lock owners.
-    pub fn new(store: StoreClient, node: &str, lock_ttl: Duration) -> Self {
+    /// A backend for one session; `node` names this access node in lock owners; `tracer`
+    /// reports retrievals into the messages' delivery traces.
+    pub fn new(
+        store: StoreClient,
+        node: &str,
+        lock_ttl: Duration,
+        tracer: crate::retrieval::RetrievalTracer,
+    ) -> Self {
         Self {
+            tracer,
             store,
             owner: format!("{node}/{:016x}", rand::random::<u64>()),
             lock_ttl,
@@ -222,24 +231,30 @@ impl Backend for StoreBackend {
             length: 0,
             uid_validity: self.uid_validity.load(Ordering::Relaxed),
         };
-        self.store
+        let (body, trace_id) = self
+            .store
             .call(|ch| {
                 let req = req.clone();
                 async move {
                     let mut stream = messages(ch).fetch(req).await?.into_inner();
                     let mut body = Vec::new();
+                    let mut trace_id = None;
                     while let Some(chunk) = stream.next().await {
                         let chunk = chunk?;
-                        if body.is_empty() {
+                        if trace_id.is_none() {
                             body.reserve(chunk.total_size as usize);
+                            trace_id = Some(chunk.trace_id);
                         }
                         body.extend_from_slice(&chunk.data);
                     }
-                    Ok(body)
+                    Ok((body, trace_id.unwrap_or_default()))
                 }
             })
             .await
-            .map_err(|s| unavailable("reading the message", s))
+            .map_err(|s| unavailable("reading the message", s))?;
+        self.tracer
+            .retrieved(&trace_id, "POP3 RETR/TOP", account, "INBOX", uid);
+        Ok(body)
     }
 
     async fn mark_seen(&self, account: &str, uids: &[u32]) -> Result<(), BackendError> {

@@ -29,6 +29,8 @@ pub struct Pop3Context {
     pub store: StoreClient,
     /// This node's name in lock owners.
     pub node: String,
+    /// Reports retrievals into the messages' delivery traces.
+    pub retrievals: crate::retrieval::RetrievalTracer,
     /// Certificate for STLS and POP3S, if configured.
     pub tls: Option<Arc<ReloadingTls>>,
     /// Limits shared by all of this node's POP3 listeners.
@@ -79,7 +81,12 @@ async fn run(
             .await
             .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
     }
-    let backend = StoreBackend::new(ctx.store.clone(), &ctx.node, ctx.lock_ttl);
+    let backend = StoreBackend::new(
+        ctx.store.clone(),
+        &ctx.node,
+        ctx.lock_ttl,
+        ctx.retrievals.clone(),
+    );
     let mut session = Session::new(
         backend,
         SessionConfig {
@@ -133,7 +140,10 @@ async fn converse(
         };
         if out.starts_with(b"-ERR") {
             errors += 1;
+            metrics::command_answered("pop3", "err");
             metrics::command_failed("pop3");
+        } else if out.starts_with(b"+OK") {
+            metrics::command_answered("pop3", "ok");
         }
         let conn = reader.get_mut();
         conn.write_all(&out).await?;

@@ -134,3 +134,23 @@ pub fn entry(e: &QueueEntryRec) -> pb::QueueEntry {
         message_id: e.message_id.clone(),
     }
 }
+
+/// A recorded timeline as the API returns it.
+pub fn trace(t: &crate::model::TraceRec) -> pb::Trace {
+    pb::Trace {
+        trace_id: t.trace_id.clone(),
+        message_ids: t.message_ids.clone(),
+        queue_ids: t.queue_ids.clone(),
+        created_at: t.created_at,
+        events: t
+            .events
+            .iter()
+            .map(|e| pb::TraceEvent {
+                at: e.at,
+                service: e.service.clone(),
+                kind: e.kind.clone(),
+                detail: e.detail.clone(),
+            })
+            .collect(),
+    }
+}

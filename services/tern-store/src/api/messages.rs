@@ -44,7 +44,11 @@ fn internal_date(secs: i64) -> i64 {
     }
 }
 
-fn open_mailbox(txn: &Txn<'_>, account: &str, mailbox: &str) -> AppResult<(u64, MailboxRec)> {
+pub(super) fn open_mailbox(
+    txn: &Txn<'_>,
+    account: &str,
+    mailbox: &str,
+) -> AppResult<(u64, MailboxRec)> {
     let acct = account_id(txn, account)?;
     let name = normalize_mailbox(mailbox)?;
     let mb = mailbox_by_name(txn, acct, &name)?
@@ -67,20 +71,28 @@ fn blob_slice(txn: &Txn<'_>, hash: &[u8], offset: u64, length: u64) -> AppResult
 }
 
 fn chunked(data: Vec<u8>, total: u64) -> ChunkStream {
+    chunked_traced(data, total, String::new())
+}
+
+/// [`chunked`], naming the message's trace on the first chunk.
+fn chunked_traced(data: Vec<u8>, total: u64, trace_id: String) -> ChunkStream {
     let mut chunks: Vec<pb::FetchChunk> = data
         .chunks(CHUNK)
         .map(|c| pb::FetchChunk {
             data: c.to_vec(),
             total_size: 0,
+            trace_id: String::new(),
         })
         .collect();
     if chunks.is_empty() {
         chunks.push(pb::FetchChunk {
             data: vec![],
             total_size: total,
+            trace_id: String::new(),
         });
     }
     chunks[0].total_size = total;
+    chunks[0].trace_id = trace_id;
     Box::pin(futures::stream::iter(chunks.into_iter().map(Ok)))
 }
 
@@ -279,20 +291,24 @@ impl Messages for MessagesApi {
                             r.uid, mb.name
                         ))
                     })?;
-                blob_slice(txn, &rec.blob, r.offset, r.length)
+                let (data, total) = blob_slice(txn, &rec.blob, r.offset, r.length)?;
+                let trace_id = crate::apply::trace::trace_of_blob(txn, &rec.blob)?;
+                Ok((data, total, trace_id.unwrap_or_default()))
             }
         };
         // Content under one (UIDVALIDITY, UID) never changes: what this node has applied is
         // as good as the leader's. Anything it does not have (yet) is asked linearizably.
         if r.uid_validity != 0 {
             match self.0.read_local(lookup(r.clone())).await {
-                Ok((data, total)) => return Ok(Response::new(chunked(data, total))),
+                Ok((data, total, trace)) => {
+                    return Ok(Response::new(chunked_traced(data, total, trace)))
+                }
                 Err(s) if matches!(s.code(), Code::NotFound | Code::FailedPrecondition) => {}
                 Err(s) => return Err(s),
             }
         }
-        let (data, total) = self.0.read(lookup(r)).await?;
-        Ok(Response::new(chunked(data, total)))
+        let (data, total, trace) = self.0.read(lookup(r)).await?;
+        Ok(Response::new(chunked_traced(data, total, trace)))
     }
 
     type FetchBlobStream = ChunkStream;

@@ -2,6 +2,7 @@
 //! [`Api`], which knows how to write through Raft and how to read linearizably.
 
 pub mod admin;
+pub mod backups;
 pub mod convert;
 pub mod directory;
 pub mod locks;

@@ -5,10 +5,13 @@ use tern_proto::store::v1::queue_server::Queue;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{collect_body, convert, now_ms, unexpected, Api};
+use crate::apply::trace::{self as trace_log, is_trace_id};
 use crate::command::{Command, Reply};
 use crate::error::AppError;
 use crate::keys::{self, cf};
-use crate::model::{normalize_address, QueueEntryRec, QueueEventRec};
+use crate::model::{
+    normalize_address, MessageRec, QueueEntryRec, QueueEventRec, TraceEventRec, TraceRec,
+};
 
 /// Queue service implementation.
 pub struct QueueApi(pub Api);
@@ -206,6 +209,112 @@ impl Queue for QueueApi {
                 id: req.into_inner().id,
             })
             .await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn trace(
+        &self,
+        req: Request<pb::TraceRequest>,
+    ) -> Result<Response<pb::TraceResponse>, Status> {
+        let id = req.into_inner().id.trim().to_string();
+        if id.is_empty() || id.len() > 998 {
+            return Err(Status::invalid_argument(
+                "name a trace id, a queue id or a Message-ID",
+            ));
+        }
+        let traces = self
+            .0
+            .read(move |txn| {
+                let mut ids: Vec<String> = Vec::new();
+                let lower = id.to_ascii_lowercase();
+                if is_trace_id(&lower) && txn.exists(cf::QUEUE, &keys::trace_key(&lower))? {
+                    ids.push(lower);
+                } else if let Some(t) = txn.get_raw(cf::QUEUE, &keys::trace_by_queue_key(&id))? {
+                    ids.extend(String::from_utf8(t).ok());
+                } else {
+                    // Message-IDs are recorded as received, normally in angle brackets.
+                    let bracketed = if id.starts_with('<') {
+                        id.clone()
+                    } else {
+                        format!("<{id}>")
+                    };
+                    for m in [bracketed, id.clone()] {
+                        let prefix = keys::trace_by_message_id_prefix(&m);
+                        for (k, _) in txn.scan_prefix_limit(cf::QUEUE, &prefix, 100)? {
+                            if let Some(t) = k.get(prefix.len()..) {
+                                ids.extend(String::from_utf8(t.to_vec()).ok());
+                            }
+                        }
+                    }
+                }
+                ids.dedup();
+                let mut out = Vec::new();
+                for t in ids {
+                    if let Some(rec) = txn.get::<TraceRec>(cf::QUEUE, &keys::trace_key(&t))? {
+                        out.push(convert::trace(&rec));
+                    }
+                }
+                if out.is_empty() {
+                    return Err(AppError::not_found(format!(
+                        "no recorded trace for {id:?} (neither a trace id, a queue id nor a Message-ID the store knows)"
+                    )));
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(Response::new(pb::TraceResponse { traces }))
+    }
+
+    async fn record_trace(
+        &self,
+        req: Request<pb::RecordTraceRequest>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let r = req.into_inner();
+        let ev = r
+            .event
+            .ok_or_else(|| Status::invalid_argument("a trace step needs an event"))?;
+        let event = TraceEventRec {
+            at: if ev.at > 0 { ev.at } else { now_ms() },
+            service: ev.service,
+            kind: ev.kind,
+            detail: ev.detail,
+        };
+        if !is_trace_id(&r.trace_id)
+            || event.service.is_empty()
+            || event.service.len() > 32
+            || event.kind.is_empty()
+            || event.kind.len() > 32
+        {
+            return Err(Status::invalid_argument(
+                "a trace step needs a trace id, a service and a kind",
+            ));
+        }
+        // Resolve the message and check what is already recorded on this node first: a
+        // step already there (a message read again) costs no Raft write.
+        let (trace_id, probe) = (r.trace_id.clone(), event.clone());
+        let (account, mailbox, uid) = (r.account, r.mailbox, r.uid);
+        let blob = self
+            .0
+            .read_local(move |txn| {
+                let (acct, mb) = super::messages::open_mailbox(txn, &account, &mailbox)?;
+                let rec = txn
+                    .get::<MessageRec>(cf::MSG, &keys::message_key(acct, mb.id, uid))?
+                    .ok_or_else(|| AppError::not_found(format!("no message with UID {uid}")))?;
+                let known = txn
+                    .get::<TraceRec>(cf::QUEUE, &keys::trace_key(&trace_id))?
+                    .is_some_and(|t| trace_log::has_event(&t, &probe));
+                Ok((!known).then_some(rec.blob))
+            })
+            .await?;
+        if let Some(blob) = blob {
+            self.0
+                .write(Command::RecordTrace {
+                    trace_id: r.trace_id,
+                    blob,
+                    event,
+                })
+                .await?;
+        }
         Ok(Response::new(pb::Empty {}))
     }
 }

@@ -124,6 +124,12 @@ fn deliver_one(
     if !t.delivery_id.is_empty() {
         txn.put(cf::DEDUP, dedup_key(&t.delivery_id), &done)?;
     }
+    super::trace::on_stored(txn, hash, internal_date.saturating_mul(1000), || {
+        format!(
+            "{address} {name} uid {} (UIDVALIDITY {}, modseq {modseq})",
+            rec.uid, mb.uid_validity
+        )
+    })?;
     Ok(Delivered {
         mailbox: mb.id,
         uid_validity: mb.uid_validity,

@@ -11,6 +11,7 @@ mod lock;
 mod mailbox;
 mod message;
 mod queue;
+pub mod trace;
 
 use crate::command::{Command, Outcome};
 use crate::db::Txn;
@@ -143,6 +144,12 @@ fn dispatch(txn: &mut Txn<'_>, cmd: &Command) -> Outcome {
             ttl_ms,
             now_ms,
         } => lock::apply(txn, *op, name, owner, *ttl_ms, *now_ms),
+        RecordTrace {
+            trace_id,
+            blob,
+            event,
+        } => trace::record(txn, trace_id, blob, event),
+        PruneTraces { before_ms, max } => trace::prune(txn, *before_ms, *max),
     }
 }
 

@@ -85,6 +85,7 @@ pub fn enqueue(txn: &mut Txn<'_>, entry: &QueueEntryRec, body: &[u8], request_id
     e.size = body.len() as u64;
     account::blob_incref(txn, &e.blob, Some(body), 1)?;
     save(txn, None, &e)?;
+    super::trace::on_enqueue(txn, &e, request_id)?;
     if !request_id.is_empty() {
         txn.put_raw(cf::DEDUP, enqueue_key(request_id), e.id.as_bytes().to_vec());
     }
@@ -162,6 +163,7 @@ pub fn update(
 ) -> Outcome {
     let old = load(txn, id)?;
     require_owner(&old, owner)?;
+    super::trace::on_update(txn, &old, events, complete)?;
     if complete {
         delete(txn, id)?;
         let mut e = old;

@@ -456,3 +456,125 @@ fn locks_exclude_others_until_released_or_expired() {
         })
         .is_err());
 }
+
+#[test]
+fn a_trace_records_every_step_and_is_pruned_with_its_indexes() {
+    use crate::keys;
+    use crate::model::{QueueEventRec, TraceEventRec, TraceRec};
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let f = Fixture::new();
+    let alice = f.user("alice");
+    let mut e = entry("E1");
+    e.trace_id = TRACE.into();
+    e.message_id = "<m1@example.test>".into();
+    e.created_at = 1_000;
+    e.events = vec![QueueEventRec {
+        at: 1_000,
+        kind: "received".into(),
+        detail: "from client.test".into(),
+    }];
+    f.ok(Command::Enqueue {
+        entry: Box::new(e),
+        body: b"Subject: t\r\n\r\nhi\r\n".to_vec(),
+        request_id: "r1".into(),
+    });
+    f.deliver(&[&alice], b"Subject: t\r\n\r\nhi\r\n", "E1");
+    // An unrelated message (other content) is not part of the trace.
+    f.deliver(&[&alice], b"Subject: other\r\n\r\nhi\r\n", "E9");
+    f.ok(Command::Lease {
+        owner: "w".into(),
+        max_entries: 1,
+        lease_ms: 1000,
+        now_ms: 2_000,
+    });
+    f.ok(Command::UpdateEntry {
+        id: "E1".into(),
+        owner: "w".into(),
+        recipients: vec![],
+        events: vec![QueueEventRec {
+            at: 2_100,
+            kind: "delivered".into(),
+            detail: "alice@example.test: 250".into(),
+        }],
+        next_attempt_at: 0,
+        release: true,
+        complete: true,
+    });
+    let blob = super::account::blob_hash(b"Subject: t\r\n\r\nhi\r\n");
+    let step = TraceEventRec {
+        at: 3_000,
+        service: "access".into(),
+        kind: "retrieved".into(),
+        detail: "IMAP FETCH".into(),
+    };
+    for _ in 0..2 {
+        f.ok(Command::RecordTrace {
+            trace_id: TRACE.into(),
+            blob,
+            event: step.clone(),
+        });
+    }
+    // Content of another trace (or none) cannot write into this one.
+    let other = super::account::blob_hash(b"Subject: other\r\n\r\nhi\r\n");
+    let refused = f.run(Command::RecordTrace {
+        trace_id: TRACE.into(),
+        blob: other,
+        event: step.clone(),
+    });
+    assert_eq!(refused.unwrap_err().kind, ErrorKind::NotFound);
+
+    let t: TraceRec = db::get(&f.db, cf::QUEUE, &keys::trace_key(TRACE))
+        .unwrap()
+        .unwrap();
+    let steps: Vec<(&str, &str)> = t
+        .events
+        .iter()
+        .map(|e| (e.service.as_str(), e.kind.as_str()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("smtp", "received"),
+            ("queue", "queued"),
+            ("store", "stored"),
+            ("queue", "delivered"),
+            ("queue", "completed"),
+            ("access", "retrieved"),
+        ],
+        "{:#?}",
+        t.events
+    );
+    assert!(t.events[2]
+        .detail
+        .starts_with("alice@example.test INBOX uid 1"));
+    assert_eq!(t.queue_ids, ["E1"]);
+    assert_eq!(t.message_ids, ["<m1@example.test>"]);
+
+    // Retention: a prune before its creation keeps it, one after removes it and its indexes.
+    assert_eq!(
+        f.ok(Command::PruneTraces {
+            before_ms: 1_000,
+            max: 10
+        }),
+        Reply::Count(0)
+    );
+    assert_eq!(
+        f.ok(Command::PruneTraces {
+            before_ms: 1_001,
+            max: 10
+        }),
+        Reply::Count(1)
+    );
+    for key in [
+        keys::trace_key(TRACE),
+        keys::trace_by_queue_key("E1"),
+        keys::trace_by_blob_key(&blob),
+        keys::trace_by_message_id_key("<m1@example.test>", TRACE),
+        keys::trace_by_time_key(1_000, TRACE),
+    ] {
+        assert!(
+            Txn::new(&f.db).get_raw(cf::QUEUE, &key).unwrap().is_none(),
+            "{key:?} left behind"
+        );
+    }
+}

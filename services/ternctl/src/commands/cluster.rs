@@ -91,6 +91,33 @@ fn render(s: &StatusJson) -> String {
     out
 }
 
+#[derive(Serialize)]
+struct BackupJson {
+    path: String,
+    last_applied: u64,
+}
+
+/// `ternctl cluster backup NAME`.
+async fn backup(name: String, ctx: &Ctx) -> anyhow::Result<()> {
+    let r = ctx
+        .store()
+        .await?
+        .backups()
+        .create(tern_proto::store::v1::BackupRequest { name })
+        .await?
+        .into_inner();
+    let b = BackupJson {
+        path: r.path,
+        last_applied: r.last_applied,
+    };
+    ctx.print(&b, || {
+        format!(
+            "backup written on the node at {} (log index {})",
+            b.path, b.last_applied
+        )
+    })
+}
+
 pub async fn run(cmd: ClusterCmd, ctx: &Ctx) -> anyhow::Result<()> {
     let mut admin = ctx.store().await?.admin();
     let (status, note) = match cmd {
@@ -115,6 +142,7 @@ pub async fn run(cmd: ClusterCmd, ctx: &Ctx) -> anyhow::Result<()> {
             admin.remove_node(RemoveNodeRequest { id }).await?,
             Some(format!("removed node {id}")),
         ),
+        ClusterCmd::Backup { name } => return backup(name, ctx).await,
     };
     let s: StatusJson = status.into_inner().into();
     ctx.print(&s, || match note {

@@ -7,6 +7,7 @@ mod cluster;
 mod domain;
 mod lists;
 mod queue;
+mod trace;
 mod user;
 
 use serde::Serialize;
@@ -65,6 +66,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List(c) => lists::run(c, &ctx).await,
         Command::Cluster(c) => cluster::run(c, &ctx).await,
         Command::Queue(c) => queue::run(c, &ctx).await,
-        Command::Trace { id } => queue::trace(&id, &ctx).await,
+        Command::Trace { id } => trace::run(&id, &ctx).await,
     }
 }

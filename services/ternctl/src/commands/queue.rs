@@ -1,4 +1,4 @@
-//! `ternctl queue list|show|retry|delete` and `ternctl trace`.
+//! `ternctl queue list|show|retry|delete`.
 //!
 //! Timestamps are unix milliseconds in JSON (what the store keeps) and ISO 8601 UTC for people.
 
@@ -228,41 +228,6 @@ pub async fn run(cmd: QueueCmd, ctx: &Ctx) -> anyhow::Result<()> {
             ctx.done(format!("deleted queue entry {id}"))
         }
     }
-}
-
-#[derive(Serialize)]
-struct TraceJson {
-    id: String,
-    trace_id: String,
-    message_id: String,
-    events: Vec<EventJson>,
-}
-
-/// `ternctl trace ID`: the trace id and timeline of one queued message.
-pub async fn trace(id: &str, ctx: &Ctx) -> anyhow::Result<()> {
-    let mut q = ctx.store().await?.queue();
-    let e: EntryJson = q
-        .get(QueueIdRequest { id: id.to_string() })
-        .await?
-        .into_inner()
-        .into();
-    let t = TraceJson {
-        id: e.id,
-        trace_id: e.trace_id,
-        message_id: e.message_id,
-        events: e.events,
-    };
-    ctx.print(&t, || {
-        format!(
-            "{}\n{}",
-            output::fields(&[
-                ("queue id", t.id.clone()),
-                ("trace id", or_dash(&t.trace_id)),
-                ("message-id", or_dash(&t.message_id)),
-            ]),
-            render_events(&t.events)
-        )
-    })
 }
 
 #[cfg(test)]

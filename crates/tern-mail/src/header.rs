@@ -1,0 +1,86 @@
+//! Reading one field of a message's header section without parsing the whole message.
+//!
+//! The queue records a message's Message-ID (for `ternctl trace` and the logs) from the
+//! bytes it is given; a full MIME parse of a 25 MiB message for one field would be waste, and
+//! the bytes are untrusted, so the scan is bounded: it stops at the end of the header
+//! section or after [`MAX_HEADER_SCAN`] octets, and returns at most [`MAX_FIELD`] octets.
+
+/// Most octets of a message examined for a header field.
+pub const MAX_HEADER_SCAN: usize = 256 * 1024;
+/// Longest field value returned (RFC 5322's line limit).
+pub const MAX_FIELD: usize = 998;
+
+/// The unfolded, trimmed value of the first header field named `name` (case-insensitive),
+/// if the header section has one with a non-empty value. Lines may end in CRLF or LF.
+pub fn first_field(message: &[u8], name: &str) -> Option<String> {
+    let head = &message[..message.len().min(MAX_HEADER_SCAN)];
+    let mut lines = head.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return None; // end of the header section
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        if !line[..colon]
+            .trim_ascii_end()
+            .eq_ignore_ascii_case(name.as_bytes())
+        {
+            continue;
+        }
+        let mut value = line[colon + 1..].to_vec();
+        // Continuation lines start with white space (RFC 5322 §2.2.3).
+        while let Some(next) = lines.peek() {
+            if !matches!(next.first(), Some(b' ' | b'\t')) {
+                break;
+            }
+            let next = next.strip_suffix(b"\r").unwrap_or(next);
+            value.push(b' ');
+            value.extend_from_slice(next.trim_ascii());
+            lines.next();
+        }
+        let value = String::from_utf8_lossy(value.trim_ascii());
+        let value: String = value.chars().filter(|c| !c.is_control()).collect();
+        if value.is_empty() {
+            return None;
+        }
+        let mut end = value.len().min(MAX_FIELD);
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        return Some(value[..end].to_string());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_folded_fields_case_insensitively_in_the_header_only() {
+        let m =
+            b"Received: x\r\nmessage-id:\r\n <a@b>\r\nSubject: s\r\n\r\nMessage-ID: <body@x>\r\n";
+        assert_eq!(first_field(m, "Message-ID").as_deref(), Some("<a@b>"));
+        assert_eq!(
+            first_field(b"Subject: s\n\nMessage-ID: <x>\n", "Message-ID"),
+            None
+        );
+        assert_eq!(first_field(b"Message-ID:   \r\n\r\n", "Message-ID"), None);
+        assert_eq!(first_field(b"", "Message-ID"), None);
+        assert_eq!(
+            first_field(b"Message-ID : <sp@x>\n\n", "message-id").as_deref(),
+            Some("<sp@x>")
+        );
+        let long = format!("Message-ID: <{}>\r\n\r\n", "x".repeat(5000));
+        assert_eq!(
+            first_field(long.as_bytes(), "Message-ID").map(|v| v.len()),
+            Some(MAX_FIELD)
+        );
+        assert_eq!(
+            first_field(b"Message-ID: <a\x01b@x>\n\n", "Message-ID").as_deref(),
+            Some("<ab@x>")
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! tern-store's Prometheus metrics beyond the Raft gauges of the health watcher: commit
+//! latency, replication lag per follower, RocksDB size per column family, and the depth and
+//! oldest age of the delivery queue.
+//!
+//! Queue depth lives here, not in tern-queue, because the store holds the entries: any
+//! store node can count them from its applied state, while a queue worker only sees what it
+//! leases. Sizes and depth are sampled every [`SAMPLE_EVERY`] by a background task, so a
+//! scrape never walks RocksDB.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use prometheus::{Histogram, HistogramOpts, IntGauge, IntGaugeVec, Opts};
+
+use crate::keys::{self, cf};
+use crate::node::Node;
+
+/// How often sizes and queue depth are sampled.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+/// The queue count stops at this many entries (a bound on one sample's work).
+pub const MAX_COUNTED_ENTRIES: usize = 1_000_000;
+
+struct Metrics {
+    commit_seconds: Histogram,
+    follower_lag: IntGaugeVec,
+    rocksdb_bytes: IntGaugeVec,
+    queue_entries: IntGauge,
+    queue_oldest_age: IntGauge,
+}
+
+fn metrics() -> &'static Metrics {
+    static M: OnceLock<Metrics> = OnceLock::new();
+    M.get_or_init(|| {
+        let registry = tern_telemetry::metrics::registry();
+        let commit_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "tern_store_commit_seconds",
+                "Time from proposing a write to its outcome (Raft commit and apply on a majority)",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .expect("static metric definition");
+        let gauge_vec = |name: &str, help: &str, label: &str| {
+            IntGaugeVec::new(Opts::new(name, help), &[label]).expect("static metric definition")
+        };
+        let follower_lag = gauge_vec(
+            "tern_store_raft_follower_lag_entries",
+            "On the leader: log entries each follower or learner is behind the leader's last log index",
+            "follower",
+        );
+        let rocksdb_bytes = gauge_vec(
+            "tern_store_rocksdb_bytes",
+            "Bytes on disk (SST and blob files) and in memtables, per column family",
+            "cf",
+        );
+        let queue_entries = IntGauge::new(
+            "tern_store_queue_entries",
+            "Queue entries (messages waiting for delivery or retry), as this node has applied",
+        )
+        .expect("static metric definition");
+        let queue_oldest_age = IntGauge::new(
+            "tern_store_queue_oldest_entry_age_seconds",
+            "Age of the oldest queue entry (0 when the queue is empty)",
+        )
+        .expect("static metric definition");
+        let _ = registry.register(Box::new(commit_seconds.clone()));
+        let _ = registry.register(Box::new(follower_lag.clone()));
+        let _ = registry.register(Box::new(rocksdb_bytes.clone()));
+        let _ = registry.register(Box::new(queue_entries.clone()));
+        let _ = registry.register(Box::new(queue_oldest_age.clone()));
+        Metrics {
+            commit_seconds,
+            follower_lag,
+            rocksdb_bytes,
+            queue_entries,
+            queue_oldest_age,
+        }
+    })
+}
+
+/// Registers every metric, so a scrape lists them before their first sample.
+pub fn register() {
+    let _ = metrics();
+}
+
+/// Observes one write's commit latency.
+pub fn commit_observed(started: Instant) {
+    metrics()
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+}
+
+/// Sets the replication lag of each follower (on the leader); clears it elsewhere.
+pub fn set_follower_lag(lags: &[(u64, u64)]) {
+    let m = metrics();
+    m.follower_lag.reset();
+    for (id, lag) in lags {
+        m.follower_lag
+            .with_label_values(&[&id.to_string()])
+            .set(*lag as i64);
+    }
+}
+
+/// Samples sizes and queue depth every [`SAMPLE_EVERY`] until the process ends.
+pub async fn sample_forever(node: Arc<Node>) {
+    loop {
+        let n = node.clone();
+        // RocksDB calls block: keep them off the async workers.
+        let _ = tokio::task::spawn_blocking(move || sample(&n)).await;
+        tokio::time::sleep(SAMPLE_EVERY).await;
+    }
+}
+
+fn sample(node: &Node) {
+    let m = metrics();
+    let db = &node.db;
+    for name in cf::ALL {
+        let Some(handle) = db.cf_handle(name) else {
+            continue;
+        };
+        let prop = |p: &str| {
+            db.property_int_value_cf(&handle, p)
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+        };
+        let bytes = prop("rocksdb.total-sst-files-size")
+            + prop("rocksdb.live-blob-file-size")
+            + prop("rocksdb.size-all-mem-tables");
+        m.rocksdb_bytes
+            .with_label_values(&[name])
+            .set(bytes.min(i64::MAX as u64) as i64);
+    }
+    let Some(queue) = db.cf_handle(cf::QUEUE) else {
+        return;
+    };
+    let mut count = 0usize;
+    let mut oldest_ms: Option<i64> = None;
+    for item in db.prefix_iterator_cf(&queue, keys::QUEUE_ENTRY_PREFIX) {
+        let Ok((key, _)) = item else { break };
+        if !key.starts_with(keys::QUEUE_ENTRY_PREFIX) || count >= MAX_COUNTED_ENTRIES {
+            break;
+        }
+        if oldest_ms.is_none() {
+            // Queue ids start with their creation time in hex milliseconds, so the first
+            // key is the oldest entry.
+            oldest_ms = key
+                .get(1..12)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| i64::from_str_radix(h, 16).ok());
+        }
+        count += 1;
+    }
+    m.queue_entries.set(count as i64);
+    let age = oldest_ms
+        .map(|t| (crate::api::now_ms() - t).max(0) / 1000)
+        .unwrap_or(0);
+    m.queue_oldest_age.set(age);
+}
