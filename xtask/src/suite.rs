@@ -25,13 +25,14 @@ use crate::cargo::{self, cargo};
 use crate::prereq;
 
 /// Fuzz targets (crate directory, target, seconds) run by every `cargo xtask test`.
-const FUZZ: [(&str, &str, u32); 8] = [
+const FUZZ: [(&str, &str, u32); 9] = [
     ("services/tern-access/fuzz", "pop3_command", 30),
     ("services/tern-access/fuzz", "pop3_wire", 15),
     ("services/tern-access/fuzz", "imap_structure", 20),
     ("services/tern-access/fuzz", "imap_command", 20),
     ("services/tern-access/fuzz", "imap_utf7", 15),
     ("services/tern-queue/fuzz", "smtp_reply", 20),
+    ("services/tern-queue/fuzz", "message_id", 10),
     ("services/tern-smtp/fuzz", "smtp_command", 30),
     ("services/tern-smtp/fuzz", "smtp_data", 20),
 ];
