@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 /// Binds `addr`, or nothing when it is empty (the listener is switched off). `what` names the
 /// listener in the error.
@@ -16,6 +16,24 @@ pub async fn bind_optional(addr: &str, what: &str) -> anyhow::Result<Option<TcpL
         .await
         .map(Some)
         .with_context(|| format!("binding the {what} listener to {addr}"))
+}
+
+/// The next connection of `listener`, with Nagle's algorithm off (replies are small and must
+/// go out at once). A failed accept (out of descriptors and the like) is logged and retried
+/// after 100 ms instead of spinning or ending the listener.
+pub async fn accept_retrying(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                return (tcp, peer);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
 }
 
 /// Writes `name=address` lines for the listeners that are on, replacing the file atomically

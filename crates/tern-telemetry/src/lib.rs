@@ -64,3 +64,15 @@ pub use logging::{init, subscriber_with_exporter, LogFormat, ParseLogFormatError
 /// Re-exported so services add the standard `grpc.health.v1` service (and its reporter)
 /// without declaring their own dependency and risking a second, mismatched version.
 pub use tonic_health;
+
+/// Waits for Ctrl-C (SIGINT) or SIGTERM (what Kubernetes and `cargo xtask up` send), the
+/// one shutdown trigger of every Tern binary's `main`.
+pub async fn shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use tern_net::limit::ConnectionLimiter;
 use tokio::io::AsyncWriteExt;
@@ -27,16 +26,7 @@ pub(crate) async fn accept_loop<F, Fut>(
     Fut: Future<Output = std::io::Result<()>> + Send + 'static,
 {
     loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of descriptors and the like: wait instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
+        let (tcp, peer) = tern_net::listen::accept_retrying(&listener).await;
         let (limiter, session) = (limiter.clone(), session.clone());
         let span = tracing::info_span!("session", protocol, peer = %peer, tls = implicit_tls);
         tokio::spawn(

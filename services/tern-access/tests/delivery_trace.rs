@@ -7,8 +7,9 @@
 //! This file holds one test: it points every child process at its OTLP receiver through the
 //! environment, which is per test binary.
 
+mod journey;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -128,26 +129,6 @@ async fn start_sink() -> anyhow::Result<(u16, Arc<Mutex<Vec<String>>>)> {
     Ok((port, got))
 }
 
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/mail_journey.py")
-}
-
-fn python(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("python3")
-        .arg(script())
-        .args(args)
-        .output()
-        .context("running python3")?;
-    if !out.status.success() {
-        bail!(
-            "mail_journey.py {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
-
 fn ternctl(endpoint: &str, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(workspace_bin("ternctl"))
         .arg("--endpoint")
@@ -184,7 +165,7 @@ async fn one_trace_follows_a_message_through_every_service() -> anyhow::Result<(
     // 1. Sent over submission to two local users and one remote recipient.
     let message_id = format!("<journey-{}@client.example.test>", std::process::id());
     let submission = p.smtp.port("submission").to_string();
-    python(&[
+    journey::python(&[
         "send",
         "--port",
         &submission,
@@ -226,7 +207,7 @@ async fn one_trace_follows_a_message_through_every_service() -> anyhow::Result<(
     // 3. Read over IMAP (alice) and POP3 (bob), by Python's imaplib and poplib.
     let imap = p.access.imap_port().to_string();
     let pop3 = p.access.pop3_port().to_string();
-    python(&[
+    journey::python(&[
         "imap",
         "--port",
         &imap,
@@ -237,7 +218,7 @@ async fn one_trace_follows_a_message_through_every_service() -> anyhow::Result<(
         "--needle",
         &message_id,
     ])?;
-    python(&[
+    journey::python(&[
         "pop3",
         "--port",
         &pop3,

@@ -3,9 +3,9 @@
 //! sent and read. Also readiness: an access node is ready only while it reaches a store
 //! quorum.
 
+mod journey;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -60,26 +60,6 @@ fn has_metric(samples: &[Sample], metric: &str) -> bool {
         .any(|s| s.metric == metric || s.metric.starts_with(&format!("{metric}_")))
 }
 
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/mail_journey.py")
-}
-
-fn python(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("python3")
-        .arg(script())
-        .args(args)
-        .output()
-        .context("running python3")?;
-    if !out.status.success() {
-        bail!(
-            "mail_journey.py {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metrics_endpoint_parses_and_the_counters_move() -> anyhow::Result<()> {
     let mut p = Platform::start(&["alice", "bob", "carol"], &[]).await?;
@@ -88,7 +68,7 @@ async fn every_metrics_endpoint_parses_and_the_counters_move() -> anyhow::Result
     // Mail in (submission, two local recipients), then read over IMAP and POP3.
     let submission = p.smtp.port("submission").to_string();
     let needle = format!("<metrics-{}@client.example.test>", std::process::id());
-    python(&[
+    journey::python(&[
         "send",
         "--port",
         &submission,
@@ -107,7 +87,7 @@ async fn every_metrics_endpoint_parses_and_the_counters_move() -> anyhow::Result
     let pop3 = p.access.pop3_port().to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let read = python(&[
+        let read = journey::python(&[
             "imap",
             "--port",
             &imap,
@@ -126,7 +106,7 @@ async fn every_metrics_endpoint_parses_and_the_counters_move() -> anyhow::Result
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    python(&[
+    journey::python(&[
         "pop3",
         "--port",
         &pop3,

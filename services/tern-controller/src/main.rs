@@ -24,7 +24,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             tokio::select! {
                 r = tern_controller::controller::run(client, settings, health) => r?,
                 r = http => r?,
-                r = wait_for_signal() => {
+                r = tern_telemetry::shutdown_signal() => {
                     r?;
                     tracing::info!("shutting down");
                 }
@@ -43,14 +43,4 @@ async fn main() -> anyhow::Result<ExitCode> {
             })
         }
     }
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r?,
-        _ = term.recv() => {}
-    }
-    Ok(())
 }

@@ -180,16 +180,7 @@ pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
 /// Accepts connections on one listener until the task is dropped.
 pub async fn serve(listener: TcpListener, ctx: Arc<SmtpContext>, kind: Listener) {
     loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of descriptors and the like: wait instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
+        let (tcp, peer) = tern_net::listen::accept_retrying(&listener).await;
         let ctx = ctx.clone();
         let span = tracing::info_span!("smtp", listener = kind.name(), peer = %peer);
         tokio::spawn(
