@@ -10,6 +10,44 @@ pub const MAX_HEADER_SCAN: usize = 256 * 1024;
 /// Longest field value returned (RFC 5322's line limit).
 pub const MAX_FIELD: usize = 998;
 
+/// Length of the header section of `message`, through the empty line that ends it, if that
+/// line is in `message`. A message that starts with an empty line has an empty header
+/// section (length 2 with CRLF). Lines may end in CRLF or a bare LF, so the same rule serves
+/// canonical store copies and raw client input.
+///
+/// This is the one definition of "where the header ends" in Tern: SMTP's header additions,
+/// IMAP's HEADER/TEXT sections, POP3's TOP and the DSN's returned headers all use it, so they
+/// can never disagree about which bytes are header.
+pub fn section_end(message: &[u8]) -> Option<usize> {
+    let mut line_start = 0;
+    for (i, &b) in message.iter().enumerate() {
+        if b == b'\n' {
+            let line = &message[line_start..i];
+            if line.is_empty() || line == b"\r" {
+                return Some(i + 1);
+            }
+            line_start = i + 1;
+        }
+    }
+    None
+}
+
+/// Splits `message` into its header section (without the empty line that ends it) and its
+/// body. Without an empty line it is all header and has no body.
+pub fn split(message: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match section_end(message) {
+        Some(end) => {
+            let blank = if message[..end].ends_with(b"\r\n") {
+                2
+            } else {
+                1
+            };
+            (&message[..end - blank], Some(&message[end..]))
+        }
+        None => (message, None),
+    }
+}
+
 /// The unfolded, trimmed value of the first header field named `name` (case-insensitive),
 /// if the header section has one with a non-empty value. Lines may end in CRLF or LF.
 pub fn first_field(message: &[u8], name: &str) -> Option<String> {
@@ -57,6 +95,22 @@ pub fn first_field(message: &[u8], name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_header_section_ends_at_the_first_empty_line() {
+        assert_eq!(section_end(b"A: b\r\n\r\nbody"), Some(8));
+        assert_eq!(section_end(b"\r\nbody"), Some(2));
+        assert_eq!(section_end(b"A: b\nC: d\n\nbody\n\n"), Some(11));
+        assert_eq!(section_end(b"A: b\r\nC: d\r\n"), None);
+        assert_eq!(section_end(b""), None);
+        assert_eq!(
+            split(b"A: b\r\n\r\nbody"),
+            (&b"A: b\r\n"[..], Some(&b"body"[..]))
+        );
+        assert_eq!(split(b"\r\nbody"), (&b""[..], Some(&b"body"[..])));
+        assert_eq!(split(b"A: b\r\n"), (&b"A: b\r\n"[..], None));
+        assert_eq!(split(b"A: b\n\nx"), (&b"A: b\n"[..], Some(&b"x"[..])));
+    }
 
     #[test]
     fn finds_folded_fields_case_insensitively_in_the_header_only() {

@@ -5,6 +5,7 @@
 //! Keeping one copy of these rules here means the size the store records and the bytes an
 //! access node sends can never disagree.
 //! Dates ([`date`]) likewise: every service writes RFC 5322 dates in one form. [`header`]
+//! says where the header section ends (the one copy of that rule) and
 //! reads one header field (the Message-ID the queue records) with a bounded scan.
 //!
 //! No dependencies: these are small pure functions over bytes.

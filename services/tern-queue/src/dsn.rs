@@ -346,7 +346,7 @@ impl Returned {
             canonical.truncate(keep);
         }
         canonical.retain(|&b| b != 0);
-        let (headers, body) = split_message(&canonical);
+        let (headers, body) = tern_mail::header::split(&canonical);
         let headers = limit_line_length(headers, true);
         let headers = cap_header_block(&headers, MAX_RETURNED_HEADERS);
         match body {
@@ -799,18 +799,6 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
         at = start + 1;
     }
     None
-}
-
-/// Splits a canonical (CRLF) message into its header block (with the last header's CRLF)
-/// and its body; without the blank separator line, it is all header and no body.
-fn split_message(m: &[u8]) -> (&[u8], Option<&[u8]>) {
-    if let Some(body) = m.strip_prefix(b"\r\n") {
-        return (&[], Some(body));
-    }
-    match m.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(at) => (&m[..at + 2], Some(&m[at + 4..])),
-        None => (m, None),
-    }
 }
 
 fn is_wsp(b: u8) -> bool {
@@ -1273,7 +1261,7 @@ mod tests {
             + 4;
         let body = &returned[body_start..];
         let canonical = lines::canonical(&original);
-        let (_, full_body) = split_message(&canonical);
+        let (_, full_body) = tern_mail::header::split(&canonical);
         let full_body = full_body.expect("a body");
         assert!(body.len() <= MAX_RETURNED_BODY, "{}", body.len());
         assert!(body.ends_with(b"\r\n"));

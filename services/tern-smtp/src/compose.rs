@@ -63,7 +63,7 @@ impl Composer {
     fn release(&mut self, out: &mut Vec<u8>) {
         self.scanning = false;
         let message = &self.held[self.prefix_len..];
-        let header_len = header_end(message);
+        let header_len = tern_mail::header::section_end(message);
         let mut added = Vec::new();
         if header_len.is_some() || message.len() <= MAX_SCAN {
             let header = &message[..header_len.unwrap_or(message.len())];
@@ -79,14 +79,6 @@ impl Composer {
         out.extend_from_slice(&self.held[self.prefix_len..]);
         self.held.clear();
     }
-}
-
-/// Length of the header section including the empty line that ends it.
-fn header_end(msg: &[u8]) -> Option<usize> {
-    if msg.starts_with(b"\r\n") {
-        return Some(2);
-    }
-    msg.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
 /// Whether a field named `name` starts a line of `header`.

@@ -295,23 +295,6 @@ pub fn has_flags(items: &[Item]) -> bool {
     items.contains(&Item::Flags)
 }
 
-/// The length of the header section of `raw` (through the empty line), if it ends in `raw`.
-pub fn header_end(raw: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    let mut line_start = 0;
-    while i < raw.len() {
-        if raw[i] == b'\n' {
-            let line = &raw[line_start..i];
-            if line.is_empty() || line == b"\r" {
-                return Some(i + 1);
-            }
-            line_start = i + 1;
-        }
-        i += 1;
-    }
-    None
-}
-
 /// Appends `* seq FETCH (...)` for one message. `message` is the parsed content when the
 /// items needed any (the header section alone when [`need`] said [`Need::Header`]).
 /// `extra_flags`: \Seen was just set, so FLAGS goes along even if not asked for.
@@ -486,14 +469,6 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "* 2 FETCH (UID 7 BODY[HEADER.FIELDS (SUBJECT)] {15}\r\nSubject: hi\r\n\r\n BODY[TEXT]<6> {4}\r\nbody FLAGS (\\Seen))\r\n"
         );
-    }
-
-    #[test]
-    fn header_end_finds_the_empty_line() {
-        assert_eq!(header_end(b"A: b\r\n\r\nbody"), Some(8));
-        assert_eq!(header_end(b"A: b\n\nbody"), Some(6));
-        assert_eq!(header_end(b"A: b\r\nC: d"), None);
-        assert_eq!(header_end(b"\r\nbody"), Some(2));
     }
 
     #[test]

@@ -1854,7 +1854,7 @@ async fn read_header(
 ) -> Result<Vec<u8>, Status> {
     let (mut head, _) =
         read_content(store, account, mailbox, uid, uid_validity, 0, HEADER_PROBE).await?;
-    match fetch::header_end(&head) {
+    match tern_mail::header::section_end(&head) {
         Some(end) => {
             head.truncate(end);
             Ok(head)

@@ -4,10 +4,8 @@
 /// TOP: the header, the blank line after it, and the first `lines` lines of the body, of a
 /// canonical message. A message without a blank line is all header.
 pub fn top(canonical: &[u8], lines: u32) -> &[u8] {
-    let header_end = match find(canonical, b"\r\n\r\n") {
-        Some(pos) => pos + 4,
-        None if canonical.starts_with(b"\r\n") => 2,
-        None => return canonical,
+    let Some(header_end) = tern_mail::header::section_end(canonical) else {
+        return canonical;
     };
     let mut end = header_end;
     for _ in 0..lines {
