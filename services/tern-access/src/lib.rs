@@ -17,7 +17,8 @@
 //! unit-tested and fuzzed without sockets; the `server` feature (on by default) adds the
 //! listeners, the store sessions and the binary.
 //!
-//! Dependencies: `thiserror` for error types; `base64` for SASL PLAIN and RFC 2047 encoded
+//! Dependencies: `thiserror` for error types; `tern-sasl` for the SASL rules shared with SMTP;
+//! `base64` for SASL challenges and RFC 2047 encoded
 //! words; `mail-parser` for MIME structure (maintained, tolerant, keeps part offsets); `tern-mail` for the
 //! line-ending rules shared with the store; `imap-codec` for the IMAP command grammar (the
 //! maintained grammar crate with the extensions clients need), `nom` only to switch on a
