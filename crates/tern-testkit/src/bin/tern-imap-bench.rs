@@ -47,7 +47,8 @@ struct Args {
     /// Store nodes.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
-    /// xtask/scripts/dovecot-imap.sh; without it only Tern is measured.
+    /// xtask/scripts/dovecot.sh (run as `dovecot.sh imap start|stop ...`); without it only
+    /// Tern is measured.
     #[arg(long)]
     dovecot_script: Option<PathBuf>,
     /// Messages in each user's INBOX (at least 20: the header FETCH spans 20).
@@ -794,6 +795,7 @@ impl Dovecot {
         let port = free_loopback_port(DOVECOT_PORT_SEARCH_FROM)?;
         let out = Command::new("bash")
             .arg(script)
+            .arg("imap")
             .arg("start")
             .arg(dir)
             .arg(port.to_string())
@@ -821,6 +823,7 @@ impl Drop for Dovecot {
     fn drop(&mut self) {
         let _ = Command::new("bash")
             .arg(&self.script)
+            .arg("imap")
             .arg("stop")
             .arg(&self.dir)
             .output();

@@ -28,7 +28,8 @@ struct Args {
     /// Store nodes.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
-    /// xtask/scripts/dovecot-pop3.sh; without it only Tern is measured.
+    /// xtask/scripts/dovecot.sh (run as `dovecot.sh pop3 start|stop ...`); without it only
+    /// Tern is measured.
     #[arg(long)]
     dovecot_script: Option<PathBuf>,
     /// Messages per maildrop.
@@ -257,6 +258,7 @@ impl Dovecot {
         let port = free_loopback_port(DOVECOT_PORT_SEARCH_FROM)?;
         let out = Command::new("bash")
             .arg(script)
+            .arg("pop3")
             .arg("start")
             .arg(dir)
             .arg(port.to_string())
@@ -284,6 +286,7 @@ impl Drop for Dovecot {
     fn drop(&mut self) {
         let _ = Command::new("bash")
             .arg(&self.script)
+            .arg("pop3")
             .arg("stop")
             .arg(&self.dir)
             .output();
