@@ -1,4 +1,7 @@
 //! Why settings could not be loaded; every error names the key and where it came from.
+//!
+//! An error that wraps another keeps it as its `source` and leaves it out of its own message,
+//! so that `anyhow`'s report in a service's `main` prints each cause once.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -30,7 +33,7 @@ impl fmt::Display for Origin {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The settings file cannot be read.
-    #[error("reading settings file {}: {source}", .path.display())]
+    #[error("reading settings file {}", .path.display())]
     Read {
         path: PathBuf,
         #[source]
@@ -38,7 +41,7 @@ pub enum Error {
     },
     /// The settings file is not valid TOML for this service (the message names the key and
     /// the line: unknown keys, wrong types).
-    #[error("settings file {}: {source}", .path.display())]
+    #[error("settings file {}", .path.display())]
     File {
         path: PathBuf,
         #[source]
@@ -78,13 +81,13 @@ pub enum Error {
     NotUtf8(String),
     /// The merged layers do not deserialize (a value that passed its own parser but not the
     /// struct; kept as an error rather than trusted away).
-    #[error("merging the settings: {0}")]
+    #[error("merging the settings")]
     Merge(#[source] toml::de::Error),
     /// The service's own check refused the effective settings.
-    #[error("invalid settings: {0}")]
+    #[error("invalid settings")]
     Invalid(#[source] BoxError),
     /// The effective settings cannot be printed as TOML (`--print-config`).
-    #[error("printing the settings: {0}")]
+    #[error("printing the settings")]
     Print(#[source] toml::ser::Error),
 }
 

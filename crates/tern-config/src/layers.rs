@@ -4,7 +4,8 @@
 //! it); [`load`] feeds it the process's own and is what a service's `main` calls.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
 use crate::{help, Error, Key, Origin, Settings, CONFIG_ENV, ENV_PREFIX};
 
@@ -43,6 +44,8 @@ pub fn load<T: Settings>() -> Result<T, Error> {
         Parsed::Run(settings) => Ok(settings),
         Parsed::Print(text) => {
             print!("{text}");
+            // exit() skips destructors, so nothing else would flush what is still buffered.
+            let _ = std::io::stdout().flush();
             std::process::exit(0)
         }
     }
@@ -103,13 +106,13 @@ pub fn parse<T: Settings>(
 
 /// The file as a table, after checking it against the struct: that check gives the error with
 /// the line and the key (an unknown key, a wrong type) that merging could not.
-fn read_file<T: Settings>(path: &PathBuf) -> Result<toml::Table, Error> {
+fn read_file<T: Settings>(path: &Path) -> Result<toml::Table, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     })?;
     let bad_file = |source| Error::File {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     };
     toml::from_str::<T>(&text).map_err(bad_file)?;
@@ -183,17 +186,15 @@ impl Layer {
     /// transport given as a flag adds to the file's transports), everything else replaces.
     fn apply(self, merged: &mut toml::Table) {
         for (name, value) in self.values {
-            match (merged.get_mut(name), value) {
-                (_, None) => {
-                    merged.remove(name);
-                }
-                (Some(toml::Value::Table(below)), Some(toml::Value::Table(over))) => {
+            let value = match (merged.remove(name), value) {
+                (_, None) => continue,
+                (Some(toml::Value::Table(mut below)), Some(toml::Value::Table(over))) => {
                     below.extend(over);
+                    toml::Value::Table(below)
                 }
-                (_, Some(value)) => {
-                    merged.insert(name.to_owned(), value);
-                }
-            }
+                (_, Some(value)) => value,
+            };
+            merged.insert(name.to_owned(), value);
         }
     }
 }
@@ -338,6 +339,13 @@ mod tests {
         }
     }
 
+    /// The message of the error's source (the cause a service's report prints below it).
+    fn cause(err: &Error) -> String {
+        std::error::Error::source(err)
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    }
+
     fn file(text: &str) -> (tempfile::TempDir, String) {
         let dir = tempfile::tempdir().expect("temporary directory");
         let path = dir.path().join("demo.toml");
@@ -418,10 +426,11 @@ mod tests {
     #[test]
     fn unknown_keys_are_errors_that_name_them() {
         let (_dir, path) = file("max_conections = 10\n");
-        let err = run(&["--config", &path], &[]).unwrap_err().to_string();
+        let err = run(&["--config", &path], &[]).unwrap_err();
+        assert!(err.to_string().contains("demo.toml"), "{err}");
         assert!(
-            err.contains("max_conections") && err.contains("demo.toml"),
-            "{err}"
+            cause(&err).contains("unknown field `max_conections`"),
+            "{err:?}"
         );
 
         let err = run(&["--relay-hots", "x"], &[]).unwrap_err().to_string();
@@ -470,13 +479,15 @@ mod tests {
             "{err}"
         );
         let (_dir, path) = file("count = \"many\"\n");
-        let err = run(&["--config", &path], &[]).unwrap_err().to_string();
-        assert!(err.contains("demo.toml") && err.contains("count"), "{err}");
+        let err = run(&["--config", &path], &[]).unwrap_err();
+        assert!(err.to_string().contains("demo.toml"), "{err}");
+        assert!(cause(&err).contains("count = \"many\""), "{err:?}");
         let err = run(&["--config", "/nonexistent/demo.toml"], &[]).unwrap_err();
         assert!(matches!(err, Error::Read { .. }), "{err}");
         // The service's check runs on the merged result.
-        let err = run(&["--count", "101"], &[]).unwrap_err().to_string();
-        assert_eq!(err, "invalid settings: count is at most 100");
+        let err = run(&["--count", "101"], &[]).unwrap_err();
+        assert_eq!(err.to_string(), "invalid settings");
+        assert_eq!(cause(&err), "count is at most 100");
     }
 
     #[test]
