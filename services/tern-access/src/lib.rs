@@ -25,8 +25,8 @@
 //! feature imap-codec forgets; `chrono` for the calendar dates of SEARCH (imap-codec's own
 //! date type). With `server`: `tokio` and `tonic` for I/O and the
 //! store API, `futures` for response streams, `tern-net` for TLS, limits and bounded lines,
-//! `tern-telemetry` + `tracing` + `prometheus` for logs, traces and metrics, `clap`/`serde`/
-//! `toml` for settings, `rand` for lock-owner ids, `anyhow` at the edges.
+//! `tern-telemetry` + `tracing` + `prometheus` for logs, traces and metrics, `tern-config`/
+//! `serde` for settings, `rand` for lock-owner ids, `anyhow` at the edges.
 
 #[cfg(feature = "server")]
 mod accept;

@@ -17,7 +17,7 @@
 //! `tokio-rustls`, `rustls-pki-types` and `webpki-roots` for STARTTLS (opportunistic, or
 //! verified against Mozilla's roots plus configured CAs); `tern-mail` for CRLF and
 //! byte-stuffing rules; `tern-telemetry`, `tracing` and `prometheus` for logs, traces and
-//! metrics; `clap`/`serde`/`toml` for settings; `rand`/`hex` for ids and boundaries;
+//! metrics; `tern-config`/`serde` for settings; `rand`/`hex` for ids and boundaries;
 //! `thiserror`/`anyhow` for errors.
 
 pub mod api;

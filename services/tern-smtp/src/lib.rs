@@ -17,7 +17,7 @@
 //! Dependencies: `tokio` (sockets), `tern-net` (TLS with tokio-rustls, connection limits,
 //! bounded lines, shared with tern-access), `tonic`/`tern-proto` (store and queue gRPC),
 //! `tokio-stream` (the Enqueue request stream), `base64` (SASL), `rand` (Message-IDs and
-//! request ids), `prometheus` (metrics), `clap`/`serde`/`toml` (settings), `tracing` and
+//! request ids), `prometheus` (metrics), `tern-config`/`serde` (settings), `tracing` and
 //! `tern-telemetry` (logs and trace propagation), `thiserror`/`anyhow` (errors), `tern-mail`
 //! (RFC 5322 dates). Tests use `lettre` as an independent Rust SMTP client.
 

@@ -30,7 +30,7 @@
 //! - `sha2`/`hex`: content addresses of blobs.
 //! - `mail-parser`: MIME decoding for server-side search.
 //! - `tokio`/`tokio-stream`/`futures`: the async runtime and streams.
-//! - `clap`/`toml`: flags, `TERN_*` variables and config files.
+//! - `tern-config`: settings from the file, `TERN_*` variables and flags.
 //! - `tracing`/`tern-telemetry`/`prometheus`: logs, traces, metrics and health.
 //! - `rand`: salts, snapshot and queue ids. `thiserror`/`anyhow`: errors.
 
