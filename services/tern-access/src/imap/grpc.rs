@@ -513,3 +513,55 @@ async fn watch(
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_codes_become_error_kinds() {
+        let kind = |code| error(Status::new(code, "why")).kind;
+        assert_eq!(kind(Code::NotFound), ErrorKind::NotFound);
+        assert_eq!(kind(Code::AlreadyExists), ErrorKind::AlreadyExists);
+        assert_eq!(kind(Code::ResourceExhausted), ErrorKind::OverQuota);
+        assert_eq!(kind(Code::FailedPrecondition), ErrorKind::Rejected);
+        assert_eq!(kind(Code::OutOfRange), ErrorKind::Rejected);
+        assert_eq!(kind(Code::PermissionDenied), ErrorKind::PermissionDenied);
+        assert_eq!(kind(Code::Unavailable), ErrorKind::Unavailable);
+        assert_eq!(error(Status::invalid_argument("bad name")).message, "bad name");
+    }
+
+    #[test]
+    fn feed_events_become_changes() {
+        let flags = pb::Change {
+            modseq: 7,
+            mailbox_id: 3,
+            kind: pb::change::Kind::FlagsChanged as i32,
+            uids: vec![1, 2],
+            flags: vec!["\\Seen work".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            change(&flags),
+            Change {
+                modseq: 7,
+                mailbox_id: 3,
+                kind: ChangeKind::Flags(vec![
+                    (1, vec!["\\Seen".into(), "work".into()]),
+                    (2, vec![]),
+                ]),
+            }
+        );
+        let renamed = pb::Change {
+            kind: pb::change::Kind::MailboxRenamed as i32,
+            mailbox: "New".into(),
+            ..Default::default()
+        };
+        assert_eq!(change(&renamed).kind, ChangeKind::Renamed("New".into()));
+        let unnamed = pb::Change {
+            kind: pb::change::Kind::MailboxRenamed as i32,
+            ..Default::default()
+        };
+        assert_eq!(change(&unnamed).kind, ChangeKind::Other);
+    }
+}

@@ -347,7 +347,7 @@ fn contains_ci(hay: &[u8], needle: &str) -> bool {
 
 /// Whether a message matches the store's search key (the sent-date keys need a Date:
 /// parser this test store does not have: they are refused).
-fn matches(m: &Message, key: &pb::SearchKey) -> StoreResult<bool> {
+fn matches_key(m: &Message, key: &pb::SearchKey) -> StoreResult<bool> {
     let Some(k) = &key.key else {
         return Ok(true);
     };
@@ -379,7 +379,7 @@ fn matches(m: &Message, key: &pb::SearchKey) -> StoreResult<bool> {
             .any(|r| (r.first..=r.last).contains(&m.uid)),
         Key::And(keys) => {
             for k in &keys.keys {
-                if !matches(m, k)? {
+                if !matches_key(m, k)? {
                     return Ok(false);
                 }
             }
@@ -387,13 +387,13 @@ fn matches(m: &Message, key: &pb::SearchKey) -> StoreResult<bool> {
         }
         Key::Or(keys) => {
             for k in &keys.keys {
-                if matches(m, k)? {
+                if matches_key(m, k)? {
                     return Ok(true);
                 }
             }
             false
         }
-        Key::Not(k) => !matches(m, k)?,
+        Key::Not(k) => !matches_key(m, k)?,
         Key::Modseq(v) => m.modseq >= *v,
     })
 }
@@ -635,7 +635,7 @@ impl ImapBackend for Mem {
         let f = s.folder(mailbox)?;
         let mut found = Found::default();
         for m in &f.messages {
-            if matches(m, &key)? {
+            if matches_key(m, &key)? {
                 found.uids.push(m.uid);
                 found.highest_modseq = found.highest_modseq.max(m.modseq);
             }
