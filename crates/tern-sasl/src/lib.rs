@@ -156,19 +156,44 @@ impl Exchange {
         }
     }
 
+    /// Starts an exchange whose initial response the protocol's grammar has already
+    /// decoded from base64 (IMAP's SASL-IR, which imap-codec parses).
+    pub fn start_decoded(
+        mechanism: Mechanism,
+        initial: Option<&[u8]>,
+    ) -> Result<(Self, Step), SaslError> {
+        let mut exchange = Exchange {
+            mechanism,
+            login_user: None,
+        };
+        let step = match initial {
+            Some(data) => exchange.respond_decoded(data)?,
+            None => exchange.first_challenge(),
+        };
+        Ok((exchange, step))
+    }
+
     /// Takes the client's next response line (base64, without the line ending).
     pub fn respond(&mut self, line: &[u8]) -> Result<Step, SaslError> {
         let data = decode_response(line)?;
+        self.respond_decoded(&data)
+    }
+
+    /// Takes a response already decoded from base64.
+    pub fn respond_decoded(&mut self, data: &[u8]) -> Result<Step, SaslError> {
+        if data.len() > MAX_RESPONSE {
+            return Err(SaslError::TooLong);
+        }
         match self.mechanism {
-            Mechanism::Plain => plain(&data).map(Step::Done),
+            Mechanism::Plain => plain(data).map(Step::Done),
             Mechanism::Login => match self.login_user.take() {
                 None => {
-                    self.login_user = Some(login_part(&data, "empty user name")?);
+                    self.login_user = Some(login_part(data, "empty user name")?);
                     Ok(Step::Challenge(b"Password:"))
                 }
                 Some(user) => Ok(Step::Done(Credentials {
                     user,
-                    password: login_part(&data, "empty password")?,
+                    password: login_part(data, "empty password")?,
                 })),
             },
         }
@@ -340,6 +365,22 @@ mod tests {
         assert!(ex.respond(b"=").is_err(), "empty password");
         let (_, step) = Exchange::start(Mechanism::Login, None).unwrap();
         assert_eq!(step, Step::Challenge(b"Username:"));
+    }
+
+    #[test]
+    fn a_response_decoded_by_the_protocol_follows_the_same_rules() {
+        let (_, step) =
+            Exchange::start_decoded(Mechanism::Plain, Some(b"\0alice@example.test\0pw")).unwrap();
+        assert_eq!(step, done("alice@example.test", "pw"));
+        assert_eq!(
+            Exchange::start_decoded(Mechanism::Plain, Some(b"bob\0alice\0pw")).unwrap_err(),
+            SaslError::AuthzidDiffers
+        );
+        assert_eq!(
+            Exchange::start_decoded(Mechanism::Plain, Some(&vec![b'a'; MAX_RESPONSE + 1]))
+                .unwrap_err(),
+            SaslError::TooLong
+        );
     }
 
     #[test]

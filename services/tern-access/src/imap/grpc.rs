@@ -100,9 +100,9 @@ fn change(c: &pb::Change) -> Change {
                 .enumerate()
                 .map(|(i, uid)| {
                     let flags = c
-                        .flags
+                        .flag_sets
                         .get(i)
-                        .map(|f| f.split_whitespace().map(String::from).collect())
+                        .map(|set| set.flags.clone())
                         .unwrap_or_default();
                     (*uid, flags)
                 })
@@ -528,7 +528,10 @@ mod tests {
         assert_eq!(kind(Code::OutOfRange), ErrorKind::Rejected);
         assert_eq!(kind(Code::PermissionDenied), ErrorKind::PermissionDenied);
         assert_eq!(kind(Code::Unavailable), ErrorKind::Unavailable);
-        assert_eq!(error(Status::invalid_argument("bad name")).message, "bad name");
+        assert_eq!(
+            error(Status::invalid_argument("bad name")).message,
+            "bad name"
+        );
     }
 
     #[test]
@@ -538,7 +541,9 @@ mod tests {
             mailbox_id: 3,
             kind: pb::change::Kind::FlagsChanged as i32,
             uids: vec![1, 2],
-            flags: vec!["\\Seen work".into()],
+            flag_sets: vec![pb::FlagSet {
+                flags: vec!["\\Seen".into(), "work".into()],
+            }],
             ..Default::default()
         };
         assert_eq!(

@@ -1,36 +1,28 @@
 //! The not-authenticated state: STARTTLS, LOGIN and AUTHENTICATE PLAIN (RFC 4616, with
-//! SASL-IR's initial response or one continuation).
+//! SASL-IR's initial response or one continuation), by the shared rules of [`tern_sasl`].
 
 use std::io;
 
-use base64::Engine;
 use imap_codec::imap_types::auth::AuthMechanism;
 use imap_codec::imap_types::command::CommandBody;
+
+use tern_sasl::{Exchange, Mechanism, SaslError, Step};
 
 use super::{bad, no, ok, Done};
 use crate::imap::backend::ImapBackend;
 use crate::imap::session::{Next, Session, Sink};
 
-/// SASL PLAIN's message (`authzid NUL authcid NUL password`) as the user to log in and the
-/// password, or the reply refusing it. An authzid other than the authcid is refused.
-fn decode_plain(data: &[u8]) -> Result<(String, String), Done> {
-    let parts: Vec<&[u8]> = data.split(|b| *b == 0).collect();
-    let [authz, authc, pass] = parts[..] else {
-        return Err(Done::Bad(
-            "PLAIN wants authzid NUL authcid NUL password".into(),
-        ));
-    };
-    let (authz, authc, pass) = (
-        String::from_utf8_lossy(authz),
-        String::from_utf8_lossy(authc).into_owned(),
-        String::from_utf8_lossy(pass).into_owned(),
-    );
-    if !authz.is_empty() && !authz.eq_ignore_ascii_case(&authc) {
-        return Err(Done::No(
-            "[AUTHORIZATIONFAILED] acting as another user is not allowed".into(),
-        ));
+/// The reply to an AUTHENTICATE that ended without credentials. The SASL rules themselves
+/// (base64, `*`, UTF-8, the authorization identity) are [`tern_sasl`]'s, shared with SMTP and
+/// POP3.
+fn sasl_refused(error: SaslError) -> Done {
+    match error {
+        SaslError::AuthzidDiffers => {
+            Done::No("[AUTHORIZATIONFAILED] acting as another user is not allowed".into())
+        }
+        SaslError::Cancelled => Done::Bad("AUTHENTICATE cancelled".into()),
+        other => Done::Bad(other.to_string()),
     }
-    Ok((authc, pass))
 }
 
 impl<B: ImapBackend> Session<B> {
@@ -70,15 +62,16 @@ impl<B: ImapBackend> Session<B> {
                 if !self.plaintext_ok() {
                     return no("[PRIVACYREQUIRED] authentication needs TLS first");
                 }
-                match initial_response {
-                    Some(r) => {
-                        let data = r.declassify().to_vec();
-                        self.plain(&data, next).await
-                    }
-                    None => {
+                // imap-codec has decoded SASL-IR's base64 already.
+                let initial = initial_response.map(|r| r.declassify().to_vec());
+                match Exchange::start_decoded(Mechanism::Plain, initial.as_deref()) {
+                    Ok((_, Step::Done(c))) => self.login(&c.user, &c.password, next).await,
+                    // PLAIN's one challenge is empty; the response comes on its own line.
+                    Ok((_, Step::Challenge(_))) => {
                         *next = Next::AuthContinue(tag.to_string());
                         Ok(Done::Later)
                     }
+                    Err(e) => Ok(sasl_refused(e)),
                 }
             }
             _ => bad("log in first"),
@@ -93,13 +86,12 @@ impl<B: ImapBackend> Session<B> {
         out: &mut Sink<'_>,
     ) -> io::Result<Next> {
         let mut next = Next::Continue;
-        let done = if line == b"*" {
-            Done::Bad("AUTHENTICATE cancelled".into())
-        } else {
-            match base64::engine::general_purpose::STANDARD.decode(line) {
-                Ok(data) => self.plain(&data, &mut next).await?,
-                Err(_) => Done::Bad("the response is not base64".into()),
-            }
+        // PLAIN takes one response, so the exchange starts afresh from its empty challenge.
+        let step = Exchange::start(Mechanism::Plain, None).and_then(|(mut ex, _)| ex.respond(line));
+        let done = match step {
+            Ok(Step::Done(c)) => self.login(&c.user, &c.password, &mut next).await?,
+            Ok(Step::Challenge(_)) => Done::Bad("PLAIN takes one response".into()),
+            Err(e) => sasl_refused(e),
         };
         match done {
             Done::Ok(t) => out.line(&format!("{tag} OK {t}")),
@@ -109,13 +101,6 @@ impl<B: ImapBackend> Session<B> {
         }
         self.bye_if_deleted(out, &mut next);
         Ok(next)
-    }
-
-    async fn plain(&mut self, data: &[u8], next: &mut Next) -> io::Result<Done> {
-        match decode_plain(data) {
-            Ok((user, pass)) => self.login(&user, &pass, next).await,
-            Err(refused) => Ok(refused),
-        }
     }
 
     async fn login(&mut self, user: &str, pass: &str, next: &mut Next) -> io::Result<Done> {
