@@ -254,42 +254,42 @@ impl Platform {
     pub fn queue(&self) -> &QueueNode {
         self.queue
             .as_ref()
-            .unwrap_or_else(|| panic!("this Platform has no tern-queue (PlatformBuilder::queue)"))
+            .expect("this Platform has no tern-queue (PlatformBuilder::queue)")
     }
 
     /// The queue node, to kill it.
     pub fn queue_mut(&mut self) -> &mut QueueNode {
         self.queue
             .as_mut()
-            .unwrap_or_else(|| panic!("this Platform has no tern-queue (PlatformBuilder::queue)"))
+            .expect("this Platform has no tern-queue (PlatformBuilder::queue)")
     }
 
     /// The SMTP node. Panics when the platform was built without one.
     pub fn smtp(&self) -> &SmtpNode {
         self.smtp
             .as_ref()
-            .unwrap_or_else(|| panic!("this Platform has no tern-smtp (PlatformBuilder::smtp)"))
+            .expect("this Platform has no tern-smtp (PlatformBuilder::smtp)")
     }
 
     /// The SMTP node, to kill it.
     pub fn smtp_mut(&mut self) -> &mut SmtpNode {
         self.smtp
             .as_mut()
-            .unwrap_or_else(|| panic!("this Platform has no tern-smtp (PlatformBuilder::smtp)"))
+            .expect("this Platform has no tern-smtp (PlatformBuilder::smtp)")
     }
 
     /// The access node. Panics when the platform was built without one.
     pub fn access(&self) -> &AccessNode {
         self.access
             .as_ref()
-            .unwrap_or_else(|| panic!("this Platform has no tern-access (PlatformBuilder::access)"))
+            .expect("this Platform has no tern-access (PlatformBuilder::access)")
     }
 
     /// The access node, to kill it.
     pub fn access_mut(&mut self) -> &mut AccessNode {
         self.access
             .as_mut()
-            .unwrap_or_else(|| panic!("this Platform has no tern-access (PlatformBuilder::access)"))
+            .expect("this Platform has no tern-access (PlatformBuilder::access)")
     }
 
     /// The development certificate tern-smtp and tern-access serve.

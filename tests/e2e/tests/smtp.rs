@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use tern_e2e::client_script;
 use tern_proto::store::v1 as pb;
-use tern_testkit::clients::{require, Client};
+use tern_testkit::clients;
 use tern_testkit::{fetch, list_all, Platform};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -214,7 +214,7 @@ async fn real_clients_deliver_on_every_listener() -> anyhow::Result<()> {
     let p = platform(&many_refs, &[]).await?;
 
     // Python's smtplib: MX, STARTTLS + LOGIN, SMTP_SSL + PLAIN.
-    require(Client::Python)?;
+    clients::require(clients::Client::Python)?;
     let out = Command::new("python3")
         .arg(client_script("smtp_smtplib.py"))
         .args([
@@ -265,7 +265,7 @@ async fn real_clients_deliver_on_every_listener() -> anyhow::Result<()> {
     }
 
     // swaks, from Debian.
-    require(Client::Swaks)?;
+    clients::require(clients::Client::Swaks)?;
     let out = Command::new("swaks")
         .args([
             "--server",
@@ -489,7 +489,7 @@ async fn refusals_get_their_codes_and_the_session_survives() -> anyhow::Result<(
     c.expect("QUIT", 221, "2.0.0").await?;
 
     // Submission: 530, 538, 535 after a delay, 553; in Python over STARTTLS.
-    require(Client::Python)?;
+    clients::require(clients::Client::Python)?;
     let out = Command::new("python3")
         .arg(client_script("smtp_smtplib.py"))
         .args(["policy", &p.smtp().port("submission").to_string(), "200"])

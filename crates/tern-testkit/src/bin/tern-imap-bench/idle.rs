@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use tern_testkit::Platform;
 use tokio::sync::Semaphore;
 
-use super::{connection_limits, Args, Imap, IO_TIMEOUT, PASSWORD};
+use super::{connection_limits, Args, Imap, PASSWORD};
 
 /// Connections being opened (and logging in) at once in the idle measure.
 const IDLE_LOGIN_PARALLEL: usize = 32;

@@ -25,7 +25,6 @@
 //! `cargo xtask bench imap`, which builds it and installs Dovecot.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -693,7 +692,7 @@ async fn main() -> anyhow::Result<()> {
 
     if args.idle_connections > 0 {
         println!();
-        idle_measure(&args, &platform, &users)
+        idle::idle_measure(&args, &platform, &users)
             .await
             .map_err(|e| anyhow!("idle-connection measure: {e:#}"))?;
     }
