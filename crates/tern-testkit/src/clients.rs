@@ -165,7 +165,9 @@ fn apt(args: &[&str]) -> anyhow::Result<()> {
 }
 
 /// An exclusive `flock` on `/tmp/tern-apt.lock`, released when dropped (the file closes).
-struct AptLock(File);
+struct AptLock {
+    _file: File,
+}
 
 impl AptLock {
     fn take() -> anyhow::Result<AptLock> {
@@ -174,7 +176,7 @@ impl AptLock {
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(std::io::Error::last_os_error()).context("locking /tmp/tern-apt.lock");
         }
-        Ok(AptLock(f))
+        Ok(AptLock { _file: f })
     }
 }
 

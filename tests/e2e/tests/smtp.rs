@@ -509,7 +509,7 @@ async fn refusals_get_their_codes_and_the_session_survives() -> anyhow::Result<(
 async fn timeouts_connection_limits_and_no_quorum() -> anyhow::Result<()> {
     let p = platform(&[], &[]).await?;
     let limited = p
-        .extra_smtp(&[
+        .add_smtp(&[
             "--command-timeout-secs",
             "2",
             "--data-timeout-secs",
