@@ -78,7 +78,7 @@ async fn open_idle(
 }
 
 /// Raises RLIMIT_NOFILE to at least `want` (children such as tern-access inherit it).
-fn raise_nofile(want: libc::rlim_t) -> anyhow::Result<libc::rlim_t> {
+pub(super) fn raise_nofile(want: libc::rlim_t) -> anyhow::Result<libc::rlim_t> {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -560,7 +560,7 @@ async fn main() -> anyhow::Result<()> {
     if args.clients.contains(&0) {
         bail!("--clients: every count must be at least 1");
     }
-    let nofile = raise_nofile(args.idle_connections as libc::rlim_t + 4096)?;
+    let nofile = idle::raise_nofile(args.idle_connections as libc::rlim_t + 4096)?;
     if (nofile as usize) < args.idle_connections + 256 {
         bail!(
             "RLIMIT_NOFILE is {nofile}, too low for {} idle connections (raise the hard limit)",
@@ -595,7 +595,7 @@ async fn main() -> anyhow::Result<()> {
         args.nodes
     );
     let t = Instant::now();
-    let platform = start_tern(&args, &users, &corpus, scratch.path()).await?;
+    let mut platform = start_tern(&args, &users, &corpus, scratch.path()).await?;
     println!("    loaded in {:.1} s", t.elapsed().as_secs_f64());
     let dovecot = match &args.dovecot_script {
         Some(script) => {
@@ -649,7 +649,8 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     drop(dovecot);
-    drop(access);
+    // The measured access node goes; the idle measure starts a fresh one.
+    platform.access_mut().kill();
 
     println!(
         "\nIMAP mixed workload, operations per second, best of {} runs of {} s each.",
