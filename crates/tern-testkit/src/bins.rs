@@ -8,7 +8,7 @@
 //! a binary is used, its dep-info file (`target/debug/NAME.d`, which cargo writes beside it
 //! with every source file of the binary's crate and of the workspace crates it depends on)
 //! is read, and the binary is refused when one of those files is newer than it, is gone, or
-//! lies outside this checkout (then another worktree built it last).
+//! is a Rust source outside this checkout (then another worktree built it last).
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -102,7 +102,12 @@ pub fn staleness(
         if path.starts_with(target) {
             continue;
         }
-        if !path.starts_with(root) {
+        // A Rust source of another checkout means the binary was compiled from there
+        // (cargo's hashes for workspace crates do not depend on the checkout's path, so
+        // checkouts sharing a target directory share artifacts). Other inputs, such as a
+        // build script's `rerun-if-changed` directory (tern-proto's proto/), are only
+        // judged by their time: identical files in another checkout are harmless.
+        if !path.starts_with(root) && path.extension().is_some_and(|e| e == "rs") {
             return Some(format!(
                 "it was built from another checkout ({} is not under {})",
                 path.display(),
@@ -204,6 +209,8 @@ mod tests {
         let foreign = [(PathBuf::from("/other/a.rs"), at(1))];
         assert!(staleness(built, &foreign, root, target)
             .is_some_and(|w| w.contains("another checkout")));
+        let foreign_input = [(PathBuf::from("/other/proto"), at(1))];
+        assert_eq!(staleness(built, &foreign_input, root, target), None);
         assert!(staleness(built, &[], root, target).is_some());
     }
 
