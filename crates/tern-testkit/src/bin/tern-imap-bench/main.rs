@@ -25,19 +25,18 @@
 //! `cargo xtask bench imap`, which builds it and installs Dovecot.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use clap::Parser;
-use tern_proto::store::v1 as pb;
-use tern_testkit::access::AccessNode;
-use tern_testkit::service::free_loopback_port;
-use tern_testkit::{append, StoreCluster};
+use tern_testkit::dovecot::Dovecot;
+use tern_testkit::{load_mailboxes, Platform};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::{Barrier, Semaphore};
+use tokio::sync::Barrier;
+
+mod idle;
 
 #[derive(Parser)]
 struct Args {
@@ -47,8 +46,7 @@ struct Args {
     /// Store nodes.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
-    /// xtask/scripts/dovecot.sh (run as `dovecot.sh imap start|stop ...`); without it only
-    /// Tern is measured.
+    /// xtask/scripts/dovecot.sh; without it only Tern is measured.
     #[arg(long)]
     dovecot_script: Option<PathBuf>,
     /// Messages in each user's INBOX (at least 20: the header FETCH spans 20).
@@ -81,11 +79,6 @@ const HEADER_SPAN: usize = 20;
 const APPEND_SIZE: usize = 4096;
 /// Bound on any one exchange with a server.
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
-/// Connections being opened (and logging in) at once in the idle measure.
-const IDLE_LOGIN_PARALLEL: usize = 32;
-const IDLE_GREET_PARALLEL: usize = 256;
-/// tern-access closes a connection that has not logged in after this long.
-const TERN_PREAUTH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Sizes cycle through these (octets).
 const SIZES: [usize; 4] = [1_200, 3_000, 8_000, 24_000];
@@ -523,311 +516,39 @@ async fn measure(port: u16, users: &[String], clients: usize, secs: f64) -> anyh
 }
 
 // ---------------------------------------------------------------------------------------
-// Idle connections
-// ---------------------------------------------------------------------------------------
-
-/// VmRSS of `pid`, in bytes.
-fn vm_rss(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS line")?;
-    Ok(kb * 1024)
-}
-
-/// Open file descriptors of `pid`.
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
-}
-
-/// Opens `count` connections, each greeted and (with `login`) logged in as one of `users`.
-async fn open_idle(
-    port: u16,
-    users: &[String],
-    count: usize,
-    login: bool,
-    offset: usize,
-) -> anyhow::Result<Vec<Imap>> {
-    let parallel = Arc::new(Semaphore::new(if login {
-        IDLE_LOGIN_PARALLEL
-    } else {
-        IDLE_GREET_PARALLEL
-    }));
-    let handles: Vec<_> = (0..count)
-        .map(|i| {
-            let user = users[(offset + i) % users.len()].clone();
-            let parallel = parallel.clone();
-            tokio::spawn(async move {
-                let _permit = parallel.acquire_owned().await?;
-                // A small read buffer: the bench holds thousands of these.
-                let mut c = Imap::connect(port, 1024).await?;
-                if login {
-                    c.login(&user, PASSWORD)
-                        .await
-                        .with_context(|| format!("LOGIN {user}"))?;
-                }
-                Ok::<_, anyhow::Error>(c)
-            })
-        })
-        .collect();
-    let mut conns = Vec::with_capacity(count);
-    for h in handles {
-        conns.push(h.await??);
-    }
-    Ok(conns)
-}
-
-/// Raises RLIMIT_NOFILE to at least `want` (children such as tern-access inherit it).
-fn raise_nofile(want: libc::rlim_t) -> anyhow::Result<libc::rlim_t> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read or write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            bail!("getrlimit: {}", std::io::Error::last_os_error());
-        }
-        if lim.rlim_cur >= want {
-            return Ok(lim.rlim_cur);
-        }
-        if lim.rlim_max < want {
-            // Raising the hard limit needs root (CAP_SYS_RESOURCE); fall back to the hard one.
-            let raised = libc::rlimit {
-                rlim_cur: want,
-                rlim_max: want,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                return Ok(want);
-            }
-        }
-        let soft = libc::rlimit {
-            rlim_cur: lim.rlim_max.min(want),
-            rlim_max: lim.rlim_max,
-        };
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &soft) != 0 {
-            bail!("setrlimit: {}", std::io::Error::last_os_error());
-        }
-        Ok(soft.rlim_cur)
-    }
-}
-
-/// The idle-connection measure on a fresh access node; prints its result.
-async fn idle_measure(
-    args: &Args,
-    cluster: &StoreCluster,
-    users: &[String],
-    scratch: &Path,
-) -> anyhow::Result<()> {
-    let total = args.idle_connections;
-    let logins = args.idle_logins.min(total);
-    let greeted = total - logins;
-    let access = start_access(cluster, scratch, total).await?;
-    let port = access.imap_port();
-    let pid = access.pid().context("tern-access has no pid")?;
-    println!(
-        "==> idle connections: fresh tern-access (pid {pid}), {total} connections, {logins} logged in"
-    );
-    // Warm up what the first sessions initialize (store channels, allocator arenas).
-    let warm = open_idle(port, users, 16.min(total), true, 0).await?;
-    drop(warm);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss0 = vm_rss(pid)?;
-    let fds0 = open_fds(pid);
-
-    let t = Instant::now();
-    let mut conns = open_idle(port, users, logins, true, 0).await?;
-    let login_secs = t.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss1 = vm_rss(pid)?;
-    let fds1 = open_fds(pid);
-    if logins > 0 {
-        println!(
-            "    {logins} connections logged in in {login_secs:.1} s ({:.0} logins/s); VmRSS {:.1} -> {:.1} MiB, open fds {fds0} -> {fds1}",
-            logins as f64 / login_secs,
-            mib(rss0),
-            mib(rss1)
-        );
-    }
-
-    let t = Instant::now();
-    conns.extend(open_idle(port, users, greeted, false, logins).await?);
-    let greet_secs = t.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss2 = vm_rss(pid)?;
-    let fds2 = open_fds(pid);
-    if greeted > 0 {
-        println!(
-            "    {greeted} more connections greeted in {greet_secs:.1} s; VmRSS {:.1} -> {:.1} MiB, open fds {fds1} -> {fds2}",
-            mib(rss1),
-            mib(rss2)
-        );
-        if greet_secs + 1.0 >= TERN_PREAUTH_TIMEOUT.as_secs_f64() {
-            println!(
-                "    warning: opening them took longer than tern-access's {TERN_PREAUTH_TIMEOUT:?} pre-login timeout; the first may have been closed already"
-            );
-        }
-    }
-    let open_now = fds2.saturating_sub(fds0);
-    let per_conn = |delta: u64, n: usize| {
-        if n == 0 {
-            0.0
-        } else {
-            delta as f64 / n as f64
-        }
-    };
-    println!("\nMemory per idle IMAP connection on one tern-access node:");
-    println!(
-        "  {total} connections ({logins} logged in, {greeted} greeted only); node sockets open: {open_now}; VmRSS {:.1} MiB before, {:.1} MiB after",
-        mib(rss0),
-        mib(rss2)
-    );
-    println!(
-        "  => {:.0} bytes per idle connection",
-        per_conn(rss2.saturating_sub(rss0), total)
-    );
-    if logins > 0 && greeted > 0 {
-        println!(
-            "     logged in: {:.0} bytes each; greeted, not logged in: {:.0} bytes each",
-            per_conn(rss1.saturating_sub(rss0), logins),
-            per_conn(rss2.saturating_sub(rss1), greeted)
-        );
-        println!(
-            "     (a sample of {logins} of the {total} logged in: each LOGIN is an argon2id check in the store, {:.0}/s here, so all {total} would take about {:.0} s; pass --idle-logins {total} for that)",
-            logins as f64 / login_secs,
-            total as f64 * login_secs / logins as f64
-        );
-    }
-    drop(conns);
-    drop(access);
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------
 // Servers
 // ---------------------------------------------------------------------------------------
 
-/// tern-access against `cluster`, admitting `connections` sessions (all from 127.0.0.1).
-async fn start_access(
-    cluster: &StoreCluster,
-    scratch: &Path,
-    connections: usize,
-) -> anyhow::Result<AccessNode> {
-    let stores: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
+/// `--max-connections` flags admitting `connections` sessions (all from 127.0.0.1).
+fn connection_limits(connections: usize) -> Vec<String> {
     let limit = (connections + 1000).max(20_000).to_string();
-    AccessNode::start(
-        scratch,
-        &stores,
-        &[
-            "--max-connections",
-            &limit,
-            "--max-connections-per-ip",
-            &limit,
-        ],
-    )
-    .await
+    vec![
+        "--max-connections".into(),
+        limit.clone(),
+        "--max-connections-per-ip".into(),
+        limit,
+    ]
 }
 
+/// Tern with `users` (password [`PASSWORD`]) holding `corpus`: the store cluster and one
+/// access node admitting the idle-connection measure's sessions.
 async fn start_tern(
     args: &Args,
     users: &[String],
     corpus: &[Vec<u8>],
     scratch: &Path,
-) -> anyhow::Result<(StoreCluster, AccessNode)> {
-    let cluster = StoreCluster::start(&args.store_bin, args.nodes, &[]).await?;
-    let mut dir = cluster.directory(0).await?;
-    dir.add_domain(pb::AddDomainRequest {
-        name: "example.test".into(),
-    })
-    .await?;
-    for u in users {
-        dir.add_user(pb::AddUserRequest {
-            address: u.clone(),
-            password: PASSWORD.into(),
-            quota_bytes: 0,
-        })
+) -> anyhow::Result<Platform> {
+    let limits = connection_limits(args.idle_connections);
+    let limits: Vec<&str> = limits.iter().map(String::as_str).collect();
+    let p = Platform::builder()
+        .store_bin(&args.store_bin)
+        .stores(args.nodes)
+        .access(&limits)
+        .scratch(scratch)
+        .start()
         .await?;
-    }
-    let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
-    let channel = cluster.channel(leader).await?;
-    let mut tasks = Vec::new();
-    let corpus = Arc::new(corpus.to_vec());
-    for u in users {
-        let (u, corpus) = (u.clone(), corpus.clone());
-        let mut m = pb::messages_client::MessagesClient::new(channel.clone());
-        tasks.push(tokio::spawn(async move {
-            for body in corpus.iter() {
-                append(&mut m, &u, "INBOX", body, "").await?;
-            }
-            Ok::<_, tonic::Status>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let access = start_access(&cluster, scratch, args.idle_connections).await?;
-    Ok((cluster, access))
-}
-
-struct Dovecot {
-    script: PathBuf,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Dovecot {
-    fn start(
-        script: &Path,
-        dir: &Path,
-        users: &[String],
-        corpus_dir: &Path,
-    ) -> anyhow::Result<Self> {
-        let port = free_loopback_port(DOVECOT_PORT_SEARCH_FROM)?;
-        let out = Command::new("bash")
-            .arg(script)
-            .arg("imap")
-            .arg("start")
-            .arg(dir)
-            .arg(port.to_string())
-            .arg(users.join(","))
-            .arg(PASSWORD)
-            .arg(corpus_dir)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "starting Dovecot: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        println!("    {}", String::from_utf8_lossy(&out.stdout).trim());
-        Ok(Self {
-            script: script.to_path_buf(),
-            dir: dir.to_path_buf(),
-            port,
-        })
-    }
-}
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(&self.script)
-            .arg("imap")
-            .arg("stop")
-            .arg(&self.dir)
-            .output();
-    }
+    load_mailboxes(&p.cluster, users, PASSWORD, corpus).await?;
+    Ok(p)
 }
 
 #[tokio::main]
@@ -839,7 +560,7 @@ async fn main() -> anyhow::Result<()> {
     if args.clients.contains(&0) {
         bail!("--clients: every count must be at least 1");
     }
-    let nofile = raise_nofile(args.idle_connections as libc::rlim_t + 4096)?;
+    let nofile = idle::raise_nofile(args.idle_connections as libc::rlim_t + 4096)?;
     if (nofile as usize) < args.idle_connections + 256 {
         bail!(
             "RLIMIT_NOFILE is {nofile}, too low for {} idle connections (raise the hard limit)",
@@ -874,22 +595,25 @@ async fn main() -> anyhow::Result<()> {
         args.nodes
     );
     let t = Instant::now();
-    let (cluster, access) = start_tern(&args, &users, &corpus, scratch.path()).await?;
+    let mut platform = start_tern(&args, &users, &corpus, scratch.path()).await?;
     println!("    loaded in {:.1} s", t.elapsed().as_secs_f64());
     let dovecot = match &args.dovecot_script {
         Some(script) => {
             println!("==> starting Dovecot");
             Some(Dovecot::start(
                 script,
+                "imap",
                 &scratch.path().join("dovecot"),
+                DOVECOT_PORT_SEARCH_FROM,
                 &users,
+                PASSWORD,
                 &corpus_dir,
             )?)
         }
         None => None,
     };
 
-    let mut servers: Vec<(&str, u16)> = vec![("tern", access.imap_port())];
+    let mut servers: Vec<(&str, u16)> = vec![("tern", platform.access().imap_port())];
     if let Some(d) = &dovecot {
         servers.push(("dovecot", d.port));
     }
@@ -926,7 +650,8 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     drop(dovecot);
-    drop(access);
+    // The measured access node goes; the idle measure starts a fresh one.
+    platform.access_mut().kill();
 
     println!(
         "\nIMAP mixed workload, operations per second, best of {} runs of {} s each.",
@@ -969,11 +694,11 @@ async fn main() -> anyhow::Result<()> {
 
     if args.idle_connections > 0 {
         println!();
-        idle_measure(&args, &cluster, &users, scratch.path())
+        idle::idle_measure(&args, &platform, &users)
             .await
             .map_err(|e| anyhow!("idle-connection measure: {e:#}"))?;
     }
-    drop(cluster);
+    drop(platform);
     Ok(())
 }
 

@@ -7,8 +7,6 @@
 //! This file holds one test: it points every child process at its OTLP receiver through the
 //! environment, which is per test binary.
 
-mod journey;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -22,8 +20,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
-use tern_testkit::access::workspace_bin;
-use tern_testkit::platform::Platform;
+use tern_e2e::journey;
+use tern_testkit::bins::workspace_bin;
+use tern_testkit::Platform;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// One exported span: the service that sent it, its trace id (hex) and name.
@@ -130,7 +129,7 @@ async fn start_sink() -> anyhow::Result<(u16, Arc<Mutex<Vec<String>>>)> {
 }
 
 fn ternctl(endpoint: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(workspace_bin("ternctl"))
+    let out = Command::new(workspace_bin("ternctl")?)
         .arg("--endpoint")
         .arg(endpoint)
         .args(args)
@@ -164,7 +163,7 @@ async fn one_trace_follows_a_message_through_every_service() -> anyhow::Result<(
 
     // 1. Sent over submission to two local users and one remote recipient.
     let message_id = format!("<journey-{}@client.example.test>", std::process::id());
-    let submission = p.smtp.port("submission").to_string();
+    let submission = p.smtp().port("submission").to_string();
     journey::python(&[
         "send",
         "--port",
@@ -198,15 +197,15 @@ async fn one_trace_follows_a_message_through_every_service() -> anyhow::Result<(
                 "not delivered in time; ternctl trace: {:?}\nsink has {} messages\nqueue log:\n{}",
                 ternctl(&store, &["trace", &message_id]),
                 sink.lock().unwrap_or_else(|e| e.into_inner()).len(),
-                p.queue.log_text()
+                p.queue().log_text()
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // 3. Read over IMAP (alice) and POP3 (bob), by Python's imaplib and poplib.
-    let imap = p.access.imap_port().to_string();
-    let pop3 = p.access.pop3_port().to_string();
+    let imap = p.access().imap_port().to_string();
+    let pop3 = p.access().pop3_port().to_string();
     journey::python(&[
         "imap",
         "--port",
@@ -245,7 +244,7 @@ async fn one_trace_follows_a_message_through_every_service() -> anyhow::Result<(
         if Instant::now() > deadline {
             bail!(
                 "retrievals were not recorded: {text}\naccess log:\n{}",
-                p.access.log_text()
+                p.access().log_text()
             );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -3,13 +3,12 @@
 //! sent and read. Also readiness: an access node is ready only while it reaches a store
 //! quorum.
 
-mod journey;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use prometheus_parse::{Sample, Scrape, Value};
+use tern_e2e::journey;
 use tern_testkit::platform::{http_get, Platform};
 
 /// Every sample of every service, by service name.
@@ -66,7 +65,7 @@ async fn every_metrics_endpoint_parses_and_the_counters_move() -> anyhow::Result
     let before = scrape_all(&p, false).await?;
 
     // Mail in (submission, two local recipients), then read over IMAP and POP3.
-    let submission = p.smtp.port("submission").to_string();
+    let submission = p.smtp().port("submission").to_string();
     let needle = format!("<metrics-{}@client.example.test>", std::process::id());
     journey::python(&[
         "send",
@@ -83,8 +82,8 @@ async fn every_metrics_endpoint_parses_and_the_counters_move() -> anyhow::Result
         "--to",
         "bob@example.test",
     ])?;
-    let imap = p.access.imap_port().to_string();
-    let pop3 = p.access.pop3_port().to_string();
+    let imap = p.access().imap_port().to_string();
+    let pop3 = p.access().pop3_port().to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let read = journey::python(&[
@@ -231,7 +230,7 @@ async fn every_metrics_endpoint_parses_and_the_counters_move() -> anyhow::Result
 
     // Readiness follows the store quorum: with two of three store nodes gone the access
     // node leaves the load balancer (503), and comes back when they return.
-    let access_metrics = p.access.metrics.clone();
+    let access_metrics = p.access().metrics.clone();
     assert_eq!(http_get(&access_metrics, "/readyz").await?.0, 200);
     p.cluster.kill(1);
     p.cluster.kill(2);

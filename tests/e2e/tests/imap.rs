@@ -1,84 +1,34 @@
 //! IMAP against a running platform (real tern-store processes and real tern-access processes
 //! on loopback), driven by clients Tern did not write: Python's imaplib (scenarios in
-//! `tests/clients/imap_imaplib.py`), the async-imap crate, and isync's mbsync.
+//! `clients/imap_imaplib.py`), the async-imap crate, and isync's mbsync.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use futures::TryStreamExt;
-use tern_testkit::access::{workspace_bin, AccessNode};
-use tern_testkit::{append, list_all, seed_users, StoreCluster};
+use tern_e2e::python_scenario;
+use tern_testkit::clients;
+use tern_testkit::{append, list_all, Platform};
 
-/// A store cluster, users alice and bob (passwords "pw-alice", "pw-bob"), an access node.
-struct Platform {
-    cluster: StoreCluster,
-    access: AccessNode,
-    scratch: tempfile::TempDir,
+/// `nodes` store nodes, users alice and bob (passwords "pw-alice", "pw-bob"), an access
+/// node with `access_args`.
+async fn platform(nodes: usize, access_args: &[&str]) -> anyhow::Result<Platform> {
+    Platform::builder()
+        .stores(nodes)
+        .users(&["alice", "bob"])
+        .access(access_args)
+        .start()
+        .await
 }
 
-impl Platform {
-    async fn start(nodes: usize, access_args: &[&str]) -> anyhow::Result<Self> {
-        let cluster = StoreCluster::start(&workspace_bin("tern-store"), nodes, &[]).await?;
-        seed_users(&cluster, 0, &["alice", "bob"]).await?;
-        let scratch = tempfile::Builder::new().prefix("tern-imap-").tempdir()?;
-        let access = AccessNode::start(scratch.path(), &store_addrs(&cluster), access_args).await?;
-        Ok(Self {
-            cluster,
-            access,
-            scratch,
-        })
-    }
-
-    async fn another_access_node(&self, args: &[&str]) -> anyhow::Result<AccessNode> {
-        AccessNode::start(self.scratch.path(), &store_addrs(&self.cluster), args).await
-    }
-
-    fn imaplib(&self, scenario: &str, extra: &[&str]) -> anyhow::Result<String> {
-        imaplib(self.access.imap_port(), scenario, extra)
-    }
-}
-
-fn store_addrs(cluster: &StoreCluster) -> Vec<String> {
-    cluster.nodes.iter().map(|n| n.addr.clone()).collect()
-}
-
-fn clients_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
-
-/// Runs an imaplib scenario; it must print "PASS <scenario>".
+/// Runs an imaplib scenario against `port`; it must print "PASS <scenario>".
 fn imaplib(port: u16, scenario: &str, extra: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("python3")
-        .arg(clients_dir().join("imap_imaplib.py"))
-        .arg(scenario)
-        .arg("--port")
-        .arg(port.to_string())
-        .args(extra)
-        .output()
-        .context("running python3")?;
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    if !out.status.success() || !stdout.contains(&format!("PASS {scenario}")) {
-        bail!(
-            "imaplib scenario {scenario} failed ({}):\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(stdout)
-}
-
-/// Installs a Debian package the test needs (isync is not on a fresh machine).
-fn ensure_package(binary: &str, package: &str) -> anyhow::Result<()> {
-    let status = Command::new("sh")
-        .arg(clients_dir().join("ensure-package.sh"))
-        .args([binary, package])
-        .status()?;
-    if !status.success() {
-        bail!("could not install {package}");
-    }
-    Ok(())
+    let port = port.to_string();
+    let mut args = vec!["--port", port.as_str()];
+    args.extend_from_slice(extra);
+    python_scenario("imap_imaplib.py", scenario, &args)
 }
 
 /// Resident memory of the process whose command line mentions `needle`, in KiB.
@@ -107,48 +57,39 @@ fn rss_kib(needle: &str) -> anyhow::Result<u64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn imaplib_runs_every_command_in_the_authenticated_and_selected_states() -> anyhow::Result<()>
 {
-    let p = Platform::start(1, &["--auth-failure-delay-ms", "100"]).await?;
-    p.imaplib("commands", &[])?;
-    p.imaplib(
+    let p = platform(1, &["--auth-failure-delay-ms", "100"]).await?;
+    imaplib(p.access().imap_port(), "commands", &[])?;
+    imaplib(
+        p.access().imap_port(),
         "authenticate",
         &["--user", "bob@example.test", "--password", "pw-bob"],
     )?;
     assert!(
-        !p.access.log_text().contains("panicked"),
+        !p.access().log_text().contains("panicked"),
         "{}",
-        p.access.log_text()
+        p.access().log_text()
     );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plaintext_login_is_refused_until_starttls_and_imaps_works() -> anyhow::Result<()> {
-    let cluster = StoreCluster::start(&workspace_bin("tern-store"), 1, &[]).await?;
-    seed_users(&cluster, 0, &["alice"]).await?;
-    let scratch = tempfile::tempdir()?;
-    let (cert, key) = tern_net::tls::ensure_dev_certificate(scratch.path(), &["localhost"])?;
-    let access = AccessNode::start_with(
-        scratch.path(),
-        &store_addrs(&cluster),
-        false,
-        &[
-            "--tls-cert",
-            cert.to_str().context("path")?,
-            "--tls-key",
-            key.to_str().context("path")?,
-            "--imaps-listen",
-            "127.0.0.1:0",
-        ],
-    )
-    .await?;
+    let p = Platform::builder()
+        .stores(1)
+        .users(&["alice"])
+        .access(&["--imaps-listen", "127.0.0.1:0"])
+        .access_plaintext_auth(false)
+        .access_tls(true)
+        .start()
+        .await?;
     imaplib(
-        access.imap_port(),
+        p.access().imap_port(),
         "tls",
         &[
             "--imaps-port",
-            &access.imaps_port().to_string(),
+            &p.access().imaps_port().to_string(),
             "--cafile",
-            cert.to_str().context("path")?,
+            p.cert().to_str().context("path")?,
         ],
     )?;
     Ok(())
@@ -156,21 +97,21 @@ async fn plaintext_login_is_refused_until_starttls_and_imaps_works() -> anyhow::
 
 #[tokio::test(flavor = "multi_thread")]
 async fn search_keys_return_the_right_uids() -> anyhow::Result<()> {
-    let p = Platform::start(1, &[]).await?;
-    p.imaplib("search", &[])?;
+    let p = platform(1, &[]).await?;
+    imaplib(p.access().imap_port(), "search", &[])?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_input_gets_bad_or_a_close_and_memory_stays_bounded() -> anyhow::Result<()> {
-    let p = Platform::start(1, &["--max-errors", "1000"]).await?;
-    let needle = p.scratch.path().display().to_string();
+    let p = platform(1, &["--max-errors", "1000"]).await?;
+    let needle = p.scratch().display().to_string();
     // A session that stays selected throughout must be unaffected.
-    let bystander = imap_client(p.access.imap_port(), "bob@example.test", "pw-bob").await?;
-    p.imaplib("hostile", &[])?;
+    let bystander = imap_client(p.access().imap_port(), "bob@example.test", "pw-bob").await?;
+    imaplib(p.access().imap_port(), "hostile", &[])?;
     let after_one = rss_kib(&needle)?;
     for _ in 0..3 {
-        p.imaplib("hostile", &[])?;
+        imaplib(p.access().imap_port(), "hostile", &[])?;
     }
     let after_four = rss_kib(&needle)?;
     // Each round sends a 1 MB line, 10,000 parentheses and a 4 GiB literal announcement;
@@ -183,18 +124,22 @@ async fn hostile_input_gets_bad_or_a_close_and_memory_stays_bounded() -> anyhow:
     bystander.noop().await?;
     bystander.logout().await?;
     assert!(
-        !p.access.log_text().contains("panicked"),
+        !p.access().log_text().contains("panicked"),
         "{}",
-        p.access.log_text()
+        p.access().log_text()
     );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_access_nodes_share_idle_and_expunge() -> anyhow::Result<()> {
-    let p = Platform::start(3, &[]).await?;
-    let b = p.another_access_node(&[]).await?;
-    let out = p.imaplib("two-nodes", &["--port2", &b.imap_port().to_string()])?;
+    let p = platform(3, &[]).await?;
+    let b = p.add_access(&[]).await?;
+    let out = imaplib(
+        p.access().imap_port(),
+        "two-nodes",
+        &["--port2", &b.imap_port().to_string()],
+    )?;
     eprintln!("{}", out.trim());
     Ok(())
 }
@@ -209,12 +154,12 @@ fn state_line(out: &str) -> anyhow::Result<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn uids_and_uidvalidity_survive_a_restart_of_every_service() -> anyhow::Result<()> {
-    let mut p = Platform::start(3, &[]).await?;
-    p.imaplib("append", &["--count", "5"])?;
-    let before = state_line(&p.imaplib("state", &[])?)?;
+    let mut p = platform(3, &[]).await?;
+    imaplib(p.access().imap_port(), "append", &["--count", "5"])?;
+    let before = state_line(&imaplib(p.access().imap_port(), "state", &[])?)?;
     assert!(before.contains("uids=1 2 3 4 5"), "{before}");
     // Every service goes down: the access node and every store node; then all come back.
-    p.access.kill();
+    p.access_mut().kill();
     for i in 0..p.cluster.nodes.len() {
         p.cluster.stop(i);
     }
@@ -222,10 +167,11 @@ async fn uids_and_uidvalidity_survive_a_restart_of_every_service() -> anyhow::Re
         p.cluster.spawn(i).await?;
     }
     p.cluster.wait_leader(Duration::from_secs(30)).await?;
-    p.access = p.another_access_node(&[]).await?;
+    let replacement = p.add_access(&[]).await?;
+    *p.access_mut() = replacement;
     let mut after = String::new();
     for _ in 0..50 {
-        match p.imaplib("state", &[]) {
+        match imaplib(p.access().imap_port(), "state", &[]) {
             Ok(out) => {
                 after = state_line(&out)?;
                 break;
@@ -235,8 +181,8 @@ async fn uids_and_uidvalidity_survive_a_restart_of_every_service() -> anyhow::Re
     }
     assert_eq!(before, after);
     // New messages continue the UID sequence.
-    p.imaplib("append", &["--count", "1"])?;
-    let next = state_line(&p.imaplib("state", &[])?)?;
+    imaplib(p.access().imap_port(), "append", &["--count", "1"])?;
+    let next = state_line(&imaplib(p.access().imap_port(), "state", &[])?)?;
     assert!(next.contains("uids=1 2 3 4 5 6"), "{next}");
     Ok(())
 }
@@ -259,8 +205,8 @@ async fn imap_client(port: u16, user: &str, password: &str) -> anyhow::Result<Cl
 /// The async-imap crate (a Rust client Tern did not write) through a whole session.
 #[tokio::test(flavor = "multi_thread")]
 async fn async_imap_client_session() -> anyhow::Result<()> {
-    let p = Platform::start(1, &[]).await?;
-    let port = p.access.imap_port();
+    let p = platform(1, &[]).await?;
+    let port = p.access().imap_port();
     let mut s = imap_client(port, "alice@example.test", "pw-alice").await?;
     let caps = s.capabilities().await?;
     for c in ["IDLE", "UIDPLUS", "MOVE", "CONDSTORE"] {
@@ -412,14 +358,14 @@ fn mbsync(rc: &Path, home: &Path) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn mbsync_round_trips_two_hundred_messages_without_duplicates_or_lost_flags(
 ) -> anyhow::Result<()> {
-    ensure_package("mbsync", "isync")?;
-    let p = Platform::start(1, &[]).await?;
+    clients::require(clients::Client::Mbsync)?;
+    let p = platform(1, &[]).await?;
     let account = "alice@example.test";
     let mut m = p.cluster.messages(0).await?;
     for i in 0..200 {
         append(&mut m, account, "INBOX", &varied_message(i), "").await?;
     }
-    let home = p.scratch.path().join("home");
+    let home = p.scratch().join("home");
     let maildir = home.join("Mail");
     std::fs::create_dir_all(&maildir)?;
     let rc = home.join("mbsyncrc");
@@ -430,7 +376,7 @@ async fn mbsync_round_trips_two_hundred_messages_without_duplicates_or_lost_flag
              IMAPStore tern-remote\nAccount tern\n\n\
              MaildirStore local\nPath {}/\nInbox {}/INBOX\n\n\
              Channel tern\nFar :tern-remote:\nNear :local:\nPatterns INBOX\nCreate Both\nExpunge Both\nSyncState *\n",
-            p.access.imap_port(),
+            p.access().imap_port(),
             maildir.display(),
             maildir.display()
         ),

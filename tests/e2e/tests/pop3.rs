@@ -1,86 +1,51 @@
 //! POP3 against a running platform (real tern-store processes and a real tern-access
 //! process on loopback), driven by clients Tern did not write: Python's poplib, fetchmail and
-//! curl. The client-side scenarios live in `tests/clients/pop3_poplib.py`.
+//! curl. The client-side scenarios live in `clients/pop3_poplib.py`.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use tern_testkit::access::{workspace_bin, AccessNode};
-use tern_testkit::{append, fetch, list_all, seed_users, StoreCluster};
+use tern_e2e::{client_script, python_scenario};
+use tern_testkit::clients::{require, Client};
+use tern_testkit::{append, fetch, list_all, Platform};
 
-/// A store cluster, users alice and bob (passwords "pw-alice", "pw-bob"), an access node.
-struct Platform {
-    cluster: StoreCluster,
-    access: AccessNode,
-    scratch: tempfile::TempDir,
+/// `nodes` store nodes, users alice and bob (passwords "pw-alice", "pw-bob"), an access
+/// node with `access_args`.
+async fn platform(nodes: usize, access_args: &[&str]) -> anyhow::Result<Platform> {
+    Platform::builder()
+        .stores(nodes)
+        .users(&["alice", "bob"])
+        .access(access_args)
+        .start()
+        .await
 }
 
-impl Platform {
-    async fn start(nodes: usize, access_args: &[&str]) -> anyhow::Result<Self> {
-        let cluster = StoreCluster::start(&workspace_bin("tern-store"), nodes, &[]).await?;
-        seed_users(&cluster, 0, &["alice", "bob"]).await?;
-        let scratch = tempfile::Builder::new().prefix("tern-pop3-").tempdir()?;
-        let access = AccessNode::start(scratch.path(), &store_addrs(&cluster), access_args).await?;
-        Ok(Self {
-            cluster,
-            access,
-            scratch,
-        })
+async fn deliver(p: &Platform, account: &str, bodies: &[Vec<u8>]) -> anyhow::Result<()> {
+    let mut m = p.cluster.messages(0).await?;
+    for b in bodies {
+        append(&mut m, account, "INBOX", b, "").await?;
     }
-
-    async fn another_access_node(&self, args: &[&str]) -> anyhow::Result<AccessNode> {
-        AccessNode::start(self.scratch.path(), &store_addrs(&self.cluster), args).await
-    }
-
-    async fn deliver(&self, account: &str, bodies: &[Vec<u8>]) -> anyhow::Result<()> {
-        let mut m = self.cluster.messages(0).await?;
-        for b in bodies {
-            append(&mut m, account, "INBOX", b, "").await?;
-        }
-        Ok(())
-    }
-
-    /// (uid, flags) of every INBOX message, read through node `node`.
-    async fn inbox(&self, node: usize, account: &str) -> anyhow::Result<Vec<(u32, Vec<String>)>> {
-        let mut m = self.cluster.messages(node).await?;
-        let l = list_all(&mut m, account, "INBOX").await?;
-        Ok(l.messages.into_iter().map(|r| (r.uid, r.flags)).collect())
-    }
-
-    fn poplib(&self, scenario: &str, extra: &[&str]) -> anyhow::Result<String> {
-        poplib(self.access.pop3_port(), scenario, extra)
-    }
+    Ok(())
 }
 
-fn store_addrs(cluster: &StoreCluster) -> Vec<String> {
-    cluster.nodes.iter().map(|n| n.addr.clone()).collect()
+/// (uid, flags) of every INBOX message, read through node `node`.
+async fn inbox(
+    p: &Platform,
+    node: usize,
+    account: &str,
+) -> anyhow::Result<Vec<(u32, Vec<String>)>> {
+    let mut m = p.cluster.messages(node).await?;
+    let l = list_all(&mut m, account, "INBOX").await?;
+    Ok(l.messages.into_iter().map(|r| (r.uid, r.flags)).collect())
 }
 
-fn clients_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
-
-/// Runs a poplib scenario; it must print "PASS <scenario>".
+/// Runs a poplib scenario against `port`; it must print "PASS <scenario>".
 fn poplib(port: u16, scenario: &str, extra: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("python3")
-        .arg(clients_dir().join("pop3_poplib.py"))
-        .arg(scenario)
-        .arg("--port")
-        .arg(port.to_string())
-        .args(extra)
-        .output()
-        .context("running python3")?;
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    if !out.status.success() || !stdout.contains(&format!("PASS {scenario}")) {
-        bail!(
-            "poplib scenario {scenario} failed ({}):\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(stdout)
+    let port = port.to_string();
+    let mut args = vec!["--port", port.as_str()];
+    args.extend_from_slice(extra);
+    python_scenario("pop3_poplib.py", scenario, &args)
 }
 
 /// Messages that make line endings and byte-stuffing hard: 8-bit bodies, bare LF and bare
@@ -106,16 +71,20 @@ fn corpus() -> Vec<Vec<u8>> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn poplib_runs_every_command_in_every_state_and_sizes_match_retr() -> anyhow::Result<()> {
-    let p = Platform::start(
+    let p = platform(
         1,
         &["--auth-failure-delay-ms", "100", "--max-errors", "100"],
     )
     .await?;
     let corpus = corpus();
-    p.deliver("alice@example.test", &corpus).await?;
-    p.poplib("commands", &["--expect", &corpus.len().to_string()])?;
+    deliver(&p, "alice@example.test", &corpus).await?;
+    poplib(
+        p.access().pop3_port(),
+        "commands",
+        &["--expect", &corpus.len().to_string()],
+    )?;
     // Keep mode: nothing was deleted, and what RETR sent is \Seen for IMAP users.
-    let inbox = p.inbox(0, "alice@example.test").await?;
+    let inbox = inbox(&p, 0, "alice@example.test").await?;
     assert_eq!(inbox.len(), corpus.len());
     assert!(
         inbox.iter().all(|(_, f)| f.iter().any(|f| f == "\\Seen")),
@@ -127,54 +96,66 @@ async fn poplib_runs_every_command_in_every_state_and_sizes_match_retr() -> anyh
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dropped_session_deletes_nothing_and_quit_deletes_exactly_what_was_marked(
 ) -> anyhow::Result<()> {
-    let p = Platform::start(1, &[]).await?;
+    let p = platform(1, &[]).await?;
     let bodies: Vec<Vec<u8>> = (0..5)
         .map(|i| format!("Subject: m{i}\r\n\r\nbody {i}\r\n").into_bytes())
         .collect();
-    p.deliver("alice@example.test", &bodies).await?;
-    let before = p.inbox(0, "alice@example.test").await?;
-    p.poplib("drop-after-dele", &["--expect", "5"])?;
+    deliver(&p, "alice@example.test", &bodies).await?;
+    let before = inbox(&p, 0, "alice@example.test").await?;
+    poplib(
+        p.access().pop3_port(),
+        "drop-after-dele",
+        &["--expect", "5"],
+    )?;
     // The lock of the dropped session is released (not left to expire): a new session works.
-    p.poplib("count", &["--expect", "5"])?;
-    assert_eq!(p.inbox(0, "alice@example.test").await?.len(), 5);
-    p.poplib("quit-deletes", &["--expect", "5", "--delete", "2"])?;
-    let after = p.inbox(0, "alice@example.test").await?;
+    poplib(p.access().pop3_port(), "count", &["--expect", "5"])?;
+    assert_eq!(inbox(&p, 0, "alice@example.test").await?.len(), 5);
+    poplib(
+        p.access().pop3_port(),
+        "quit-deletes",
+        &["--expect", "5", "--delete", "2"],
+    )?;
+    let after = inbox(&p, 0, "alice@example.test").await?;
     let uids: Vec<u32> = after.iter().map(|(u, _)| *u).collect();
     assert_eq!(
         uids,
         before[2..].iter().map(|(u, _)| *u).collect::<Vec<_>>()
     );
-    p.poplib("count", &["--expect", "3"])?;
+    poplib(p.access().pop3_port(), "count", &["--expect", "3"])?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_quit_deletion_survives_the_store_leader_being_killed_right_after_ok(
 ) -> anyhow::Result<()> {
-    let mut p = Platform::start(3, &[]).await?;
+    let mut p = platform(3, &[]).await?;
     let bodies: Vec<Vec<u8>> = (0..6)
         .map(|i| format!("Subject: m{i}\r\n\r\nbody {i}\r\n").into_bytes())
         .collect();
-    p.deliver("alice@example.test", &bodies).await?;
+    deliver(&p, "alice@example.test", &bodies).await?;
     let leader = p.cluster.wait_leader(Duration::from_secs(10)).await?;
-    p.poplib("quit-deletes", &["--expect", "6", "--delete", "4"])?;
+    poplib(
+        p.access().pop3_port(),
+        "quit-deletes",
+        &["--expect", "6", "--delete", "4"],
+    )?;
     p.cluster.kill(leader);
     let new_leader = p.cluster.wait_leader(Duration::from_secs(30)).await?;
     assert_ne!(new_leader, leader);
     for node in (0..3).filter(|&n| n != leader) {
         assert_eq!(
-            p.inbox(node, "alice@example.test").await?.len(),
+            inbox(&p, node, "alice@example.test").await?.len(),
             2,
             "node {node}"
         );
     }
     // The access node moves to the surviving store nodes on its own.
-    p.poplib("count", &["--expect", "2"])?;
+    poplib(p.access().pop3_port(), "count", &["--expect", "2"])?;
     // And a restarted old leader agrees.
     p.cluster.spawn(leader).await?;
     let mut agreed = false;
     for _ in 0..100 {
-        if p.inbox(leader, "alice@example.test")
+        if inbox(&p, leader, "alice@example.test")
             .await
             .map(|m| m.len())
             .ok()
@@ -192,13 +173,18 @@ async fn a_quit_deletion_survives_the_store_leader_being_killed_right_after_ok(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_session_gets_in_use_on_any_access_node_and_a_dead_nodes_lock_expires(
 ) -> anyhow::Result<()> {
-    let p = Platform::start(1, &["--lock-ttl-secs", "3"]).await?;
-    p.deliver("alice@example.test", &[b"Subject: x\r\n\r\ny\r\n".to_vec()])
-        .await?;
-    let mut second = p.another_access_node(&["--lock-ttl-secs", "3"]).await?;
+    let p = platform(1, &["--lock-ttl-secs", "3"]).await?;
+    deliver(
+        &p,
+        "alice@example.test",
+        &[b"Subject: x\r\n\r\ny\r\n".to_vec()],
+    )
+    .await?;
+    let mut second = p.add_access(&["--lock-ttl-secs", "3"]).await?;
     // Same node, and a second node behind the same "load balancer".
-    for port2 in [p.access.pop3_port(), second.pop3_port()] {
-        p.poplib(
+    for port2 in [p.access().pop3_port(), second.pop3_port()] {
+        poplib(
+            p.access().pop3_port(),
             "in-use",
             &[
                 "--port2",
@@ -211,8 +197,9 @@ async fn a_second_session_gets_in_use_on_any_access_node_and_a_dead_nodes_lock_e
         )?;
     }
     // A session on the second node holds the lock; that node dies without releasing it.
+    require(Client::Python)?;
     let mut holder = Command::new("python3")
-        .arg(clients_dir().join("pop3_poplib.py"))
+        .arg(client_script("pop3_poplib.py"))
         .args(["hold", "--port", &second.pop3_port().to_string()])
         .stdout(std::process::Stdio::piped())
         .spawn()?;
@@ -228,11 +215,11 @@ async fn a_second_session_gets_in_use_on_any_access_node_and_a_dead_nodes_lock_e
     let _ = holder.wait();
     // Still held right after the crash...
     let refused = Command::new("python3")
-        .arg(clients_dir().join("pop3_poplib.py"))
+        .arg(client_script("pop3_poplib.py"))
         .args([
             "count",
             "--port",
-            &p.access.pop3_port().to_string(),
+            &p.access().pop3_port().to_string(),
             "--expect",
             "1",
         ])
@@ -244,7 +231,7 @@ async fn a_second_session_gets_in_use_on_any_access_node_and_a_dead_nodes_lock_e
     // ...and free once the lease ran out (3 s).
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
-        match p.poplib("count", &["--expect", "1"]) {
+        match poplib(p.access().pop3_port(), "count", &["--expect", "1"]) {
             Ok(_) => break,
             Err(e) if std::time::Instant::now() < deadline => {
                 assert!(e.to_string().contains("IN-USE"), "{e}");
@@ -258,32 +245,22 @@ async fn a_second_session_gets_in_use_on_any_access_node_and_a_dead_nodes_lock_e
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plaintext_login_is_refused_until_stls_and_pop3s_works() -> anyhow::Result<()> {
-    let cluster = StoreCluster::start(&workspace_bin("tern-store"), 1, &[]).await?;
-    seed_users(&cluster, 0, &["alice"]).await?;
-    let scratch = tempfile::tempdir()?;
-    let (cert, key) = tern_net::tls::ensure_dev_certificate(scratch.path(), &["localhost"])?;
-    let access = AccessNode::start_with(
-        scratch.path(),
-        &store_addrs(&cluster),
-        false,
-        &[
-            "--tls-cert",
-            cert.to_str().context("path")?,
-            "--tls-key",
-            key.to_str().context("path")?,
-            "--pop3s-listen",
-            "127.0.0.1:0",
-        ],
-    )
-    .await?;
+    let p = Platform::builder()
+        .stores(1)
+        .users(&["alice"])
+        .access(&["--pop3s-listen", "127.0.0.1:0"])
+        .access_plaintext_auth(false)
+        .access_tls(true)
+        .start()
+        .await?;
     poplib(
-        access.pop3_port(),
+        p.access().pop3_port(),
         "tls",
         &[
             "--pop3s-port",
-            &access.pop3s_port().to_string(),
+            &p.access().pop3s_port().to_string(),
             "--cafile",
-            cert.to_str().context("path")?,
+            p.cert().to_str().context("path")?,
         ],
     )?;
     Ok(())
@@ -291,28 +268,16 @@ async fn plaintext_login_is_refused_until_stls_and_pop3s_works() -> anyhow::Resu
 
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_input_gets_errors_and_idle_sessions_are_closed() -> anyhow::Result<()> {
-    let p = Platform::start(1, &["--idle-timeout-secs", "2"]).await?;
-    p.poplib("hostile", &[])?;
-    p.poplib("idle", &[])?;
+    let p = platform(1, &["--idle-timeout-secs", "2"]).await?;
+    poplib(p.access().pop3_port(), "hostile", &[])?;
+    poplib(p.access().pop3_port(), "idle", &[])?;
     // The node is still serving.
-    p.poplib("count", &["--expect", "0"])?;
+    poplib(p.access().pop3_port(), "count", &["--expect", "0"])?;
     assert!(
-        !p.access.log_text().contains("panicked"),
+        !p.access().log_text().contains("panicked"),
         "{}",
-        p.access.log_text()
+        p.access().log_text()
     );
-    Ok(())
-}
-
-/// Installs a Debian package the test needs (fetchmail is not on a fresh machine).
-fn ensure_package(binary: &str, package: &str) -> anyhow::Result<()> {
-    let status = Command::new("sh")
-        .arg(clients_dir().join("ensure-package.sh"))
-        .args([binary, package])
-        .status()?;
-    if !status.success() {
-        bail!("could not install {package}");
-    }
     Ok(())
 }
 
@@ -320,8 +285,8 @@ fn ensure_package(binary: &str, package: &str) -> anyhow::Result<()> {
 /// writes it to its own file.
 #[tokio::test(flavor = "multi_thread")]
 async fn fetchmail_keeps_then_deletes_a_hundred_messages() -> anyhow::Result<()> {
-    ensure_package("fetchmail", "fetchmail")?;
-    let p = Platform::start(1, &[]).await?;
+    require(Client::Fetchmail)?;
+    let p = platform(1, &[]).await?;
     let bodies: Vec<Vec<u8>> = (0..100)
         .map(|i| {
             format!(
@@ -330,9 +295,9 @@ async fn fetchmail_keeps_then_deletes_a_hundred_messages() -> anyhow::Result<()>
             .into_bytes()
         })
         .collect();
-    p.deliver("alice@example.test", &bodies).await?;
+    deliver(&p, "alice@example.test", &bodies).await?;
     let run = |keep: bool, tag: &str| -> anyhow::Result<usize> {
-        let home = p.scratch.path().join(format!("fetchmail-{tag}"));
+        let home = p.scratch().join(format!("fetchmail-{tag}"));
         let out = home.join("out");
         std::fs::create_dir_all(&out)?;
         let mda = home.join("mda.sh");
@@ -348,7 +313,7 @@ async fn fetchmail_keeps_then_deletes_a_hundred_messages() -> anyhow::Result<()>
             &rc,
             format!(
                 "poll 127.0.0.1 protocol pop3 port {} auth password\n  user \"alice@example.test\" there with password \"pw-alice\" is \"alice\" here\n  sslproto '' fetchall {} mda \"/bin/sh {}\"\n",
-                p.access.pop3_port(),
+                p.access().pop3_port(),
                 if keep { "keep" } else { "nokeep" },
                 mda.display()
             ),
@@ -375,24 +340,25 @@ async fn fetchmail_keeps_then_deletes_a_hundred_messages() -> anyhow::Result<()>
     };
     assert_eq!(run(true, "keep1")?, 100);
     assert_eq!(run(true, "keep2")?, 100);
-    assert_eq!(p.inbox(0, "alice@example.test").await?.len(), 100);
+    assert_eq!(inbox(&p, 0, "alice@example.test").await?.len(), 100);
     // The MDA got each message intact, dot line included.
-    let sample = std::fs::read_dir(p.scratch.path().join("fetchmail-keep1/out"))?
+    let sample = std::fs::read_dir(p.scratch().join("fetchmail-keep1/out"))?
         .next()
         .context("a fetched message")??;
     let text = std::fs::read_to_string(sample.path())?;
     assert!(text.contains("\n.dot line"), "{text}");
     assert_eq!(run(false, "delete")?, 100);
-    assert_eq!(p.inbox(0, "alice@example.test").await?.len(), 0);
+    assert_eq!(inbox(&p, 0, "alice@example.test").await?.len(), 0);
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn curl_lists_and_retrieves_over_pop3() -> anyhow::Result<()> {
-    let p = Platform::start(1, &[]).await?;
+    require(Client::Curl)?;
+    let p = platform(1, &[]).await?;
     let corpus = corpus();
-    p.deliver("alice@example.test", &corpus[..4]).await?;
-    let base = format!("pop3://127.0.0.1:{}/", p.access.pop3_port());
+    deliver(&p, "alice@example.test", &corpus[..4]).await?;
+    let base = format!("pop3://127.0.0.1:{}/", p.access().pop3_port());
     let curl = |url: &str, extra: &[&str]| -> anyhow::Result<Vec<u8>> {
         let o = Command::new("curl")
             .args([

@@ -2,131 +2,70 @@
 //! processes on loopback, driven by a raw client written here (to see every reply code), by
 //! Python's smtplib, by swaks and by the lettre crate.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use tern_e2e::client_script;
 use tern_proto::store::v1 as pb;
-use tern_testkit::access::workspace_bin;
-use tern_testkit::queue::QueueNode;
-use tern_testkit::smtp::SmtpNode;
-use tern_testkit::{fetch, list_all, seed_users, StoreCluster};
+use tern_testkit::clients;
+use tern_testkit::{fetch, list_all, Platform};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 // ------------------------------------------------------------------ the platform
 
-struct Platform {
-    cluster: StoreCluster,
-    queue: QueueNode,
-    smtp: SmtpNode,
-    scratch: tempfile::TempDir,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn store_addrs(cluster: &StoreCluster) -> Vec<String> {
-    cluster.nodes.iter().map(|n| n.addr.clone()).collect()
-}
-
-impl Platform {
-    /// Three store nodes, users alice/bob/carol (password `pw-NAME`), a queue, and tern-smtp
-    /// with `smtp_args`.
-    async fn start(users: &[&str], smtp_args: &[&str]) -> anyhow::Result<Platform> {
-        let scratch = tempfile::tempdir()?;
-        let (cert, key) = tern_net::tls::ensure_dev_certificate(scratch.path(), &["localhost"])?;
-        let cluster = StoreCluster::start(&workspace_bin("tern-store"), 3, &[]).await?;
-        let mut all = vec!["alice", "bob", "carol"];
-        all.extend_from_slice(users);
-        seed_users(&cluster, 0, &all).await?;
-        let queue = QueueNode::start(scratch.path(), &store_addrs(&cluster), &[]).await?;
-        let smtp = SmtpNode::start(
-            scratch.path(),
-            &store_addrs(&cluster),
-            std::slice::from_ref(&queue.grpc),
-            &cert,
-            &key,
-            smtp_args,
-        )
-        .await?;
-        let p = Platform {
-            cluster,
-            queue,
-            smtp,
-            scratch,
-            cert,
-            key,
-        };
-        p.wait_ready().await?;
-        Ok(p)
-    }
-
-    /// Waits until the SMTP node greets 220 (its store health check has seen a leader).
-    async fn wait_ready(&self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(mut c) = Client::connect_raw(&self.smtp.mx).await {
-                if let Ok((220, _)) = c.reply().await {
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("tern-smtp never greeted 220:\n{}", self.smtp.log_text());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Another tern-smtp node on the same store and queue.
-    async fn extra_smtp(&self, args: &[&str]) -> anyhow::Result<SmtpNode> {
-        SmtpNode::start(
-            self.scratch.path(),
-            &store_addrs(&self.cluster),
-            std::slice::from_ref(&self.queue.grpc),
-            &self.cert,
-            &self.key,
-            args,
-        )
+/// Three store nodes, users alice/bob/carol and `users` (password `pw-NAME`), a queue, and
+/// tern-smtp with `smtp_args`, greeting 220.
+async fn platform(users: &[&str], smtp_args: &[&str]) -> anyhow::Result<Platform> {
+    let mut all = vec!["alice", "bob", "carol"];
+    all.extend_from_slice(users);
+    Platform::builder()
+        .users(&all)
+        .smtp(smtp_args)
+        .start()
         .await
-    }
+}
 
-    /// The messages in `user`'s INBOX.
-    async fn inbox(&self, user: &str) -> anyhow::Result<Vec<Vec<u8>>> {
-        let leader = self.cluster.wait_leader(Duration::from_secs(20)).await?;
-        let mut msgs = self.cluster.messages(leader).await?;
-        let account = format!("{user}@example.test");
-        let list = list_all(&mut msgs, &account, "INBOX").await?;
-        let mut out = Vec::new();
-        for m in list.messages {
-            out.push(fetch(&mut msgs, &account, "INBOX", m.uid).await?);
-        }
-        Ok(out)
+/// The messages in `user`'s INBOX.
+async fn inbox(p: &Platform, user: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    let leader = p.cluster.wait_leader(Duration::from_secs(20)).await?;
+    let mut msgs = p.cluster.messages(leader).await?;
+    let account = format!("{user}@example.test");
+    let list = list_all(&mut msgs, &account, "INBOX").await?;
+    let mut out = Vec::new();
+    for m in list.messages {
+        out.push(fetch(&mut msgs, &account, "INBOX", m.uid).await?);
     }
+    Ok(out)
+}
 
-    /// Waits until `user`'s INBOX holds `n` messages containing `needle`; returns them.
-    async fn wait_for(&self, user: &str, needle: &str, n: usize) -> anyhow::Result<Vec<Vec<u8>>> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let found: Vec<Vec<u8>> = self
-                .inbox(user)
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|m| contains(m, needle))
-                .collect();
-            if found.len() >= n {
-                return Ok(found);
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "{user} has {} of {n} messages with {needle:?}\nqueue log:\n{}",
-                    found.len(),
-                    self.queue.log_text()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+/// Waits until `user`'s INBOX holds `n` messages containing `needle`; returns them.
+async fn wait_for(
+    p: &Platform,
+    user: &str,
+    needle: &str,
+    n: usize,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found: Vec<Vec<u8>> = inbox(p, user)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|m| contains(m, needle))
+            .collect();
+        if found.len() >= n {
+            return Ok(found);
         }
+        if Instant::now() > deadline {
+            bail!(
+                "{user} has {} of {n} messages with {needle:?}\nqueue log:\n{}",
+                found.len(),
+                p.queue().log_text()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -219,26 +158,6 @@ fn stuffed(message: &[u8]) -> Vec<u8> {
     out
 }
 
-fn client_script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/clients")
-        .join(name)
-}
-
-fn ensure_package(binary: &str, package: &str) -> anyhow::Result<()> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tern-access/tests/clients/ensure-package.sh");
-    let ok = Command::new("sh")
-        .arg(script)
-        .args([binary, package])
-        .status()?
-        .success();
-    if !ok {
-        bail!("could not install {package}");
-    }
-    Ok(())
-}
-
 // ------------------------------------------------------------------ the tests
 
 /// The seeds' session: HELO, MAIL, two RCPT, DATA, ".", QUIT with 220 250 250 250 250 354
@@ -246,10 +165,10 @@ fn ensure_package(binary: &str, package: &str) -> anyhow::Result<()> {
 /// mailboxes byte for byte after the Received field that names the trace id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_seed_session_delivers_byte_exact_to_both_mailboxes() -> anyhow::Result<()> {
-    let p = Platform::start(&[], &[]).await?;
+    let p = platform(&[], &[]).await?;
     let message: &[u8] = b"From: someone@remote.test\r\nTo: alice@example.test, bob@example.test\r\n\
 Subject: seed session\r\n\r\nFirst line.\r\n.\r\n..two dots\r\n...three\r\n. space\r\nLast line.\r\n";
-    let mut c = Client::connect(&p.smtp.mx).await?;
+    let mut c = Client::connect(&p.smtp().mx).await?;
     c.expect("HELO client.example", 250, "mx.example.test")
         .await?;
     c.expect("MAIL FROM:<someone@remote.test>", 250, "2.1.0")
@@ -266,7 +185,7 @@ Subject: seed session\r\n\r\nFirst line.\r\n.\r\n..two dots\r\n...three\r\n. spa
     assert!(c.closed().await);
 
     for user in ["alice", "bob"] {
-        let got = p.wait_for(user, "Subject: seed session", 1).await?;
+        let got = wait_for(&p, user, "Subject: seed session", 1).await?;
         assert_eq!(got.len(), 1, "{user} got the message more than once");
         let m = &got[0];
         assert!(m.starts_with(b"Received: from client.example ([127.0.0.1])\r\n\tby mx.example.test (Tern) with SMTP id "), "{}", String::from_utf8_lossy(m));
@@ -292,16 +211,17 @@ Subject: seed session\r\n\r\nFirst line.\r\n.\r\n..two dots\r\n...three\r\n. spa
 async fn real_clients_deliver_on_every_listener() -> anyhow::Result<()> {
     let many: Vec<String> = (1..=20).map(|i| format!("user{i:02}")).collect();
     let many_refs: Vec<&str> = many.iter().map(String::as_str).collect();
-    let p = Platform::start(&many_refs, &[]).await?;
+    let p = platform(&many_refs, &[]).await?;
 
     // Python's smtplib: MX, STARTTLS + LOGIN, SMTP_SSL + PLAIN.
+    clients::require(clients::Client::Python)?;
     let out = Command::new("python3")
         .arg(client_script("smtp_smtplib.py"))
         .args([
             "deliver",
-            &p.smtp.port("mx").to_string(),
-            &p.smtp.port("submission").to_string(),
-            &p.smtp.port("submissions").to_string(),
+            &p.smtp().port("mx").to_string(),
+            &p.smtp().port("submission").to_string(),
+            &p.smtp().port("submissions").to_string(),
             "smtplib-tag",
         ])
         .output()?;
@@ -309,9 +229,9 @@ async fn real_clients_deliver_on_every_listener() -> anyhow::Result<()> {
         out.status.success(),
         "smtplib: {}\n{}",
         String::from_utf8_lossy(&out.stderr),
-        p.smtp.log_text()
+        p.smtp().log_text()
     );
-    let via_sub = p.wait_for("bob", "smtplib-tag via submission", 1).await?;
+    let via_sub = wait_for(&p, "bob", "smtplib-tag via submission", 1).await?;
     // Submission added what the client left out? smtplib's EmailMessage has no Date or
     // Message-ID unless asked: the server adds both.
     let m = String::from_utf8_lossy(&via_sub[0]).into_owned();
@@ -320,14 +240,13 @@ async fn real_clients_deliver_on_every_listener() -> anyhow::Result<()> {
         "{m}"
     );
     assert!(m.contains("with ESMTPSA id "), "{m}");
-    p.wait_for("alice", "smtplib-tag via mx", 1).await?;
-    p.wait_for("alice", "smtplib-tag via submissions", 1)
-        .await?;
+    wait_for(&p, "alice", "smtplib-tag via mx", 1).await?;
+    wait_for(&p, "alice", "smtplib-tag via submissions", 1).await?;
 
     // lettre, a Rust client.
     {
         use lettre::{Message, SmtpTransport, Transport};
-        let port = p.smtp.port("mx");
+        let port = p.smtp().port("mx");
         let email = Message::builder()
             .from("sender@remote.test".parse()?)
             .to("carol@example.test".parse()?)
@@ -342,17 +261,17 @@ async fn real_clients_deliver_on_every_listener() -> anyhow::Result<()> {
         .await?;
         let response = sent.context("lettre send")?;
         assert!(response.is_positive());
-        p.wait_for("carol", "lettre-tag", 1).await?;
+        wait_for(&p, "carol", "lettre-tag", 1).await?;
     }
 
     // swaks, from Debian.
-    ensure_package("swaks", "swaks")?;
+    clients::require(clients::Client::Swaks)?;
     let out = Command::new("swaks")
         .args([
             "--server",
             "127.0.0.1",
             "--port",
-            &p.smtp.port("mx").to_string(),
+            &p.smtp().port("mx").to_string(),
         ])
         .args(["--from", "swaks@remote.test", "--to", "bob@example.test"])
         .args(["--header", "Subject: swaks-tag", "--pipeline"])
@@ -367,7 +286,7 @@ async fn real_clients_deliver_on_every_listener() -> anyhow::Result<()> {
             "--server",
             "127.0.0.1",
             "--port",
-            &p.smtp.port("submission").to_string(),
+            &p.smtp().port("submission").to_string(),
         ])
         .args([
             "--tls",
@@ -386,11 +305,11 @@ async fn real_clients_deliver_on_every_listener() -> anyhow::Result<()> {
         "swaks tls: {}",
         String::from_utf8_lossy(&out.stdout)
     );
-    p.wait_for("bob", "swaks-tag", 1).await?;
-    p.wait_for("alice", "swaks-tls-tag", 1).await?;
+    wait_for(&p, "bob", "swaks-tag", 1).await?;
+    wait_for(&p, "alice", "swaks-tls-tag", 1).await?;
 
     // One write with MAIL, 20 RCPTs and DATA; 22 replies in order.
-    let mut c = Client::connect(&p.smtp.mx).await?;
+    let mut c = Client::connect(&p.smtp().mx).await?;
     c.expect("EHLO pipeliner.example", 250, "mx.example.test")
         .await?;
     let mut batch = String::from("MAIL FROM:<pipe@remote.test>\r\n");
@@ -410,7 +329,7 @@ async fn real_clients_deliver_on_every_listener() -> anyhow::Result<()> {
     assert_eq!(c.reply().await?.0, 250);
     c.expect("QUIT", 221, "2.0.0").await?;
     for u in &many {
-        p.wait_for(u, "pipelined-tag", 1).await?;
+        wait_for(&p, u, "pipelined-tag", 1).await?;
     }
     Ok(())
 }
@@ -421,7 +340,7 @@ async fn real_clients_deliver_on_every_listener() -> anyhow::Result<()> {
 async fn refusals_get_their_codes_and_the_session_survives() -> anyhow::Result<()> {
     // This session collects far more than 20 refusals on purpose; the error bound is tested
     // on a second node with the default.
-    let p = Platform::start(
+    let p = platform(
         &[],
         &["--max-message-size", "100000", "--max-errors", "1000"],
     )
@@ -440,7 +359,7 @@ async fn refusals_get_their_codes_and_the_session_survives() -> anyhow::Result<(
         })
         .await?;
     }
-    let mut c = Client::connect(&p.smtp.mx).await?;
+    let mut c = Client::connect(&p.smtp().mx).await?;
     // Out of sequence, unknown, bad arguments, obsolete.
     c.expect("MAIL FROM:<a@remote.test>", 503, "5.5.1").await?;
     c.expect("FROB", 500, "5.5.2").await?;
@@ -516,7 +435,7 @@ async fn refusals_get_their_codes_and_the_session_survives() -> anyhow::Result<(
     let (code, text) = c.reply().await?;
     assert_eq!((code, &text[..5]), (552, "5.3.4"), "{text}");
     c.expect("NOOP", 250, "2.0.0").await?;
-    let p2 = p.extra_smtp(&[]).await?;
+    let p2 = p.add_smtp(&[]).await?;
     let mut c2 = Client::connect(&p2.mx).await?;
     c2.expect("EHLO client.example", 250, "mx.example.test")
         .await?;
@@ -540,7 +459,7 @@ async fn refusals_get_their_codes_and_the_session_survives() -> anyhow::Result<(
     let (code, text) = c2.reply().await?;
     assert_eq!(code, 250, "{text}");
     c2.expect("NOOP", 250, "2.0.0").await?;
-    let got = p.wait_for("bob", "smuggle-tag", 1).await?;
+    let got = wait_for(&p, "bob", "smuggle-tag", 1).await?;
     assert!(
         got[0].ends_with(b"\r\n\r\nfirst\r\n.\r\nMAIL FROM:<x@y.test>\r\ncr\r\n.\r\nend\r\n"),
         "{}",
@@ -570,15 +489,16 @@ async fn refusals_get_their_codes_and_the_session_survives() -> anyhow::Result<(
     c.expect("QUIT", 221, "2.0.0").await?;
 
     // Submission: 530, 538, 535 after a delay, 553; in Python over STARTTLS.
+    clients::require(clients::Client::Python)?;
     let out = Command::new("python3")
         .arg(client_script("smtp_smtplib.py"))
-        .args(["policy", &p.smtp.port("submission").to_string(), "200"])
+        .args(["policy", &p.smtp().port("submission").to_string(), "200"])
         .output()?;
     assert!(
         out.status.success(),
         "policy: {}\n{}",
         String::from_utf8_lossy(&out.stderr),
-        p.smtp.log_text()
+        p.smtp().log_text()
     );
     Ok(())
 }
@@ -587,9 +507,9 @@ async fn refusals_get_their_codes_and_the_session_survives() -> anyhow::Result<(
 /// refuses pipelined plaintext.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn timeouts_connection_limits_and_no_quorum() -> anyhow::Result<()> {
-    let p = Platform::start(&[], &[]).await?;
+    let p = platform(&[], &[]).await?;
     let limited = p
-        .extra_smtp(&[
+        .add_smtp(&[
             "--command-timeout-secs",
             "2",
             "--data-timeout-secs",
@@ -629,7 +549,7 @@ async fn timeouts_connection_limits_and_no_quorum() -> anyhow::Result<()> {
     assert_eq!((code, &text[..5]), (421, "4.4.2"), "{text}");
     assert!(d.closed().await);
     // The bound on sessions in total.
-    let one = p.extra_smtp(&["--max-connections", "1"]).await?;
+    let one = p.add_smtp(&["--max-connections", "1"]).await?;
     let _first = Client::connect(&one.mx).await?;
     let mut second = Client::connect_raw(&one.mx).await?;
     let (code, text) = second.reply().await?;
@@ -637,14 +557,14 @@ async fn timeouts_connection_limits_and_no_quorum() -> anyhow::Result<()> {
     assert!(text.contains("too many connections"), "{text}");
 
     // A BDAT line that does not parse: the chunk's length is unknown, so the server closes.
-    let mut d = Client::connect(&p.smtp.mx).await?;
+    let mut d = Client::connect(&p.smtp().mx).await?;
     d.expect("EHLO client.example", 250, "mx.example.test")
         .await?;
     d.expect("BDAT 5 LASTX", 501, "5.5.4").await?;
     assert!(d.closed().await);
 
     // STARTTLS with a command pipelined behind it: the connection is cut.
-    let mut t = Client::connect(&p.smtp.submission).await?;
+    let mut t = Client::connect(&p.smtp().submission).await?;
     t.expect("EHLO client.example", 250, "mx.example.test")
         .await?;
     t.send(b"STARTTLS\r\nMAIL FROM:<a@b.test>\r\n").await?;
@@ -652,7 +572,7 @@ async fn timeouts_connection_limits_and_no_quorum() -> anyhow::Result<()> {
     assert!(t.closed().await);
 
     // A client that drops the connection in the middle of DATA: nothing of it is delivered.
-    let mut e = Client::connect(&p.smtp.mx).await?;
+    let mut e = Client::connect(&p.smtp().mx).await?;
     e.expect("EHLO client.example", 250, "mx.example.test")
         .await?;
     e.expect("MAIL FROM:<a@remote.test>", 250, "2.1.0").await?;
@@ -663,7 +583,7 @@ async fn timeouts_connection_limits_and_no_quorum() -> anyhow::Result<()> {
         .await?;
     drop(e);
     // A complete message after it, through the same queue, shows the queue was working.
-    let mut f = Client::connect(&p.smtp.mx).await?;
+    let mut f = Client::connect(&p.smtp().mx).await?;
     f.expect("EHLO client.example", 250, "mx.example.test")
         .await?;
     f.expect("MAIL FROM:<a@remote.test>", 250, "2.1.0").await?;
@@ -673,9 +593,9 @@ async fn timeouts_connection_limits_and_no_quorum() -> anyhow::Result<()> {
     f.send(&stuffed(b"Subject: whole-tag\r\n\r\ncomplete\r\n"))
         .await?;
     assert_eq!(f.reply().await?.0, 250);
-    p.wait_for("carol", "whole-tag", 1).await?;
+    wait_for(&p, "carol", "whole-tag", 1).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let inbox = p.inbox("carol").await?;
+    let inbox = inbox(&p, "carol").await?;
     assert!(
         !inbox.iter().any(|m| contains(m, "half-written-tag")),
         "a message cut off mid-DATA was delivered"
@@ -683,7 +603,7 @@ async fn timeouts_connection_limits_and_no_quorum() -> anyhow::Result<()> {
 
     // The queue is down: the message gets 451 4.3.0 at the end of DATA, never 250.
     let mut p = p;
-    p.queue.kill();
+    p.queue_mut().kill();
     f.expect("MAIL FROM:<a@remote.test>", 250, "2.1.0").await?;
     f.expect("RCPT TO:<carol@example.test>", 250, "2.1.5")
         .await?;
@@ -700,7 +620,7 @@ async fn timeouts_connection_limits_and_no_quorum() -> anyhow::Result<()> {
     p.cluster.kill(2);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let mut c = Client::connect_raw(&p.smtp.mx).await?;
+        let mut c = Client::connect_raw(&p.smtp().mx).await?;
         let (code, _) = c.reply().await?;
         if code == 421 {
             break;
@@ -718,12 +638,12 @@ async fn timeouts_connection_limits_and_no_quorum() -> anyhow::Result<()> {
 /// (CHUNKING) carries a message in three chunks.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn smtputf8_and_bdat() -> anyhow::Result<()> {
-    let p = Platform::start(&["jörg"], &[]).await?;
+    let p = platform(&["jörg"], &[]).await?;
     let message = "From: 用户@例子.test\r\nTo: jörg@example.test\r\nSubject: Grüße utf8-tag\r\n\
 MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n\
 Schöne Grüße — 你好 — ☃\r\n"
         .as_bytes();
-    let mut c = Client::connect(&p.smtp.mx).await?;
+    let mut c = Client::connect(&p.smtp().mx).await?;
     c.expect("EHLO client.example", 250, "mx.example.test")
         .await?;
     c.expect(
@@ -741,10 +661,10 @@ Schöne Grüße — 你好 — ☃\r\n"
         code,
         250,
         "{text}\n{}\n{}",
-        p.smtp.log_text(),
-        p.queue.log_text()
+        p.smtp().log_text(),
+        p.queue().log_text()
     );
-    let got = p.wait_for("jörg", "utf8-tag", 1).await?;
+    let got = wait_for(&p, "jörg", "utf8-tag", 1).await?;
     assert!(
         got[0].ends_with(message),
         "{}",
@@ -781,7 +701,7 @@ Schöne Grüße — 你好 — ☃\r\n"
     c.send(b"BDAT 5 LAST\r\nhello").await?;
     assert_eq!(c.reply().await?.0, 503);
     c.expect("NOOP", 250, "2.0.0").await?;
-    let got = p.wait_for("alice", "bdat-tag", 1).await?;
+    let got = wait_for(&p, "alice", "bdat-tag", 1).await?;
     assert!(
         got[0].ends_with(body),
         "{}",
@@ -795,8 +715,8 @@ Schöne Grüße — 你好 — ☃\r\n"
 /// acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_store_leader_loses_no_acknowledged_message() -> anyhow::Result<()> {
-    let mut p = Platform::start(&[], &[]).await?;
-    let addr = p.smtp.mx.clone();
+    let mut p = platform(&[], &[]).await?;
+    let addr = p.smtp().mx.clone();
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut sessions = Vec::new();
@@ -872,7 +792,7 @@ async fn killing_the_store_leader_loses_no_acknowledged_message() -> anyhow::Res
         assert!(
             Instant::now() < deadline,
             "load did not start:\n{}",
-            p.smtp.log_text()
+            p.smtp().log_text()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -888,7 +808,7 @@ async fn killing_the_store_leader_loses_no_acknowledged_message() -> anyhow::Res
     // Every acknowledged message reaches alice (the queue delivers from the store).
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let inbox = p.inbox("alice").await.unwrap_or_default();
+        let inbox = inbox(&p, "alice").await.unwrap_or_default();
         let missing: Vec<&String> = acked
             .iter()
             .filter(|t| !inbox.iter().any(|m| contains(m, &format!("X-Tag: <{t}>"))))
@@ -901,7 +821,7 @@ async fn killing_the_store_leader_loses_no_acknowledged_message() -> anyhow::Res
             "{} acknowledged messages never arrived, e.g. {:?}\nqueue:\n{}",
             missing.len(),
             &missing[..missing.len().min(5)],
-            p.queue.log_text()
+            p.queue().log_text()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
