@@ -54,7 +54,7 @@ def scenario_commands(args):
     caps = p.capa()
     for cap in ["TOP", "UIDL", "RESP-CODES", "USER", "SASL", "PIPELINING"]:
         assert cap in caps, (cap, caps)
-    assert caps["SASL"] == ["PLAIN"], caps
+    assert caps["SASL"] == ["PLAIN", "LOGIN"], caps
     assert "STLS" not in caps, caps  # no certificate configured on this listener
 
     # AUTHORIZATION: transaction commands are refused.
