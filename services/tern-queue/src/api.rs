@@ -9,6 +9,8 @@ use tern_proto::queue::v1 as qpb;
 use tern_proto::queue::v1::queue_server::Queue;
 use tern_proto::store::v1 as pb;
 use tern_proto::store::v1::queue_client::QueueClient;
+use tern_smtp_proto::params::{self, MailParams};
+use tern_smtp_proto::xtext;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Largest message accepted here (the store applies its own, usually smaller, limit).
@@ -106,7 +108,12 @@ impl Queue for QueueApi {
                 })
                 .collect(),
             trace_id: trace_id.clone(),
-            mail_params: envelope.mail_params,
+            // The store keeps the parameters in their canonical text (as entries always were
+            // kept); the worker reads them back with `MailParams::from_stored`.
+            mail_params: match &envelope.params {
+                Some(p) => mail_params(p)?.to_string(),
+                None => String::new(),
+            },
             received_from: envelope.received_from,
             // The Message-ID names the message in `ternctl trace`; the envelope has it only
             // when the sender knew it before the body, so the header section is asked too.
@@ -159,6 +166,34 @@ pub(crate) fn already_enqueued_id(message: &str) -> Option<String> {
         .take_while(|c| c.is_ascii_alphanumeric())
         .collect();
     (!id.is_empty()).then_some(id)
+}
+
+/// The MAIL parameters of the queue API as the SMTP crate types them; an enum value this
+/// version does not know is taken as absent. An ENVID that is not xtext is refused: it is
+/// relayed on a MAIL command and kept in the entry's parameter text, where a space would
+/// add parameters.
+fn mail_params(p: &qpb::MailParams) -> Result<MailParams, Status> {
+    use qpb::mail_params::{Body, Ret};
+    if !p.envid.is_empty()
+        && (p.envid.len() > params::MAX_ENVID || xtext::decode(&p.envid).is_none())
+    {
+        return Err(Status::invalid_argument("ENVID is not valid xtext"));
+    }
+    Ok(MailParams {
+        body: match Body::try_from(p.body) {
+            Ok(Body::SevenBit) => Some(params::Body::SevenBit),
+            Ok(Body::EightBitMime) => Some(params::Body::EightBitMime),
+            _ => None,
+        },
+        smtputf8: p.smtputf8,
+        ret: match Ret::try_from(p.ret) {
+            Ok(Ret::Full) => Some(params::Ret::Full),
+            Ok(Ret::Hdrs) => Some(params::Ret::Hdrs),
+            _ => None,
+        },
+        envid: (!p.envid.is_empty()).then(|| p.envid.clone()),
+        ..MailParams::default()
+    })
 }
 
 #[cfg(test)]

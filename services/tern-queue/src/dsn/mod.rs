@@ -39,9 +39,19 @@
 //! * Syntactically invalid Status values are replaced by `X.0.0` of the action's class, so
 //!   a report is never rejected by a strict parser for the caller's mistake.
 
+mod text;
+mod wire;
+
 use std::fmt::Write as _;
 
 use tern_mail::{date, lines};
+use tern_smtp_proto::{enhanced, xtext};
+
+use text::{address, message_id, one_line, push_field, wrap};
+use wire::{
+    cap_header_block, choose_boundary, limit_line_length, push_delimiter, push_line,
+    truncate_at_line,
+};
 
 /// How much of the original body a failure report carries back (in octets, after conversion
 /// to CRLF), so that the sender can recognise the message without the report growing as
@@ -125,7 +135,7 @@ pub struct RecipientReport {
     pub original_recipient: Option<String>,
     /// What happened (`Action`).
     pub action: Action,
-    /// The RFC 3463 enhanced status, e.g. `5.1.1` (`Status`); see [`status_for_reply`].
+    /// The RFC 3463 enhanced status, e.g. `5.1.1` (`Status`); see [`enhanced::status_for_reply`].
     pub status: String,
     /// The host that gave the final answer (`Remote-MTA: dns; HOST`), if any.
     pub remote_mta: Option<String>,
@@ -166,23 +176,6 @@ pub struct Report<'a> {
     pub recipients: &'a [RecipientReport],
     /// What the sender asked to get back (RET).
     pub return_content: ReturnContent,
-}
-
-/// The enhanced status code (RFC 3463) for an SMTP reply, for [`RecipientReport::status`]:
-/// the reply's own enhanced code when it is well-formed and of the same class as the basic
-/// code, else `X.0.0` of the basic code's class (`550` → `5.0.0`). A basic code outside
-/// 2xx/4xx/5xx is a protocol violation by the server: `5.5.0`.
-pub fn status_for_reply(code: u16, enhanced: Option<&str>) -> String {
-    let class = match code / 100 {
-        2 => '2',
-        4 => '4',
-        5 => '5',
-        _ => return "5.5.0".to_string(),
-    };
-    match enhanced.map(str::trim) {
-        Some(e) if valid_status(e) && e.starts_with(class) => e.to_string(),
-        _ => format!("{class}.0.0"),
-    }
 }
 
 /// Builds the complete notification (headers and body, CRLF line ends) for `report`, carrying
@@ -477,7 +470,7 @@ fn status_part(report: &Report<'_>, mta: &str) -> String {
     let mut s = String::new();
     push_field(&mut s, "Reporting-MTA", &format!("dns; {mta}"));
     if let Some(envid) = report.envelope_id {
-        let envid = one_line(&String::from_utf8_lossy(&xtext_decode(envid)), true);
+        let envid = one_line(&String::from_utf8_lossy(&xtext::decode_lossy(envid)), true);
         if !envid.is_empty() {
             push_field(&mut s, "Original-Envelope-Id", &envid);
         }
@@ -514,23 +507,11 @@ fn status_part(report: &Report<'_>, mta: &str) -> String {
 /// The recipient's Status if it is a valid RFC 3463 code, else the action's fallback.
 fn status_value(r: &RecipientReport) -> &str {
     let status = r.status.trim();
-    if valid_status(status) {
+    if enhanced::is_valid(status) {
         status
     } else {
         r.action.fallback_status()
     }
-}
-
-/// RFC 3463's `class "." subject "." detail`, class 2, 4 or 5, subject and detail 1–3 digits.
-fn valid_status(s: &str) -> bool {
-    let mut parts = s.split('.');
-    let (Some(class), Some(subject), Some(detail), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return false;
-    };
-    let number = |p: &str| (1..=3).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
-    matches!(class, "2" | "4" | "5") && number(subject) && number(detail)
 }
 
 /// `Final-Recipient`'s value: `rfc822; ADDR`, or RFC 6533's `utf-8; ` with `\x{HEX}` escapes
@@ -567,7 +548,10 @@ fn original_recipient(orcpt: &str) -> Option<String> {
     if kind.is_empty() || kind.len() > 32 || !kind.chars().all(atom) {
         return None;
     }
-    let addr = one_line(&String::from_utf8_lossy(&xtext_decode(addr.trim())), true);
+    let addr = one_line(
+        &String::from_utf8_lossy(&xtext::decode_lossy(addr.trim())),
+        true,
+    );
     (!addr.is_empty()).then(|| format!("{kind}; {addr}"))
 }
 
@@ -590,313 +574,12 @@ fn diagnostic(d: &str, ascii: bool) -> Option<(String, String)> {
     (!text.is_empty()).then_some((kind, text))
 }
 
-/// RFC 3461 §4's xtext decoding: `+HH` is the octet 0xHH; anything else stands for itself.
-fn xtext_decode(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'+' {
-            if let (Some(h), Some(l)) = (
-                b.get(i + 1).and_then(|c| hex_digit(*c)),
-                b.get(i + 2).and_then(|c| hex_digit(*c)),
-            ) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
-}
-
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    }
-}
-
-/// Untrusted text made into one clean line: line breaks, tabs and other whitespace become a
-/// single space, control and bidirectional-formatting characters are dropped, and the
-/// result is capped at [`MAX_VALUE`] octets. With `ascii`, non-ASCII characters are written
-/// as RFC 6533's `\x{HEX}`.
-fn one_line(s: &str, ascii: bool) -> String {
-    let mut out = String::with_capacity(s.len().min(MAX_VALUE + 8));
-    let mut space = false;
-    for c in s.chars() {
-        if out.len() >= MAX_VALUE {
-            out.push_str(" ...");
-            break;
-        }
-        if c.is_whitespace() {
-            space = !out.is_empty();
-            continue;
-        }
-        // Bidirectional marks, embeddings, overrides and isolates could make the text read
-        // differently from what it says.
-        let bidi = matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}');
-        if c.is_control() || bidi || ('\u{2066}'..='\u{2069}').contains(&c) {
-            continue;
-        }
-        if space {
-            out.push(' ');
-            space = false;
-        }
-        if ascii && !c.is_ascii() {
-            let _ = write!(out, "\\x{{{:X}}}", u32::from(c));
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// An address for the report's own header (`From:`, `To:`): one line, no angle brackets.
-fn address(s: &str) -> String {
-    let s = one_line(s, false).replace(['<', '>'], "");
-    let s = s.trim();
-    s[..floor_char_boundary(s, MAX_WORD_PIECE)].to_string()
-}
-
-/// The Message-ID's id-left@id-right: visible ASCII only, no angle brackets.
-fn message_id(s: &str) -> String {
-    s.chars()
-        .filter(|c| c.is_ascii_graphic() && *c != '<' && *c != '>')
-        .take(MAX_WORD_PIECE)
-        .collect()
-}
-
-/// The largest char boundary of `s` at or below `max`.
-fn floor_char_boundary(s: &str, max: usize) -> usize {
-    let mut i = max.min(s.len());
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
-}
-
-/// Appends `Name: value` folded at spaces near [`SOFT_LINE`], never beyond 998 octets; a
-/// word too long for one line is broken into pieces on continuation lines.
-fn push_field(out: &mut String, name: &str, value: &str) {
-    out.push_str(name);
-    out.push(':');
-    let mut line = name.len() + 1;
-    for word in value.split(' ').filter(|w| !w.is_empty()) {
-        let mut rest = word;
-        while !rest.is_empty() {
-            let (piece, tail) = next_piece(rest);
-            if line > name.len() + 1 && line + 1 + piece.len() > SOFT_LINE {
-                out.push_str("\r\n");
-                line = 0;
-            }
-            out.push(' ');
-            out.push_str(piece);
-            line += 1 + piece.len();
-            rest = tail;
-        }
-    }
-    out.push_str("\r\n");
-}
-
-/// Appends `text` as lines of at most about [`SOFT_LINE`] octets, the first starting with
-/// `first`, the others with `next`; words too long for a line are broken.
-fn wrap(out: &mut String, first: &str, next: &str, text: &str) {
-    out.push_str(first);
-    let mut line = first.len();
-    let mut empty = true;
-    for word in text.split(' ').filter(|w| !w.is_empty()) {
-        let mut rest = word;
-        while !rest.is_empty() {
-            let (piece, tail) = next_piece(rest);
-            if !empty && line + 1 + piece.len() > SOFT_LINE {
-                out.push_str("\r\n");
-                out.push_str(next);
-                line = next.len();
-                empty = true;
-            }
-            if !empty {
-                out.push(' ');
-                line += 1;
-            }
-            out.push_str(piece);
-            line += piece.len();
-            empty = false;
-            rest = tail;
-        }
-    }
-    out.push_str("\r\n");
-}
-
-/// The next piece of an unbreakable word: at most [`MAX_WORD_PIECE`] octets, at least one
-/// character, never splitting one.
-fn next_piece(s: &str) -> (&str, &str) {
-    let mut cut = floor_char_boundary(s, MAX_WORD_PIECE);
-    if cut == 0 {
-        cut = s.chars().next().map_or(0, char::len_utf8);
-    }
-    s.split_at(cut)
-}
-
-fn push_line(out: &mut Vec<u8>, line: &str) {
-    out.extend_from_slice(line.as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// Ends the previous part's content (keeping its last CRLF) and opens the next part.
-fn push_delimiter(out: &mut Vec<u8>, boundary: &str) {
-    push_line(out, "");
-    push_line(out, &format!("--{boundary}"));
-}
-
-/// The caller's boundary, reduced to RFC 2046's characters and made unique: while it occurs
-/// anywhere in `contents`, a suffix is added. RFC 2046 only forbids it at the start of a
-/// line, but some parsers (mail-parser 0.11 among them) take `--boundary` in the middle of a
-/// line for a delimiter too, so any occurrence counts.
-fn choose_boundary(wanted: &str, contents: &[&[u8]]) -> String {
-    let allowed = |c: &char| c.is_ascii_alphanumeric() || "'()+_,-./:=?".contains(*c);
-    let mut base: String = wanted.chars().filter(allowed).take(MAX_BOUNDARY).collect();
-    if base.is_empty() {
-        base = "tern-dsn".to_string();
-    }
-    // What follows each occurrence of the base: a candidate clashes if one starts with it.
-    let needle = base.as_bytes();
-    let mut tails: Vec<&[u8]> = Vec::new();
-    for content in contents {
-        let mut at = 0;
-        while let Some(i) = find(&content[at..], needle) {
-            let tail = &content[at + i + needle.len()..];
-            tails.push(&tail[..tail.len().min(32)]);
-            at += i + 1;
-        }
-    }
-    if tails.is_empty() {
-        return base;
-    }
-    let mut n = 0u64;
-    loop {
-        let suffix = format!("=_{n}");
-        if !tails.iter().any(|t| t.starts_with(suffix.as_bytes())) {
-            return base + &suffix;
-        }
-        n += 1;
-    }
-}
-
-/// The position of the first occurrence of `needle` in `haystack`.
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    let first = *needle.first()?;
-    let mut at = 0;
-    while let Some(i) = haystack[at..].iter().position(|&b| b == first) {
-        let start = at + i;
-        if haystack[start..].starts_with(needle) {
-            return Some(start);
-        }
-        at = start + 1;
-    }
-    None
-}
-
-fn is_wsp(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
-
-/// Breaks every line of canonical `text` longer than 998 octets. In a header block the
-/// break is a fold (before whitespace when there is some in reach, else with a space
-/// inserted) so the field continues; in a body it is a plain line break. Breaks avoid
-/// splitting a UTF-8 sequence.
-fn limit_line_length(text: &[u8], header: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(text.len() + text.len() / 512);
-    for line in text.split_inclusive(|&b| b == b'\n') {
-        let content = line.strip_suffix(b"\r\n").unwrap_or(line);
-        if content.len() <= MAX_LINE {
-            out.extend_from_slice(line);
-            continue;
-        }
-        let mut rest = content;
-        if header {
-            while rest.last().is_some_and(|&b| is_wsp(b)) {
-                rest = &rest[..rest.len() - 1];
-            }
-        }
-        let mut prefix = false;
-        loop {
-            let budget = MAX_LINE - usize::from(prefix);
-            if prefix {
-                out.push(b' ');
-            }
-            if rest.len() <= budget {
-                out.extend_from_slice(rest);
-                out.extend_from_slice(b"\r\n");
-                break;
-            }
-            let at_space = if header {
-                rest[1..=budget]
-                    .iter()
-                    .rposition(|&b| is_wsp(b))
-                    .map(|p| p + 1)
-            } else {
-                None
-            };
-            let cut = at_space.unwrap_or_else(|| {
-                let mut cut = budget;
-                while cut > budget - 3 && (rest[cut] & 0xC0) == 0x80 {
-                    cut -= 1;
-                }
-                if (rest[cut] & 0xC0) == 0x80 {
-                    budget
-                } else {
-                    cut
-                }
-            });
-            out.extend_from_slice(&rest[..cut]);
-            out.extend_from_slice(b"\r\n");
-            rest = &rest[cut..];
-            prefix = header && !rest.first().is_some_and(|&b| is_wsp(b));
-        }
-    }
-    out
-}
-
-/// A header block cut to at most `max` octets at the start of a field (or, if the first
-/// field alone is longer, at a line).
-fn cap_header_block(h: &[u8], max: usize) -> &[u8] {
-    if h.len() <= max {
-        return h;
-    }
-    let (mut field_end, mut line_end) = (0, 0);
-    for line in h.split_inclusive(|&b| b == b'\n') {
-        let end = line_end + line.len();
-        if end > max {
-            break;
-        }
-        line_end = end;
-        if h.get(end).is_some_and(|&b| !is_wsp(b)) {
-            field_end = end;
-        }
-    }
-    &h[..if field_end > 0 { field_end } else { line_end }]
-}
-
-/// The longest prefix of canonical `body` of at most `max` octets that ends a line.
-fn truncate_at_line(body: &[u8], max: usize) -> &[u8] {
-    if body.len() <= max {
-        return body;
-    }
-    match body[..max].windows(2).rposition(|w| w == b"\r\n") {
-        Some(at) => &body[..at + 2],
-        None => &[],
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::wire::find;
     use super::*;
     use mail_parser::{Message, MessageParser, MimeHeaders};
+    use tern_smtp_proto::enhanced::status_for_reply;
 
     const BOUNDARY: &str = "tern-dsn-q1/0123456789abcdef";
     const ORIGINAL: &[u8] = b"From: Alice <alice@example.test>\n\
@@ -1548,34 +1231,7 @@ mod tests {
     }
 
     #[test]
-    fn status_for_reply_cases() {
-        assert_eq!(status_for_reply(550, None), "5.0.0");
-        assert_eq!(status_for_reply(451, Some("4.2.0")), "4.2.0");
-        assert_eq!(status_for_reply(550, Some("5.1.1")), "5.1.1");
-        assert_eq!(status_for_reply(421, Some(" 4.4.2 ")), "4.4.2");
-        assert_eq!(status_for_reply(250, Some("2.1.5")), "2.1.5");
-        assert_eq!(status_for_reply(552, Some("5.3.123")), "5.3.123");
-        // Class mismatch and malformed codes fall back to the basic code's class.
-        assert_eq!(status_for_reply(550, Some("4.2.0")), "5.0.0");
-        assert_eq!(status_for_reply(451, Some("5.7.1")), "4.0.0");
-        assert_eq!(status_for_reply(550, Some("5.1")), "5.0.0");
-        assert_eq!(status_for_reply(550, Some("5.1.1.1")), "5.0.0");
-        assert_eq!(status_for_reply(550, Some("5.1000.1")), "5.0.0");
-        assert_eq!(status_for_reply(550, Some("5.1.")), "5.0.0");
-        assert_eq!(status_for_reply(550, Some("x.1.1")), "5.0.0");
-        assert_eq!(status_for_reply(550, Some("")), "5.0.0");
-        assert_eq!(status_for_reply(450, Some("3.1.1")), "4.0.0");
-        // Not a 2xx/4xx/5xx reply at all: a protocol error.
-        assert_eq!(status_for_reply(354, Some("3.0.0")), "5.5.0");
-        assert_eq!(status_for_reply(0, None), "5.5.0");
-        assert_eq!(status_for_reply(999, Some("5.1.1")), "5.5.0");
-    }
-
-    #[test]
-    fn xtext_decoding() {
-        assert_eq!(xtext_decode("a+2Bb+3Dc"), b"a+b=c");
-        assert_eq!(xtext_decode("a+2"), b"a+2");
-        assert_eq!(xtext_decode("a+zz"), b"a+zz");
+    fn original_recipients_are_decoded_from_xtext() {
         assert_eq!(
             original_recipient("rfc822;bob+40x@y"),
             Some("rfc822; bob@x@y".into())
@@ -1662,7 +1318,9 @@ mod tests {
             assert_eq!(blocks.len(), 3, "round {round}");
             assert_eq!(field(&blocks[1], "Action"), Some("failed"));
             assert_eq!(field(&blocks[2], "Action"), Some("delayed"));
-            assert!(valid_status(field(&blocks[1], "Status").expect("status")));
+            assert!(enhanced::is_valid(
+                field(&blocks[1], "Status").expect("status")
+            ));
         }
     }
 
