@@ -189,6 +189,7 @@ fn snippet(line: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reply::MAX_DISPLAY;
 
     fn one(input: &[u8]) -> (Reply, usize) {
         parse(input).unwrap().unwrap()
