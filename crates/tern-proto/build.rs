@@ -16,8 +16,5 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, [&root])?;
     tonic_prost_build::configure().compile_fds(fds)?;
     println!("cargo:rerun-if-changed={}", root.display());
-    // The same reuse means the path above is the last checkout's: a build from another
-    // checkout (another working directory) regenerates from its own proto/.
-    println!("cargo:rerun-if-env-changed=PWD");
     Ok(())
 }

@@ -135,7 +135,10 @@
 # dynamicmaps.cf).
 set -euo pipefail
 
-die() { echo "postfix-smtp.sh: $*" >&2; exit 1; }
+PROG=postfix-smtp.sh
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 usage() {
   echo "usage: $0 install | start DIR PORT DOMAIN USER[,USER...] | count DIR DOMAIN USER | stop DIR" >&2
   exit 2
@@ -158,12 +161,11 @@ have_postfix() {
 # ---------------------------------------------------------------------------
 # install
 # ---------------------------------------------------------------------------
+# The system instance's master, if running (its pid file holds the pid of a `master`).
 system_master_pid() {
-  local pidfile=/var/spool/postfix/pid/master.pid pid
-  [[ -s $pidfile ]] || return 0
-  pid=$(tr -d ' \n' <"$pidfile")
-  if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null \
-     && [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == */master ]]; then
+  local pid
+  pid=$(pidfile_pid /var/spool/postfix/pid/master.pid)
+  if [[ -n $pid && $(readlink "/proc/$pid/exe" 2>/dev/null) == */master ]]; then
     echo "$pid"
   fi
   return 0
@@ -173,47 +175,24 @@ cmd_install() {
   if have_postfix; then
     return 0
   fi
-  [[ $(id -u) -eq 0 ]] || die "install needs root (apt-get)"
-  local log
-  log=$(mktemp)
-  export DEBIAN_FRONTEND=noninteractive
+  need_root install
   # "No configuration": no /etc/postfix/main.cf, so no system instance is set
   # up to listen on port 25.
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
-  echo "postfix-smtp.sh: installing postfix" >&2
-  if ! apt-get install -y -q --no-install-recommends postfix >"$log" 2>&1; then
-    # Stale package lists are the usual cause: refresh once and retry.
-    if ! { apt-get update -q && apt-get install -y -q --no-install-recommends postfix; } >>"$log" 2>&1; then
-      tail -n 30 "$log" >&2
-      rm -f "$log"
-      die "apt-get install postfix failed"
-    fi
-  fi
-  rm -f "$log"
+  apt_install --no-install-recommends postfix
   have_postfix || die "postfix/smtpd still missing after install"
 
   # The postinst may have started the system instance (unless policy-rc.d
-  # forbade it, or it had no main.cf): stop it, we only run private instances.
+  # forbade it, or it had no main.cf): stop it (`postfix stop` first), and its
+  # whole process group if it does not go.
   local pid
   pid=$(system_master_pid)
-  if [[ -n $pid ]]; then
-    echo "postfix-smtp.sh: stopping the system postfix started by the package (pid $pid)" >&2
-    postfix stop >/dev/null 2>&1 || service postfix stop >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null || true
-  fi
-  # Keep it from coming back where services may run.
-  if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
-    systemctl disable --now postfix.service >/dev/null 2>&1 || true
-  fi
-  return 0
+  stop_system_instance postfix "$pid" "-$pid" postfix stop
 }
 
 # ---------------------------------------------------------------------------
 # helpers for start/stop
 # ---------------------------------------------------------------------------
-abs_dir() { (cd "$1" && pwd -P); }
-
 # Pids of every process of the instance whose config directory is CONF.
 instance_pids() {
   local conf=$1 e p
@@ -225,18 +204,6 @@ instance_pids() {
   return 0
 }
 
-# wait_gone SECONDS PID...: wait until none of PIDs exists; status 1 on timeout.
-wait_gone() {
-  local t=$1 p alive; shift
-  for _ in $(seq 1 $((t * 10))); do
-    alive=0
-    for p in "$@"; do kill -0 "$p" 2>/dev/null && { alive=1; break; }; done
-    ((alive)) || return 0
-    sleep 0.1
-  done
-  return 1
-}
-
 # Serialize start/stop of one DIR (a start racing a stop or another start of
 # the same DIR would otherwise wipe a queue under a running master). The lock
 # fd must not leak into the long-lived master: postfix is run with 9>&-.
@@ -246,19 +213,6 @@ lock_dir() {
   exec 9>>"$1/.postfix-smtp.lock"
   flock -w 60 9 || die "timed out waiting for another start/stop of $1"
   LOCKED=1
-}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-greeting_ok() {
-  local line=""
-  {
-    exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
-    IFS= read -r -t 2 line <&3 || true
-    printf 'QUIT\r\n' >&3 || true
-    exec 3<&- 3>&-
-  } 2>/dev/null
-  [[ $line == "220"* ]]
 }
 
 # ---------------------------------------------------------------------------
@@ -280,22 +234,7 @@ cmd_stop() {
   fi
   # Whatever is left (no master.pid, a daemon busy with a client, ...):
   # SIGTERM, then SIGKILL after 10 s.
-  pids=$(instance_pids "$conf")
-  if [[ -n $pids ]]; then
-    # shellcheck disable=SC2086
-    kill -TERM $pids 2>/dev/null || true
-    # shellcheck disable=SC2086
-    if ! wait_gone 10 $pids; then
-      pids=$(instance_pids "$conf")
-      if [[ -n $pids ]]; then
-        echo "postfix-smtp.sh: killing leftover processes of $dir:" $pids >&2
-        # shellcheck disable=SC2086
-        kill -KILL $pids 2>/dev/null || true
-        # shellcheck disable=SC2086
-        wait_gone 5 $pids || true
-      fi
-    fi
-  fi
+  kill_leftovers "$dir" instance_pids "$conf"
   pids=$(instance_pids "$conf")
   [[ -z $pids ]] || die "processes of $dir survived SIGKILL: ${pids//$'\n'/ }"
   return 0
@@ -389,16 +328,12 @@ CONF
 cmd_start() {
   [[ $# -eq 4 ]] || usage
   local dir=$1 port=$2 domain=$3 users=$4 user
-  [[ $port =~ ^[0-9]+$ ]] && ((port > 0 && port < 65536)) || die "bad port: $port"
+  valid_port "$port" || die "bad port: $port"
   [[ $domain =~ ^[A-Za-z0-9.-]+$ ]] || die "bad domain: $domain"
-  IFS=, read -r -a user_list <<<"$users"
-  ((${#user_list[@]} > 0)) || die "no users given"
-  for user in "${user_list[@]}"; do
-    [[ $user =~ ^[A-Za-z0-9._+-]+$ ]] || die "bad user name: $user"
-  done
+  split_users "$users" '^[A-Za-z0-9._+-]+$'
   have_postfix || die "postfix not installed: run '$0 install'"
   # master must be root (it binds the socket, then daemons drop to `postfix`).
-  [[ $(id -u) -eq 0 ]] || die "start must run as root"
+  need_root start
 
   mkdir -p "$dir"
   dir=$(abs_dir "$dir")
@@ -412,10 +347,7 @@ cmd_start() {
 
   local uid gid mail_user version
   version=$(postconf -dh mail_version 2>/dev/null || echo unknown)
-  mail_user=${POSTFIX_MAIL_USER:-nobody}
-  uid=$(id -u "$mail_user") || die "no such user: $mail_user"
-  gid=$(id -g "$mail_user")
-  ((uid != 0)) || die "POSTFIX_MAIL_USER must not be root"
+  mail_ids POSTFIX_MAIL_USER
   id -u postfix >/dev/null 2>&1 || die "no 'postfix' user: reinstall the postfix package"
 
   # Fresh state for every start: config, queue, data, mailboxes, log.
@@ -439,36 +371,26 @@ cmd_start() {
 
   # The daemons run as `postfix` (reading DIR/etc, DIR/queue) and virtual(8)
   # delivers as $mail_user: both must reach DIR through all its parents.
-  runuser -u postfix -- test -r "$dir/etc/vmailbox" \
-    || die "user postfix cannot read $dir/etc (a parent of $dir not searchable?); pick another DIR"
-  runuser -u "$mail_user" -- test -w "$dir/mail/$domain/${user_list[0]}/new" \
-    || die "user $mail_user cannot write $dir/mail (a parent of $dir not searchable?); pick another DIR"
+  must_reach postfix -r "$dir/etc/vmailbox" "$dir"
+  must_reach "$mail_user" -w "$dir/mail/$domain/${user_list[0]}/new" "$dir"
 
   # create-missing (queue subdirectories), integrity checks, then master -w,
   # which returns once the master has initialized (or failed to).
   if ! postfix -c "$dir/etc" start >>"$dir/postfix.out" 2>&1 9>&-; then
-    echo "postfix-smtp.sh: postfix $version failed to start" >&2
-    for f in "$dir/postfix.out" "$dir/postfix.log"; do
-      [[ -s $f ]] && { echo "--- tail of $f" >&2; tail -n 30 "$f" >&2; }
-    done
+    echo "$PROG: postfix $version failed to start" >&2
+    show_tails "$dir/postfix.out" "$dir/postfix.log"
     cmd_stop "$dir" || true
     exit 1
   fi
 
-  local ok=0 pid=""
-  for _ in $(seq 1 150); do
-    if greeting_ok "$port"; then ok=1; break; fi
-    sleep 0.1
-  done
-  [[ -s $dir/queue/pid/master.pid ]] && pid=$(tr -d ' \n' <"$dir/queue/pid/master.pid")
-  if ((ok == 0)); then
-    echo "postfix-smtp.sh: postfix $version did not answer 220 on 127.0.0.1:$port within 15 s" >&2
-    for f in "$dir/postfix.out" "$dir/postfix.log"; do
-      [[ -s $f ]] && { echo "--- tail of $f" >&2; tail -n 30 "$f" >&2; }
-    done
+  local pid=""
+  if ! wait_greeting 15 "$port" 220 QUIT; then
+    echo "$PROG: postfix $version did not answer 220 on 127.0.0.1:$port within 15 s" >&2
+    show_tails "$dir/postfix.out" "$dir/postfix.log"
     cmd_stop "$dir" || true
     exit 1
   fi
+  [[ -s $dir/queue/pid/master.pid ]] && pid=$(tr -d ' \n' <"$dir/queue/pid/master.pid")
   echo "postfix $version: smtp on 127.0.0.1:$port, domain $domain, users $users (maildirs as uid $uid), master pid ${pid:-?}, dir $dir"
 }
 

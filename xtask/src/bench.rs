@@ -3,11 +3,11 @@
 //! fsync-bound number means nothing without the CPU and the disk behind it.
 //!
 //! `cargo xtask bench pop3`: RETR throughput from 1 and 16 clients, Tern beside a private
-//! Dovecot (installed from Debian's packages by xtask/scripts/dovecot-pop3.sh) on loopback.
+//! Dovecot (installed from Debian's packages by `xtask/scripts/dovecot.sh pop3`) on loopback.
 //!
 //! `cargo xtask bench imap`: operations per second of a mixed IMAP workload (SELECT, header
 //! and body FETCH, STORE, APPEND, EXPUNGE) from 1, 16 and 64 clients, Tern beside a private
-//! Dovecot IMAP server (xtask/scripts/dovecot-imap.sh) on loopback, and the memory of one
+//! Dovecot IMAP server (`xtask/scripts/dovecot.sh imap`) on loopback, and the memory of one
 //! tern-access node per idle connection with 10,000 of them open.
 //!
 //! `cargo xtask bench queue` and `cargo xtask bench smtp`: queue deliveries per second, and
@@ -134,13 +134,14 @@ fn print_machine(target: &Path, quick: bool) {
     );
 }
 
-/// Runs tern-pop3-bench beside Dovecot (xtask/scripts/dovecot-pop3.sh).
+/// Runs tern-pop3-bench beside Dovecot (`xtask/scripts/dovecot.sh pop3`).
 pub fn pop3(quick: bool, no_peer: bool) -> anyhow::Result<()> {
     peer_bench(PeerBench {
         bench: "tern-pop3-bench",
         services: "tern-store, tern-access",
         peer: "Dovecot's POP3 server",
-        script: "xtask/scripts/dovecot-pop3.sh",
+        script: "xtask/scripts/dovecot.sh",
+        script_args: &["pop3"],
         script_flag: "--dovecot-script",
         quick_args: &["--messages", "20", "--rounds", "1", "--repeat", "1"],
         peer_build: "Dovecot as Debian ships it (optimized C)",
@@ -149,13 +150,14 @@ pub fn pop3(quick: bool, no_peer: bool) -> anyhow::Result<()> {
     })
 }
 
-/// Runs tern-imap-bench beside Dovecot (xtask/scripts/dovecot-imap.sh).
+/// Runs tern-imap-bench beside Dovecot (`xtask/scripts/dovecot.sh imap`).
 pub fn imap(quick: bool, no_peer: bool) -> anyhow::Result<()> {
     peer_bench(PeerBench {
         bench: "tern-imap-bench",
         services: "tern-store, tern-access",
         peer: "Dovecot's IMAP server",
-        script: "xtask/scripts/dovecot-imap.sh",
+        script: "xtask/scripts/dovecot.sh",
+        script_args: &["imap"],
         script_flag: "--dovecot-script",
         quick_args: &[
             "--messages",
@@ -180,6 +182,7 @@ pub fn smtp(quick: bool, no_peer: bool) -> anyhow::Result<()> {
         services: "tern-store, tern-queue, tern-smtp",
         peer: "Postfix",
         script: "xtask/scripts/postfix-smtp.sh",
+        script_args: &[],
         script_flag: "--postfix-script",
         quick_args: &["--messages", "64", "--repeat", "1"],
         peer_build: "Postfix as Debian ships it (optimized C)",
@@ -198,6 +201,9 @@ struct PeerBench {
     peer: &'static str,
     /// The script that installs and runs the peer (`install`, then driven by the bench).
     script: &'static str,
+    /// Arguments before the script's sub-command: the protocol for dovecot.sh, which
+    /// serves both IMAP and POP3 (the bench binary passes the same one itself).
+    script_args: &'static [&'static str],
     /// The bench's flag that takes the script.
     script_flag: &'static str,
     /// Flags for `--quick`.
@@ -223,6 +229,7 @@ fn peer_bench(b: PeerBench) -> anyhow::Result<()> {
         println!("==> making sure {} is installed", b.peer);
         let ok = Command::new("bash")
             .arg(&script)
+            .args(b.script_args)
             .arg("install")
             .status()
             .map(|s| s.success())

@@ -2,7 +2,9 @@
 //!
 //! Nested cargo commands use the same cargo binary that runs xtask (`$CARGO`) from the
 //! workspace root, and inherit `CARGO_TARGET_DIR`, so `cargo xtask up` reuses whatever the
-//! developer or CI already built.
+//! developer or CI already built; they do not inherit what `cargo run` set for xtask itself,
+//! which made every nested build recompile part of the dependency graph
+//! ([`set_by_cargo_run`]).
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -23,7 +25,8 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or(manifest_dir)
 }
 
-/// `cargo` as a command, run from the workspace root.
+/// `cargo` as a command, run from the workspace root, without the variables `cargo run`
+/// set for xtask (see [`set_by_cargo_run`]).
 pub fn cargo<I, S>(args: I) -> Command
 where
     I: IntoIterator<Item = S>,
@@ -32,7 +35,42 @@ where
     let bin = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(bin);
     cmd.args(args).current_dir(workspace_root());
+    for (name, _) in std::env::vars_os() {
+        if set_by_cargo_run(&name) {
+            cmd.env_remove(&name);
+        }
+    }
     cmd
+}
+
+/// Whether `name` is one of the variables cargo sets for the program it runs
+/// (`cargo run --package xtask` sets them for xtask): the package's manifest location and
+/// metadata (`CARGO_MANIFEST_DIR`, `CARGO_MANIFEST_PATH`, `CARGO_PKG_*`) and the other
+/// per-unit values. A nested cargo must not inherit them. Cargo fingerprints a build
+/// script's `rerun-if-env-changed` variables with the values in its *own* environment, and
+/// ring's build script declares `CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME` and
+/// `CARGO_PKG_VERSION_*`: seeing xtask's values where `cargo build` saw none, the nested
+/// build reran ring's build script and recompiled ring and everything above it (rustls,
+/// hyper-rustls, rustls-platform-verifier, kube-client, ...), and the developer's next
+/// plain `cargo build` recompiled them back. User settings (`CARGO_TARGET_DIR`,
+/// `CARGO_HOME`, `CARGO_BUILD_*`, `CARGO_PROFILE_*`, `CARGO_LOG`, ...) are kept.
+pub fn set_by_cargo_run(name: &OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    name.starts_with("CARGO_PKG_")
+        || matches!(
+            name,
+            "CARGO_MANIFEST_DIR"
+                | "CARGO_MANIFEST_PATH"
+                | "CARGO_MANIFEST_LINKS"
+                | "CARGO_CRATE_NAME"
+                | "CARGO_BIN_NAME"
+                | "CARGO_PRIMARY_PACKAGE"
+                | "CARGO_TARGET_TMPDIR"
+                | "CARGO_RUSTC_CURRENT_DIR"
+                | "OUT_DIR"
+        )
 }
 
 /// Human form of a command line, for "==> running ..." lines.
@@ -116,4 +154,36 @@ pub fn debug_bin(target: &Path, name: &str) -> anyhow::Result<PathBuf> {
 /// feature set, one RocksDB build shared by `up`, `test` and `bench`.
 pub fn build_workspace() -> Command {
     cargo(["build", "--workspace", "--all-targets"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::set_by_cargo_run;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn what_cargo_run_sets_is_cleared_and_user_settings_kept() {
+        for run in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_PKG_RUST_VERSION",
+            "OUT_DIR",
+        ] {
+            assert!(set_by_cargo_run(OsStr::new(run)), "{run}");
+        }
+        for user in [
+            "CARGO",
+            "CARGO_TARGET_DIR",
+            "CARGO_HOME",
+            "CARGO_LOG",
+            "CARGO_BUILD_JOBS",
+            "CARGO_PROFILE_DEV_OPT_LEVEL",
+            "RUSTFLAGS",
+            "PATH",
+        ] {
+            assert!(!set_by_cargo_run(OsStr::new(user)), "{user}");
+        }
+    }
 }

@@ -9,9 +9,10 @@
 //! - `bench queue`: queue deliveries per second, local and remote (see [`bench`]).
 //! - `bench smtp`: SMTP ingress throughput, Tern beside Postfix (see [`bench`]).
 //!
-//! Deliberately synchronous and light on dependencies (anyhow, clap, serde_json, libc):
-//! it mostly starts processes and waits for them, and it is compiled before anything else on
-//! a fresh machine.
+//! Deliberately synchronous and light on dependencies (anyhow, clap, serde_json, libc, and
+//! the std-only `tern-spawn` it shares with the test kit for starting services): it mostly
+//! starts processes and waits for them, and it is compiled before anything else on a fresh
+//! machine.
 
 mod bench;
 mod cargo;

@@ -61,17 +61,14 @@ impl Node {
 
     /// Picks up the addresses the node wrote after binding (`grpc=` and `metrics=` lines).
     pub fn read_addr_file(&mut self) {
-        let Ok(text) = std::fs::read_to_string(self.addr_file()) else {
+        let Some(mut addrs) = tern_spawn::read_addrs(&self.addr_file()) else {
             return;
         };
-        for line in text.lines() {
-            match line.trim().split_once('=') {
-                Some(("grpc", v)) if !v.trim().is_empty() => self.grpc = v.trim().to_string(),
-                Some(("metrics", v)) if !v.trim().is_empty() => {
-                    self.metrics = Some(v.trim().to_string())
-                }
-                _ => {}
-            }
+        if let Some(grpc) = addrs.remove("grpc") {
+            self.grpc = grpc;
+        }
+        if let Some(metrics) = addrs.remove("metrics") {
+            self.metrics = Some(metrics);
         }
     }
 }
@@ -121,16 +118,15 @@ pub fn spawn(store_bin: &Path, id: u16, nodes: u16, data_dir: &Path) -> anyhow::
 }
 
 /// Starts a service binary with `args` plus `--metrics-listen 127.0.0.1:0 --addr-file
-/// DIR/addr`, logging to DIR/log.
+/// DIR/addr` (the command line the test kit uses too, from `tern-spawn`), logging to
+/// DIR/log.
 pub fn spawn_service(bin: &Path, name: &str, dir: &Path, args: &[String]) -> anyhow::Result<Node> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let addr = dir.join("addr");
-    // A stale addr file from the last run would report old (random) metrics ports.
-    match std::fs::remove_file(&addr) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("removing {}", addr.display())),
-    }
+    // Removes a stale addr file from the last run, which would report old (random)
+    // metrics ports.
+    let mut cmd = tern_spawn::service_command(bin, args, &addr)
+        .with_context(|| format!("removing {}", addr.display()))?;
     let log = dir.join("log");
     let mut out = OpenOptions::new()
         .create(true)
@@ -142,13 +138,7 @@ pub fn spawn_service(bin: &Path, name: &str, dir: &Path, args: &[String]) -> any
         "---- started by cargo xtask up (pid {}) ----",
         std::process::id()
     )?;
-    let mut cmd = Command::new(bin);
-    cmd.args(args)
-        .arg("--metrics-listen")
-        .arg("127.0.0.1:0")
-        .arg("--addr-file")
-        .arg(&addr)
-        .stdin(Stdio::null())
+    cmd.stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)
         .process_group(0);

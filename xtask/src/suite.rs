@@ -25,7 +25,8 @@ use crate::cargo::{self, cargo};
 use crate::prereq;
 
 /// Fuzz targets (crate directory, target, seconds) run by every `cargo xtask test`.
-const FUZZ: [(&str, &str, u32); 10] = [
+const FUZZ: [(&str, &str, u32); 11] = [
+    ("crates/tern-sasl/fuzz", "sasl_exchange", 10),
     ("services/tern-access/fuzz", "pop3_command", 30),
     ("services/tern-access/fuzz", "pop3_wire", 15),
     ("services/tern-access/fuzz", "imap_structure", 20),

@@ -1,6 +1,7 @@
-//! What every Tern listener that faces the internet shares: the connection type that can be
-//! upgraded to TLS in place ([`conn`]), TLS certificates loaded from files and reloaded when
-//! they change ([`tls`]), limits on concurrent connections in total and per client address
+//! What every Tern listener that faces the internet shares: one client connection of a line
+//! protocol with its bounded reads, buffered writes, time-outs, STARTTLS and byte counts
+//! ([`connection`]), over the transport that can be upgraded to TLS in place ([`conn`]); TLS
+//! certificates loaded from files and reloaded when they change ([`tls`]), limits on concurrent connections in total and per client address
 //! ([`limit`]), line reads that never buffer more than a fixed bound ([`line`]), and writes
 //! that give up on a peer that stops reading ([`timed`]).
 //!
@@ -13,6 +14,7 @@
 //! to log reloads.
 
 pub mod conn;
+pub mod connection;
 pub mod limit;
 pub mod line;
 pub mod listen;

@@ -142,18 +142,9 @@ pub const QUORUM_PROBE_EVERY: Duration = Duration::from_secs(5);
 /// that cannot reach a store quorum leaves the load balancer instead of answering every
 /// client with a temporary failure. Runs until the task is dropped.
 pub async fn follow_store_quorum(store: StoreClient, health: tern_telemetry::Health) {
-    use crate::store::v1::{directory_client::DirectoryClient, ListDomainsRequest};
     let mut was = None;
     loop {
-        let probe = store.call(|ch| async move {
-            DirectoryClient::new(ch)
-                .list_domains(ListDomainsRequest::default())
-                .await
-        });
-        let ready = matches!(
-            tokio::time::timeout(QUORUM_PROBE_EVERY, probe).await,
-            Ok(Ok(_))
-        );
+        let ready = probe_store_quorum(&store).await;
         if was != Some(ready) {
             if ready {
                 tracing::info!("the store has a quorum: ready");
@@ -165,4 +156,20 @@ pub async fn follow_store_quorum(store: StoreClient, health: tern_telemetry::Hea
         }
         tokio::time::sleep(QUORUM_PROBE_EVERY).await;
     }
+}
+
+/// One probe of [`follow_store_quorum`]: whether a linearizable read through the store
+/// succeeds within [`QUORUM_PROBE_EVERY`]. A service that must know the answer before it
+/// serves (tern-smtp greets 421 without a quorum) awaits one probe at startup.
+pub async fn probe_store_quorum(store: &StoreClient) -> bool {
+    use crate::store::v1::{directory_client::DirectoryClient, ListDomainsRequest};
+    let probe = store.call(|ch| async move {
+        DirectoryClient::new(ch)
+            .list_domains(ListDomainsRequest::default())
+            .await
+    });
+    matches!(
+        tokio::time::timeout(QUORUM_PROBE_EVERY, probe).await,
+        Ok(Ok(_))
+    )
 }

@@ -2,8 +2,7 @@
 
 use std::path::Path;
 
-pub use crate::service::workspace_bin;
-use crate::service::ServiceProcess;
+use crate::service::{addr_list, ServiceProcess};
 
 /// One tern-access process.
 pub struct AccessNode {
@@ -35,13 +34,9 @@ impl AccessNode {
         plaintext_auth: bool,
         extra_args: &[&str],
     ) -> anyhow::Result<Self> {
-        let stores: Vec<String> = store
-            .iter()
-            .map(|s| s.trim_start_matches("http://").to_string())
-            .collect();
         let mut args = vec![
             "--store".to_string(),
-            stores.join(","),
+            addr_list(store),
             "--pop3-listen".into(),
             "127.0.0.1:0".into(),
             "--imap-listen".into(),

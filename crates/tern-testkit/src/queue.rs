@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::service::ServiceProcess;
+use crate::service::{addr_list, ServiceProcess};
 
 /// One tern-queue process.
 pub struct QueueNode {
@@ -17,13 +17,9 @@ impl QueueNode {
     /// Starts tern-queue against `store` with its API on an OS-assigned loopback port, fast
     /// polling for tests, plus `extra_args` (retry times, DNS servers, ports, ...).
     pub async fn start(dir: &Path, store: &[String], extra_args: &[&str]) -> anyhow::Result<Self> {
-        let stores: Vec<String> = store
-            .iter()
-            .map(|s| s.trim_start_matches("http://").to_string())
-            .collect();
         let mut args = vec![
             "--store".to_string(),
-            stores.join(","),
+            addr_list(store),
             "--listen".into(),
             "127.0.0.1:0".into(),
             "--poll-ms".into(),

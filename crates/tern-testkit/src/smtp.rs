@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::service::ServiceProcess;
+use crate::service::{addr_list, ServiceProcess};
 
 /// One tern-smtp process with its three listeners.
 pub struct SmtpNode {
@@ -29,17 +29,11 @@ impl SmtpNode {
         key: &Path,
         extra_args: &[&str],
     ) -> anyhow::Result<Self> {
-        let strip = |v: &[String]| {
-            v.iter()
-                .map(|s| s.trim_start_matches("http://").to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        };
         let mut args = vec![
             "--store".to_string(),
-            strip(store),
+            addr_list(store),
             "--queue".into(),
-            strip(queue),
+            addr_list(queue),
             "--hostname".into(),
             "mx.example.test".into(),
             "--mx-listen".into(),

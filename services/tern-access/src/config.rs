@@ -1,30 +1,35 @@
-//! tern-access settings: a TOML file, overridden by `TERN_*` environment variables,
-//! overridden by command-line flags.
+//! tern-access settings: declared once here; the file < `TERN_*` environment < flags layering,
+//! the flags and `--help` come from [`tern_config`].
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
-use serde::Deserialize;
 
+tern_config::settings! {
+    program: "tern-access",
+    about: "Tern's IMAP and POP3 access node",
+    check: AccessConfig::validate,
 /// Effective settings of one access node.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
 pub struct AccessConfig {
     /// Store nodes (`host:port`); any of them serves any request.
+    #[default = vec!["127.0.0.1:7101".into()]]
     pub store: Vec<String>,
     /// POP3 listener (STLS offered when a certificate is configured); empty = off.
+    #[default = "127.0.0.1:2110".into()]
     pub pop3_listen: String,
     /// POP3S listener (implicit TLS, RFC 8314); empty = off. Needs a certificate.
     pub pop3s_listen: String,
     /// IMAP listener (STARTTLS offered when a certificate is configured); empty = off.
+    #[default = "127.0.0.1:2143".into()]
     pub imap_listen: String,
     /// IMAPS listener (implicit TLS, RFC 8314); empty = off. Needs a certificate.
     pub imaps_listen: String,
     /// IMAP autologout time of an authenticated session; RFC 3501 §5.4 asks for at least
     /// 30 minutes, so lower values are raised to that.
+    #[default = 1800]
     pub imap_idle_timeout_secs: u64,
     /// Largest message APPEND accepts, in octets (the literal is refused above it).
+    #[default = 25 << 20]
     pub max_message_bytes: u32,
     /// TLS certificate chain (PEM); reloaded when the file changes.
     pub tls_cert: Option<PathBuf>,
@@ -34,173 +39,40 @@ pub struct AccessConfig {
     /// unless every plain-text listener is bound to a loopback address.
     pub loopback_plaintext_auth: bool,
     /// HTTP listen address for /metrics, /healthz and /readyz.
+    #[default = "127.0.0.1:0".into()]
     pub metrics_listen: String,
     /// Written after binding: `pop3=…`, `pop3s=…`, `imap=…`, `imaps=…`, `metrics=…` lines.
     pub addr_file: Option<PathBuf>,
     /// Sessions in total on this node.
+    #[default = 10_000]
     pub max_connections: usize,
     /// Sessions from one client address.
+    #[default = 50]
     pub max_connections_per_ip: usize,
     /// Idle time before a session is closed (RFC 1939 asks for at least 10 minutes).
+    #[default = 600]
     pub idle_timeout_secs: u64,
     /// Pause after a wrong password, in milliseconds.
+    #[default = 2_000]
     pub auth_failure_delay_ms: u64,
     /// Wrong passwords before the connection is closed.
+    #[default = 3]
     pub max_auth_failures: u32,
     /// Failed commands before the connection is closed.
+    #[default = 20]
     pub max_errors: u32,
     /// How long the POP3 maildrop lock lives without renewal; a node that dies holding it
     /// frees it after this long.
+    #[default = 60]
     pub lock_ttl_secs: u64,
     /// How long a store request is retried across store nodes before the client is told to
     /// try again later.
+    #[default = 15]
     pub store_retry_secs: u64,
     /// "text" or "json".
+    #[default = "text".into()]
     pub log_format: String,
 }
-
-impl Default for AccessConfig {
-    fn default() -> Self {
-        Self {
-            store: vec!["127.0.0.1:7101".into()],
-            pop3_listen: "127.0.0.1:2110".into(),
-            pop3s_listen: String::new(),
-            imap_listen: "127.0.0.1:2143".into(),
-            imaps_listen: String::new(),
-            imap_idle_timeout_secs: 1800,
-            max_message_bytes: 25 << 20,
-            tls_cert: None,
-            tls_key: None,
-            loopback_plaintext_auth: false,
-            metrics_listen: "127.0.0.1:0".into(),
-            addr_file: None,
-            max_connections: 10_000,
-            max_connections_per_ip: 50,
-            idle_timeout_secs: 600,
-            auth_failure_delay_ms: 2_000,
-            max_auth_failures: 3,
-            max_errors: 20,
-            lock_ttl_secs: 60,
-            store_retry_secs: 15,
-            log_format: "text".into(),
-        }
-    }
-}
-
-/// Command-line flags (each also read from its `TERN_*` variable).
-#[derive(Debug, Parser)]
-#[command(
-    name = "tern-access",
-    version,
-    about = "Tern's IMAP and POP3 access node"
-)]
-pub struct Args {
-    /// TOML config file.
-    #[arg(long, env = "TERN_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Store nodes, comma-separated `host:port`.
-    #[arg(long, env = "TERN_STORE", value_delimiter = ',')]
-    pub store: Option<Vec<String>>,
-    /// POP3 listen address ("" = off).
-    #[arg(long, env = "TERN_POP3_LISTEN")]
-    pub pop3_listen: Option<String>,
-    /// POP3S listen address ("" = off).
-    #[arg(long, env = "TERN_POP3S_LISTEN")]
-    pub pop3s_listen: Option<String>,
-    /// IMAP listen address ("" = off).
-    #[arg(long, env = "TERN_IMAP_LISTEN")]
-    pub imap_listen: Option<String>,
-    /// IMAPS listen address ("" = off).
-    #[arg(long, env = "TERN_IMAPS_LISTEN")]
-    pub imaps_listen: Option<String>,
-    /// IMAP autologout in seconds (at least 1800).
-    #[arg(long, env = "TERN_IMAP_IDLE_TIMEOUT_SECS")]
-    pub imap_idle_timeout_secs: Option<u64>,
-    /// Largest APPEND, in octets.
-    #[arg(long, env = "TERN_MAX_MESSAGE_BYTES")]
-    pub max_message_bytes: Option<u32>,
-    /// TLS certificate chain (PEM).
-    #[arg(long, env = "TERN_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM).
-    #[arg(long, env = "TERN_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-    /// Allow plain-text authentication on loopback-only listeners (development).
-    #[arg(long, env = "TERN_LOOPBACK_PLAINTEXT_AUTH")]
-    pub loopback_plaintext_auth: Option<bool>,
-    /// Metrics/health HTTP listen address.
-    #[arg(long, env = "TERN_METRICS_LISTEN")]
-    pub metrics_listen: Option<String>,
-    /// File to write bound addresses to.
-    #[arg(long, env = "TERN_ADDR_FILE")]
-    pub addr_file: Option<PathBuf>,
-    /// Sessions in total.
-    #[arg(long, env = "TERN_MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
-    /// Sessions per client address.
-    #[arg(long, env = "TERN_MAX_CONNECTIONS_PER_IP")]
-    pub max_connections_per_ip: Option<usize>,
-    /// Idle timeout in seconds.
-    #[arg(long, env = "TERN_IDLE_TIMEOUT_SECS")]
-    pub idle_timeout_secs: Option<u64>,
-    /// Pause after a wrong password, in ms.
-    #[arg(long, env = "TERN_AUTH_FAILURE_DELAY_MS")]
-    pub auth_failure_delay_ms: Option<u64>,
-    /// Failed commands before the connection is closed.
-    #[arg(long, env = "TERN_MAX_ERRORS")]
-    pub max_errors: Option<u32>,
-    /// Maildrop lock lifetime in seconds.
-    #[arg(long, env = "TERN_LOCK_TTL_SECS")]
-    pub lock_ttl_secs: Option<u64>,
-    /// Log format: text or json.
-    #[arg(long, env = "TERN_LOG_FORMAT")]
-    pub log_format: Option<String>,
-}
-
-impl Args {
-    /// Loads the file (if any) and applies environment and flags over it.
-    pub fn into_config(self) -> anyhow::Result<AccessConfig> {
-        let mut c = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
-            }
-            None => AccessConfig::default(),
-        };
-        macro_rules! set {
-            ($($f:ident),*) => { $( if let Some(v) = self.$f { c.$f = v; } )* };
-        }
-        set!(
-            store,
-            pop3_listen,
-            pop3s_listen,
-            imap_listen,
-            imaps_listen,
-            imap_idle_timeout_secs,
-            max_message_bytes,
-            loopback_plaintext_auth,
-            metrics_listen,
-            max_connections,
-            max_connections_per_ip,
-            idle_timeout_secs,
-            auth_failure_delay_ms,
-            max_errors,
-            lock_ttl_secs,
-            log_format
-        );
-        if self.tls_cert.is_some() {
-            c.tls_cert = self.tls_cert;
-        }
-        if self.tls_key.is_some() {
-            c.tls_key = self.tls_key;
-        }
-        if self.addr_file.is_some() {
-            c.addr_file = self.addr_file;
-        }
-        c.validate()?;
-        Ok(c)
-    }
 }
 
 impl AccessConfig {
@@ -266,29 +138,21 @@ mod tests {
     }
 
     #[test]
-    fn pop3s_needs_a_certificate_and_flags_override_file() {
-        let c = AccessConfig {
-            pop3s_listen: "127.0.0.1:995".into(),
-            ..Default::default()
+    fn pop3s_needs_a_certificate_and_the_flags_reach_the_settings() {
+        let load = |args: &[&str]| {
+            let args = ["tern-access"].iter().chain(args).map(|a| a.to_string());
+            tern_config::parse::<AccessConfig>(args, [])
         };
-        assert!(c.validate().is_err());
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("access.toml");
-        std::fs::write(
-            &path,
-            "store = [\"a:1\", \"b:2\"]\npop3_listen = \"127.0.0.1:9\"\n",
-        )
-        .unwrap();
-        let c = Args::parse_from([
-            "tern-access",
-            "--config",
-            path.to_str().unwrap(),
-            "--pop3-listen",
-            "127.0.0.1:10",
-        ])
-        .into_config()
-        .unwrap();
+        let c = load(&["--store", "a:1,b:2", "--pop3-listen", "127.0.0.1:10"]);
+        let Ok(tern_config::Parsed::Run(c)) = c else {
+            panic!("settings expected: {c:?}");
+        };
         assert_eq!(c.store, vec!["a:1", "b:2"]);
         assert_eq!(c.pop3_listen, "127.0.0.1:10");
+        let refused = load(&["--pop3s-listen", "127.0.0.1:995"]);
+        assert!(
+            matches!(refused, Err(tern_config::Error::Invalid(_))),
+            "{refused:?}"
+        );
     }
 }

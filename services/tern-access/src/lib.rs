@@ -17,15 +17,16 @@
 //! unit-tested and fuzzed without sockets; the `server` feature (on by default) adds the
 //! listeners, the store sessions and the binary.
 //!
-//! Dependencies: `thiserror` for error types; `base64` for SASL PLAIN and RFC 2047 encoded
+//! Dependencies: `thiserror` for error types; `tern-sasl` for the SASL rules shared with SMTP;
+//! `base64` for SASL challenges and RFC 2047 encoded
 //! words; `mail-parser` for MIME structure (maintained, tolerant, keeps part offsets); `tern-mail` for the
 //! line-ending rules shared with the store; `imap-codec` for the IMAP command grammar (the
 //! maintained grammar crate with the extensions clients need), `nom` only to switch on a
 //! feature imap-codec forgets; `chrono` for the calendar dates of SEARCH (imap-codec's own
 //! date type). With `server`: `tokio` and `tonic` for I/O and the
 //! store API, `futures` for response streams, `tern-net` for TLS, limits and bounded lines,
-//! `tern-telemetry` + `tracing` + `prometheus` for logs, traces and metrics, `clap`/`serde`/
-//! `toml` for settings, `rand` for lock-owner ids, `anyhow` at the edges.
+//! `tern-telemetry` + `tracing` + `prometheus` for logs, traces and metrics, `tern-config`/
+//! `serde` for settings, `rand` for lock-owner ids, `anyhow` at the edges.
 
 #[cfg(feature = "server")]
 mod accept;

@@ -1,8 +1,7 @@
 //! The tern-access binary: parse settings, start the listeners, stop on SIGINT/SIGTERM.
 //! `tern-access dev-cert DIR` writes the self-signed development certificate instead.
 
-use clap::Parser;
-use tern_access::config::Args;
+use tern_access::config::AccessConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,7 +17,7 @@ async fn main() -> anyhow::Result<()> {
         println!("{}\n{}", cert.display(), key.display());
         return Ok(());
     }
-    let config = Args::parse().into_config()?;
+    let config = tern_config::load::<AccessConfig>()?;
     let _telemetry = tern_telemetry::init("tern-access", config.log_format.parse()?)?;
     let running = tern_access::server::start(config).await?;
     tern_telemetry::shutdown_signal().await?;

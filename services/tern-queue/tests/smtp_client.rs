@@ -1069,12 +1069,16 @@ async fn stalled_servers_time_out() {
         let mut conn = Connection::connect(fake.addr, "mx.fake.test", &short)
             .await
             .unwrap();
-        let started = std::time::Instant::now();
-        let err = conn
-            .send(&envelope("a@x.test", &["b@y.test"]), MESSAGE)
-            .await
-            .unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(3));
+        // The fake stalls for an hour, so a Timeout error is the client's own 300 ms
+        // time-out firing; the outer bound only turns a hang into a failure (no wall-clock
+        // window a loaded machine could miss).
+        let err = tokio::time::timeout(
+            Duration::from_secs(60),
+            conn.send(&envelope("a@x.test", &["b@y.test"]), MESSAGE),
+        )
+        .await
+        .expect("the client's command time-out never fired")
+        .unwrap_err();
         let want = if stage == "END" {
             "end of data"
         } else {
@@ -1095,11 +1099,10 @@ async fn stalled_servers_time_out() {
 #[tokio::test]
 async fn interop_with_postfix_smtp_sink() {
     use std::os::unix::fs::PermissionsExt;
-    let sink = std::path::Path::new("/usr/sbin/smtp-sink");
-    if !sink.exists() {
-        eprintln!("smtp-sink not installed (apt-get install postfix); skipping");
-        return;
-    }
+    // Installed when missing (Debian's postfix), rather than skipped: a skipped interop
+    // test passes on every machine that lacks the peer.
+    tern_testkit::clients::require(tern_testkit::clients::Client::SmtpSink).unwrap();
+    let sink = std::path::Path::new(tern_testkit::clients::Client::SMTP_SINK);
     let dir = tempfile::tempdir().unwrap();
     // As root, smtp-sink drops to nobody, who must be able to write the dump files.
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();

@@ -2,16 +2,14 @@
 //! (recipients, passwords, sender ownership), the queue's Enqueue (the message streamed while
 //! it arrives), and whether the store has a quorum at all (the greeting).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tern_proto::client::StoreClient;
 use tern_proto::queue::v1 as qpb;
 use tern_proto::queue::v1::queue_client::QueueClient;
 use tern_proto::store::v1 as pb;
-use tern_proto::store::v1::admin_client::AdminClient;
 use tern_proto::store::v1::directory_client::DirectoryClient;
+use tern_telemetry::Health;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -69,56 +67,25 @@ pub struct Account {
 pub struct Backend {
     store: StoreClient,
     queue: StoreClient,
-    store_up: Arc<AtomicBool>,
+    health: Health,
 }
 
 impl Backend {
-    /// A backend over these clients; starts the store health watch.
-    pub fn new(store: StoreClient, queue: StoreClient) -> Self {
-        let backend = Self {
+    /// A backend over these clients. `health` is the service's readiness, which
+    /// [`tern_proto::client::follow_store_quorum`] keeps equal to "the store has a quorum":
+    /// the same answer decides `/readyz` and the greeting, so the two cannot disagree.
+    pub fn new(store: StoreClient, queue: StoreClient, health: Health) -> Self {
+        Self {
             store,
             queue,
-            store_up: Arc::new(AtomicBool::new(true)),
-        };
-        backend.watch_store_health();
-        backend
+            health,
+        }
     }
 
-    /// Polls the store nodes every second: up while some node knows a leader. New sessions
-    /// are greeted 421 while it is down (RFC 5321 §3.1), instead of taking mail they could
-    /// only refuse later.
-    fn watch_store_health(&self) {
-        let (store, up) = (self.store.clone(), Arc::downgrade(&self.store_up));
-        tokio::spawn(async move {
-            loop {
-                let Some(flag) = up.upgrade() else { return };
-                let mut healthy = false;
-                for _ in 0..store.addrs().len().max(1) {
-                    let status = tokio::time::timeout(
-                        Duration::from_secs(1),
-                        AdminClient::new(store.channel()).status(pb::ClusterStatusRequest {}),
-                    )
-                    .await;
-                    if let Ok(Ok(s)) = status {
-                        if s.into_inner().leader_id != 0 {
-                            healthy = true;
-                            break;
-                        }
-                    }
-                    store.advance();
-                }
-                if flag.swap(healthy, Ordering::Relaxed) != healthy {
-                    tracing::warn!(healthy, "store availability changed");
-                }
-                drop(flag);
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
-    }
-
-    /// Whether new mail can be taken now.
+    /// Whether new mail can be taken now. New sessions are greeted 421 while the store has
+    /// no quorum (RFC 5321 §3.1), instead of taking mail they could only refuse later.
     pub fn store_up(&self) -> bool {
-        self.store_up.load(Ordering::Relaxed)
+        self.health.is_ready()
     }
 
     /// Looks an address up in the directory.

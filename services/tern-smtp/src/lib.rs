@@ -13,11 +13,13 @@
 //!
 //! Dependencies: `tokio` (sockets), `tern-net` (TLS with tokio-rustls, connection limits,
 //! bounded lines, shared with tern-access), `tonic`/`tern-proto` (store and queue gRPC),
-//! `tokio-stream` (the Enqueue request stream), `base64` (SASL), `rand` (Message-IDs and
-//! request ids), `prometheus` (metrics), `clap`/`serde`/`toml` (settings), `tracing` and
+//! `tokio-stream` (the Enqueue request stream), `tern-sasl` (the SASL rules shared with
+//! IMAP and POP3), `base64` (AUTH's `334` challenges), `rand` (Message-IDs and
+//! request ids), `prometheus` (metrics), `tern-config`/`serde` (settings), `tracing` and
 //! `tern-telemetry` (logs and trace propagation), `thiserror`/`anyhow` (errors), `tern-mail`
 //! (RFC 5322 dates), `tern-smtp-proto` (the SMTP grammar shared with the queue's client).
-//! Tests use `lettre` as an independent Rust SMTP client.
+//! The end-to-end tests (`tests/e2e`) use `lettre`, swaks and Python's smtplib as independent
+//! clients.
 
 pub mod compose;
 pub mod data;

@@ -115,8 +115,12 @@ pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
     let metrics_listener = TcpListener::bind(&config.metrics_listen)
         .await
         .with_context(|| format!("binding metrics to {}", config.metrics_listen))?;
+    // One answer to "does the store have a quorum" for both the greeting (421 without one)
+    // and /readyz; known before the first client is greeted.
+    let health = Health::default();
+    health.set_ready(tern_proto::client::probe_store_quorum(&store).await);
     let ctx = Arc::new(SmtpContext {
-        backend: Backend::new(store.clone(), queue),
+        backend: Backend::new(store.clone(), queue, health.clone()),
         hostname: config.hostname.clone(),
         tls,
         limiter: ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip),
@@ -149,7 +153,6 @@ pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
                 .push(tokio::spawn(serve(l, ctx.clone(), kind)));
         }
     }
-    let health = Health::default();
     // Ready while a store quorum answers (tern_proto::client::follow_store_quorum).
     running
         .tasks

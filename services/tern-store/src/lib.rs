@@ -8,7 +8,10 @@
 //!   snapshots and leader read-index, which is all this store needs.
 //! - **Storage**: one RocksDB per node, one column family per keyspace ([`keys::cf`]). The
 //!   log is written with fsync per append; applying an entry is one atomic write batch that
-//!   also records the last applied log id ([`state_machine`]).
+//!   also records the last applied log id ([`state_machine`]). The state machine and the
+//!   local reads see storage through a small engine trait ([`engine`]): RocksDB in
+//!   production, an in-memory engine in unit tests; local reads go through
+//!   [`engine::LocalState`], which holds the state lock.
 //! - **Group commit** ([`proposer`]): concurrent writes share log entries, so throughput
 //!   grows with concurrency instead of being capped at one fsync per message.
 //! - **Any node answers any request** ([`node`]): writes are forwarded to the leader; reads
@@ -27,7 +30,7 @@
 //! - `sha2`/`hex`: content addresses of blobs.
 //! - `mail-parser`: MIME decoding for server-side search.
 //! - `tokio`/`tokio-stream`/`futures`: the async runtime and streams.
-//! - `clap`/`toml`: flags, `TERN_*` variables and config files.
+//! - `tern-config`: settings from the file, `TERN_*` variables and flags.
 //! - `tracing`/`tern-telemetry`/`prometheus`: logs, traces, metrics and health.
 //! - `rand`: salts, snapshot and queue ids. `thiserror`/`anyhow`: errors.
 
@@ -36,6 +39,7 @@ pub mod apply;
 pub mod command;
 pub mod config;
 pub mod db;
+pub mod engine;
 pub mod error;
 pub mod keys;
 pub mod log_store;
@@ -49,4 +53,5 @@ pub mod search;
 pub mod server;
 pub mod snapshot;
 pub mod state_machine;
+pub mod txn;
 pub mod types;

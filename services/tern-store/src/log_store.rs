@@ -4,6 +4,11 @@
 //! openraft counts this node towards a commit. Appends, truncations, purges and vote saves
 //! all run on the caller's task one after another, which keeps them in order as openraft
 //! requires.
+//!
+//! Unlike the state machine, the log does not go through [`crate::engine`]: it is RocksDB's
+//! log by design (synced appends, reverse seeks for the last entry, range purges), none of
+//! the apply logic reads it, and a trait would only hide the fsync-per-append that
+//! durability rests on.
 
 // openraft's StorageError is large; it is openraft's API, returned as openraft defines it.
 #![allow(clippy::result_large_err)]

@@ -133,26 +133,32 @@ fn sample(node: &Node) {
             .with_label_values(&[name])
             .set(bytes.min(i64::MAX as u64) as i64);
     }
-    let Some(queue) = db.cf_handle(cf::QUEUE) else {
+    // Under the state lock, like every read of the state machine: a snapshot install must
+    // not swap the queue out from under the count.
+    let counted = node.state.read_engine(|engine| {
+        let prefix = keys::QUEUE_ENTRY_PREFIX;
+        let mut count = 0usize;
+        let mut oldest_ms: Option<i64> = None;
+        for item in engine
+            .scan(cf::QUEUE, prefix, prefix)?
+            .take(MAX_COUNTED_ENTRIES)
+        {
+            let (key, _) = item?;
+            if oldest_ms.is_none() {
+                // Queue ids start with their creation time in hex milliseconds, so the
+                // first key is the oldest entry.
+                oldest_ms = key
+                    .get(1..12)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| i64::from_str_radix(h, 16).ok());
+            }
+            count += 1;
+        }
+        Ok((count, oldest_ms))
+    });
+    let Ok((count, oldest_ms)) = counted else {
         return;
     };
-    let mut count = 0usize;
-    let mut oldest_ms: Option<i64> = None;
-    for item in db.prefix_iterator_cf(&queue, keys::QUEUE_ENTRY_PREFIX) {
-        let Ok((key, _)) = item else { break };
-        if !key.starts_with(keys::QUEUE_ENTRY_PREFIX) || count >= MAX_COUNTED_ENTRIES {
-            break;
-        }
-        if oldest_ms.is_none() {
-            // Queue ids start with their creation time in hex milliseconds, so the first
-            // key is the oldest entry.
-            oldest_ms = key
-                .get(1..12)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| i64::from_str_radix(h, 16).ok());
-        }
-        count += 1;
-    }
     m.queue_entries.set(count as i64);
     let age = oldest_ms
         .map(|t| (crate::api::now_ms() - t).max(0) / 1000)

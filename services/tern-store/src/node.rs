@@ -15,6 +15,7 @@ use tokio::time::{timeout_at, Instant};
 use crate::command::{Command, Outcome};
 use crate::config::StoreConfig;
 use crate::db::Db;
+use crate::engine::LocalState;
 use crate::error::{AppError, AppResult};
 use crate::network::Channels;
 use crate::proposer::Proposer;
@@ -26,7 +27,11 @@ pub struct Node {
     pub id: NodeId,
     /// The Raft handle.
     pub raft: Raft,
-    /// The node's database (reads go straight to it after a read barrier).
+    /// The state machine for local reads (after a read barrier, or where a slightly stale
+    /// view is harmless): every read through it holds the state lock.
+    pub state: LocalState,
+    /// The RocksDB database itself, for what only RocksDB does (checkpoints, size
+    /// properties); never for reading the state machine, which goes through [`Node::state`].
     pub db: Db,
     /// Channels to peers (Raft, forwarding).
     pub channels: Channels,
@@ -34,9 +39,6 @@ pub struct Node {
     pub applied: watch::Receiver<crate::state_machine::Applied>,
     /// Settings.
     pub config: StoreConfig,
-    /// Shared with the state machine: local reads hold it shared, snapshot installs
-    /// exclusively.
-    pub state_lock: crate::state_machine::StateLock,
     proposer: Proposer,
 }
 
@@ -49,20 +51,20 @@ impl Node {
     pub fn new(
         id: NodeId,
         raft: Raft,
+        state: LocalState,
         db: Db,
         channels: Channels,
         applied: watch::Receiver<crate::state_machine::Applied>,
         config: StoreConfig,
-        state_lock: crate::state_machine::StateLock,
     ) -> Arc<Self> {
         Arc::new_cyclic(|weak| Node {
             id,
             raft,
+            state,
             db,
             channels,
             applied,
             config,
-            state_lock,
             proposer: Proposer::start(weak.clone()),
         })
     }

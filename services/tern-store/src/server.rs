@@ -92,8 +92,12 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<Running> {
 
     let (applied_tx, applied_rx) = watch::channel(crate::state_machine::Applied::default());
     let state_lock = crate::state_machine::StateLock::default();
+    // The production engine; the state machine and the local reads share it.
+    let engine: Arc<dyn crate::engine::Engine> =
+        Arc::new(crate::engine::RocksEngine::new(db.clone()));
+    let state = crate::engine::LocalState::new(engine.clone(), state_lock.clone());
     let sm = StateMachine::open(
-        db.clone(),
+        engine,
         config.data_dir.join("snapshots"),
         Arc::new(applied_tx),
         state_lock.clone(),
@@ -112,11 +116,11 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<Running> {
     let node = Node::new(
         config.id,
         raft,
+        state,
         db,
         channels,
         applied_rx,
         config.clone(),
-        state_lock,
     );
 
     let health = Health::default();

@@ -1,9 +1,10 @@
-//! The replicated state machine: applies committed entries to RocksDB and builds, serves and
-//! installs snapshots.
+//! The replicated state machine: applies committed entries to the storage engine and builds,
+//! serves and installs snapshots.
 //!
 //! All entries handed to one `apply` call are applied in one [`Txn`] and written as one
 //! batch together with the new last-applied log id, so a crash never leaves an entry half
-//! applied. The batch is not synced: the log entries are, and on restart openraft re-applies
+//! applied. Applying, snapshot building and installing all run against the [`Engine`]
+//! trait: RocksDB in production, memory in unit tests. The batch is not synced: the log entries are, and on restart openraft re-applies
 //! whatever the state machine had not durably recorded.
 //!
 //! A batch can reach the log twice (a leader appends it, loses leadership before committing
@@ -25,10 +26,11 @@ use tokio::sync::watch;
 
 use crate::apply::apply_command;
 use crate::command::{Outcome, Reply};
-use crate::db::{self, Db, Txn};
+use crate::engine::Engine;
 use crate::error::{AppError, ErrorKind};
 use crate::keys::{self, cf};
 use crate::snapshot;
+use crate::txn::Txn;
 use crate::types::{LogId, Response, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 /// How many log entries a request id is remembered for.
@@ -65,7 +67,7 @@ impl Applied {
 
 /// The state machine of one node.
 pub struct StateMachine {
-    db: Db,
+    engine: Arc<dyn Engine>,
     state_lock: StateLock,
     snapshot_dir: PathBuf,
     /// Where the snapshot being received is written.
@@ -95,7 +97,7 @@ fn snap_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
 impl StateMachine {
     /// Opens the state machine, finishing an interrupted snapshot install if there was one.
     pub fn open(
-        db: Db,
+        engine: Arc<dyn Engine>,
         snapshot_dir: PathBuf,
         applied_tx: Arc<watch::Sender<Applied>>,
         state_lock: StateLock,
@@ -107,14 +109,12 @@ impl StateMachine {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
-        let pending: Option<Vec<u8>> =
-            db.get_cf(db::handle(&db, cf::META)?, keys::meta::INSTALL_PENDING)?;
-        if pending.is_some() {
+        if engine.contains(cf::META, keys::meta::INSTALL_PENDING)? {
             tracing::warn!("an interrupted snapshot install was found; installing it again");
-            snapshot::install(&db, &snapshot::current_path(&snapshot_dir))?;
+            snapshot::install(&*engine, &snapshot::current_path(&snapshot_dir))?;
         }
         let sm = Self {
-            db,
+            engine,
             state_lock,
             snapshot_dir,
             receiving: None,
@@ -136,10 +136,13 @@ impl StateMachine {
     }
 
     fn read_applied(&self) -> anyhow::Result<(Option<LogId>, StoredMembership)> {
-        let applied: Option<LogId> =
-            db::get::<Option<LogId>>(&self.db, cf::META, keys::meta::APPLIED)?.flatten();
-        let membership: StoredMembership =
-            db::get(&self.db, cf::META, keys::meta::MEMBERSHIP)?.unwrap_or_default();
+        let txn = Txn::new(&*self.engine);
+        let applied: Option<LogId> = txn
+            .get::<Option<LogId>>(cf::META, keys::meta::APPLIED)?
+            .flatten();
+        let membership: StoredMembership = txn
+            .get(cf::META, keys::meta::MEMBERSHIP)?
+            .unwrap_or_default();
         Ok((applied, membership))
     }
 }
@@ -150,8 +153,11 @@ fn request_key(id: u64) -> Vec<u8> {
     k
 }
 
+/// Prefix of the request-id index by log index (oldest first), what pruning walks.
+const REQUEST_INDEX_PREFIX: &[u8] = b"R/";
+
 fn request_index_key(index: u64) -> Vec<u8> {
-    let mut k = b"R/".to_vec();
+    let mut k = REQUEST_INDEX_PREFIX.to_vec();
     k.extend_from_slice(&index.to_be_bytes());
     k
 }
@@ -170,19 +176,15 @@ fn storage_failure(outcome: &Outcome) -> Option<&AppError> {
 }
 
 /// Forgets request ids older than the window (a bounded number per call).
-fn prune_requests(db: &Db, txn: &mut Txn<'_>, applied: u64) -> Result<(), StorageError> {
+fn prune_requests(txn: &mut Txn<'_>, applied: u64) -> Result<(), StorageError> {
     let Some(horizon) = applied.checked_sub(REQUEST_WINDOW) else {
         return Ok(());
     };
-    let handle = db::handle(db, cf::DEDUP).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-    let start = request_index_key(0);
-    let iter = db.iterator_cf(
-        handle,
-        rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
-    );
-    for item in iter.take(PRUNE_PER_APPLY) {
-        let (k, v) = item.map_err(|e| sm_err(ErrorVerb::Read, e))?;
-        let Some(raw) = k.strip_prefix(b"R/") else {
+    let oldest = txn
+        .scan_prefix_limit(cf::DEDUP, REQUEST_INDEX_PREFIX, PRUNE_PER_APPLY)
+        .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+    for (k, v) in oldest {
+        let Some(raw) = k.strip_prefix(REQUEST_INDEX_PREFIX) else {
             break;
         };
         let index = u64::from_be_bytes(
@@ -193,11 +195,11 @@ fn prune_requests(db: &Db, txn: &mut Txn<'_>, applied: u64) -> Result<(), Storag
             break;
         }
         let id = u64::from_be_bytes(
-            v.as_ref()
+            v.as_slice()
                 .try_into()
                 .map_err(|_| sm_err(ErrorVerb::Read, "bad request id"))?,
         );
-        txn.delete(cf::DEDUP, k.to_vec());
+        txn.delete(cf::DEDUP, k);
         txn.delete(cf::DEDUP, request_key(id));
     }
     Ok(())
@@ -205,10 +207,10 @@ fn prune_requests(db: &Db, txn: &mut Txn<'_>, applied: u64) -> Result<(), Storag
 
 /// Applies entries; runs on a blocking thread.
 fn apply_entries(
-    db: &Db,
+    engine: &dyn Engine,
     entries: Vec<openraft::Entry<TypeConfig>>,
 ) -> Result<(Vec<Response>, u64, Vec<u64>), StorageError> {
-    let mut txn = Txn::new(db);
+    let mut txn = Txn::new(engine);
     let mut responses = Vec::with_capacity(entries.len());
     let mut last: Option<LogId> = None;
     for entry in entries {
@@ -267,11 +269,12 @@ fn apply_entries(
         .collect();
     accounts.sort_unstable();
     accounts.dedup();
-    prune_requests(db, &mut txn, last.index)?;
+    prune_requests(&mut txn, last.index)?;
     txn.put(cf::META, keys::meta::APPLIED.to_vec(), &Some(last))
         .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-    let batch = txn.into_batch().map_err(|e| sm_err(ErrorVerb::Write, e))?;
-    db.write(batch).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+    engine
+        .write(txn.into_batch())
+        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
     Ok((responses, last.index, accounts))
 }
 
@@ -288,9 +291,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: openraft::OptionalSend,
     {
         let entries: Vec<_> = entries.into_iter().collect();
-        let db = self.db.clone();
+        let engine = self.engine.clone();
         let (responses, last, accounts) =
-            tokio::task::spawn_blocking(move || apply_entries(&db, entries))
+            tokio::task::spawn_blocking(move || apply_entries(&*engine, entries))
                 .await
                 .map_err(|e| sm_err(ErrorVerb::Write, e))??;
         if last > 0 {
@@ -301,7 +304,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
-            db: self.db.clone(),
+            engine: self.engine.clone(),
             dir: self.snapshot_dir.clone(),
             state_lock: self.state_lock.clone(),
         }
@@ -356,7 +359,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let _ = std::fs::remove_file(received);
         }
         let dir = self.snapshot_dir.clone();
-        let db = self.db.clone();
+        let engine = self.engine.clone();
         let lock = self.state_lock.clone();
         let expected = meta.snapshot_id.clone();
         let installed = tokio::task::spawn_blocking(move || -> anyhow::Result<SnapshotMeta> {
@@ -372,7 +375,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let current = snapshot::current_path(&dir);
             std::fs::rename(&staged, &current)?;
             snapshot::sync_dir(&dir)?;
-            snapshot::install(&db, &current)
+            snapshot::install(&*engine, &current)
         })
         .await
         .map_err(|e| snap_err(ErrorVerb::Write, e))?
@@ -400,21 +403,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
-/// Builds snapshots from a RocksDB point-in-time view, off the apply path.
+/// Builds snapshots from a point-in-time view of the engine, off the apply path.
 pub struct SnapshotBuilder {
-    db: Db,
+    engine: Arc<dyn Engine>,
     dir: PathBuf,
     state_lock: StateLock,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
-        let db = self.db.clone();
+        let engine = self.engine.clone();
         let dir = self.dir.clone();
         let lock = self.state_lock.clone();
         let meta = tokio::task::spawn_blocking(move || {
             let _shared = lock.read().unwrap_or_else(|p| p.into_inner());
-            snapshot::build(&db, &dir)
+            snapshot::build(&*engine, &dir)
         })
         .await
         .map_err(|e| snap_err(ErrorVerb::Write, e))?
@@ -442,12 +445,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_batch_that_reaches_the_log_twice_is_applied_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = db::open(&dir.path().join("db")).unwrap();
-        let setup = crate::types::Request {
-            id: 7,
+    fn setup(id: u64) -> crate::types::Request {
+        crate::types::Request {
+            id,
             commands: vec![
                 Command::AddDomain {
                     name: "example.test".into(),
@@ -459,11 +459,13 @@ mod tests {
                     now_ms: 1,
                 },
             ],
-        };
-        apply_entries(&db, vec![entry(1, setup)]).unwrap();
-        // No delivery id: only the request id can stop a second copy.
-        let deliver = crate::types::Request {
-            id: 42,
+        }
+    }
+
+    /// A delivery without a delivery id: only the request id can stop a second copy.
+    fn deliver(id: u64) -> crate::types::Request {
+        crate::types::Request {
+            id,
             commands: vec![Command::Deliver {
                 targets: vec![Target {
                     account: "a@example.test".into(),
@@ -474,18 +476,59 @@ mod tests {
                 body: b"x".to_vec(),
                 internal_date: 1,
             }],
-        };
-        let (first, _, woken) = apply_entries(&db, vec![entry(2, deliver.clone())]).unwrap();
+        }
+    }
+
+    fn applied_once(engine: &dyn Engine) {
+        apply_entries(engine, vec![entry(1, setup(7))]).unwrap();
+        let (first, _, woken) = apply_entries(engine, vec![entry(2, deliver(42))]).unwrap();
         // The delivery wrote to the account's change feed, so its readers are woken; the
         // duplicate wrote nothing, so nobody is.
         assert_eq!(woken.len(), 1, "{woken:?}");
-        let (second, _, woken) = apply_entries(&db, vec![entry(3, deliver)]).unwrap();
+        let (second, _, woken) = apply_entries(engine, vec![entry(3, deliver(42))]).unwrap();
         assert!(woken.is_empty(), "{woken:?}");
         assert_eq!(
             first, second,
             "the second copy gets the first copy's outcome"
         );
-        let txn = Txn::new(&db);
+        let txn = Txn::new(engine);
         assert_eq!(txn.scan_prefix(cf::MSG, b"").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_batch_that_reaches_the_log_twice_is_applied_once() {
+        applied_once(&crate::engine::MemoryEngine::new());
+    }
+
+    #[test]
+    fn a_batch_that_reaches_the_log_twice_is_applied_once_on_rocksdb() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::open(&dir.path().join("db")).unwrap();
+        applied_once(&crate::engine::RocksEngine::new(db));
+    }
+
+    #[test]
+    fn request_ids_are_forgotten_after_the_window() {
+        let engine = crate::engine::MemoryEngine::new();
+        apply_entries(&engine, vec![entry(1, setup(7))]).unwrap();
+        apply_entries(&engine, vec![entry(2, deliver(42))]).unwrap();
+        fn remembered(engine: &dyn crate::engine::KvRead) -> bool {
+            Txn::new(engine)
+                .exists(cf::DEDUP, &request_key(42))
+                .unwrap()
+        }
+        assert!(remembered(&engine));
+        // Still inside the window: kept.
+        apply_entries(&engine, vec![entry(REQUEST_WINDOW + 2, deliver(43))]).unwrap();
+        assert!(remembered(&engine));
+        // Past it: both the id and its index entry go, the newer id stays.
+        apply_entries(&engine, vec![entry(REQUEST_WINDOW + 3, deliver(44))]).unwrap();
+        assert!(!remembered(&engine));
+        let txn = Txn::new(&engine);
+        assert!(!txn.exists(cf::DEDUP, &request_index_key(2)).unwrap());
+        assert!(txn.exists(cf::DEDUP, &request_key(43)).unwrap());
+        assert!(txn
+            .exists(cf::DEDUP, &request_index_key(REQUEST_WINDOW + 2))
+            .unwrap());
     }
 }

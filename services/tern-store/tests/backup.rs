@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
-use tern_testkit::access::workspace_bin;
+use tern_testkit::bins::workspace_bin;
 use tern_testkit::{append, fetch, list_all, seed_users, StoreCluster};
 
 fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
@@ -28,7 +28,8 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_restores_into_a_working_cluster() -> anyhow::Result<()> {
-    let mut cluster = StoreCluster::start(&workspace_bin("tern-store"), 3, &[]).await?;
+    let mut cluster =
+        StoreCluster::start(Path::new(env!("CARGO_BIN_EXE_tern-store")), 3, &[]).await?;
     seed_users(&cluster, 0, &["alice"]).await?;
     let leader = cluster.wait_leader(Duration::from_secs(20)).await?;
     let mut msgs = cluster.messages(leader).await?;
@@ -50,7 +51,7 @@ async fn a_backup_restores_into_a_working_cluster() -> anyhow::Result<()> {
             Duration::from_secs(10),
         )
         .await?;
-    let out = Command::new(workspace_bin("ternctl"))
+    let out = Command::new(workspace_bin("ternctl")?)
         .args([
             "--endpoint",
             &cluster.endpoint(follower),
@@ -74,7 +75,7 @@ async fn a_backup_restores_into_a_working_cluster() -> anyhow::Result<()> {
     assert!(shown["last_applied"].as_u64() > Some(0), "{shown}");
     // The same name twice is refused, and a name that leaves the directory too.
     for bad in ["nightly-1", "../x"] {
-        let again = Command::new(workspace_bin("ternctl"))
+        let again = Command::new(workspace_bin("ternctl")?)
             .args([
                 "--endpoint",
                 &cluster.endpoint(follower),

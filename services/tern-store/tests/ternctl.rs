@@ -8,20 +8,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use tern_testkit::bins::workspace_bin;
 use tern_testkit::StoreCluster;
 
 fn store_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tern-store"))
 }
 
+/// ternctl is another package's binary: cargo builds it for `--workspace` runs, and
+/// `workspace_bin` refuses a missing or stale one, naming the build command.
 fn ternctl_bin() -> PathBuf {
-    let p = store_bin().with_file_name("ternctl");
-    assert!(
-        p.exists(),
-        "{} is missing: build the workspace first (cargo xtask test does)",
-        p.display()
-    );
-    p
+    workspace_bin("ternctl").unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn ternctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {

@@ -10,15 +10,12 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use tern_proto::store::v1 as pb;
-use tern_testkit::access::AccessNode;
-use tern_testkit::service::free_loopback_port;
-use tern_testkit::{append, StoreCluster};
+use tern_testkit::dovecot::Dovecot;
+use tern_testkit::{load_mailboxes, Platform};
 
 #[derive(Parser)]
 struct Args {
@@ -28,7 +25,7 @@ struct Args {
     /// Store nodes.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
-    /// xtask/scripts/dovecot-pop3.sh; without it only Tern is measured.
+    /// xtask/scripts/dovecot.sh; without it only Tern is measured.
     #[arg(long)]
     dovecot_script: Option<PathBuf>,
     /// Messages per maildrop.
@@ -200,94 +197,23 @@ fn measure(port: u16, users: &[String], clients: usize, rounds: usize) -> anyhow
     Ok(run)
 }
 
+/// Tern with `users` (password [`PASSWORD`]) holding `corpus`: the store cluster and one
+/// access node.
 async fn start_tern(
     args: &Args,
     users: &[String],
     corpus: &[Vec<u8>],
     scratch: &Path,
-) -> anyhow::Result<(StoreCluster, AccessNode)> {
-    let cluster = StoreCluster::start(&args.store_bin, args.nodes, &[]).await?;
-    let mut dir = cluster.directory(0).await?;
-    dir.add_domain(pb::AddDomainRequest {
-        name: "example.test".into(),
-    })
-    .await?;
-    for u in users {
-        dir.add_user(pb::AddUserRequest {
-            address: u.clone(),
-            password: PASSWORD.into(),
-            quota_bytes: 0,
-        })
+) -> anyhow::Result<Platform> {
+    let p = Platform::builder()
+        .store_bin(&args.store_bin)
+        .stores(args.nodes)
+        .access(&[])
+        .scratch(scratch)
+        .start()
         .await?;
-    }
-    let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
-    let channel = cluster.channel(leader).await?;
-    let mut tasks = Vec::new();
-    for u in users {
-        let (u, corpus) = (u.clone(), corpus.to_vec());
-        let mut m = pb::messages_client::MessagesClient::new(channel.clone());
-        tasks.push(tokio::spawn(async move {
-            for body in &corpus {
-                append(&mut m, &u, "INBOX", body, "").await?;
-            }
-            Ok::<_, tonic::Status>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let stores: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
-    let access = AccessNode::start(scratch, &stores, &[]).await?;
-    Ok((cluster, access))
-}
-
-struct Dovecot {
-    script: PathBuf,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl Dovecot {
-    fn start(
-        script: &Path,
-        dir: &Path,
-        users: &[String],
-        corpus_dir: &Path,
-    ) -> anyhow::Result<Self> {
-        let port = free_loopback_port(DOVECOT_PORT_SEARCH_FROM)?;
-        let out = Command::new("bash")
-            .arg(script)
-            .arg("start")
-            .arg(dir)
-            .arg(port.to_string())
-            .arg(users.join(","))
-            .arg(PASSWORD)
-            .arg(corpus_dir)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "starting Dovecot: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        println!("    {}", String::from_utf8_lossy(&out.stdout).trim());
-        Ok(Self {
-            script: script.to_path_buf(),
-            dir: dir.to_path_buf(),
-            port,
-        })
-    }
-}
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(&self.script)
-            .arg("stop")
-            .arg(&self.dir)
-            .output();
-    }
+    load_mailboxes(&p.cluster, users, PASSWORD, corpus).await?;
+    Ok(p)
 }
 
 #[tokio::main]
@@ -320,21 +246,24 @@ async fn main() -> anyhow::Result<()> {
         "==> starting Tern ({} store nodes + tern-access) and loading the maildrops",
         args.nodes
     );
-    let (_cluster, access) = start_tern(&args, &users, &corpus, scratch.path()).await?;
+    let platform = start_tern(&args, &users, &corpus, scratch.path()).await?;
     let dovecot = match &args.dovecot_script {
         Some(script) => {
             println!("==> starting Dovecot");
             Some(Dovecot::start(
                 script,
+                "pop3",
                 &scratch.path().join("dovecot"),
+                DOVECOT_PORT_SEARCH_FROM,
                 &users,
+                PASSWORD,
                 &corpus_dir,
             )?)
         }
         None => None,
     };
 
-    let mut servers: Vec<(&str, u16)> = vec![("tern", access.pop3_port())];
+    let mut servers: Vec<(&str, u16)> = vec![("tern", platform.access().pop3_port())];
     if let Some(d) = &dovecot {
         servers.push(("dovecot", d.port));
     }

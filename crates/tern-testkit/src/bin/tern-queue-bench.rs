@@ -11,8 +11,7 @@ use clap::Parser;
 use tern_proto::queue::v1 as qpb;
 use tern_proto::queue::v1::queue_client::QueueClient;
 use tern_proto::store::v1 as pb;
-use tern_testkit::queue::QueueNode;
-use tern_testkit::{seed_users, StoreCluster};
+use tern_testkit::{Platform, StoreCluster};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 #[derive(Parser)]
@@ -152,16 +151,19 @@ async fn drained(cluster: &StoreCluster) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let cluster = StoreCluster::start(&args.store_bin, args.nodes, &[]).await?;
     let users: Vec<String> = (1..=10).map(|i| format!("user{i:02}")).collect();
     let names: Vec<&str> = users.iter().map(String::as_str).collect();
-    seed_users(&cluster, 0, &names).await?;
     let delivered = Arc::new(AtomicUsize::new(0));
     let port = sink(delivered.clone()).await?;
-    let scratch = tempfile::tempdir()?;
-    let stores: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
     let transport = format!("remote.example=127.0.0.1:{port}");
-    let queue = QueueNode::start(scratch.path(), &stores, &["--transports", &transport]).await?;
+    let platform = Platform::builder()
+        .store_bin(&args.store_bin)
+        .stores(args.nodes)
+        .users(&names)
+        .queue(&["--transports", &transport])
+        .start()
+        .await?;
+    let (cluster, queue) = (&platform.cluster, platform.queue());
     let local_one = vec!["user01@example.test".to_string()];
     let local_ten: Vec<String> = users.iter().map(|u| format!("{u}@example.test")).collect();
     let remote = vec!["sink@remote.example".to_string()];
@@ -177,7 +179,7 @@ async fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         enqueue_all(&queue.endpoint(), &args, rcpts).await?;
         let enqueued = started.elapsed().as_secs_f64();
-        drained(&cluster).await?;
+        drained(cluster).await?;
         let secs = started.elapsed().as_secs_f64();
         let messages = args.messages.div_ceil(args.clients) * args.clients;
         let deliveries = messages * rcpts.len();

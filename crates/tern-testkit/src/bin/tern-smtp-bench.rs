@@ -18,10 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use tern_testkit::queue::QueueNode;
 use tern_testkit::service::free_loopback_port;
-use tern_testkit::smtp::SmtpNode;
-use tern_testkit::{list_all, seed_users, StoreCluster};
+use tern_testkit::{list_all, Platform};
 
 #[derive(Parser)]
 struct Args {
@@ -207,60 +205,27 @@ impl Drop for Postfix {
     }
 }
 
-/// The Tern side: store cluster, queue and SMTP node.
-struct Tern {
-    cluster: StoreCluster,
-    _queue: QueueNode,
-    smtp: SmtpNode,
+/// The Tern side (store cluster, queue and SMTP node): messages in alice's INBOX.
+async fn delivered(tern: &Platform) -> anyhow::Result<usize> {
+    let leader = tern.cluster.wait_leader(Duration::from_secs(10)).await?;
+    let mut m = tern.cluster.messages(leader).await?;
+    Ok(list_all(&mut m, "alice@example.test", "INBOX")
+        .await?
+        .messages
+        .len())
 }
 
-impl Tern {
-    async fn delivered(&self) -> anyhow::Result<usize> {
-        let leader = self.cluster.wait_leader(Duration::from_secs(10)).await?;
-        let mut m = self.cluster.messages(leader).await?;
-        Ok(list_all(&mut m, "alice@example.test", "INBOX")
-            .await?
-            .messages
-            .len())
-    }
-}
-
-async fn start_tern(args: &Args, scratch: &Path) -> anyhow::Result<Tern> {
-    let cluster = StoreCluster::start(&args.store_bin, args.nodes, &[]).await?;
-    seed_users(&cluster, 0, &["alice"]).await?;
-    let stores: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
-    let queue = QueueNode::start(scratch, &stores, &[]).await?;
-    let (cert, key) = tern_net::tls::ensure_dev_certificate(&scratch.join("tls"), &["localhost"])?;
-    let smtp = SmtpNode::start(
-        scratch,
-        &stores,
-        std::slice::from_ref(&queue.grpc),
-        &cert,
-        &key,
-        &[],
-    )
-    .await?;
-    // Wait for the greeting (the SMTP node checks the store has a leader).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let ok = TcpStream::connect(&smtp.mx).ok().and_then(|t| {
-            let mut r = BufReader::new(t);
-            let mut l = String::new();
-            r.read_line(&mut l).ok().map(|_| l.starts_with("220"))
-        });
-        if ok == Some(true) {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("tern-smtp never greeted 220:\n{}", smtp.log_text());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    Ok(Tern {
-        cluster,
-        _queue: queue,
-        smtp,
-    })
+/// Store cluster, queue and SMTP node, greeting 220 (the SMTP node checks the store has a
+/// leader).
+async fn start_tern(args: &Args, scratch: &Path) -> anyhow::Result<Platform> {
+    Platform::builder()
+        .store_bin(&args.store_bin)
+        .stores(args.nodes)
+        .users(&["alice"])
+        .smtp(&[])
+        .scratch(scratch)
+        .start()
+        .await
 }
 
 #[tokio::main]
@@ -292,7 +257,7 @@ async fn main() -> anyhow::Result<()> {
         for rep in 0..args.repeat {
             for name in ["tern", "postfix"] {
                 let port = match name {
-                    "tern" => tern.smtp.port("mx"),
+                    "tern" => tern.smtp().port("mx"),
                     _ => match &postfix {
                         Some(p) => p.port,
                         None => continue,
@@ -316,7 +281,7 @@ async fn main() -> anyhow::Result<()> {
                 let deadline = Instant::now() + Duration::from_secs(600);
                 loop {
                     let n = match name {
-                        "tern" => tern.delivered().await.unwrap_or(0),
+                        "tern" => delivered(&tern).await.unwrap_or(0),
                         _ => postfix
                             .as_ref()
                             .map(|p| p.delivered().unwrap_or(0))

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use tern_testkit::{append, seed_users, StoreCluster};
+use tern_testkit::{append, Platform};
 
 #[derive(Parser)]
 struct Args {
@@ -31,8 +31,13 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let cluster = StoreCluster::start(&args.store_bin, args.nodes, &[]).await?;
-    seed_users(&cluster, 0, &["bench"]).await?;
+    let platform = Platform::builder()
+        .store_bin(&args.store_bin)
+        .stores(args.nodes)
+        .users(&["bench"])
+        .start()
+        .await?;
+    let cluster = &platform.cluster;
     let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
     // Clients talk to the leader, as an access node usually ends up doing (followers forward).
     let channel = cluster.channel(leader).await?;
@@ -85,6 +90,6 @@ async fn main() -> anyhow::Result<()> {
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
     );
-    drop(cluster);
+    drop(platform);
     Ok(())
 }

@@ -8,10 +8,20 @@
 //! UTF-7 and UTF-8, strictly.
 //!
 //! With the `server` feature: [`search`] turns SEARCH keys into the store's, [`session`] is
-//! the state machine over the store, and [`server`] the listeners.
+//! the state machine (connection state, dispatch, untagged updates) over an
+//! [`backend::ImapBackend`], [`op`] holds one handler module per command family,
+//! [`grpc`] is the backend over the store's gRPC API, and [`server`] the listeners.
 
+#[cfg(feature = "server")]
+pub mod backend;
 pub mod command;
 pub mod fetch;
+#[cfg(feature = "server")]
+pub mod grpc;
+#[cfg(all(test, feature = "server"))]
+mod mem_backend;
+#[cfg(feature = "server")]
+pub mod op;
 #[cfg(feature = "server")]
 pub mod search;
 pub mod section;
@@ -20,6 +30,8 @@ pub mod sequence;
 pub mod server;
 #[cfg(feature = "server")]
 pub mod session;
+#[cfg(all(test, feature = "server"))]
+mod session_tests;
 pub mod structure;
 pub mod utf7;
 pub mod view;

@@ -6,6 +6,7 @@
 //! TCP holds them back); the bounds are the line length, the literal sizes, the command
 //! size and [`super::command::MAX_DEPTH`].
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,11 +16,13 @@ use tern_net::line::{read_line, Line};
 use tern_net::timed::WriteTimeout;
 use tern_net::tls::ReloadingTls;
 use tern_proto::client::StoreClient;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
+use super::backend::ImapBackend;
 use super::command::{parse, tag_of, Parsed};
-use super::session::{Next, Session, Sink};
+use super::grpc::StoreBackend;
+use super::session::{Next, Session, Settings, Sink};
 use crate::metrics;
 
 /// Longest command line (Dovecot's default too); real clients send long UID sets.
@@ -67,6 +70,53 @@ pub struct ImapContext {
     pub retrievals: crate::retrieval::RetrievalTracer,
 }
 
+/// What the connection loop needs from its listener's settings (the [`ImapContext`] without
+/// the store, so the loop runs over any [`ImapBackend`] and any [`Transport`]).
+pub struct LoopSettings {
+    /// Certificate for STARTTLS, if configured.
+    pub tls: Option<Arc<ReloadingTls>>,
+    /// Autologout time of an authenticated session (at least [`MIN_IDLE_TIMEOUT`]).
+    pub idle_timeout: Duration,
+    /// Pause after a wrong password.
+    pub auth_failure_delay: Duration,
+    /// BAD replies before closing.
+    pub max_errors: u32,
+    /// Largest APPEND literal (message size).
+    pub max_message: u32,
+}
+
+impl ImapContext {
+    fn loop_settings(&self) -> LoopSettings {
+        LoopSettings {
+            tls: self.tls.clone(),
+            idle_timeout: self.idle_timeout,
+            auth_failure_delay: self.auth_failure_delay,
+            max_errors: self.max_errors,
+            max_message: self.max_message,
+        }
+    }
+
+    fn session_settings(&self) -> Settings {
+        Settings {
+            starttls: self.tls.is_some(),
+            plaintext_auth: self.plaintext_auth,
+            max_auth_failures: self.max_auth_failures,
+        }
+    }
+}
+
+/// A connection the loop can run on: a socket that may switch to TLS (STARTTLS).
+pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sized {
+    /// Runs the TLS handshake as the server.
+    fn start_tls(self, tls: &ReloadingTls) -> impl Future<Output = std::io::Result<Self>> + Send;
+}
+
+impl Transport for Conn {
+    async fn start_tls(self, tls: &ReloadingTls) -> std::io::Result<Self> {
+        self.upgrade(&tls.acceptor()).await
+    }
+}
+
 /// Accepts connections until the task is dropped. `implicit_tls` makes it an IMAPS listener.
 pub async fn serve(listener: TcpListener, ctx: Arc<ImapContext>, implicit_tls: bool) {
     let limiter = ctx.limiter.clone();
@@ -95,8 +145,14 @@ async fn run(
             .await
             .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
     }
-    let mut session = Session::new(ctx.clone(), implicit_tls);
-    converse(WriteTimeout::new(conn, WRITE_TIMEOUT), &mut session, &ctx).await
+    let backend = StoreBackend::new(ctx.store.clone(), ctx.retrievals.clone());
+    let mut session = Session::new(backend, ctx.session_settings(), implicit_tls);
+    converse(
+        WriteTimeout::new(conn, WRITE_TIMEOUT),
+        &mut session,
+        &ctx.loop_settings(),
+    )
+    .await
 }
 
 /// One command read off the wire, or why not.
@@ -112,7 +168,7 @@ enum Read {
 
 /// The bounds on one literal and on the whole command in `buf`: APPEND carries a message,
 /// but only once logged in; before that, nothing needs more than a login.
-fn bounds(buf: &[u8], ctx: &ImapContext, authenticated: bool) -> (u32, usize) {
+fn bounds(buf: &[u8], ctx: &LoopSettings, authenticated: bool) -> (u32, usize) {
     if !authenticated {
         return (MAX_PREAUTH_COMMAND as u32, MAX_PREAUTH_COMMAND);
     }
@@ -124,12 +180,12 @@ fn bounds(buf: &[u8], ctx: &ImapContext, authenticated: bool) -> (u32, usize) {
     }
 }
 
-type Reader = BufReader<WriteTimeout<Conn>>;
+type Reader<S> = BufReader<WriteTimeout<S>>;
 
-async fn read_command(
-    reader: &mut Reader,
+async fn read_command<S: Transport>(
+    reader: &mut Reader<S>,
     line: &mut Vec<u8>,
-    ctx: &ImapContext,
+    ctx: &LoopSettings,
     timeout: Duration,
     authenticated: bool,
 ) -> std::io::Result<Read> {
@@ -244,10 +300,12 @@ async fn read_command(
     }
 }
 
-async fn converse(
-    conn: WriteTimeout<Conn>,
-    session: &mut Session,
-    ctx: &ImapContext,
+/// Runs one connection: the greeting, then command after command until LOGOUT, an error
+/// or a time-out.
+pub async fn converse<S: Transport, B: ImapBackend>(
+    conn: WriteTimeout<S>,
+    session: &mut Session<B>,
+    ctx: &LoopSettings,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn);
     let connected = tokio::time::Instant::now();
@@ -332,10 +390,9 @@ async fn converse(
                         return Ok(());
                     };
                     let plain = reader.into_inner().into_inner();
-                    let upgraded =
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, plain.upgrade(&tls.acceptor()))
-                            .await
-                            .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
+                    let upgraded = tokio::time::timeout(HANDSHAKE_TIMEOUT, plain.start_tls(tls))
+                        .await
+                        .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
                     session.tls_started();
                     reader = BufReader::new(WriteTimeout::new(upgraded, WRITE_TIMEOUT));
                     break;
@@ -383,11 +440,11 @@ fn last_reply_is_bad(out: &[u8]) -> bool {
 }
 
 /// IDLE (RFC 2177): changes go out as they happen until the client sends DONE.
-async fn idle(
-    reader: &mut Reader,
+async fn idle<S: Transport, B: ImapBackend>(
+    reader: &mut Reader<S>,
     line: &mut Vec<u8>,
-    session: &mut Session,
-    ctx: &ImapContext,
+    session: &mut Session<B>,
+    ctx: &LoopSettings,
     tag: &str,
 ) -> std::io::Result<()> {
     let timeout = ctx.idle_timeout.max(MIN_IDLE_TIMEOUT);

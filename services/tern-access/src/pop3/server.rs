@@ -1,17 +1,17 @@
 //! The POP3 listeners: accept, apply the connection limits, run one [`Session`] per
-//! connection over a [`Conn`], with bounded lines, the idle timeout, STLS and implicit TLS.
+//! connection over a [`Connection`] (bounded lines, idle and write time-outs, a login
+//! deadline, STLS and implicit TLS).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tern_net::conn::Conn;
+use tern_net::connection::{Connection, Read, Timeouts};
 use tern_net::limit::ConnectionLimiter;
-use tern_net::line::{read_line, Line};
 use tern_net::tls::ReloadingTls;
 use tern_proto::client::StoreClient;
-use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 
 use super::backend::StoreBackend;
 use super::session::{Config as SessionConfig, Next, Session};
@@ -20,8 +20,10 @@ use crate::metrics;
 /// RFC 2449 bounds a command at 255 octets; SASL responses (AUTH PLAIN's base64) may be
 /// longer, so lines are accepted up to this.
 pub const MAX_LINE: usize = 2048;
-/// Bound on the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time from connecting to logging in (RFC 1939 §3's inactivity timer is for the whole
+/// session; this bounds unauthenticated connections, which cost a slot and can guess
+/// passwords, much more tightly).
+const PREAUTH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What every POP3 connection of a node shares.
 pub struct Pop3Context {
@@ -72,15 +74,14 @@ async fn run(
     ctx: &Pop3Context,
     implicit_tls: bool,
 ) -> std::io::Result<()> {
-    let mut conn = Conn::Plain(tcp);
-    if implicit_tls {
+    let mut conn = if implicit_tls {
         let Some(tls) = &ctx.tls else {
             return Ok(());
         };
-        conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.upgrade(&tls.acceptor()))
-            .await
-            .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
-    }
+        Connection::accept_tls(tcp, &tls.acceptor(), Timeouts::default()).await?
+    } else {
+        Connection::new(tcp, Timeouts::default())
+    };
     let backend = StoreBackend::new(
         ctx.store.clone(),
         &ctx.node,
@@ -98,7 +99,7 @@ async fn run(
     if implicit_tls {
         session.tls_started();
     }
-    let result = converse(conn, &mut session, ctx).await;
+    let result = converse(&mut conn, &mut session, ctx).await;
     // Whatever ended the connection, a session without QUIT deletes nothing and gives its
     // lock back.
     session.abort().await;
@@ -106,38 +107,32 @@ async fn run(
 }
 
 async fn converse(
-    conn: Conn,
+    conn: &mut Connection,
     session: &mut Session<StoreBackend>,
     ctx: &Pop3Context,
 ) -> std::io::Result<()> {
-    let mut reader = BufReader::new(conn);
-    reader.get_mut().write_all(session.greeting()).await?;
-    let mut line = Vec::with_capacity(256);
+    conn.send(session.greeting()).await?;
+    // One deadline from connecting to logging in, not one per line (as IMAP).
+    conn.set_deadline(Some(Instant::now() + PREAUTH_TIMEOUT));
     let mut out = Vec::with_capacity(4096);
     let mut errors = 0u32;
     loop {
-        let read = tokio::time::timeout(
-            ctx.idle_timeout,
-            read_line(&mut reader, &mut line, MAX_LINE),
-        )
-        .await;
         out.clear();
-        let next = match read {
-            Err(_) => {
-                let _ = reader
-                    .get_mut()
-                    .write_all(b"-ERR idle for too long, closing\r\n")
-                    .await;
+        let next = match conn.read_line(MAX_LINE, ctx.idle_timeout).await? {
+            Read::TimedOut => {
+                let _ = conn.send(b"-ERR idle for too long, closing\r\n").await;
                 return Ok(());
             }
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok(Line::Eof)) => return Ok(()),
-            Ok(Ok(Line::TooLong)) => {
+            Read::Eof => return Ok(()),
+            Read::TooLong => {
                 out.extend_from_slice(b"-ERR line too long\r\n");
                 Next::Continue
             }
-            Ok(Ok(Line::Complete)) => session.handle(&line, &mut out).await,
+            Read::Done => session.handle(conn.line(), &mut out).await,
         };
+        if session.is_authenticated() {
+            conn.set_deadline(None);
+        }
         if out.starts_with(b"-ERR") {
             errors += 1;
             metrics::command_answered("pop3", "err");
@@ -145,40 +140,34 @@ async fn converse(
         } else if out.starts_with(b"+OK") {
             metrics::command_answered("pop3", "ok");
         }
-        let conn = reader.get_mut();
-        conn.write_all(&out).await?;
+        conn.queue(&out);
         if errors >= ctx.max_errors && next != Next::Close {
-            conn.write_all(b"-ERR too many errors, closing\r\n").await?;
-            conn.flush().await?;
+            conn.send(b"-ERR too many errors, closing\r\n").await?;
             return Ok(());
         }
         // Replies to pipelined commands (RFC 2449) go out together.
-        if reader.buffer().is_empty() || next != Next::Continue {
-            reader.get_mut().flush().await?;
+        if next == Next::Continue {
+            conn.flush_unless_pipelined().await?;
+        } else {
+            conn.flush().await?;
         }
         match next {
             Next::Continue => {}
             Next::Close => {
-                let _ = reader.get_mut().shutdown().await;
+                conn.close().await;
                 return Ok(());
             }
             Next::DelayThenContinue => tokio::time::sleep(ctx.auth_failure_delay).await,
             Next::StartTls => {
-                // Anything the client sent after STLS and before the handshake would be
-                // treated as if it came over TLS (CVE-2011-0411): refuse it.
-                if !reader.buffer().is_empty() {
-                    return Ok(());
-                }
                 let Some(tls) = &ctx.tls else {
                     return Ok(());
                 };
-                let plain = reader.into_inner();
-                let upgraded =
-                    tokio::time::timeout(HANDSHAKE_TIMEOUT, plain.upgrade(&tls.acceptor()))
-                        .await
-                        .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
+                // A refused upgrade (input pipelined after STLS, CVE-2011-0411) or a failed
+                // handshake ends the connection.
+                if conn.start_tls(&tls.acceptor()).await.is_err() {
+                    return Ok(());
+                }
                 session.tls_started();
-                reader = BufReader::new(upgraded);
             }
         }
     }

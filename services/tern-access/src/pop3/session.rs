@@ -111,7 +111,8 @@ pub enum Next {
 enum State {
     Authorization {
         user: Option<String>,
-        sasl: bool,
+        /// An AUTH exchange waiting for the client's next response.
+        sasl: Option<tern_sasl::Exchange>,
     },
     Transaction {
         account: String,
@@ -151,7 +152,7 @@ impl<B: Backend> Session<B> {
             config,
             state: State::Authorization {
                 user: None,
-                sasl: false,
+                sasl: None,
             },
             auth_failures: 0,
         }
@@ -197,8 +198,17 @@ impl<B: Backend> Session<B> {
 
     /// Handles one line (without CRLF), appending the response to `out`.
     pub async fn handle(&mut self, line: &[u8], out: &mut Vec<u8>) -> Next {
-        if let State::Authorization { sasl: true, .. } = self.state {
-            return self.sasl_response(line, out).await;
+        if let State::Authorization {
+            sasl: Some(exchange),
+            ..
+        } = &mut self.state
+        {
+            let step = exchange.respond(line);
+            self.state = State::Authorization {
+                user: None,
+                sasl: None,
+            };
+            return self.sasl_step(step, out).await;
         }
         let cmd = match parse(line) {
             Ok(c) => c,
@@ -234,14 +244,18 @@ impl<B: Backend> Session<B> {
 
     fn capa(&self, out: &mut Vec<u8>) {
         ok(out, "capability list follows");
-        let mut caps = vec!["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"];
+        let mut caps: Vec<String> = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
+            .map(String::from)
+            .into();
         if self.config.plaintext_auth_allowed {
-            caps.extend(["USER", "SASL PLAIN"]);
+            caps.push("USER".into());
+            let mechanisms = tern_sasl::Mechanism::ALL.map(tern_sasl::Mechanism::name);
+            caps.push(format!("SASL {}", mechanisms.join(" ")));
         }
         if self.config.stls_available {
-            caps.push("STLS");
+            caps.push("STLS".into());
         }
-        caps.push("IMPLEMENTATION Tern");
+        caps.push("IMPLEMENTATION Tern".into());
         for c in caps {
             out.extend_from_slice(c.as_bytes());
             out.extend_from_slice(b"\r\n");
@@ -268,7 +282,7 @@ impl<B: Backend> Session<B> {
             Command::User(name) => {
                 self.state = State::Authorization {
                     user: Some(name),
-                    sasl: false,
+                    sasl: None,
                 };
                 ok(out, "send PASS");
             }
@@ -291,67 +305,66 @@ impl<B: Backend> Session<B> {
                 mechanism: None, ..
             } => {
                 ok(out, "SASL mechanisms follow");
-                out.extend_from_slice(b"PLAIN\r\n.\r\n");
+                for m in tern_sasl::Mechanism::ALL {
+                    out.extend_from_slice(m.name().as_bytes());
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(b".\r\n");
             }
             Command::Auth {
                 mechanism: Some(m),
                 initial_response,
-            } if m == "PLAIN" => match initial_response {
-                Some(ir) => return self.sasl_plain(ir.as_bytes(), out).await,
-                None => {
-                    self.state = State::Authorization {
-                        user: None,
-                        sasl: true,
-                    };
-                    out.extend_from_slice(b"+ \r\n");
-                }
-            },
-            Command::Auth { .. } => err(out, "unsupported SASL mechanism"),
+            } => {
+                let Some(mechanism) = tern_sasl::Mechanism::from_name(&m) else {
+                    err(out, "unsupported SASL mechanism");
+                    return Next::Continue;
+                };
+                let ir = initial_response.as_deref().map(str::as_bytes);
+                let step = tern_sasl::Exchange::start(mechanism, ir).map(|(exchange, step)| {
+                    if matches!(step, tern_sasl::Step::Challenge(_)) {
+                        self.state = State::Authorization {
+                            user: None,
+                            sasl: Some(exchange),
+                        };
+                    }
+                    step
+                });
+                return self.sasl_step(step, out).await;
+            }
             _ => err(out, "not allowed before authentication"),
         }
         Next::Continue
     }
 
-    async fn sasl_response(&mut self, line: &[u8], out: &mut Vec<u8>) -> Next {
-        self.state = State::Authorization {
-            user: None,
-            sasl: false,
-        };
-        if line == b"*" {
-            err(out, "authentication cancelled");
-            return Next::Continue;
-        }
-        self.sasl_plain(line, out).await
-    }
-
-    /// RFC 4616: base64 of `authzid NUL authcid NUL password`; an authzid other than the
-    /// authcid is refused.
-    async fn sasl_plain(&mut self, encoded: &[u8], out: &mut Vec<u8>) -> Next {
-        let decoded = match base64::engine::general_purpose::STANDARD.decode(encoded) {
-            Ok(d) => d,
-            Err(_) => {
-                err(out, "[AUTH] invalid base64");
-                return Next::Continue;
+    /// Answers one step of an AUTH exchange (RFC 5034): a challenge goes out as `+ base64`,
+    /// finished credentials are checked like USER/PASS; the SASL rules themselves are
+    /// [`tern_sasl`]'s, shared with SMTP and IMAP.
+    async fn sasl_step(
+        &mut self,
+        step: Result<tern_sasl::Step, tern_sasl::SaslError>,
+        out: &mut Vec<u8>,
+    ) -> Next {
+        match step {
+            Ok(tern_sasl::Step::Challenge(challenge)) => {
+                out.extend_from_slice(b"+ ");
+                out.extend_from_slice(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(challenge)
+                        .as_bytes(),
+                );
+                out.extend_from_slice(b"\r\n");
+                Next::Continue
             }
-        };
-        let parts: Vec<&[u8]> = decoded.split(|&b| b == 0).collect();
-        let [authz, user, password] = parts.as_slice() else {
-            err(out, "[AUTH] malformed PLAIN response");
-            return Next::Continue;
-        };
-        let (Ok(authz), Ok(user), Ok(password)) = (
-            std::str::from_utf8(authz),
-            std::str::from_utf8(user),
-            std::str::from_utf8(password),
-        ) else {
-            err(out, "[AUTH] malformed PLAIN response");
-            return Next::Continue;
-        };
-        if !authz.is_empty() && authz != user {
-            err(out, "[AUTH] authorization identity differs from the user");
-            return Next::Continue;
+            Ok(tern_sasl::Step::Done(c)) => self.login(&c.user, &c.password, out).await,
+            Err(tern_sasl::SaslError::Cancelled) => {
+                err(out, "authentication cancelled");
+                Next::Continue
+            }
+            Err(e) => {
+                err(out, &format!("[AUTH] {e}"));
+                Next::Continue
+            }
         }
-        self.login(user, password, out).await
     }
 
     async fn login(&mut self, user: &str, password: &str, out: &mut Vec<u8>) -> Next {
@@ -361,7 +374,7 @@ impl<B: Backend> Session<B> {
                 self.auth_failures += 1;
                 self.state = State::Authorization {
                     user: None,
-                    sasl: false,
+                    sasl: None,
                 };
                 err(out, "[AUTH] invalid user name or password");
                 return if self.auth_failures >= self.config.max_auth_failures {

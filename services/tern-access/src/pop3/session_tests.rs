@@ -143,7 +143,14 @@ async fn every_command_in_each_state() {
     let mut s = Session::new(mem.clone(), config(true));
     assert_eq!(s.greeting(), b"+OK Tern POP3 ready\r\n");
     let (capa, _) = send(&mut s, "CAPA").await;
-    for c in ["TOP", "UIDL", "USER", "SASL PLAIN", "RESP-CODES", "STLS"] {
+    for c in [
+        "TOP",
+        "UIDL",
+        "USER",
+        "SASL PLAIN LOGIN",
+        "RESP-CODES",
+        "STLS",
+    ] {
         assert!(capa.contains(&format!("\r\n{c}\r\n")), "{c} in {capa}");
     }
     // Not allowed before authentication.
@@ -312,6 +319,29 @@ async fn auth_plain_with_and_without_initial_response_and_failure_limits() {
             .starts_with("+OK maildrop")
     );
     s.abort().await;
+
+    // LOGIN (the shared SASL crate's second mechanism): user name, then password.
+    let mut s = Session::new(mem.clone(), config(true));
+    assert_eq!(send(&mut s, "AUTH LOGIN").await.0, "+ VXNlcm5hbWU6\r\n");
+    assert_eq!(
+        send(&mut s, &b64("alice@example.test")).await.0,
+        "+ UGFzc3dvcmQ6\r\n"
+    );
+    assert!(send(&mut s, &b64("pw")).await.0.starts_with("+OK maildrop"));
+    s.abort().await;
+
+    // An authorization identity naming someone else is refused.
+    let mut s = Session::new(mem.clone(), config(true));
+    assert!(send(
+        &mut s,
+        &format!(
+            "AUTH PLAIN {}",
+            b64("bob@example.test\0alice@example.test\0pw")
+        )
+    )
+    .await
+    .0
+    .starts_with("-ERR [AUTH]"));
 
     let mut s = Session::new(mem, config(true));
     assert_eq!(send(&mut s, "AUTH PLAIN").await.0, "+ \r\n");

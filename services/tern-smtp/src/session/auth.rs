@@ -1,68 +1,90 @@
-//! AUTH (RFC 4954) with PLAIN (RFC 4616) and LOGIN: the SASL exchange, the decoding of the
-//! two mechanisms (kept together here, to move to the shared SASL crate as one piece), the
-//! password check and the pause and limit after failures.
+//! AUTH (RFC 4954) with PLAIN (RFC 4616) and LOGIN: the SMTP side of the exchange (`334`
+//! challenges, the reply to each way an exchange can fail), the password check and the pause
+//! and limit after failures. The SASL rules themselves (base64, `*`, UTF-8, the authorization
+//! identity) are [`tern_sasl`]'s, shared with IMAP and POP3.
 
 use base64::Engine;
 use tern_net::line::{read_line, Line};
+use tern_sasl::{Credentials, Exchange, Mechanism, SaslError, Step};
 use tern_smtp_proto::reply::Reply;
 
 use super::{Flow, Session, MAX_AUTH_LINE};
 use crate::server::Listener;
 
 impl Session<'_> {
-    /// One SASL response, decoded: the initial response if the client gave one, else the
-    /// line after a `334 challenge`. `Err` carries what the session does instead (after the
-    /// reply: cancelled with `*`, bad base64, too long, timed out, closed).
-    async fn sasl_response(
-        &mut self,
-        initial: Option<String>,
-        challenge: &str,
-    ) -> std::io::Result<Result<Vec<u8>, Flow>> {
-        let line = match initial {
-            Some(i) => i.into_bytes(),
-            None => {
-                self.out
-                    .extend_from_slice(format!("334 {challenge}\r\n").as_bytes());
-                self.flush().await?;
-                let mut line = Vec::new();
-                let read = tokio::time::timeout(
-                    self.ctx.command_timeout,
-                    read_line(&mut self.reader, &mut line, MAX_AUTH_LINE),
-                )
-                .await;
-                match read {
-                    Ok(Ok(Line::Complete)) => line,
-                    Ok(Ok(Line::TooLong)) => {
-                        self.reply(Reply::new(
-                            500,
-                            "5.5.6",
-                            "Authentication exchange line is too long",
-                        ));
-                        return Ok(Err(Flow::Continue));
-                    }
-                    Ok(Ok(Line::Eof)) => return Ok(Err(Flow::Close)),
-                    Ok(Err(e)) => return Err(e),
-                    Err(_) => {
-                        self.reply(self.timeout_reply());
-                        return Ok(Err(Flow::Close));
-                    }
-                }
-            }
-        };
-        if line == b"*" {
-            self.reply(Reply::new(501, "5.0.0", "Authentication cancelled"));
-            return Ok(Err(Flow::Continue));
-        }
-        if line == b"=" {
-            return Ok(Ok(Vec::new()));
-        }
-        match base64::engine::general_purpose::STANDARD.decode(&line) {
-            Ok(raw) => Ok(Ok(raw)),
-            Err(_) => {
-                self.reply(Reply::new(501, "5.5.2", "Invalid base64 data"));
+    /// Sends one `334` challenge and reads the client's response line. `Err` carries what the
+    /// session does instead (after the reply: too long, timed out, closed).
+    async fn sasl_challenge(&mut self, challenge: &[u8]) -> std::io::Result<Result<Vec<u8>, Flow>> {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(challenge);
+        self.out
+            .extend_from_slice(format!("334 {encoded}\r\n").as_bytes());
+        self.flush().await?;
+        let mut line = Vec::new();
+        let read = tokio::time::timeout(
+            self.ctx.command_timeout,
+            read_line(&mut self.reader, &mut line, MAX_AUTH_LINE),
+        )
+        .await;
+        match read {
+            Ok(Ok(Line::Complete)) => Ok(Ok(line)),
+            Ok(Ok(Line::TooLong)) => {
+                self.reply(Reply::new(
+                    500,
+                    "5.5.6",
+                    "Authentication exchange line is too long",
+                ));
                 Ok(Err(Flow::Continue))
             }
+            Ok(Ok(Line::Eof)) => Ok(Err(Flow::Close)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => {
+                self.reply(self.timeout_reply());
+                Ok(Err(Flow::Close))
+            }
         }
+    }
+
+    /// Runs the exchange to its end: the credentials, or the flow after the session has
+    /// answered a cancelled, malformed or refused exchange.
+    async fn sasl_exchange(
+        &mut self,
+        mechanism: Mechanism,
+        initial: Option<String>,
+    ) -> std::io::Result<Result<Credentials, Flow>> {
+        let (mut exchange, mut step) =
+            match Exchange::start(mechanism, initial.as_deref().map(str::as_bytes)) {
+                Ok(started) => started,
+                Err(e) => return Ok(Err(self.sasl_refused(&e).await)),
+            };
+        loop {
+            let challenge = match step {
+                Step::Done(credentials) => return Ok(Ok(credentials)),
+                Step::Challenge(challenge) => challenge,
+            };
+            let line = match self.sasl_challenge(challenge).await? {
+                Ok(line) => line,
+                Err(flow) => return Ok(Err(flow)),
+            };
+            step = match exchange.respond(&line) {
+                Ok(step) => step,
+                Err(e) => return Ok(Err(self.sasl_refused(&e).await)),
+            };
+        }
+    }
+
+    /// Answers an exchange that ended without credentials. Acting as another user counts
+    /// and pauses like a wrong password; the rest are syntax errors (RFC 4954 section 4).
+    async fn sasl_refused(&mut self, error: &SaslError) -> Flow {
+        let reply = match error {
+            SaslError::Cancelled => Reply::new(501, "5.0.0", "Authentication cancelled"),
+            SaslError::NotBase64 => Reply::new(501, "5.5.2", "Invalid base64 data"),
+            SaslError::TooLong | SaslError::Malformed(..) => {
+                Reply::new(501, "5.5.2", error.to_string())
+            }
+            SaslError::AuthzidDiffers => return self.auth_failed().await,
+        };
+        self.reply(reply);
+        Flow::Continue
     }
 
     pub(super) async fn authenticate(
@@ -102,49 +124,17 @@ impl Session<'_> {
             ));
             return Ok(Flow::Continue);
         }
-        let (user, password) = match mechanism {
-            "PLAIN" => {
-                let raw = match self.sasl_response(initial, "").await? {
-                    Ok(raw) => raw,
-                    Err(flow) => return Ok(flow),
-                };
-                let parts: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
-                let [authz, authc, pass] = parts.as_slice() else {
-                    self.reply(Reply::new(501, "5.5.2", "Invalid PLAIN response"));
-                    return Ok(Flow::Continue);
-                };
-                if !authz.is_empty() && authz != authc {
-                    // Acting for another user (proxy authorization) is not offered.
-                    return Ok(self.auth_failed().await);
-                }
-                (
-                    String::from_utf8_lossy(authc).into_owned(),
-                    String::from_utf8_lossy(pass).into_owned(),
-                )
-            }
-            "LOGIN" => {
-                // The challenges are "Username:" and "Password:" in base64.
-                let user = match self.sasl_response(initial, "VXNlcm5hbWU6").await? {
-                    Ok(user) => user,
-                    Err(flow) => return Ok(flow),
-                };
-                let pass = match self.sasl_response(None, "UGFzc3dvcmQ6").await? {
-                    Ok(pass) => pass,
-                    Err(flow) => return Ok(flow),
-                };
-                (
-                    String::from_utf8_lossy(&user).into_owned(),
-                    String::from_utf8_lossy(&pass).into_owned(),
-                )
-            }
-            _ => {
-                self.reply(Reply::new(
-                    504,
-                    "5.5.4",
-                    "Unrecognized authentication mechanism",
-                ));
-                return Ok(Flow::Continue);
-            }
+        let Some(mechanism) = Mechanism::from_name(mechanism) else {
+            self.reply(Reply::new(
+                504,
+                "5.5.4",
+                "Unrecognized authentication mechanism",
+            ));
+            return Ok(Flow::Continue);
+        };
+        let Credentials { user, password } = match self.sasl_exchange(mechanism, initial).await? {
+            Ok(credentials) => credentials,
+            Err(flow) => return Ok(flow),
         };
         match self.ctx.backend.check_password(&user, &password).await {
             Ok(Some(account)) => {

@@ -51,7 +51,7 @@ impl Backups for BackupsApi {
             }
             // Shared with reads: a snapshot install (exclusive) cannot swap the state
             // machine out from under the checkpoint.
-            let _shared = node.state_lock.read().unwrap_or_else(|p| p.into_inner());
+            let _shared = node.state.lock().read().unwrap_or_else(|p| p.into_inner());
             let applied = node
                 .raft
                 .metrics()

@@ -56,8 +56,12 @@ pub fn change(c: &ChangeRec) -> pb::Change {
         mailbox: c.mailbox_name.clone(),
         kind: kind as i32,
         uids: c.uids.clone(),
-        flags: c.flags.iter().map(|f| f.join(" ")).collect(),
         old_name: c.old_name.clone(),
+        flag_sets: c
+            .flags
+            .iter()
+            .map(|f| pb::FlagSet { flags: f.clone() })
+            .collect(),
     }
 }
 

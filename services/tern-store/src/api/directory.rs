@@ -8,13 +8,13 @@ use tonic::{Request, Response, Status};
 use super::{now_ms, unexpected, Api};
 use crate::apply::user_by_address;
 use crate::command::{Command, Reply};
-use crate::db::Txn;
 use crate::error::AppResult;
 use crate::keys::{self, cf};
 use crate::model::{
     domain_of, normalize_address, normalize_domain, AliasRec, DomainRec, ListRec, UserRec,
 };
 use crate::password;
+use crate::txn::Txn;
 
 /// Directory service implementation.
 pub struct DirectoryApi(pub Api);

@@ -11,11 +11,11 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use super::{collect_body, convert, now_ms, unexpected, Api, CHUNK};
 use crate::apply::{account_id, mailbox_by_name};
 use crate::command::{Command, FlagMode, Reply, Target};
-use crate::db::Txn;
 use crate::error::{AppError, AppResult};
 use crate::keys::{self, cf};
 use crate::model::{normalize_address, normalize_flags, normalize_mailbox, MailboxRec, MessageRec};
 use crate::search;
+use crate::txn::Txn;
 
 /// Messages service implementation.
 pub struct MessagesApi(pub Api);

@@ -18,9 +18,9 @@ use futures::StreamExt;
 use tonic::{Status, Streaming};
 
 use crate::command::{Command, Reply};
-use crate::db::Txn;
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::node::Node;
+use crate::txn::Txn;
 
 /// Largest gRPC message the API accepts (bodies arrive in chunks well under this).
 pub const MAX_GRPC_MESSAGE: usize = 8 << 20;
@@ -57,15 +57,11 @@ impl Api {
         T: Send + 'static,
         F: FnOnce(&Txn<'_>) -> AppResult<T> + Send + 'static,
     {
-        let db = self.node.db.clone();
-        let lock = self.node.state_lock.clone();
-        tokio::task::spawn_blocking(move || {
-            let _shared = lock.read().unwrap_or_else(|p| p.into_inner());
-            f(&Txn::new(&db))
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(Status::from)
+        let state = self.node.state.clone();
+        tokio::task::spawn_blocking(move || state.read(f))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(Status::from)
     }
 
     /// Largest accepted message body.

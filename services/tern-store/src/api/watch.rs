@@ -2,7 +2,8 @@
 //! live. Each stream re-reads the feed from its last modseq whenever this node applies a
 //! batch that wrote to that account's feed (see [`crate::state_machine::Applied`]), so
 //! nothing is missed, a write wakes only its own account's readers, and a slow reader costs
-//! no memory on the server.
+//! no memory on the server. Pages are read through [`LocalState`], under the state lock like
+//! every other local read, so a snapshot install never swaps the data under a page.
 
 use std::pin::Pin;
 
@@ -14,7 +15,8 @@ use tonic::{Request, Response, Status};
 
 use super::{convert, Api};
 use crate::apply::{account_id, mailbox_by_name};
-use crate::db;
+use crate::engine::LocalState;
+use crate::error::AppResult;
 use crate::keys::{self, cf};
 use crate::model::{normalize_mailbox, ChangeRec};
 
@@ -24,22 +26,16 @@ pub struct WatchApi(pub Api);
 /// Changes sent per feed read.
 const PAGE: usize = 512;
 
-fn read_page(db: &db::Db, account: u64, after: u64) -> crate::error::AppResult<Vec<ChangeRec>> {
+/// Up to [`PAGE`] changes of `account`'s feed after modseq `after`, in modseq order.
+fn read_page(state: &LocalState, account: u64, after: u64) -> AppResult<Vec<ChangeRec>> {
     let prefix = keys::account_prefix(account);
     let start = keys::change_key(account, after.saturating_add(1));
-    let mut out = Vec::new();
-    let handle = db::handle(db, cf::CHANGES)?;
-    for item in db.iterator_cf(
-        handle,
-        rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
-    ) {
-        let (k, v) = item?;
-        if !k.starts_with(&prefix) || out.len() >= PAGE {
-            break;
-        }
-        out.push(bincode::deserialize(&v)?);
-    }
-    Ok(out)
+    state.read(|txn| {
+        txn.scan_from(cf::CHANGES, &prefix, &start, PAGE)?
+            .into_iter()
+            .map(|(_, v)| Ok(bincode::deserialize(&v)?))
+            .collect()
+    })
 }
 
 #[tonic::async_trait]
@@ -71,7 +67,7 @@ impl Watch for WatchApi {
                 Ok((acct, id))
             })
             .await?;
-        let db = self.0.node.db.clone();
+        let state = self.0.node.state.clone();
         let mut applied = self.0.node.applied.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         tokio::spawn(async move {
@@ -80,19 +76,22 @@ impl Watch for WatchApi {
             let mut mailbox_id: Option<u64> = known_id;
             loop {
                 let mut seen_batch = applied.borrow_and_update().batch;
-                let db2 = db.clone();
-                let page =
-                    match tokio::task::spawn_blocking(move || read_page(&db2, acct, after)).await {
-                        Ok(Ok(p)) => p,
-                        Ok(Err(e)) => {
-                            let _ = tx.send(Err(Status::from(e))).await;
-                            return;
-                        }
-                        Err(e) => {
-                            let _ = tx.send(Err(Status::internal(e.to_string()))).await;
-                            return;
-                        }
-                    };
+                let state2 = state.clone();
+                let page = match tokio::task::spawn_blocking(move || {
+                    read_page(&state2, acct, after)
+                })
+                .await
+                {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(e)) => {
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                        return;
+                    }
+                };
                 let full = page.len() >= PAGE;
                 for c in page {
                     after = c.modseq;
@@ -126,5 +125,92 @@ impl Watch for WatchApi {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::engine::{Batch, Engine, MemoryEngine};
+    use crate::model::ChangeKind;
+    use crate::state_machine::StateLock;
+
+    fn put_change(batch: &mut Batch, account: u64, modseq: u64) {
+        let rec = ChangeRec {
+            modseq,
+            mailbox: 1,
+            mailbox_name: "INBOX".into(),
+            kind: ChangeKind::MailboxCreated,
+            uids: vec![],
+            flags: vec![],
+            old_name: String::new(),
+        };
+        batch.put(
+            cf::CHANGES,
+            keys::change_key(account, modseq),
+            bincode::serialize(&rec).unwrap(),
+        );
+    }
+
+    /// A snapshot install replaces the data while it holds the state lock exclusively; a
+    /// feed read that arrives half-way must wait and then see the installed state, never
+    /// the cleared one in between (the bug: `read_page` used to read RocksDB directly).
+    #[test]
+    fn a_feed_read_waits_for_a_snapshot_install_and_sees_its_result() {
+        let engine = Arc::new(MemoryEngine::new());
+        let lock = StateLock::default();
+        let state = LocalState::new(engine.clone(), lock.clone());
+        let mut before = Batch::new();
+        put_change(&mut before, 7, 1);
+        put_change(&mut before, 8, 1);
+        engine.write(before).unwrap();
+
+        let install = lock.write().unwrap();
+        // Half-way through the install: the old feed is cleared, the new one not written.
+        let mut clear = Batch::new();
+        clear.delete(cf::CHANGES, keys::change_key(7, 1));
+        engine.write(clear).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || tx.send(read_page(&state, 7, 0)));
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "a feed read went ahead during a snapshot install"
+        );
+        let mut installed = Batch::new();
+        put_change(&mut installed, 7, 1);
+        put_change(&mut installed, 7, 2);
+        engine.write(installed).unwrap();
+        drop(install);
+
+        let page = rx.recv().unwrap().unwrap();
+        reader.join().unwrap().unwrap();
+        let modseqs: Vec<u64> = page.iter().map(|c| c.modseq).collect();
+        assert_eq!(modseqs, vec![1, 2], "the read sees the installed feed only");
+    }
+
+    #[test]
+    fn pages_stay_inside_the_account_and_start_after_the_modseq() {
+        let engine = Arc::new(MemoryEngine::new());
+        let state = LocalState::new(engine.clone(), StateLock::default());
+        let mut batch = Batch::new();
+        for m in 1..=(PAGE as u64 + 5) {
+            put_change(&mut batch, 7, m);
+        }
+        put_change(&mut batch, 8, 1);
+        engine.write(batch).unwrap();
+        let first = read_page(&state, 7, 0).unwrap();
+        assert_eq!(first.len(), PAGE);
+        assert_eq!(first[0].modseq, 1);
+        let rest = read_page(&state, 7, PAGE as u64).unwrap();
+        let modseqs: Vec<u64> = rest.iter().map(|c| c.modseq).collect();
+        assert_eq!(
+            modseqs,
+            (PAGE as u64 + 1..=PAGE as u64 + 5).collect::<Vec<_>>()
+        );
+        assert!(read_page(&state, 9, 0).unwrap().is_empty());
     }
 }

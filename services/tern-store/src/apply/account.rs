@@ -2,10 +2,10 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::db::Txn;
 use crate::error::{AppError, AppResult};
 use crate::keys::{self, cf};
 use crate::model::{AccountState, ChangeKind, ChangeRec, MailboxRec, UserRec};
+use crate::txn::Txn;
 
 /// The user record of an address (which must be normalized).
 pub fn user_by_address(txn: &Txn<'_>, address: &str) -> AppResult<UserRec> {

@@ -1,12 +1,12 @@
 //! Domains, users, aliases and mailing lists.
 
 use crate::command::{Outcome, Reply};
-use crate::db::Txn;
 use crate::error::{AppError, AppResult};
 use crate::keys::{self, cf};
 use crate::model::{
     domain_of, normalize_address, normalize_domain, AliasRec, DomainRec, ListRec, UserRec,
 };
+use crate::txn::Txn;
 
 use super::account::{self, load_state};
 use super::mailbox;

@@ -6,9 +6,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::command::{LockOp, Outcome, Reply};
-use crate::db::Txn;
 use crate::error::AppError;
 use crate::keys::cf;
+use crate::txn::Txn;
 
 /// Longest lock name and owner.
 const MAX_NAME: usize = 512;

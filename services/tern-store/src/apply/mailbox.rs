@@ -1,12 +1,12 @@
 //! Mailbox hierarchy: create, delete, rename, subscribe.
 
 use crate::command::{Outcome, Reply};
-use crate::db::Txn;
 use crate::error::{AppError, AppResult};
 use crate::keys::{self, cf};
 use crate::model::{
     normalize_address, normalize_mailbox, ChangeKind, MailboxRec, MessageRec, DELIMITER,
 };
+use crate::txn::Txn;
 
 use super::account::{self, change, next_modseq, record_change, require_mailbox, user_by_address};
 

@@ -1,13 +1,13 @@
 //! Messages: delivery (idempotent, one blob for every target), flags, expunge, copy, move.
 
 use crate::command::{DeliverOutcome, Delivered, FlagMode, Outcome, Reply, Target, UidSet};
-use crate::db::Txn;
 use crate::error::{AppError, AppResult, ErrorKind};
 use crate::keys::{self, cf};
 use crate::model::{
     normalize_address, normalize_flags, normalize_mailbox, ChangeKind, DeliveryDone, MailboxRec,
     MessageRec,
 };
+use crate::txn::Txn;
 
 use super::account::{self, change, next_modseq, record_change, require_mailbox, user_by_address};
 use super::mailbox::account_id;

@@ -14,7 +14,7 @@ mod queue;
 pub mod trace;
 
 use crate::command::{Command, Outcome};
-use crate::db::Txn;
+use crate::txn::Txn;
 
 pub use account::{account_used_bytes, all_mailboxes, mailbox_by_name, user_by_address};
 pub use mailbox::account_id;

@@ -6,10 +6,10 @@
 //! again by itself).
 
 use crate::command::{Outcome, Reply};
-use crate::db::Txn;
 use crate::error::{AppError, AppResult};
 use crate::keys::{self, cf};
 use crate::model::{QueueEntryRec, QueueEventRec, QueueRcpt};
+use crate::txn::Txn;
 
 use super::account;
 

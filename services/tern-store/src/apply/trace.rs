@@ -13,10 +13,10 @@
 //! index (`TX/`, by creation time) lets [`prune`] drop old timelines with their indexes.
 
 use crate::command::{Outcome, Reply};
-use crate::db::Txn;
 use crate::error::{AppError, AppResult};
 use crate::keys::{self, cf};
 use crate::model::{QueueEntryRec, QueueEventRec, TraceEventRec, TraceRec};
+use crate::txn::Txn;
 
 /// Most events kept per trace; beyond it the oldest are dropped, except the first.
 pub const MAX_EVENTS: usize = 256;

@@ -1,0 +1,312 @@
+//! A cluster of real tern-store processes on loopback, on ports the OS assigns (or picked
+//! up front for a bootstrapped cluster), killed when the [`StoreCluster`] is dropped.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use tern_proto::store::v1 as pb;
+use tern_proto::store::v1::{
+    admin_client::AdminClient, directory_client::DirectoryClient,
+    mailboxes_client::MailboxesClient, messages_client::MessagesClient,
+};
+use tonic::transport::Channel;
+
+use crate::service::ServiceProcess;
+
+/// One tern-store process.
+pub struct StoreNode {
+    /// Raft id.
+    pub id: u64,
+    /// gRPC address (kept across restarts).
+    pub addr: String,
+    /// Metrics/health address of the current process.
+    pub metrics: String,
+    data_dir: PathBuf,
+    process: Option<ServiceProcess>,
+}
+
+/// A cluster of tern-store processes.
+pub struct StoreCluster {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    extra_args: Vec<String>,
+    /// The nodes, index 0 = id 1.
+    pub nodes: Vec<StoreNode>,
+}
+
+impl StoreCluster {
+    /// Starts `n` nodes and initializes them as one cluster; waits for a leader.
+    pub async fn start(bin: &Path, n: usize, extra_args: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("tern-cluster-").tempdir()?;
+        let mut cluster = StoreCluster {
+            bin: bin.to_path_buf(),
+            dir,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            nodes: Vec::new(),
+        };
+        for id in 1..=n as u64 {
+            let data_dir = cluster.dir.path().join(format!("node-{id}"));
+            let node = StoreNode {
+                id,
+                addr: "127.0.0.1:0".into(),
+                metrics: String::new(),
+                data_dir,
+                process: None,
+            };
+            cluster.nodes.push(node);
+            cluster.spawn(id as usize - 1).await?;
+        }
+        let members = cluster
+            .nodes
+            .iter()
+            .map(|n| pb::Member {
+                id: n.id,
+                addr: n.addr.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let mut admin = cluster.admin(0).await?;
+        admin
+            .init(pb::InitClusterRequest { members })
+            .await
+            .context("initializing the cluster")?;
+        cluster.wait_leader(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
+    /// Starts one more process (id = number of nodes + 1) that is not part of the cluster
+    /// yet: an operator adds it with `AddNode`. Returns its index.
+    pub async fn add_process(&mut self) -> anyhow::Result<usize> {
+        let id = self.nodes.len() as u64 + 1;
+        let data_dir = self.dir.path().join(format!("node-{id}"));
+        self.nodes.push(StoreNode {
+            id,
+            addr: "127.0.0.1:0".into(),
+            metrics: String::new(),
+            data_dir,
+            process: None,
+        });
+        let i = self.nodes.len() - 1;
+        self.spawn(i).await?;
+        Ok(i)
+    }
+
+    /// Starts `n` nodes that bootstrap themselves from `--initial-members` (as `cargo xtask up`
+    /// and a StatefulSet do) instead of an `Init` call. The ports are picked by the OS (bind
+    /// to port 0, note the port, release it) before the nodes start.
+    pub async fn start_bootstrapped(
+        bin: &Path,
+        n: usize,
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        let mut addrs = Vec::new();
+        for _ in 0..n {
+            let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+            addrs.push(l.local_addr()?.to_string());
+        }
+        let spec = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let dir = tempfile::Builder::new().prefix("tern-cluster-").tempdir()?;
+        let mut args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
+        args.extend(["--initial-members".to_string(), spec]);
+        let mut cluster = StoreCluster {
+            bin: bin.to_path_buf(),
+            dir,
+            extra_args: args,
+            nodes: Vec::new(),
+        };
+        for (i, addr) in addrs.into_iter().enumerate() {
+            let id = i as u64 + 1;
+            let data_dir = cluster.dir.path().join(format!("node-{id}"));
+            cluster.nodes.push(StoreNode {
+                id,
+                addr,
+                metrics: String::new(),
+                data_dir,
+                process: None,
+            });
+            cluster.spawn(i).await?;
+        }
+        cluster.wait_leader(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
+    /// Starts (or restarts) node `i` on its address, and waits until it has bound its
+    /// listeners (its addr file).
+    pub async fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[i];
+        std::fs::create_dir_all(&node.data_dir)?;
+        let mut args = vec![
+            "--id".to_string(),
+            node.id.to_string(),
+            "--listen".into(),
+            node.addr.clone(),
+            "--data-dir".into(),
+            node.data_dir.display().to_string(),
+        ];
+        args.extend(self.extra_args.iter().cloned());
+        let process = ServiceProcess::launch(
+            &self.bin,
+            &format!("tern-store node {}", node.id),
+            &args,
+            &node.data_dir.join("addr"),
+            &node.data_dir.join("log"),
+        )
+        .await?;
+        if let Some(a) = process.addr("grpc") {
+            node.addr = a.to_string();
+        }
+        node.metrics = process.addr("metrics").unwrap_or_default().to_string();
+        node.process = Some(process);
+        Ok(())
+    }
+
+    /// SIGKILLs node `i` (no chance to flush anything: the crash case).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut p) = self.nodes[i].process.take() {
+            p.kill();
+        }
+    }
+
+    /// SIGTERMs node `i` and waits for it to exit (the clean-stop case).
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut p) = self.nodes[i].process.take() {
+            p.stop();
+        }
+    }
+
+    /// The data directory of node `i` (RocksDB in `db/`, snapshots in `snapshots/`).
+    pub fn data_dir(&self, i: usize) -> &Path {
+        &self.nodes[i].data_dir
+    }
+
+    /// Whether node `i` is running.
+    pub fn is_running(&self, i: usize) -> bool {
+        self.nodes[i].process.is_some()
+    }
+
+    /// `http://addr` of node `i`.
+    pub fn endpoint(&self, i: usize) -> String {
+        format!("http://{}", self.nodes[i].addr)
+    }
+
+    /// A channel to node `i`.
+    pub async fn channel(&self, i: usize) -> anyhow::Result<Channel> {
+        Channel::from_shared(self.endpoint(i))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .initial_stream_window_size(tern_proto::client::STREAM_WINDOW)
+            .initial_connection_window_size(tern_proto::client::CONNECTION_WINDOW)
+            .connect()
+            .await
+            .with_context(|| format!("connecting to node {}", self.nodes[i].id))
+    }
+
+    /// Admin client of node `i`.
+    pub async fn admin(&self, i: usize) -> anyhow::Result<AdminClient<Channel>> {
+        Ok(AdminClient::new(self.channel(i).await?))
+    }
+
+    /// Directory client of node `i`.
+    pub async fn directory(&self, i: usize) -> anyhow::Result<DirectoryClient<Channel>> {
+        Ok(DirectoryClient::new(self.channel(i).await?))
+    }
+
+    /// Mailboxes client of node `i`.
+    pub async fn mailboxes(&self, i: usize) -> anyhow::Result<MailboxesClient<Channel>> {
+        Ok(MailboxesClient::new(self.channel(i).await?))
+    }
+
+    /// Messages client of node `i`.
+    pub async fn messages(&self, i: usize) -> anyhow::Result<MessagesClient<Channel>> {
+        Ok(MessagesClient::new(self.channel(i).await?))
+    }
+
+    /// Waits until a running node reports a leader that is running; returns its index.
+    pub async fn wait_leader(&self, timeout: Duration) -> anyhow::Result<usize> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for i in 0..self.nodes.len() {
+                if !self.is_running(i) {
+                    continue;
+                }
+                if let Ok(mut admin) = self.admin(i).await {
+                    if let Ok(s) = admin.status(pb::ClusterStatusRequest {}).await {
+                        let s = s.into_inner();
+                        if let Some(li) = self.nodes.iter().position(|n| n.id == s.leader_id) {
+                            if self.is_running(li) {
+                                return Ok(li);
+                            }
+                        }
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("no leader within {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until node `i` has applied at least `index`.
+    pub async fn wait_applied(
+        &self,
+        i: usize,
+        index: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(mut admin) = self.admin(i).await {
+                if let Ok(s) = admin.status(pb::ClusterStatusRequest {}).await {
+                    if s.into_inner().last_applied >= index {
+                        return Ok(());
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "node {} did not apply index {index} within {timeout:?}",
+                    self.nodes[i].id
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Cluster status as node `i` sees it.
+    pub async fn status(&self, i: usize) -> anyhow::Result<pb::ClusterStatusResponse> {
+        Ok(self
+            .admin(i)
+            .await?
+            .status(pb::ClusterStatusRequest {})
+            .await?
+            .into_inner())
+    }
+
+    /// The last lines of node `i`'s log (for failure messages).
+    pub fn log_tail(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(self.nodes[i].data_dir.join("log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// The data directory of the cluster.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for StoreCluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
