@@ -143,29 +143,14 @@ impl Queue for QueueApi {
                 }
             })
             .await;
-        let queue_id = match queued {
-            Ok(entry) => entry.into_inner().id,
-            // A retry of a request that did commit, whose entry was delivered meanwhile: the
-            // message was accepted once, which is what the caller must hear (not an error it
-            // would answer with 4xx, making the client send it again).
-            Err(s) if s.code() == tonic::Code::AlreadyExists => already_enqueued_id(s.message())
-                .ok_or_else(|| Status::internal(format!("unexpected answer: {}", s.message())))?,
-            Err(s) => return Err(s),
-        };
+        // A retry of a request that did commit answers with the first entry, or only its id
+        // (`completed`) when it was delivered meanwhile: either way the message was accepted
+        // once, which is what the caller must hear.
+        let queue_id = queued?.into_inner().id;
         tracing::info!(%queue_id, %trace_id, size = body.len(), "queued");
         crate::metrics::enqueued();
         Ok(Response::new(qpb::EnqueueResponse { queue_id, trace_id }))
     }
-}
-
-/// The queue id in the store's "already enqueued as ID, ..." answer to a repeated request id.
-pub(crate) fn already_enqueued_id(message: &str) -> Option<String> {
-    let rest = message.split("already enqueued as ").nth(1)?;
-    let id: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric())
-        .collect();
-    (!id.is_empty()).then_some(id)
 }
 
 /// The MAIL parameters of the queue API as the SMTP crate types them; an enum value this
@@ -194,19 +179,4 @@ fn mail_params(p: &qpb::MailParams) -> Result<MailParams, Status> {
         envid: (!p.envid.is_empty()).then(|| p.envid.clone()),
         ..MailParams::default()
     })
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_queue_id_of_a_repeated_request_is_recovered() {
-        assert_eq!(
-            super::already_enqueued_id(
-                "already enqueued as 0193A4B2C1D0E1F2A, and that entry has since completed"
-            )
-            .as_deref(),
-            Some("0193A4B2C1D0E1F2A")
-        );
-        assert_eq!(super::already_enqueued_id("queue entry X exists"), None);
-    }
 }

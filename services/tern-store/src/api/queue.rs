@@ -24,6 +24,11 @@ const MAX_RECIPIENTS: usize = 1000;
 fn entry_reply(reply: Reply) -> Result<Response<pb::QueueEntry>, Status> {
     match reply {
         Reply::Entry(e) => Ok(Response::new(convert::entry(&e))),
+        Reply::EnqueuedEarlier(id) => Ok(Response::new(pb::QueueEntry {
+            id,
+            completed: true,
+            ..Default::default()
+        })),
         other => Err(unexpected(&other)),
     }
 }
