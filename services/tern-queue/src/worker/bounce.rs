@@ -101,15 +101,9 @@ impl Worker {
                 }
             })
             .await;
-        match created {
-            Ok(c) => Ok(c.into_inner().id),
-            // Queued (and perhaps already delivered) by an earlier run of this attempt.
-            Err(s) if s.code() == tonic::Code::AlreadyExists => {
-                Ok(crate::api::already_enqueued_id(s.message())
-                    .unwrap_or_else(|| s.message().to_string()))
-            }
-            Err(s) => Err(s.into()),
-        }
+        // Queued (and perhaps already delivered, `completed`) by an earlier run of this
+        // attempt: the store answers with that entry's id.
+        Ok(created?.into_inner().id)
     }
 }
 
