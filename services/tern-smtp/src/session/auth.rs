@@ -4,7 +4,7 @@
 //! identity) are [`tern_sasl`]'s, shared with IMAP and POP3.
 
 use base64::Engine;
-use tern_net::line::{read_line, Line};
+use tern_net::connection::Read;
 use tern_sasl::{Credentials, Exchange, Mechanism, SaslError, Step};
 use tern_smtp_proto::reply::Reply;
 
@@ -16,18 +16,15 @@ impl Session<'_> {
     /// session does instead (after the reply: too long, timed out, closed).
     async fn sasl_challenge(&mut self, challenge: &[u8]) -> std::io::Result<Result<Vec<u8>, Flow>> {
         let encoded = base64::engine::general_purpose::STANDARD.encode(challenge);
-        self.out
-            .extend_from_slice(format!("334 {encoded}\r\n").as_bytes());
+        self.conn.queue(format!("334 {encoded}\r\n").as_bytes());
         self.flush().await?;
-        let mut line = Vec::new();
-        let read = tokio::time::timeout(
-            self.ctx.command_timeout,
-            read_line(&mut self.reader, &mut line, MAX_AUTH_LINE),
-        )
-        .await;
-        match read {
-            Ok(Ok(Line::Complete)) => Ok(Ok(line)),
-            Ok(Ok(Line::TooLong)) => {
+        match self
+            .conn
+            .read_line(MAX_AUTH_LINE, self.ctx.command_timeout)
+            .await?
+        {
+            Read::Done => Ok(Ok(self.conn.line().to_vec())),
+            Read::TooLong => {
                 self.reply(Reply::new(
                     500,
                     "5.5.6",
@@ -35,9 +32,8 @@ impl Session<'_> {
                 ));
                 Ok(Err(Flow::Continue))
             }
-            Ok(Ok(Line::Eof)) => Ok(Err(Flow::Close)),
-            Ok(Err(e)) => Err(e),
-            Err(_) => {
+            Read::Eof => Ok(Err(Flow::Close)),
+            Read::TimedOut => {
                 self.reply(self.timeout_reply());
                 Ok(Err(Flow::Close))
             }

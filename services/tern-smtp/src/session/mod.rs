@@ -14,13 +14,11 @@ mod auth;
 mod envelope;
 mod transfer;
 
-use tern_net::conn::Conn;
-use tern_net::line::{read_line, Line};
+use tern_net::connection::{Connection, Read};
 use tern_proto::queue::v1 as qpb;
 use tern_smtp_proto::command::{self, Command, Mailbox, ParseError};
 use tern_smtp_proto::params::MailParams;
 use tern_smtp_proto::reply::Reply;
-use tokio::io::{AsyncWriteExt, BufReader};
 
 use crate::backend::{Account, MessageSink};
 use crate::compose::Composer;
@@ -71,17 +69,12 @@ pub struct Session<'a> {
     ctx: &'a SmtpContext,
     listener: Listener,
     peer: SocketAddr,
-    reader: BufReader<Conn>,
-    out: Vec<u8>,
+    conn: Connection,
     helo: Option<(String, bool)>,
     auth: Option<Account>,
     tx: Option<Transaction>,
     errors: u32,
     auth_failures: u32,
-}
-
-fn io_timeout(what: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what} timed out"))
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -92,13 +85,17 @@ fn random_hex(bytes: usize) -> String {
 
 impl<'a> Session<'a> {
     /// A session over an accepted (and, for submissions, already encrypted) connection.
-    pub fn new(ctx: &'a SmtpContext, listener: Listener, peer: SocketAddr, conn: Conn) -> Self {
+    pub fn new(
+        ctx: &'a SmtpContext,
+        listener: Listener,
+        peer: SocketAddr,
+        conn: Connection,
+    ) -> Self {
         Self {
             ctx,
             listener,
             peer,
-            reader: BufReader::with_capacity(16 << 10, conn),
-            out: Vec::with_capacity(4096),
+            conn,
             helo: None,
             auth: None,
             tx: None,
@@ -115,28 +112,17 @@ impl<'a> Session<'a> {
         if matches!(reply.code, 500..=504 | 530 | 535 | 538 | 555) {
             self.errors += 1;
         }
-        reply.write_to(&mut self.out);
+        reply.write_to(self.conn.out());
     }
 
+    /// Writes the queued replies, within the connection's write time-out.
     async fn flush(&mut self) -> std::io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let timeout = self.ctx.command_timeout;
-        let out = &self.out;
-        let conn = self.reader.get_mut();
-        let written = tokio::time::timeout(timeout, async {
-            conn.write_all(out).await?;
-            conn.flush().await
-        })
-        .await;
-        self.out.clear();
-        written.map_err(|_| io_timeout("write"))?
+        self.conn.flush().await
     }
 
-    /// Runs the conversation to its end, or until STARTTLS: then the plain connection is
-    /// returned for the caller to run the handshake and a new session over it.
-    pub async fn run(mut self, greet: bool) -> std::io::Result<Option<Conn>> {
+    /// Runs the conversation to its end, or until STARTTLS: then the connection is returned
+    /// (its `220` sent) for the caller to upgrade it and run a new session over it.
+    pub async fn run(mut self, greet: bool) -> std::io::Result<Option<Connection>> {
         let host = self.ctx.hostname.clone();
         if greet && !self.ctx.backend.store_up() {
             metrics::refused(self.listener.name());
@@ -151,57 +137,28 @@ impl<'a> Session<'a> {
             self.reply(Reply::plain(220, vec![format!("{host} ESMTP Tern")]));
             self.flush().await?;
         }
-        let mut line = Vec::with_capacity(512);
         loop {
-            let read = tokio::time::timeout(
-                self.ctx.command_timeout,
-                read_line(&mut self.reader, &mut line, MAX_AUTH_LINE),
-            )
-            .await;
-            let flow = match read {
-                Err(_) => {
+            let flow = match self
+                .conn
+                .read_line(MAX_AUTH_LINE, self.ctx.command_timeout)
+                .await?
+            {
+                Read::TimedOut => {
                     self.reply(self.timeout_reply());
                     Flow::Close
                 }
-                Ok(Err(e)) => return Err(e),
-                Ok(Ok(Line::Eof)) => {
+                Read::Eof => {
                     let _ = self.flush().await;
                     return Ok(None);
                 }
-                Ok(Ok(Line::TooLong)) => {
+                Read::TooLong => {
                     self.reply(Reply::new(500, "5.5.2", "Line too long"));
                     Flow::Continue
                 }
-                Ok(Ok(Line::Complete)) => {
-                    let verb = |v: &[u8]| line.len() >= 5 && line[..5].eq_ignore_ascii_case(v);
-                    let limit = if verb(b"AUTH ") {
-                        MAX_AUTH_LINE
-                    } else if verb(b"MAIL ") || verb(b"RCPT ") {
-                        MAX_PATH_LINE
-                    } else {
-                        MAX_COMMAND_LINE
-                    };
-                    if line.len() + 2 > limit {
-                        self.reply(Reply::new(500, "5.5.2", "Line too long"));
-                        Flow::Continue
-                    } else if verb(b"BDAT ") || line.eq_ignore_ascii_case(b"BDAT") {
-                        match command::parse(&line) {
-                            Ok(cmd) => self.dispatch(Ok(cmd), false).await?,
-                            Err(_) => {
-                                // The chunk's length is unknown: its octets would be read as
-                                // commands. RFC 3030 leaves closing as the only safe answer.
-                                self.reply(Reply::new(
-                                    501,
-                                    "5.5.4",
-                                    "Syntax: BDAT size [LAST]; closing",
-                                ));
-                                Flow::Close
-                            }
-                        }
-                    } else {
-                        let parsed = command::parse(&line);
-                        self.dispatch(parsed, verb(b"MAIL ")).await?
-                    }
+                Read::Done => {
+                    // At most MAX_AUTH_LINE octets, copied so the session can be borrowed.
+                    let line = self.conn.line().to_vec();
+                    self.command_line(&line).await?
                 }
             };
             let flow = if self.errors >= self.ctx.max_errors && !matches!(flow, Flow::Close) {
@@ -215,32 +172,54 @@ impl<'a> Session<'a> {
                 flow
             };
             match flow {
-                Flow::Continue => {
-                    // RFC 2920 §3.2: replies wait while more pipelined commands are already
-                    // here, and go out before the server would block for input.
-                    if !self.reader.buffer().contains(&b'\n') {
-                        self.flush().await?;
-                    }
-                }
+                // RFC 2920 §3.2: replies wait while more pipelined commands are already
+                // here, and go out before the server would block for input.
+                Flow::Continue => self.conn.flush_unless_pipelined().await?,
                 Flow::Close => {
-                    self.flush().await?;
-                    let _ = self.reader.get_mut().shutdown().await;
+                    self.conn.close().await;
                     return Ok(None);
                 }
                 Flow::StartTls => {
-                    // Anything pipelined after STARTTLS would be taken as if it came over TLS
-                    // (CVE-2011-0411): such a client is cut off.
-                    let pipelined = !self.reader.buffer().is_empty();
                     self.flush().await?;
-                    if pipelined {
-                        return Ok(None);
-                    }
                     // RFC 3207 §4.2: after the handshake the server forgets everything it
-                    // learned before, so the caller starts a new session over TLS.
-                    return Ok(Some(self.reader.into_inner()));
+                    // learned before, so the caller upgrades the connection (refusing
+                    // input pipelined behind STARTTLS) and starts a new session over it.
+                    return Ok(Some(self.conn));
                 }
             }
         }
+    }
+
+    /// One command line (without its CRLF): its length bound by verb, then the command.
+    async fn command_line(&mut self, line: &[u8]) -> std::io::Result<Flow> {
+        let verb = |v: &[u8]| line.len() >= 5 && line[..5].eq_ignore_ascii_case(v);
+        let limit = if verb(b"AUTH ") {
+            MAX_AUTH_LINE
+        } else if verb(b"MAIL ") || verb(b"RCPT ") {
+            MAX_PATH_LINE
+        } else {
+            MAX_COMMAND_LINE
+        };
+        if line.len() + 2 > limit {
+            self.reply(Reply::new(500, "5.5.2", "Line too long"));
+            return Ok(Flow::Continue);
+        }
+        if verb(b"BDAT ") || line.eq_ignore_ascii_case(b"BDAT") {
+            return match command::parse(line) {
+                Ok(cmd) => self.dispatch(Ok(cmd), false).await,
+                Err(_) => {
+                    // The chunk's length is unknown: its octets would be read as commands.
+                    // RFC 3030 leaves closing as the only safe answer.
+                    self.reply(Reply::new(
+                        501,
+                        "5.5.4",
+                        "Syntax: BDAT size [LAST]; closing",
+                    ));
+                    Ok(Flow::Close)
+                }
+            };
+        }
+        self.dispatch(command::parse(line), verb(b"MAIL ")).await
     }
 
     async fn dispatch(
@@ -313,7 +292,7 @@ impl<'a> Session<'a> {
                 format!("{verb} is obsolete (RFC 5321) and not offered"),
             )),
             Command::StartTls => {
-                if self.reader.get_ref().is_tls() {
+                if self.conn.is_tls() {
                     self.reply(Reply::new(503, "5.5.1", "TLS already active"));
                 } else if self.ctx.tls.is_none() {
                     self.reply(Reply::new(502, "5.5.1", "STARTTLS not available"));
@@ -328,7 +307,7 @@ impl<'a> Session<'a> {
     }
 
     fn auth_offered(&self) -> bool {
-        self.listener != Listener::Mx && (self.reader.get_ref().is_tls() || self.ctx.plaintext_auth)
+        self.listener != Listener::Mx && (self.conn.is_tls() || self.ctx.plaintext_auth)
     }
 
     fn ehlo_lines(&self, domain: &str) -> Vec<String> {
@@ -342,7 +321,7 @@ impl<'a> Session<'a> {
             "CHUNKING".into(),
             "DSN".into(),
         ];
-        if self.ctx.tls.is_some() && !self.reader.get_ref().is_tls() {
+        if self.ctx.tls.is_some() && !self.conn.is_tls() {
             lines.push("STARTTLS".into());
         }
         if self.auth_offered() && self.auth.is_none() {

@@ -2,11 +2,11 @@
 //! while they arrive, the Received field and submission's added headers, and the commit whose
 //! reply is the 250 (only once the queue has it durably).
 
+use tern_net::connection::Read;
 use tern_proto::queue::v1 as qpb;
 use tern_smtp_proto::command::Mailbox;
 use tern_smtp_proto::params::{self, MailParams};
 use tern_smtp_proto::reply::Reply;
-use tokio::io::AsyncBufReadExt;
 use tracing::Instrument;
 
 use super::{random_hex, Bdat, Flow, Session, Transaction, FORWARD_CHUNK};
@@ -35,7 +35,7 @@ impl Session<'_> {
     /// id, and the protocol as RFC 3848 / RFC 6531 spell it.
     fn received_header(&self, tx: &Transaction) -> Vec<u8> {
         let (helo, esmtp) = self.helo.clone().unwrap_or_default();
-        let tls = self.reader.get_ref().is_tls();
+        let tls = self.conn.is_tls();
         let mut proto = String::from(match (tx.params.smtputf8, esmtp) {
             (true, _) => "UTF8SMTP",
             (false, true) => "ESMTP",
@@ -122,8 +122,8 @@ impl Session<'_> {
             if !self.content().await? {
                 return Ok(Flow::Close);
             }
-            let (used, done) = decoder.feed(self.reader.buffer(), &mut decoded);
-            self.reader.consume(used);
+            let (used, done) = decoder.feed(self.conn.buffered(), &mut decoded);
+            self.conn.consume(used);
             composer.push(&decoded, &mut ready);
             decoded.clear();
             if ready.len() >= FORWARD_CHUNK {
@@ -184,9 +184,10 @@ impl Session<'_> {
     /// Waits for message content (DATA or a BDAT chunk) within the data time-out. False when
     /// the client went away, or stayed silent (then 421 is queued for the caller's close).
     async fn content(&mut self) -> std::io::Result<bool> {
-        match tokio::time::timeout(self.ctx.data_timeout, self.reader.fill_buf()).await {
-            Ok(r) => Ok(!r?.is_empty()),
-            Err(_) => {
+        match self.conn.fill(self.ctx.data_timeout).await? {
+            Read::Done => Ok(true),
+            Read::Eof => Ok(false),
+            Read::TimedOut | Read::TooLong => {
                 self.reply(self.timeout_reply());
                 Ok(false)
             }
@@ -199,8 +200,8 @@ impl Session<'_> {
             if !self.content().await? {
                 return Ok(false);
             }
-            let n = self.reader.buffer().len().min(size as usize);
-            self.reader.consume(n);
+            let n = self.conn.buffered().len().min(size as usize);
+            self.conn.consume(n);
             size -= n as u64;
         }
         Ok(true)
@@ -244,14 +245,14 @@ impl Session<'_> {
             if !self.content().await? {
                 return Ok(Flow::Close);
             }
-            let buf = self.reader.buffer();
+            let buf = self.conn.buffered();
             let n = buf.len().min(remaining as usize);
             if !bdat.too_big {
                 bdat.normalizer.feed(&buf[..n], &mut normalized);
                 bdat.composer.push(&normalized, &mut ready);
                 normalized.clear();
             }
-            self.reader.consume(n);
+            self.conn.consume(n);
             remaining -= n as u64;
             if ready.len() >= FORWARD_CHUNK {
                 if let Some(sink) = bdat.sink.as_mut() {
