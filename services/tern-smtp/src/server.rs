@@ -8,13 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use tern_net::connection::{Connection, Timeouts};
 use tern_net::limit::ConnectionLimiter;
-use tern_net::listen::{bind_optional, write_addr_file};
+use tern_net::listen::{bind_optional, write_addr_file, Tasks};
 use tern_net::tls::ReloadingTls;
 use tern_proto::client::StoreClient;
 use tern_telemetry::Health;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::backend::Backend;
@@ -87,15 +86,13 @@ pub struct Running {
     pub submissions: Option<SocketAddr>,
     /// Bound metrics/health address.
     pub metrics: SocketAddr,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Tasks,
 }
 
 impl Running {
     /// Stops accepting; sessions in progress end with the process.
     pub fn stop(self) {
-        for t in self.tasks {
-            t.abort();
-        }
+        self.tasks.abort_all();
     }
 }
 
@@ -140,7 +137,7 @@ pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
         submission: addr(&submission)?,
         submissions: addr(&submissions)?,
         metrics: metrics_listener.local_addr()?,
-        tasks: Vec::new(),
+        tasks: Tasks::default(),
     };
     for (listener, kind) in [
         (mx, Listener::Mx),
@@ -148,23 +145,15 @@ pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
         (submissions, Listener::Submissions),
     ] {
         if let Some(l) = listener {
-            running
-                .tasks
-                .push(tokio::spawn(serve(l, ctx.clone(), kind)));
+            running.tasks.spawn(serve(l, ctx.clone(), kind));
         }
     }
     // Ready while a store quorum answers (tern_proto::client::follow_store_quorum).
-    running
-        .tasks
-        .push(tokio::spawn(tern_proto::client::follow_store_quorum(
-            store.clone(),
-            health.clone(),
-        )));
-    running.tasks.push(tokio::spawn(async move {
-        if let Err(e) = tern_telemetry::serve_http(metrics_listener, health).await {
-            tracing::error!(error = format!("{e:#}"), "metrics endpoint failed");
-        }
-    }));
+    running.tasks.extend(tern_proto::client::spawn_health(
+        store,
+        health,
+        metrics_listener,
+    ));
     if let Some(path) = &config.addr_file {
         write_addr_file(
             path,
