@@ -12,6 +12,7 @@ use tern_proto::client::StoreClient;
 use tern_telemetry::Health;
 use tokio::net::TcpListener;
 
+use crate::accept::ListenerPolicy;
 use crate::config::AccessConfig;
 use crate::imap::server::ImapContext;
 use crate::pop3::server::{serve, Pop3Context};
@@ -64,31 +65,29 @@ pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
             .map(|a| a.port())
             .unwrap_or(0)
     );
-    let limiter = ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip);
+    // One limiter for POP3 and IMAP together: the limits are the node's.
+    let policy = ListenerPolicy {
+        tls,
+        limiter: ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip),
+        plaintext_auth: config.loopback_plaintext_auth,
+        auth_failure_delay: Duration::from_millis(config.auth_failure_delay_ms),
+        max_auth_failures: config.max_auth_failures,
+        max_errors: config.max_errors,
+    };
     let retrievals = crate::retrieval::RetrievalTracer::new(store.clone(), &node);
     let imap_ctx = Arc::new(ImapContext {
         retrievals: retrievals.clone(),
         store: store.clone(),
-        tls: tls.clone(),
-        limiter: limiter.clone(),
-        plaintext_auth: config.loopback_plaintext_auth,
+        policy: policy.clone(),
         idle_timeout: Duration::from_secs(config.imap_idle_timeout_secs),
-        auth_failure_delay: Duration::from_millis(config.auth_failure_delay_ms),
-        max_auth_failures: config.max_auth_failures,
-        max_errors: config.max_errors,
         max_message: config.max_message_bytes,
     });
     let ctx = Arc::new(Pop3Context {
         store: store.clone(),
         node,
         retrievals,
-        tls,
-        limiter,
-        plaintext_auth: config.loopback_plaintext_auth,
+        policy,
         idle_timeout: Duration::from_secs(config.idle_timeout_secs),
-        auth_failure_delay: Duration::from_millis(config.auth_failure_delay_ms),
-        max_auth_failures: config.max_auth_failures,
-        max_errors: config.max_errors,
         lock_ttl: Duration::from_secs(config.lock_ttl_secs.max(3)),
     });
     let mut running = Running {

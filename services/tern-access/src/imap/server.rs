@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tern_net::connection::{Connection, Read as Input, Timeouts};
-use tern_net::limit::ConnectionLimiter;
 use tern_net::tls::ReloadingTls;
 use tern_proto::client::StoreClient;
 use tokio::net::TcpListener;
@@ -20,6 +19,7 @@ use super::backend::ImapBackend;
 use super::command::{parse, tag_of, Parsed};
 use super::grpc::StoreBackend;
 use super::session::{Next, Session, Settings, Sink};
+use crate::accept::ListenerPolicy;
 use crate::metrics;
 
 /// Longest command line (Dovecot's default too); real clients send long UID sets.
@@ -47,20 +47,10 @@ const PREAUTH_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct ImapContext {
     /// The store.
     pub store: StoreClient,
-    /// Certificate for STARTTLS and IMAPS, if configured.
-    pub tls: Option<Arc<ReloadingTls>>,
-    /// Limits shared by this node's IMAP listeners.
-    pub limiter: ConnectionLimiter,
-    /// Plain-text authentication allowed (development, loopback-only listeners).
-    pub plaintext_auth: bool,
+    /// TLS, limits, login and failure policy (shared with POP3).
+    pub policy: ListenerPolicy,
     /// Autologout time of an authenticated session (at least [`MIN_IDLE_TIMEOUT`]).
     pub idle_timeout: Duration,
-    /// Pause after a wrong password.
-    pub auth_failure_delay: Duration,
-    /// Wrong passwords before closing.
-    pub max_auth_failures: u32,
-    /// BAD replies before closing.
-    pub max_errors: u32,
     /// Largest APPEND literal (message size).
     pub max_message: u32,
     /// Reports whole-message fetches into the messages' delivery traces.
@@ -85,19 +75,19 @@ pub struct LoopSettings {
 impl ImapContext {
     fn loop_settings(&self) -> LoopSettings {
         LoopSettings {
-            tls: self.tls.clone(),
+            tls: self.policy.tls.clone(),
             idle_timeout: self.idle_timeout,
-            auth_failure_delay: self.auth_failure_delay,
-            max_errors: self.max_errors,
+            auth_failure_delay: self.policy.auth_failure_delay,
+            max_errors: self.policy.max_errors,
             max_message: self.max_message,
         }
     }
 
     fn session_settings(&self) -> Settings {
         Settings {
-            starttls: self.tls.is_some(),
-            plaintext_auth: self.plaintext_auth,
-            max_auth_failures: self.max_auth_failures,
+            starttls: self.policy.tls.is_some(),
+            plaintext_auth: self.policy.plaintext_auth,
+            max_auth_failures: self.policy.max_auth_failures,
         }
     }
 }
@@ -112,7 +102,7 @@ pub fn timeouts() -> Timeouts {
 
 /// Accepts connections until the task is dropped. `implicit_tls` makes it an IMAPS listener.
 pub async fn serve(listener: TcpListener, ctx: Arc<ImapContext>, implicit_tls: bool) {
-    let limiter = ctx.limiter.clone();
+    let limiter = ctx.policy.limiter.clone();
     crate::accept::accept_loop(
         listener,
         limiter,
@@ -130,7 +120,7 @@ async fn run(
     implicit_tls: bool,
 ) -> std::io::Result<()> {
     let mut conn = if implicit_tls {
-        let Some(tls) = &ctx.tls else {
+        let Some(tls) = &ctx.policy.tls else {
             return Ok(());
         };
         Connection::accept_tls(tcp, &tls.acceptor(), timeouts()).await?
