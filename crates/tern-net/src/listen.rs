@@ -48,6 +48,25 @@ pub async fn bind_optional(addr: &str, what: &str) -> anyhow::Result<Option<TcpL
         .with_context(|| format!("binding the {what} listener to {addr}"))
 }
 
+/// Refuses `listen` (the setting `what`) unless it is a loopback address: plain-text login
+/// (`loopback_plaintext_auth`) is for development listeners only. An empty `listen` is a
+/// listener switched off, and passes.
+pub fn require_loopback(what: &str, listen: &str) -> anyhow::Result<()> {
+    if listen.is_empty() {
+        return Ok(());
+    }
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("{what} {listen:?}"))?;
+    if !addr.ip().is_loopback() {
+        anyhow::bail!(
+            "loopback_plaintext_auth is for development listeners on a loopback address, \
+             not {addr}"
+        );
+    }
+    Ok(())
+}
+
 /// The next connection of `listener`, with Nagle's algorithm off (replies are small and must
 /// go out at once). A failed accept (out of descriptors and the like) is logged and retried
 /// after 100 ms instead of spinning or ending the listener.
