@@ -198,17 +198,18 @@ impl<B: Backend> Session<B> {
 
     /// Handles one line (without CRLF), appending the response to `out`.
     pub async fn handle(&mut self, line: &[u8], out: &mut Vec<u8>) -> Next {
-        if let State::Authorization {
-            sasl: Some(exchange),
-            ..
-        } = &mut self.state
-        {
-            let step = exchange.respond(line);
-            self.state = State::Authorization {
-                user: None,
-                sasl: None,
-            };
-            return self.sasl_step(step, out).await;
+        if let State::Authorization { sasl, .. } = &mut self.state {
+            if let Some(mut exchange) = sasl.take() {
+                let step = exchange.respond(line);
+                // A further challenge (LOGIN's "Password:") keeps the exchange going; an end
+                // of any kind starts the AUTHORIZATION state afresh.
+                let more = matches!(step, Ok(tern_sasl::Step::Challenge(_)));
+                self.state = State::Authorization {
+                    user: None,
+                    sasl: more.then_some(exchange),
+                };
+                return self.sasl_step(step, out).await;
+            }
         }
         let cmd = match parse(line) {
             Ok(c) => c,
