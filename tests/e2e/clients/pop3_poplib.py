@@ -67,7 +67,7 @@ def scenario_commands(args):
     expect_error(p._shortcmd, "AUTH CRAM-MD5")
     # AUTH with no argument lists the mechanisms.
     resp, mechs, _ = p._longcmd("AUTH")
-    assert mechs == [b"PLAIN"], mechs
+    assert mechs == [b"PLAIN", b"LOGIN"], mechs
 
     # A wrong password: -ERR [AUTH], then the session goes on.
     p.user(args.user)
