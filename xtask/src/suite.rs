@@ -25,16 +25,17 @@ use crate::cargo::{self, cargo};
 use crate::prereq;
 
 /// Fuzz targets (crate directory, target, seconds) run by every `cargo xtask test`.
-const FUZZ: [(&str, &str, u32); 10] = [
+const FUZZ: [(&str, &str, u32); 11] = [
     ("crates/tern-sasl/fuzz", "sasl_exchange", 10),
     ("services/tern-access/fuzz", "pop3_command", 30),
     ("services/tern-access/fuzz", "pop3_wire", 15),
     ("services/tern-access/fuzz", "imap_structure", 20),
     ("services/tern-access/fuzz", "imap_command", 20),
     ("services/tern-access/fuzz", "imap_utf7", 15),
-    ("services/tern-queue/fuzz", "smtp_reply", 20),
+    ("crates/tern-smtp-proto/fuzz", "smtp_command", 25),
+    ("crates/tern-smtp-proto/fuzz", "smtp_reply", 15),
+    ("crates/tern-smtp-proto/fuzz", "xtext", 10),
     ("services/tern-queue/fuzz", "message_id", 10),
-    ("services/tern-smtp/fuzz", "smtp_command", 30),
     ("services/tern-smtp/fuzz", "smtp_data", 20),
 ];
 

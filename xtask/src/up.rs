@@ -210,7 +210,7 @@ fn start_access(bin: &Path, nodes: u16, data_dir: &Path) -> anyhow::Result<Node>
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let args = [
+    let mut args = vec![
         "--store".to_string(),
         store_list(nodes),
         "--pop3-listen".into(),
@@ -221,14 +221,22 @@ fn start_access(bin: &Path, nodes: u16, data_dir: &Path) -> anyhow::Result<Node>
         format!("127.0.0.1:{IMAP_PORT}"),
         "--imaps-listen".into(),
         format!("127.0.0.1:{IMAPS_PORT}"),
+    ];
+    args.extend(dev_tls_args(&tls));
+    procs::spawn_service(bin, "tern-access", &data_dir.join("access"), &args)
+}
+
+/// The development certificate in `tls` (made by `tern-access dev-cert`), and plain-text
+/// login allowed: every development listener is on loopback. Access and SMTP take both.
+fn dev_tls_args(tls: &Path) -> [String; 6] {
+    [
         "--tls-cert".into(),
         tls.join("cert.pem").display().to_string(),
         "--tls-key".into(),
         tls.join("key.pem").display().to_string(),
         "--loopback-plaintext-auth".into(),
         "true".into(),
-    ];
-    procs::spawn_service(bin, "tern-access", &data_dir.join("access"), &args)
+    ]
 }
 
 /// `127.0.0.1:7101,...` for every store node.
@@ -255,8 +263,7 @@ fn start_queue(bin: &Path, nodes: u16, data_dir: &Path) -> anyhow::Result<Node> 
 /// SMTP ingress on the three development ports, with the certificate the access node made;
 /// AUTH without TLS is allowed on the loopback submission listener for development.
 fn start_smtp(bin: &Path, nodes: u16, data_dir: &Path) -> anyhow::Result<Node> {
-    let tls = data_dir.join("tls");
-    let args = [
+    let mut args = vec![
         "--store".to_string(),
         store_list(nodes),
         "--queue".into(),
@@ -269,13 +276,8 @@ fn start_smtp(bin: &Path, nodes: u16, data_dir: &Path) -> anyhow::Result<Node> {
         format!("127.0.0.1:{SMTP_SUBMISSION_PORT}"),
         "--submissions-listen".into(),
         format!("127.0.0.1:{SMTP_SUBMISSIONS_PORT}"),
-        "--tls-cert".into(),
-        tls.join("cert.pem").display().to_string(),
-        "--tls-key".into(),
-        tls.join("key.pem").display().to_string(),
-        "--loopback-plaintext-auth".into(),
-        "true".into(),
     ];
+    args.extend(dev_tls_args(&data_dir.join("tls")));
     procs::spawn_service(bin, "tern-smtp", &data_dir.join("smtp"), &args)
 }
 

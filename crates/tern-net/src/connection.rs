@@ -273,6 +273,38 @@ impl Connection {
         Ok(Read::Done)
     }
 
+    /// Waits (at most `idle`, and not past the deadline) until input is buffered: `Done`
+    /// when [`Connection::buffered`] is non-empty, `Eof` when the peer closed. For protocols
+    /// that decode input in place (SMTP's DATA and BDAT) with [`Connection::consume`].
+    pub async fn fill(&mut self, idle: Duration) -> io::Result<Read> {
+        let budget = self.read_budget(idle);
+        let stream = self.stream()?;
+        match tokio::time::timeout(budget, stream.fill_buf()).await {
+            Err(_) => Ok(Read::TimedOut),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok([])) => Ok(Read::Eof),
+            Ok(Ok(_)) => Ok(Read::Done),
+        }
+    }
+
+    /// The input read but not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        self.stream.as_ref().map_or(&[], |s| s.buffer())
+    }
+
+    /// Marks `n` octets of [`Connection::buffered`] as used.
+    pub fn consume(&mut self, n: usize) {
+        if let Some(s) = self.stream.as_mut() {
+            s.consume(n);
+        }
+    }
+
+    /// Waits until input is buffered or the peer closed, consuming nothing: cancel-safe, so
+    /// a session can wait for input and for something else at once (IMAP IDLE).
+    pub async fn input_ready(&mut self) -> io::Result<()> {
+        self.stream()?.fill_buf().await.map(|_| ())
+    }
+
     /// Whether the client has sent more than has been read (pipelined commands). Replies
     /// to pipelined commands are sent together (RFC 2920, RFC 2449).
     pub fn has_pipelined_input(&self) -> bool {
@@ -301,10 +333,12 @@ impl Connection {
         w.flush().await
     }
 
-    /// Writes the output buffer unless more pipelined input is waiting, so the replies to a
-    /// pipelined batch go out in one write.
+    /// Writes the output buffer unless a whole further command line is already waiting, so
+    /// the replies to a pipelined batch go out in one write (RFC 2920 §3.2). Half a line
+    /// does not hold replies back: the server would block reading its rest with the
+    /// replies unsent.
     pub async fn flush_unless_pipelined(&mut self) -> io::Result<()> {
-        if self.has_pipelined_input() {
+        if self.buffered().contains(&b'\n') {
             return Ok(());
         }
         self.flush().await
@@ -410,6 +444,33 @@ mod tests {
         assert_eq!(conn.byte_counts().read(), 48);
         drop(client);
         assert_eq!(conn.read_line(10, idle).await.unwrap(), Read::Eof);
+    }
+
+    #[tokio::test]
+    async fn input_is_decoded_in_place_and_replies_wait_only_for_whole_lines() {
+        let (mut conn, mut client) = pair(Timeouts::default()).await;
+        let idle = Duration::from_secs(5);
+        client.write_all(b"NOOP\r\nNOOP\r\nNO").await.unwrap();
+        assert_eq!(conn.read_line(64, idle).await.unwrap(), Read::Done);
+        // A whole command is waiting: the reply is held for the batch.
+        conn.queue(b"250 a\r\n");
+        conn.flush_unless_pipelined().await.unwrap();
+        assert_eq!(conn.out().len(), 7);
+        assert_eq!(conn.read_line(64, idle).await.unwrap(), Read::Done);
+        // Only half a line: replies go out before the server waits for the rest.
+        conn.queue(b"250 b\r\n");
+        conn.flush_unless_pipelined().await.unwrap();
+        assert!(conn.out().is_empty());
+        let mut got = [0u8; 14];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"250 a\r\n250 b\r\n");
+        assert_eq!(conn.fill(idle).await.unwrap(), Read::Done);
+        assert_eq!(conn.buffered(), b"NO");
+        conn.consume(1);
+        assert_eq!(conn.buffered(), b"O");
+        conn.consume(1);
+        drop(client);
+        assert_eq!(conn.fill(idle).await.unwrap(), Read::Eof);
     }
 
     #[tokio::test]

@@ -1,10 +1,40 @@
 //! Binding a service's optional listeners and publishing where they ended up.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Context;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// The tasks a running node started (its listeners, health and metrics), all aborted when the
+/// node stops: accepting ends at once, and sessions in progress end with the process.
+#[derive(Debug, Default)]
+pub struct Tasks(Vec<JoinHandle<()>>);
+
+impl Tasks {
+    /// Spawns `task` on the runtime and keeps its handle.
+    pub fn spawn<F>(&mut self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.0.push(tokio::spawn(task));
+    }
+
+    /// Aborts every task.
+    pub fn abort_all(self) {
+        for t in self.0 {
+            t.abort();
+        }
+    }
+}
+
+impl Extend<JoinHandle<()>> for Tasks {
+    fn extend<I: IntoIterator<Item = JoinHandle<()>>>(&mut self, handles: I) {
+        self.0.extend(handles);
+    }
+}
 
 /// Binds `addr`, or nothing when it is empty (the listener is switched off). `what` names the
 /// listener in the error.
@@ -16,6 +46,25 @@ pub async fn bind_optional(addr: &str, what: &str) -> anyhow::Result<Option<TcpL
         .await
         .map(Some)
         .with_context(|| format!("binding the {what} listener to {addr}"))
+}
+
+/// Refuses `listen` (the setting `what`) unless it is a loopback address: plain-text login
+/// (`loopback_plaintext_auth`) is for development listeners only. An empty `listen` is a
+/// listener switched off, and passes.
+pub fn require_loopback(what: &str, listen: &str) -> anyhow::Result<()> {
+    if listen.is_empty() {
+        return Ok(());
+    }
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("{what} {listen:?}"))?;
+    if !addr.ip().is_loopback() {
+        anyhow::bail!(
+            "loopback_plaintext_auth is for development listeners on a loopback address, \
+             not {addr}"
+        );
+    }
+    Ok(())
 }
 
 /// The next connection of `listener`, with Nagle's algorithm off (replies are small and must

@@ -158,6 +158,23 @@ pub async fn follow_store_quorum(store: StoreClient, health: tern_telemetry::Hea
     }
 }
 
+/// Starts what every stateless node (access, SMTP, queue) runs beside its listeners: the
+/// metrics and health endpoint on `listener`, and [`follow_store_quorum`] keeping `health`
+/// ready while a store quorum answers. Both run until their tasks are aborted.
+pub fn spawn_health(
+    store: StoreClient,
+    health: tern_telemetry::Health,
+    listener: tokio::net::TcpListener,
+) -> [tokio::task::JoinHandle<()>; 2] {
+    let quorum = tokio::spawn(follow_store_quorum(store, health.clone()));
+    let http = tokio::spawn(async move {
+        if let Err(e) = tern_telemetry::serve_http(listener, health).await {
+            tracing::error!(error = format!("{e:#}"), "metrics endpoint failed");
+        }
+    });
+    [quorum, http]
+}
+
 /// One probe of [`follow_store_quorum`]: whether a linearizable read through the store
 /// succeeds within [`QUORUM_PROBE_EVERY`]. A service that must know the answer before it
 /// serves (tern-smtp greets 421 without a quorum) awaits one probe at startup.

@@ -1,15 +1,37 @@
 //! The accept loop both protocols share: accept, apply the connection limits (refusing with
-//! the protocol's own error line), count the session, and run it in its own task and span.
+//! the protocol's own error line), count the session, and run it in its own task and span;
+//! and the policy both protocols' listeners share ([`ListenerPolicy`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tern_net::limit::ConnectionLimiter;
+use tern_net::tls::ReloadingTls;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
 use crate::metrics;
+
+/// What the POP3 and IMAP listeners of a node share: TLS, the connection limits and how a
+/// session's login and failures are policed. Each protocol keeps its own idle time-out.
+#[derive(Clone)]
+pub struct ListenerPolicy {
+    /// Certificate for STARTTLS/STLS and implicit TLS, if configured.
+    pub tls: Option<Arc<ReloadingTls>>,
+    /// Limits shared by all of this node's POP3 and IMAP listeners.
+    pub limiter: ConnectionLimiter,
+    /// Plain-text authentication allowed (development, loopback-only listeners).
+    pub plaintext_auth: bool,
+    /// Pause after a wrong password.
+    pub auth_failure_delay: Duration,
+    /// Wrong passwords before closing.
+    pub max_auth_failures: u32,
+    /// Failed commands (POP3 -ERR, IMAP BAD) before closing.
+    pub max_errors: u32,
+}
 
 /// Accepts connections until the task is dropped. `protocol` names metrics and spans;
 /// `refusal` starts the line a refused plain-text client gets (the limiter says why);

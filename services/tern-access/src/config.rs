@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-
 tern_config::settings! {
     program: "tern-access",
     about: "Tern's IMAP and POP3 access node",
@@ -95,18 +93,7 @@ impl AccessConfig {
                 ("pop3_listen", &self.pop3_listen),
                 ("imap_listen", &self.imap_listen),
             ] {
-                if listen.is_empty() {
-                    continue;
-                }
-                let addr: std::net::SocketAddr = listen
-                    .parse()
-                    .with_context(|| format!("{what} {listen:?}"))?;
-                if !addr.ip().is_loopback() {
-                    anyhow::bail!(
-                        "loopback_plaintext_auth is for development listeners on a loopback address, \
-                         not {addr}"
-                    );
-                }
+                tern_net::listen::require_loopback(what, listen)?;
             }
         }
         if self.idle_timeout_secs < 600 {

@@ -29,7 +29,7 @@
 //! `serde` for settings, `rand` for lock-owner ids, `anyhow` at the edges.
 
 #[cfg(feature = "server")]
-mod accept;
+pub mod accept;
 #[cfg(feature = "server")]
 pub mod config;
 pub mod imap;

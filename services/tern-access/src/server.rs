@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tern_net::limit::ConnectionLimiter;
-use tern_net::listen::{bind_optional, write_addr_file};
+use tern_net::listen::{bind_optional, write_addr_file, Tasks};
 use tern_net::tls::ReloadingTls;
 use tern_proto::client::StoreClient;
 use tern_telemetry::Health;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
+use crate::accept::ListenerPolicy;
 use crate::config::AccessConfig;
 use crate::imap::server::ImapContext;
 use crate::pop3::server::{serve, Pop3Context};
@@ -29,15 +29,13 @@ pub struct Running {
     pub imaps: Option<SocketAddr>,
     /// Bound metrics/health address.
     pub metrics: SocketAddr,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Tasks,
 }
 
 impl Running {
     /// Stops accepting; sessions in progress end with the process.
     pub fn stop(self) {
-        for t in self.tasks {
-            t.abort();
-        }
+        self.tasks.abort_all();
     }
 }
 
@@ -67,31 +65,29 @@ pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
             .map(|a| a.port())
             .unwrap_or(0)
     );
-    let limiter = ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip);
+    // One limiter for POP3 and IMAP together: the limits are the node's.
+    let policy = ListenerPolicy {
+        tls,
+        limiter: ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip),
+        plaintext_auth: config.loopback_plaintext_auth,
+        auth_failure_delay: Duration::from_millis(config.auth_failure_delay_ms),
+        max_auth_failures: config.max_auth_failures,
+        max_errors: config.max_errors,
+    };
     let retrievals = crate::retrieval::RetrievalTracer::new(store.clone(), &node);
     let imap_ctx = Arc::new(ImapContext {
         retrievals: retrievals.clone(),
         store: store.clone(),
-        tls: tls.clone(),
-        limiter: limiter.clone(),
-        plaintext_auth: config.loopback_plaintext_auth,
+        policy: policy.clone(),
         idle_timeout: Duration::from_secs(config.imap_idle_timeout_secs),
-        auth_failure_delay: Duration::from_millis(config.auth_failure_delay_ms),
-        max_auth_failures: config.max_auth_failures,
-        max_errors: config.max_errors,
         max_message: config.max_message_bytes,
     });
     let ctx = Arc::new(Pop3Context {
         store: store.clone(),
         node,
         retrievals,
-        tls,
-        limiter,
-        plaintext_auth: config.loopback_plaintext_auth,
+        policy,
         idle_timeout: Duration::from_secs(config.idle_timeout_secs),
-        auth_failure_delay: Duration::from_millis(config.auth_failure_delay_ms),
-        max_auth_failures: config.max_auth_failures,
-        max_errors: config.max_errors,
         lock_ttl: Duration::from_secs(config.lock_ttl_secs.max(3)),
     });
     let mut running = Running {
@@ -100,45 +96,30 @@ pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
         imap: imap.as_ref().map(TcpListener::local_addr).transpose()?,
         imaps: imaps.as_ref().map(TcpListener::local_addr).transpose()?,
         metrics: metrics_listener.local_addr()?,
-        tasks: Vec::new(),
+        tasks: Tasks::default(),
     };
     if let Some(l) = pop3 {
-        running
-            .tasks
-            .push(tokio::spawn(serve(l, ctx.clone(), false)));
+        running.tasks.spawn(serve(l, ctx.clone(), false));
     }
     if let Some(l) = pop3s {
-        running
-            .tasks
-            .push(tokio::spawn(serve(l, ctx.clone(), true)));
+        running.tasks.spawn(serve(l, ctx.clone(), true));
     }
     if let Some(l) = imap {
-        running.tasks.push(tokio::spawn(crate::imap::server::serve(
-            l,
-            imap_ctx.clone(),
-            false,
-        )));
+        running
+            .tasks
+            .spawn(crate::imap::server::serve(l, imap_ctx.clone(), false));
     }
     if let Some(l) = imaps {
-        running.tasks.push(tokio::spawn(crate::imap::server::serve(
-            l,
-            imap_ctx.clone(),
-            true,
-        )));
+        running
+            .tasks
+            .spawn(crate::imap::server::serve(l, imap_ctx.clone(), true));
     }
-    let health = Health::default();
     // Ready while a store quorum answers (tern_proto::client::follow_store_quorum).
-    running
-        .tasks
-        .push(tokio::spawn(tern_proto::client::follow_store_quorum(
-            store.clone(),
-            health.clone(),
-        )));
-    running.tasks.push(tokio::spawn(async move {
-        if let Err(e) = tern_telemetry::serve_http(metrics_listener, health).await {
-            tracing::error!(error = format!("{e:#}"), "metrics endpoint failed");
-        }
-    }));
+    running.tasks.extend(tern_proto::client::spawn_health(
+        store,
+        Health::default(),
+        metrics_listener,
+    ));
     if let Some(path) = &config.addr_file {
         write_addr_file(
             path,

@@ -9,6 +9,8 @@ use tern_proto::queue::v1 as qpb;
 use tern_proto::queue::v1::queue_server::Queue;
 use tern_proto::store::v1 as pb;
 use tern_proto::store::v1::queue_client::QueueClient;
+use tern_smtp_proto::params::{self, MailParams};
+use tern_smtp_proto::xtext;
 use tonic::{Request, Response, Status, Streaming};
 
 /// Largest message accepted here (the store applies its own, usually smaller, limit).
@@ -106,7 +108,12 @@ impl Queue for QueueApi {
                 })
                 .collect(),
             trace_id: trace_id.clone(),
-            mail_params: envelope.mail_params,
+            // The store keeps the parameters in their canonical text (as entries always were
+            // kept); the worker reads them back with `MailParams::from_stored`.
+            mail_params: match &envelope.params {
+                Some(p) => mail_params(p)?.to_string(),
+                None => String::new(),
+            },
             received_from: envelope.received_from,
             // The Message-ID names the message in `ternctl trace`; the envelope has it only
             // when the sender knew it before the body, so the header section is asked too.
@@ -136,42 +143,40 @@ impl Queue for QueueApi {
                 }
             })
             .await;
-        let queue_id = match queued {
-            Ok(entry) => entry.into_inner().id,
-            // A retry of a request that did commit, whose entry was delivered meanwhile: the
-            // message was accepted once, which is what the caller must hear (not an error it
-            // would answer with 4xx, making the client send it again).
-            Err(s) if s.code() == tonic::Code::AlreadyExists => already_enqueued_id(s.message())
-                .ok_or_else(|| Status::internal(format!("unexpected answer: {}", s.message())))?,
-            Err(s) => return Err(s),
-        };
+        // A retry of a request that did commit answers with the first entry, or only its id
+        // (`completed`) when it was delivered meanwhile: either way the message was accepted
+        // once, which is what the caller must hear.
+        let queue_id = queued?.into_inner().id;
         tracing::info!(%queue_id, %trace_id, size = body.len(), "queued");
         crate::metrics::enqueued();
         Ok(Response::new(qpb::EnqueueResponse { queue_id, trace_id }))
     }
 }
 
-/// The queue id in the store's "already enqueued as ID, ..." answer to a repeated request id.
-pub(crate) fn already_enqueued_id(message: &str) -> Option<String> {
-    let rest = message.split("already enqueued as ").nth(1)?;
-    let id: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric())
-        .collect();
-    (!id.is_empty()).then_some(id)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_queue_id_of_a_repeated_request_is_recovered() {
-        assert_eq!(
-            super::already_enqueued_id(
-                "already enqueued as 0193A4B2C1D0E1F2A, and that entry has since completed"
-            )
-            .as_deref(),
-            Some("0193A4B2C1D0E1F2A")
-        );
-        assert_eq!(super::already_enqueued_id("queue entry X exists"), None);
+/// The MAIL parameters of the queue API as the SMTP crate types them; an enum value this
+/// version does not know is taken as absent. An ENVID that is not xtext is refused: it is
+/// relayed on a MAIL command and kept in the entry's parameter text, where a space would
+/// add parameters.
+fn mail_params(p: &qpb::MailParams) -> Result<MailParams, Status> {
+    use qpb::mail_params::{Body, Ret};
+    if !p.envid.is_empty()
+        && (p.envid.len() > params::MAX_ENVID || xtext::decode(&p.envid).is_none())
+    {
+        return Err(Status::invalid_argument("ENVID is not valid xtext"));
     }
+    Ok(MailParams {
+        body: match Body::try_from(p.body) {
+            Ok(Body::SevenBit) => Some(params::Body::SevenBit),
+            Ok(Body::EightBitMime) => Some(params::Body::EightBitMime),
+            _ => None,
+        },
+        smtputf8: p.smtputf8,
+        ret: match Ret::try_from(p.ret) {
+            Ok(Ret::Full) => Some(params::Ret::Full),
+            Ok(Ret::Hdrs) => Some(params::Ret::Hdrs),
+            _ => None,
+        },
+        envid: (!p.envid.is_empty()).then(|| p.envid.clone()),
+        ..MailParams::default()
+    })
 }

@@ -16,8 +16,10 @@
 //! `hickory-resolver` for MX/A/AAAA lookups against configurable servers; `rustls`,
 //! `tokio-rustls`, `rustls-pki-types` and `webpki-roots` for STARTTLS (opportunistic, or
 //! verified against Mozilla's roots plus configured CAs); `tern-mail` for CRLF and
-//! byte-stuffing rules; `tern-telemetry`, `tracing` and `prometheus` for logs, traces and
-//! metrics; `tern-config`/`serde` for settings; `rand`/`hex` for ids and boundaries;
+//! byte-stuffing rules; `tern-smtp-proto` for the SMTP grammar shared with tern-smtp (reply
+//! parsing, typed MAIL parameters, enhanced status codes, xtext); `tern-telemetry`, `tracing`
+//! and `prometheus` for logs, traces and metrics; `tern-config`/`serde` for settings;
+//! `rand`/`hex` for ids and boundaries;
 //! `thiserror`/`anyhow` for errors.
 
 pub mod api;

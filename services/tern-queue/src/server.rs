@@ -69,19 +69,14 @@ pub async fn start(config: QueueConfig) -> anyhow::Result<Running> {
         .transpose()?;
     let metrics = metrics_listener.local_addr()?;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let mut tasks = Vec::new();
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     crate::metrics::register();
-    let health = Health::default();
     // Ready while a store quorum answers (tern_proto::client::follow_store_quorum).
-    tasks.push(tokio::spawn(tern_proto::client::follow_store_quorum(
+    tasks.extend(tern_proto::client::spawn_health(
         store.clone(),
-        health.clone(),
-    )));
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = tern_telemetry::serve_http(metrics_listener, health).await {
-            tracing::error!(error = format!("{e:#}"), "metrics endpoint failed");
-        }
-    }));
+        Health::default(),
+        metrics_listener,
+    ));
     if let Some(listener) = grpc_listener {
         let (_reporter, health_service) = tern_telemetry::tonic_health::server::health_reporter();
         let api = QueueApi {

@@ -3,8 +3,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-
 tern_config::settings! {
     program: "tern-smtp",
     about: "Tern's SMTP ingress",
@@ -101,17 +99,8 @@ impl SmtpConfig {
         if self.max_recipients < 100 {
             anyhow::bail!("max_recipients must be at least 100 (RFC 5321 §4.5.3.1.8)");
         }
-        if self.loopback_plaintext_auth && !self.submission_listen.is_empty() {
-            let addr: std::net::SocketAddr = self
-                .submission_listen
-                .parse()
-                .with_context(|| format!("submission_listen {:?}", self.submission_listen))?;
-            if !addr.ip().is_loopback() {
-                anyhow::bail!(
-                    "loopback_plaintext_auth is for development listeners on a loopback address, \
-                     not {addr}"
-                );
-            }
+        if self.loopback_plaintext_auth {
+            tern_net::listen::require_loopback("submission_listen", &self.submission_listen)?;
         }
         Ok(())
     }

@@ -4,27 +4,25 @@
 //! a message is streamed to tern-queue while DATA (or BDAT) arrives; the 250 goes out only
 //! once the queue says a Raft majority has committed it.
 //!
-//! Layout: [`command`] parses command lines and [`data`] decodes the DATA phase (pure code,
-//! unit-tested and fuzzed); [`reply`] formats replies; [`compose`] adds the Received field
-//! (and Message-ID/Date on submission); [`session`] is one conversation; [`backend`] talks to
-//! the store and the queue; [`server`] runs the listeners; [`config`] and [`metrics`].
-//!
-//! The parsers are hand-written rather than taken from a crate: the SMTP command grammar is
-//! small, and the crates that parse it (smtp-proto, mailin) either bundle a server model of
-//! their own or lag the RFC 6531 rules; what matters here is strictness at the edges
-//! (smuggling, line bounds), which the fuzz targets and the unit tests pin down.
+//! Layout: the SMTP grammar (commands, typed parameters, replies, xtext) is the shared crate
+//! `tern-smtp-proto`, which tern-queue's client uses too (it says there why it is kept over
+//! Stalwart's smtp-proto); [`data`] decodes the DATA phase (pure code, unit-tested and
+//! fuzzed); [`compose`] adds the Received field (and Message-ID/Date on submission);
+//! [`session`] is one conversation; [`backend`] talks to the store and the queue; [`server`]
+//! runs the listeners; [`config`] and [`metrics`].
 //!
 //! Dependencies: `tokio` (sockets), `tern-net` (TLS with tokio-rustls, connection limits,
 //! bounded lines, shared with tern-access), `tonic`/`tern-proto` (store and queue gRPC),
-//! `tokio-stream` (the Enqueue request stream), `base64` (SASL), `rand` (Message-IDs and
+//! `tokio-stream` (the Enqueue request stream), `tern-sasl` (the SASL rules shared with
+//! IMAP and POP3), `base64` (AUTH's `334` challenges), `rand` (Message-IDs and
 //! request ids), `prometheus` (metrics), `tern-config`/`serde` (settings), `tracing` and
 //! `tern-telemetry` (logs and trace propagation), `thiserror`/`anyhow` (errors), `tern-mail`
-//! (RFC 5322 dates). Tests use `lettre` as an independent Rust SMTP client.
+//! (RFC 5322 dates), `tern-smtp-proto` (the SMTP grammar shared with the queue's client).
+//! The end-to-end tests (`tests/e2e`) use `lettre`, swaks and Python's smtplib as independent
+//! clients.
 
-pub mod command;
 pub mod compose;
 pub mod data;
-pub mod reply;
 
 #[cfg(feature = "server")]
 pub mod backend;

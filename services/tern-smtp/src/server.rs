@@ -6,15 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tern_net::conn::Conn;
+use tern_net::connection::{Connection, Timeouts};
 use tern_net::limit::ConnectionLimiter;
-use tern_net::listen::{bind_optional, write_addr_file};
+use tern_net::listen::{bind_optional, write_addr_file, Tasks};
 use tern_net::tls::ReloadingTls;
 use tern_proto::client::StoreClient;
 use tern_telemetry::Health;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use crate::backend::Backend;
@@ -87,15 +86,13 @@ pub struct Running {
     pub submissions: Option<SocketAddr>,
     /// Bound metrics/health address.
     pub metrics: SocketAddr,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Tasks,
 }
 
 impl Running {
     /// Stops accepting; sessions in progress end with the process.
     pub fn stop(self) {
-        for t in self.tasks {
-            t.abort();
-        }
+        self.tasks.abort_all();
     }
 }
 
@@ -140,7 +137,7 @@ pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
         submission: addr(&submission)?,
         submissions: addr(&submissions)?,
         metrics: metrics_listener.local_addr()?,
-        tasks: Vec::new(),
+        tasks: Tasks::default(),
     };
     for (listener, kind) in [
         (mx, Listener::Mx),
@@ -148,23 +145,15 @@ pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
         (submissions, Listener::Submissions),
     ] {
         if let Some(l) = listener {
-            running
-                .tasks
-                .push(tokio::spawn(serve(l, ctx.clone(), kind)));
+            running.tasks.spawn(serve(l, ctx.clone(), kind));
         }
     }
     // Ready while a store quorum answers (tern_proto::client::follow_store_quorum).
-    running
-        .tasks
-        .push(tokio::spawn(tern_proto::client::follow_store_quorum(
-            store.clone(),
-            health.clone(),
-        )));
-    running.tasks.push(tokio::spawn(async move {
-        if let Err(e) = tern_telemetry::serve_http(metrics_listener, health).await {
-            tracing::error!(error = format!("{e:#}"), "metrics endpoint failed");
-        }
-    }));
+    running.tasks.extend(tern_proto::client::spawn_health(
+        store,
+        health,
+        metrics_listener,
+    ));
     if let Some(path) = &config.addr_file {
         write_addr_file(
             path,
@@ -202,7 +191,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<SmtpContext>, kind: Listener)
                     }
                 };
                 let _open = metrics::SessionGauge::open(kind.name());
-                if let Err(e) = converse(Conn::Plain(tcp), peer, &ctx, kind).await {
+                if let Err(e) = converse(tcp, peer, &ctx, kind).await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
                 drop(slot);
@@ -212,35 +201,37 @@ pub async fn serve(listener: TcpListener, ctx: Arc<SmtpContext>, kind: Listener)
     }
 }
 
-async fn handshake(conn: Conn, ctx: &SmtpContext) -> std::io::Result<Option<Conn>> {
-    let Some(tls) = &ctx.tls else {
-        return Ok(None);
-    };
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.upgrade(&tls.acceptor()))
-        .await
-        .map_err(|_| std::io::Error::other("TLS handshake timed out"))?
-        .map(Some)
-}
-
 async fn converse(
-    mut conn: Conn,
+    tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     ctx: &SmtpContext,
     kind: Listener,
 ) -> std::io::Result<()> {
-    if kind == Listener::Submissions {
-        match handshake(conn, ctx).await? {
-            Some(c) => conn = c,
-            None => return Ok(()),
-        }
-    }
+    // A client that stops reading our replies is dropped after the command time-out.
+    let timeouts = Timeouts {
+        write: ctx.command_timeout,
+        handshake: HANDSHAKE_TIMEOUT,
+    };
+    let mut conn = if kind == Listener::Submissions {
+        let Some(tls) = &ctx.tls else {
+            return Ok(());
+        };
+        Connection::accept_tls(tcp, &tls.acceptor(), timeouts).await?
+    } else {
+        Connection::new(tcp, timeouts)
+    };
     let mut greet = true;
-    while let Some(plain) = Session::new(ctx, kind, peer, conn).run(greet).await? {
-        // STARTTLS: a fresh session over TLS, without a second greeting (RFC 3207 §4.2).
-        match handshake(plain, ctx).await? {
-            Some(c) => conn = c,
-            None => return Ok(()),
+    while let Some(mut plain) = Session::new(ctx, kind, peer, conn).run(greet).await? {
+        let Some(tls) = &ctx.tls else {
+            return Ok(());
+        };
+        // Input pipelined after STARTTLS (CVE-2011-0411) or a failed handshake ends the
+        // connection. Then a fresh session over TLS, without a second greeting (RFC 3207
+        // §4.2).
+        if plain.start_tls(&tls.acceptor()).await.is_err() {
+            return Ok(());
         }
+        conn = plain;
         greet = false;
     }
     Ok(())

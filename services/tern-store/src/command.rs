@@ -269,6 +269,9 @@ pub enum Reply {
     },
     /// How many records a command touched (traces pruned).
     Count(u64),
+    /// An enqueue repeated a request id whose entry, this queue id, has since left the queue
+    /// (delivered or bounced): the message was accepted once and is not queued again.
+    EnqueuedEarlier(String),
 }
 
 /// The result of one delivery target.

@@ -31,14 +31,15 @@ fn imaplib(port: u16, scenario: &str, extra: &[&str]) -> anyhow::Result<String> 
     python_scenario("imap_imaplib.py", scenario, &args)
 }
 
-/// Resident memory of the process whose command line mentions `needle`, in KiB.
+/// Resident memory of the access node whose command line mentions `needle`, in KiB.
 fn rss_kib(needle: &str) -> anyhow::Result<u64> {
     for entry in std::fs::read_dir("/proc")? {
         let path = entry?.path();
         let Ok(cmdline) = std::fs::read(path.join("cmdline")) else {
             continue;
         };
-        if !String::from_utf8_lossy(&cmdline).contains(needle) {
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if !cmdline.contains(needle) || !cmdline.contains("tern-access") {
             continue;
         }
         let status = std::fs::read_to_string(path.join("status"))?;
@@ -51,7 +52,7 @@ fn rss_kib(needle: &str) -> anyhow::Result<u64> {
             return Ok(kib);
         }
     }
-    bail!("no process mentions {needle}")
+    bail!("no access node mentions {needle}")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -128,6 +129,66 @@ async fn hostile_input_gets_bad_or_a_close_and_memory_stays_bounded() -> anyhow:
         "{}",
         p.access().log_text()
     );
+    Ok(())
+}
+
+/// Reads one line, which must start with `prefix`.
+async fn expect_line(
+    conn: &mut tokio::io::BufReader<tokio::net::TcpStream>,
+    prefix: &str,
+) -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let mut line = String::new();
+    conn.read_line(&mut line).await?;
+    anyhow::ensure!(line.starts_with(prefix), "wanted {prefix}, got {line:?}");
+    Ok(())
+}
+
+/// Logs in over a raw connection and announces an APPEND literal of `size` octets, then
+/// sends only `sent` of them.
+async fn stalled_append(
+    port: u16,
+    size: usize,
+    sent: usize,
+) -> anyhow::Result<tokio::net::TcpStream> {
+    use tokio::io::{AsyncWriteExt, BufReader};
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut conn = BufReader::new(tcp);
+    expect_line(&mut conn, "* OK").await?;
+    conn.get_mut()
+        .write_all(b"a LOGIN alice@example.test pw-alice\r\n")
+        .await?;
+    expect_line(&mut conn, "a OK").await?;
+    conn.get_mut()
+        .write_all(format!("b APPEND INBOX {{{size}}}\r\n").as_bytes())
+        .await?;
+    expect_line(&mut conn, "+ ").await?;
+    conn.get_mut().write_all(&vec![b'x'; sent]).await?;
+    Ok(conn.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stalled_append_literals_cost_what_arrived_not_what_was_announced() -> anyhow::Result<()> {
+    let p = platform(1, &[]).await?;
+    let needle = p.scratch().display().to_string();
+    // One connection first, so the node's buffers and pools exist before the baseline.
+    let warm = stalled_append(p.access().imap_port(), 20_000_000, 4096).await?;
+    let before = rss_kib(&needle)?;
+    let mut stalled = Vec::new();
+    for _ in 0..40 {
+        stalled.push(stalled_append(p.access().imap_port(), 20_000_000, 4096).await?);
+    }
+    let after = rss_kib(&needle)?;
+    // 40 announced literals of 20 MB would be 800 MB if allocated up front.
+    assert!(
+        after < before + 64 * 1024,
+        "RSS grew from {before} KiB to {after} KiB with 40 stalled APPENDs"
+    );
+    // The node still serves others.
+    let mut other = imap_client(p.access().imap_port(), "bob@example.test", "pw-bob").await?;
+    other.noop().await?;
+    other.logout().await?;
+    drop((warm, stalled));
     Ok(())
 }
 

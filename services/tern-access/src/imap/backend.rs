@@ -103,6 +103,35 @@ pub struct Quota {
     pub limit_bytes: u64,
 }
 
+/// One message to read: its mailbox, its UID, and the mailbox's UIDVALIDITY it was seen under
+/// (0: any), so a message of a mailbox recreated under the same name is never read instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageRef<'a> {
+    /// The mailbox's name.
+    pub mailbox: &'a str,
+    /// The message's UID.
+    pub uid: u32,
+    /// The mailbox's UIDVALIDITY; 0 when any will do.
+    pub uid_validity: u32,
+}
+
+/// Which octets of a message to read: `length` of them from `offset` (length 0: to the end).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByteRange {
+    /// The first octet.
+    pub offset: u64,
+    /// How many octets; 0 means to the end.
+    pub length: u64,
+}
+
+impl ByteRange {
+    /// The whole message.
+    pub const WHOLE: ByteRange = ByteRange {
+        offset: 0,
+        length: 0,
+    };
+}
+
 /// A message to append.
 #[derive(Debug, Clone)]
 pub struct NewMessage {
@@ -141,6 +170,18 @@ pub enum FlagMode {
     Add,
     /// `-FLAGS`.
     Remove,
+}
+
+/// A change to messages' flags (STORE, and FETCH setting `\Seen`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagChange {
+    /// How the flags change.
+    pub mode: FlagMode,
+    /// The flags and keywords set, added or removed.
+    pub flags: Vec<String>,
+    /// When not 0, only messages whose modseq is at most this change (RFC 7162
+    /// UNCHANGEDSINCE).
+    pub unchanged_since: u64,
 }
 
 /// A message's flags after a change.
@@ -301,16 +342,13 @@ pub trait ImapBackend: Send + Sync {
         uids: Option<(u32, u32)>,
     ) -> impl Future<Output = StoreResult<Listing>> + Send;
 
-    /// Reads a message's content from `offset`, `length` octets (0: to the end). Fails with
-    /// [`ErrorKind::NotFound`] when it is gone or the mailbox's UIDVALIDITY changed.
+    /// Reads the octets `range` of a message's content. Fails with [`ErrorKind::NotFound`]
+    /// when it is gone or the mailbox's UIDVALIDITY changed.
     fn read(
         &self,
         account: &str,
-        mailbox: &str,
-        uid: u32,
-        uid_validity: u32,
-        offset: u64,
-        length: u64,
+        message: MessageRef<'_>,
+        range: ByteRange,
     ) -> impl Future<Output = StoreResult<Content>> + Send;
 
     /// Records that a whole message went to the client, in its delivery trace.
@@ -324,16 +362,14 @@ pub trait ImapBackend: Send + Sync {
         message: NewMessage,
     ) -> impl Future<Output = StoreResult<Appended>> + Send;
 
-    /// Changes flags of the messages in `uids`, only of those whose modseq is at most
-    /// `unchanged_since` when it is not 0.
+    /// Changes flags of the messages in `uids` (see [`FlagChange::unchanged_since`] for which
+    /// of them).
     fn store_flags(
         &self,
         account: &str,
         mailbox: &str,
         uids: &[u32],
-        mode: FlagMode,
-        flags: Vec<String>,
-        unchanged_since: u64,
+        change: FlagChange,
     ) -> impl Future<Output = StoreResult<Stored>> + Send;
 
     /// Copies (or, with `moving`, moves) messages to `target`.

@@ -252,19 +252,16 @@ impl ImapBackend for StoreBackend {
     async fn read(
         &self,
         account: &str,
-        mailbox: &str,
-        uid: u32,
-        uid_validity: u32,
-        offset: u64,
-        length: u64,
+        message: MessageRef<'_>,
+        range: ByteRange,
     ) -> StoreResult<Content> {
         let req = pb::FetchRequest {
             account: account.to_string(),
-            mailbox: mailbox.to_string(),
-            uid,
-            offset,
-            length,
-            uid_validity,
+            mailbox: message.mailbox.to_string(),
+            uid: message.uid,
+            offset: range.offset,
+            length: range.length,
+            uid_validity: message.uid_validity,
         };
         let (data, trace_id) = self
             .store
@@ -341,10 +338,13 @@ impl ImapBackend for StoreBackend {
         account: &str,
         mailbox: &str,
         uids: &[u32],
-        mode: FlagMode,
-        flags: Vec<String>,
-        unchanged_since: u64,
+        change: FlagChange,
     ) -> StoreResult<Stored> {
+        let FlagChange {
+            mode,
+            flags,
+            unchanged_since,
+        } = change;
         let mode = match mode {
             FlagMode::Replace => pb::store_flags_request::Mode::Replace,
             FlagMode::Add => pb::store_flags_request::Mode::Add,

@@ -512,12 +512,15 @@ impl ImapBackend for Mem {
     async fn read(
         &self,
         _account: &str,
-        mailbox: &str,
-        uid: u32,
-        uid_validity: u32,
-        offset: u64,
-        length: u64,
+        message: MessageRef<'_>,
+        range: ByteRange,
     ) -> StoreResult<Content> {
+        let MessageRef {
+            mailbox,
+            uid,
+            uid_validity,
+        } = message;
+        let ByteRange { offset, length } = range;
         let mut s = self.lock();
         s.check()?;
         let f = s.folder(mailbox)?;
@@ -561,17 +564,15 @@ impl ImapBackend for Mem {
         _account: &str,
         mailbox: &str,
         uids: &[u32],
-        mode: FlagMode,
-        flags: Vec<String>,
-        unchanged_since: u64,
+        change: FlagChange,
     ) -> StoreResult<Stored> {
         store_flags(
             &mut self.lock(),
             mailbox,
             uids,
-            mode,
-            flags,
-            unchanged_since,
+            change.mode,
+            change.flags,
+            change.unchanged_since,
         )
     }
 

@@ -6,23 +6,20 @@
 //! TCP holds them back); the bounds are the line length, the literal sizes, the command
 //! size and [`super::command::MAX_DEPTH`].
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tern_net::conn::Conn;
-use tern_net::limit::ConnectionLimiter;
-use tern_net::line::{read_line, Line};
-use tern_net::timed::WriteTimeout;
+use tern_net::connection::{Connection, Read as Input, Timeouts};
 use tern_net::tls::ReloadingTls;
 use tern_proto::client::StoreClient;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 
 use super::backend::ImapBackend;
 use super::command::{parse, tag_of, Parsed};
 use super::grpc::StoreBackend;
 use super::session::{Next, Session, Settings, Sink};
+use crate::accept::ListenerPolicy;
 use crate::metrics;
 
 /// Longest command line (Dovecot's default too); real clients send long UID sets.
@@ -50,20 +47,10 @@ const PREAUTH_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct ImapContext {
     /// The store.
     pub store: StoreClient,
-    /// Certificate for STARTTLS and IMAPS, if configured.
-    pub tls: Option<Arc<ReloadingTls>>,
-    /// Limits shared by this node's IMAP listeners.
-    pub limiter: ConnectionLimiter,
-    /// Plain-text authentication allowed (development, loopback-only listeners).
-    pub plaintext_auth: bool,
+    /// TLS, limits, login and failure policy (shared with POP3).
+    pub policy: ListenerPolicy,
     /// Autologout time of an authenticated session (at least [`MIN_IDLE_TIMEOUT`]).
     pub idle_timeout: Duration,
-    /// Pause after a wrong password.
-    pub auth_failure_delay: Duration,
-    /// Wrong passwords before closing.
-    pub max_auth_failures: u32,
-    /// BAD replies before closing.
-    pub max_errors: u32,
     /// Largest APPEND literal (message size).
     pub max_message: u32,
     /// Reports whole-message fetches into the messages' delivery traces.
@@ -71,7 +58,7 @@ pub struct ImapContext {
 }
 
 /// What the connection loop needs from its listener's settings (the [`ImapContext`] without
-/// the store, so the loop runs over any [`ImapBackend`] and any [`Transport`]).
+/// the store, so the loop runs over any [`ImapBackend`]).
 pub struct LoopSettings {
     /// Certificate for STARTTLS, if configured.
     pub tls: Option<Arc<ReloadingTls>>,
@@ -88,38 +75,34 @@ pub struct LoopSettings {
 impl ImapContext {
     fn loop_settings(&self) -> LoopSettings {
         LoopSettings {
-            tls: self.tls.clone(),
+            tls: self.policy.tls.clone(),
             idle_timeout: self.idle_timeout,
-            auth_failure_delay: self.auth_failure_delay,
-            max_errors: self.max_errors,
+            auth_failure_delay: self.policy.auth_failure_delay,
+            max_errors: self.policy.max_errors,
             max_message: self.max_message,
         }
     }
 
     fn session_settings(&self) -> Settings {
         Settings {
-            starttls: self.tls.is_some(),
-            plaintext_auth: self.plaintext_auth,
-            max_auth_failures: self.max_auth_failures,
+            starttls: self.policy.tls.is_some(),
+            plaintext_auth: self.policy.plaintext_auth,
+            max_auth_failures: self.policy.max_auth_failures,
         }
     }
 }
 
-/// A connection the loop can run on: a socket that may switch to TLS (STARTTLS).
-pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + Sized {
-    /// Runs the TLS handshake as the server.
-    fn start_tls(self, tls: &ReloadingTls) -> impl Future<Output = std::io::Result<Self>> + Send;
-}
-
-impl Transport for Conn {
-    async fn start_tls(self, tls: &ReloadingTls) -> std::io::Result<Self> {
-        self.upgrade(&tls.acceptor()).await
+/// The write and handshake time-outs of every IMAP connection.
+pub fn timeouts() -> Timeouts {
+    Timeouts {
+        write: WRITE_TIMEOUT,
+        handshake: HANDSHAKE_TIMEOUT,
     }
 }
 
 /// Accepts connections until the task is dropped. `implicit_tls` makes it an IMAPS listener.
 pub async fn serve(listener: TcpListener, ctx: Arc<ImapContext>, implicit_tls: bool) {
-    let limiter = ctx.limiter.clone();
+    let limiter = ctx.policy.limiter.clone();
     crate::accept::accept_loop(
         listener,
         limiter,
@@ -136,23 +119,17 @@ async fn run(
     ctx: Arc<ImapContext>,
     implicit_tls: bool,
 ) -> std::io::Result<()> {
-    let mut conn = Conn::Plain(tcp);
-    if implicit_tls {
-        let Some(tls) = &ctx.tls else {
+    let mut conn = if implicit_tls {
+        let Some(tls) = &ctx.policy.tls else {
             return Ok(());
         };
-        conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.upgrade(&tls.acceptor()))
-            .await
-            .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
-    }
+        Connection::accept_tls(tcp, &tls.acceptor(), timeouts()).await?
+    } else {
+        Connection::new(tcp, timeouts())
+    };
     let backend = StoreBackend::new(ctx.store.clone(), ctx.retrievals.clone());
     let mut session = Session::new(backend, ctx.session_settings(), implicit_tls);
-    converse(
-        WriteTimeout::new(conn, WRITE_TIMEOUT),
-        &mut session,
-        &ctx.loop_settings(),
-    )
-    .await
+    converse(&mut conn, &mut session, &ctx.loop_settings()).await
 }
 
 /// One command read off the wire, or why not.
@@ -180,40 +157,41 @@ fn bounds(buf: &[u8], ctx: &LoopSettings, authenticated: bool) -> (u32, usize) {
     }
 }
 
-type Reader<S> = BufReader<WriteTimeout<S>>;
+/// Queues `tag BAD text` (or untagged when the tag is unknown).
+fn queue_bad(conn: &mut Connection, tag: Option<&str>, text: &str) {
+    let reply = match tag {
+        Some(t) => format!("{t} BAD {text}\r\n"),
+        None => format!("* BAD {text}\r\n"),
+    };
+    conn.queue(reply.as_bytes());
+}
 
-async fn read_command<S: Transport>(
-    reader: &mut Reader<S>,
-    line: &mut Vec<u8>,
+/// Reads one command: its lines and literals, within the bounds of [`bounds`]. Replies that
+/// end the command here (BAD, NO [TOOBIG], BYE) are queued on `conn`. A literal's buffer
+/// grows as its octets arrive, never by what it announces: a client that announces a large
+/// APPEND and stalls costs the node nothing.
+async fn read_command(
+    conn: &mut Connection,
     ctx: &LoopSettings,
-    timeout: Duration,
+    idle: Duration,
     authenticated: bool,
 ) -> std::io::Result<Read> {
     let mut buf: Vec<u8> = Vec::new();
     let mut literals = 0usize;
     loop {
-        let read = tokio::time::timeout(timeout, read_line(reader, line, MAX_LINE)).await;
-        match read {
-            Err(_) => {
-                let _ = reader
-                    .get_mut()
-                    .write_all(b"* BYE autologout: idle for too long\r\n")
-                    .await;
+        match conn.read_line(MAX_LINE, idle).await? {
+            Input::TimedOut => {
+                conn.queue(b"* BYE autologout: idle for too long\r\n");
                 return Ok(Read::Close);
             }
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok(Line::Eof)) => return Ok(Read::Close),
-            Ok(Ok(Line::TooLong)) => {
+            Input::Eof => return Ok(Read::Close),
+            Input::TooLong => {
                 let tag = if buf.is_empty() { None } else { tag_of(&buf) };
-                let reply = match tag {
-                    Some(t) => format!("{t} BAD line too long\r\n"),
-                    None => "* BAD line too long\r\n".to_string(),
-                };
-                reader.get_mut().write_all(reply.as_bytes()).await?;
+                queue_bad(conn, tag.as_deref(), "line too long");
                 return Ok(Read::Answered);
             }
-            Ok(Ok(Line::Complete)) => {
-                buf.extend_from_slice(line);
+            Input::Done => {
+                buf.extend_from_slice(conn.line());
                 buf.extend_from_slice(b"\r\n");
             }
         }
@@ -223,10 +201,7 @@ async fn read_command<S: Transport>(
         }
         let (max_literal, max_command) = bounds(&buf, ctx, authenticated);
         if buf.len() > max_command {
-            reader
-                .get_mut()
-                .write_all(b"* BYE [TOOBIG] command too large\r\n")
-                .await?;
+            conn.queue(b"* BYE [TOOBIG] command too large\r\n");
             return Ok(Read::Close);
         }
         match parse(&buf, max_literal) {
@@ -236,38 +211,25 @@ async fn read_command<S: Transport>(
                 synchronizing,
             } => {
                 literals += 1;
-                let start = buf.len();
-                if literals > MAX_LITERALS || start + length as usize > max_command {
+                let end = buf.len() + length as usize;
+                if literals > MAX_LITERALS || end > max_command {
                     // Several literals that each pass add up to too much for one command.
-                    reader
-                        .get_mut()
-                        .write_all(b"* BYE [TOOBIG] command too large\r\n")
-                        .await?;
+                    conn.queue(b"* BYE [TOOBIG] command too large\r\n");
                     return Ok(Read::Close);
                 }
                 if synchronizing {
-                    let w = reader.get_mut();
-                    w.write_all(b"+ go ahead\r\n").await?;
-                    w.flush().await?;
+                    conn.send(b"+ go ahead\r\n").await?;
                 }
-                buf.resize(start + length as usize, 0);
-                let got = tokio::time::timeout(timeout, reader.read_exact(&mut buf[start..])).await;
-                match got {
-                    Err(_) => return Ok(Read::Close),
-                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                        return Ok(Read::Close)
+                while buf.len() < end {
+                    let want = end - buf.len();
+                    if conn.read_some(&mut buf, want, idle).await? != Input::Done {
+                        return Ok(Read::Close);
                     }
-                    Ok(Err(e)) => return Err(e),
-                    Ok(Ok(_)) => {}
                 }
                 // The rest of the command follows the literal on the same logical line.
             }
             Parsed::Incomplete => {
-                let reply = match tag_of(&buf) {
-                    Some(t) => format!("{t} BAD incomplete command\r\n"),
-                    None => "* BAD incomplete command\r\n".to_string(),
-                };
-                reader.get_mut().write_all(reply.as_bytes()).await?;
+                queue_bad(conn, tag_of(&buf).as_deref(), "incomplete command");
                 return Ok(Read::Answered);
             }
             Parsed::LiteralTooBig {
@@ -275,25 +237,22 @@ async fn read_command<S: Transport>(
                 length,
                 synchronizing,
             } => {
-                let w = reader.get_mut();
                 if synchronizing {
                     // The client waits for `+` and will not send it (RFC 7889 TOOBIG).
-                    w.write_all(format!("{tag} NO [TOOBIG] a literal of {length} octets is over this server's limit\r\n").as_bytes()).await?;
+                    conn.queue(
+                        format!("{tag} NO [TOOBIG] a literal of {length} octets is over this server's limit\r\n")
+                            .as_bytes(),
+                    );
                     return Ok(Read::Answered);
                 }
                 // A non-synchronizing literal is already on its way: close (RFC 7888 §4).
-                w.write_all(b"* BYE [TOOBIG] literal over this server's limit\r\n")
-                    .await?;
+                conn.queue(b"* BYE [TOOBIG] literal over this server's limit\r\n");
                 return Ok(Read::Close);
             }
             Parsed::Bad { tag, reason } => {
                 metrics::command_answered("imap", "bad");
                 metrics::command_failed("imap");
-                let reply = match tag {
-                    Some(t) => format!("{t} BAD {reason}\r\n"),
-                    None => format!("* BAD {reason}\r\n"),
-                };
-                reader.get_mut().write_all(reply.as_bytes()).await?;
+                queue_bad(conn, tag.as_deref(), reason);
                 return Ok(Read::Answered);
             }
         }
@@ -302,78 +261,64 @@ async fn read_command<S: Transport>(
 
 /// Runs one connection: the greeting, then command after command until LOGOUT, an error
 /// or a time-out.
-pub async fn converse<S: Transport, B: ImapBackend>(
-    conn: WriteTimeout<S>,
+pub async fn converse<B: ImapBackend>(
+    conn: &mut Connection,
     session: &mut Session<B>,
     ctx: &LoopSettings,
 ) -> std::io::Result<()> {
-    let mut reader = BufReader::new(conn);
-    let connected = tokio::time::Instant::now();
-    reader
-        .get_mut()
-        .write_all(session.greeting().as_bytes())
-        .await?;
-    reader.get_mut().flush().await?;
-    let mut line = Vec::with_capacity(256);
+    conn.send(session.greeting().as_bytes()).await?;
+    // One deadline from connecting to logging in, not one per line.
+    conn.set_deadline(Some(Instant::now() + PREAUTH_TIMEOUT));
     let mut errors = 0u32;
     loop {
         let authenticated = session.authenticated();
-        let timeout = if authenticated {
-            ctx.idle_timeout.max(MIN_IDLE_TIMEOUT)
-        } else {
-            // One deadline from connecting to logging in, not one per line.
-            PREAUTH_TIMEOUT.saturating_sub(connected.elapsed())
-        };
-        let cmd = match read_command(&mut reader, &mut line, ctx, timeout, authenticated).await? {
+        if authenticated {
+            conn.set_deadline(None);
+        }
+        let idle = ctx.idle_timeout.max(MIN_IDLE_TIMEOUT);
+        let cmd = match read_command(conn, ctx, idle, authenticated).await? {
             Read::Close => {
-                let _ = reader.get_mut().flush().await;
+                conn.close().await;
                 return Ok(());
             }
             Read::Nothing => continue,
             Read::Answered => {
                 errors += 1;
                 if errors >= ctx.max_errors {
-                    reader
-                        .get_mut()
-                        .write_all(b"* BYE too many errors\r\n")
-                        .await?;
-                    reader.get_mut().flush().await?;
+                    conn.queue(b"* BYE too many errors\r\n");
+                    conn.close().await;
                     return Ok(());
                 }
-                if reader.buffer().is_empty() {
-                    reader.get_mut().flush().await?;
-                }
+                conn.flush_unless_pipelined().await?;
                 continue;
             }
             Read::Command(c) => c,
         };
         let mut next = {
-            let mut sink = Sink::new(reader.get_mut());
+            let mut sink = Sink::new(conn);
             let next = session.handle(*cmd, &mut sink).await?;
             if last_reply_is_bad(&sink.buf) {
                 errors += 1;
             }
-            sink.write_buffered().await?;
+            sink.write_buffered();
             next
         };
         if errors >= ctx.max_errors && next != Next::Close {
-            reader
-                .get_mut()
-                .write_all(b"* BYE too many errors\r\n")
-                .await?;
-            reader.get_mut().flush().await?;
+            conn.queue(b"* BYE too many errors\r\n");
+            conn.close().await;
             return Ok(());
         }
         // Pipelined commands' replies go out together.
-        if reader.buffer().is_empty() || next != Next::Continue {
-            reader.get_mut().flush().await?;
+        if next == Next::Continue {
+            conn.flush_unless_pipelined().await?;
+        } else {
+            conn.flush().await?;
         }
         loop {
             match next {
                 Next::Continue => break,
                 Next::Close => {
-                    let _ = reader.get_mut().flush().await;
-                    let _ = reader.get_mut().shutdown().await;
+                    conn.close().await;
                     return Ok(());
                 }
                 Next::Delay => {
@@ -381,42 +326,30 @@ pub async fn converse<S: Transport, B: ImapBackend>(
                     break;
                 }
                 Next::StartTls => {
-                    // Anything sent after STARTTLS and before the handshake would count as
-                    // sent under TLS (CVE-2011-0411): refuse it.
-                    if !reader.buffer().is_empty() {
-                        return Ok(());
-                    }
                     let Some(tls) = &ctx.tls else {
                         return Ok(());
                     };
-                    let plain = reader.into_inner().into_inner();
-                    let upgraded = tokio::time::timeout(HANDSHAKE_TIMEOUT, plain.start_tls(tls))
-                        .await
-                        .map_err(|_| std::io::Error::other("TLS handshake timed out"))??;
+                    // Input pipelined after STARTTLS (CVE-2011-0411) or a failed handshake
+                    // ends the connection.
+                    if conn.start_tls(&tls.acceptor()).await.is_err() {
+                        return Ok(());
+                    }
                     session.tls_started();
-                    reader = BufReader::new(WriteTimeout::new(upgraded, WRITE_TIMEOUT));
                     break;
                 }
                 Next::AuthContinue(tag) => {
-                    let w = reader.get_mut();
-                    w.write_all(b"+ \r\n").await?;
-                    w.flush().await?;
-                    let read = tokio::time::timeout(
-                        PREAUTH_TIMEOUT,
-                        read_line(&mut reader, &mut line, 12 << 10),
-                    )
-                    .await;
-                    let resp: Vec<u8> = match read {
-                        Ok(Ok(Line::Complete)) => line.clone(),
-                        Ok(Ok(Line::TooLong)) => b"!".to_vec(),
-                        _ => return Ok(()),
+                    conn.send(b"+ \r\n").await?;
+                    let resp: Vec<u8> = match conn.read_line(12 << 10, PREAUTH_TIMEOUT).await? {
+                        Input::Done => conn.line().to_vec(),
+                        Input::TooLong => b"!".to_vec(),
+                        Input::Eof | Input::TimedOut => return Ok(()),
                     };
-                    let mut sink = Sink::new(reader.get_mut());
+                    let mut sink = Sink::new(conn);
                     next = session.auth_response(&tag, &resp, &mut sink).await?;
                     sink.flush().await?;
                 }
                 Next::Idle(tag) => {
-                    idle(&mut reader, &mut line, session, ctx, &tag).await?;
+                    idle_until_done(conn, session, ctx, &tag).await?;
                     if session.logged_out() {
                         return Ok(());
                     }
@@ -440,9 +373,8 @@ fn last_reply_is_bad(out: &[u8]) -> bool {
 }
 
 /// IDLE (RFC 2177): changes go out as they happen until the client sends DONE.
-async fn idle<S: Transport, B: ImapBackend>(
-    reader: &mut Reader<S>,
-    line: &mut Vec<u8>,
+async fn idle_until_done<B: ImapBackend>(
+    conn: &mut Connection,
     session: &mut Session<B>,
     ctx: &LoopSettings,
     tag: &str,
@@ -450,7 +382,7 @@ async fn idle<S: Transport, B: ImapBackend>(
     let timeout = ctx.idle_timeout.max(MIN_IDLE_TIMEOUT);
     // Anything already pending goes out at once.
     {
-        let mut sink = Sink::new(reader.get_mut());
+        let mut sink = Sink::new(conn);
         session.sync(&mut sink, true, false).await;
         sink.flush().await?;
     }
@@ -458,26 +390,26 @@ async fn idle<S: Transport, B: ImapBackend>(
     tokio::pin!(deadline);
     loop {
         tokio::select! {
-            // fill_buf consumes nothing, so losing this race to a change loses no input.
-            ready = tokio::io::AsyncBufReadExt::fill_buf(reader) => {
+            // Waiting for input consumes nothing, so losing this race to a change loses no
+            // input.
+            ready = conn.input_ready() => {
                 ready?;
-                let read = tokio::time::timeout(PREAUTH_TIMEOUT, read_line(reader, line, 1024)).await;
-                let read = match read {
-                    Ok(r) => r?,
-                    Err(_) => {
-                        // Half a line and then silence: end the session rather than leave
-                        // IDLE without its tagged reply.
-                        session.force_logout();
-                        return Ok(());
-                    }
-                };
-                let mut sink = Sink::new(reader.get_mut());
-                match read {
-                    Line::Complete if line.eq_ignore_ascii_case(b"DONE") => {
-                        session.idle_done(tag, &mut sink).await;
-                    }
-                    Line::Eof => return Ok(()),
-                    _ => sink.buf.extend_from_slice(format!("{tag} BAD expected DONE\r\n").as_bytes()),
+                let read = conn.read_line(1024, PREAUTH_TIMEOUT).await?;
+                if read == Input::TimedOut {
+                    // Half a line and then silence: end the session rather than leave IDLE
+                    // without its tagged reply.
+                    session.force_logout();
+                    return Ok(());
+                }
+                if read == Input::Eof {
+                    return Ok(());
+                }
+                let done = read == Input::Done && conn.line().eq_ignore_ascii_case(b"DONE");
+                let mut sink = Sink::new(conn);
+                if done {
+                    session.idle_done(tag, &mut sink).await;
+                } else {
+                    sink.buf.extend_from_slice(format!("{tag} BAD expected DONE\r\n").as_bytes());
                 }
                 sink.flush().await?;
                 return Ok(());
@@ -487,7 +419,7 @@ async fn idle<S: Transport, B: ImapBackend>(
                     // The feed ended (the session is being torn down).
                     continue;
                 }
-                let mut sink = Sink::new(reader.get_mut());
+                let mut sink = Sink::new(conn);
                 session.sync(&mut sink, true, false).await;
                 if session.mailbox_gone() {
                     sink.buf.extend_from_slice(b"* BYE the selected mailbox was deleted\r\n");
@@ -498,8 +430,7 @@ async fn idle<S: Transport, B: ImapBackend>(
                 sink.flush().await?;
             }
             _ = &mut deadline => {
-                reader.get_mut().write_all(b"* BYE autologout: idle for too long\r\n").await?;
-                reader.get_mut().flush().await?;
+                conn.send(b"* BYE autologout: idle for too long\r\n").await?;
                 session.force_logout();
                 return Ok(());
             }

@@ -12,7 +12,7 @@
 use std::io;
 
 use imap_codec::imap_types::command::{Command, CommandBody};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tern_net::connection::Connection;
 
 use super::backend::{Change, ChangeFeed, ChangeKind, ImapBackend};
 use super::op::{bad, Done};
@@ -39,46 +39,46 @@ pub enum Next {
     AuthContinue(String),
 }
 
-/// Output for one command: buffered, written out early when it grows large.
-pub struct Sink<'w> {
-    /// Bytes not yet written.
+/// Output for one command: buffered, handed to the connection when it grows large or the
+/// command ends.
+pub struct Sink<'c> {
+    /// Bytes not yet handed to the connection.
     pub buf: Vec<u8>,
-    w: &'w mut (dyn AsyncWrite + Unpin + Send),
+    conn: &'c mut Connection,
 }
 
-impl<'w> Sink<'w> {
-    /// Output going to `w`.
-    pub fn new(w: &'w mut (dyn AsyncWrite + Unpin + Send)) -> Self {
+impl<'c> Sink<'c> {
+    /// Output going to `conn`.
+    pub fn new(conn: &'c mut Connection) -> Self {
         Self {
             buf: Vec::with_capacity(4096),
-            w,
+            conn,
         }
     }
 
+    /// Writes the output out once it is large (a big FETCH), under the connection's write
+    /// time-out, so one command's replies are not all held in memory.
     pub(crate) async fn spill(&mut self) -> io::Result<()> {
         if self.buf.len() >= SPILL {
-            self.w.write_all(&self.buf).await?;
-            self.buf.clear();
+            self.write_buffered();
+            self.conn.flush().await?;
         }
         Ok(())
     }
 
-    /// Writes everything buffered without flushing (pipelined replies go out together).
-    pub async fn write_buffered(&mut self) -> io::Result<()> {
+    /// Hands everything buffered to the connection without writing it (pipelined replies
+    /// go out together).
+    pub fn write_buffered(&mut self) {
         if !self.buf.is_empty() {
-            self.w.write_all(&self.buf).await?;
+            self.conn.queue(&self.buf);
             self.buf.clear();
         }
-        Ok(())
     }
 
     /// Writes everything buffered and flushes.
     pub async fn flush(&mut self) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            self.w.write_all(&self.buf).await?;
-            self.buf.clear();
-        }
-        self.w.flush().await
+        self.write_buffered();
+        self.conn.flush().await
     }
 
     pub(crate) fn line(&mut self, s: &str) {

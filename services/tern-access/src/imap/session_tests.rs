@@ -4,20 +4,15 @@
 use std::time::Duration;
 
 use base64::Engine;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, ReadHalf, WriteHalf};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use super::mem_backend::{Mem, PASSWORD, USER};
-use super::server::{converse, LoopSettings, Transport};
+use super::server::{converse, timeouts, LoopSettings};
 use super::session::{Session, Settings};
-use tern_net::timed::WriteTimeout;
-use tern_net::tls::ReloadingTls;
-
-impl Transport for DuplexStream {
-    async fn start_tls(self, _tls: &ReloadingTls) -> std::io::Result<Self> {
-        Err(std::io::Error::other("an in-memory stream has no TLS"))
-    }
-}
+use tern_net::connection::Connection;
 
 /// What [`Client::line`] returns once the server closed the connection.
 const EOF: &str = "<closed>";
@@ -26,13 +21,18 @@ const MSG1: &[u8] = b"From: bob@example.test\r\nSubject: first\r\n\r\nHello Alic
 const MSG2: &[u8] = b"From: carol@example.test\r\nSubject: second\r\n\r\nBye now\r\n";
 
 struct Client {
-    reader: BufReader<ReadHalf<DuplexStream>>,
-    writer: WriteHalf<DuplexStream>,
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
     task: JoinHandle<std::io::Result<()>>,
 }
 
-fn start(mem: &Mem, plaintext_auth: bool) -> Client {
-    let (client, server) = tokio::io::duplex(1 << 20);
+/// A session over a loopback TCP connection, run by the listeners' connection loop.
+async fn start(mem: &Mem, plaintext_auth: bool) -> Client {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
     let settings = Settings {
         starttls: false,
         plaintext_auth,
@@ -48,14 +48,10 @@ fn start(mem: &Mem, plaintext_auth: bool) -> Client {
     let backend = mem.clone();
     let task = tokio::spawn(async move {
         let mut session = Session::new(backend, settings, false);
-        converse(
-            WriteTimeout::new(server, Duration::from_secs(5)),
-            &mut session,
-            &loop_settings,
-        )
-        .await
+        let mut conn = Connection::new(server, timeouts());
+        converse(&mut conn, &mut session, &loop_settings).await
     });
-    let (r, w) = tokio::io::split(client);
+    let (r, w) = client.into_split();
     Client {
         reader: BufReader::new(r),
         writer: w,
@@ -104,7 +100,7 @@ impl Client {
 
     /// A fresh connection, greeted and logged in.
     async fn logged_in(mem: &Mem) -> Client {
-        let mut c = start(mem, true);
+        let mut c = start(mem, true).await;
         c.line().await;
         let r = c.cmd("l", &format!("LOGIN {USER} {PASSWORD}")).await;
         assert!(last(&r).starts_with("l OK"), "{r:?}");
@@ -138,7 +134,7 @@ fn two_messages() -> Mem {
 #[tokio::test]
 async fn capability_noop_logout() {
     let mem = Mem::new();
-    let mut c = start(&mem, true);
+    let mut c = start(&mem, true).await;
     let greeting = c.line().await;
     assert!(
         greeting.starts_with("* OK [CAPABILITY IMAP4rev1 "),
@@ -159,7 +155,7 @@ async fn capability_noop_logout() {
 #[tokio::test]
 async fn login_and_authenticate_plain() {
     let mem = Mem::new();
-    let mut c = start(&mem, true);
+    let mut c = start(&mem, true).await;
     c.line().await;
     let r = c.cmd("a", &format!("LOGIN {USER} wrong")).await;
     assert_eq!(
@@ -187,7 +183,7 @@ async fn login_and_authenticate_plain() {
     assert_eq!(last(&r), "e BAD LOGIN: already authenticated");
 
     // SASL-IR on a fresh connection.
-    let mut c = start(&mem, true);
+    let mut c = start(&mem, true).await;
     c.line().await;
     let ir = b64(&format!("{USER}\0{USER}\0{PASSWORD}"));
     let r = c.cmd("a", &format!("AUTHENTICATE PLAIN {ir}")).await;
@@ -197,7 +193,7 @@ async fn login_and_authenticate_plain() {
 #[tokio::test]
 async fn plaintext_login_needs_tls_and_failures_close() {
     let mem = Mem::new();
-    let mut c = start(&mem, false);
+    let mut c = start(&mem, false).await;
     let greeting = c.line().await;
     assert!(greeting.contains("LOGINDISABLED"), "{greeting}");
     let r = c.cmd("a", &format!("LOGIN {USER} {PASSWORD}")).await;
@@ -205,7 +201,7 @@ async fn plaintext_login_needs_tls_and_failures_close() {
     let r = c.cmd("b", "STARTTLS").await;
     assert_eq!(last(&r), "b BAD STARTTLS: STARTTLS is not available here");
 
-    let mut c = start(&mem, true);
+    let mut c = start(&mem, true).await;
     c.line().await;
     c.cmd("a", &format!("LOGIN {USER} x")).await;
     c.cmd("b", &format!("LOGIN {USER} y")).await;
@@ -220,7 +216,7 @@ async fn plaintext_login_needs_tls_and_failures_close() {
 #[tokio::test]
 async fn bad_syntax_and_wrong_state() {
     let mem = Mem::new();
-    let mut c = start(&mem, true);
+    let mut c = start(&mem, true).await;
     c.line().await;
     let r = c.cmd("a", "SELECT INBOX").await;
     assert_eq!(last(&r), "a BAD SELECT: log in first");

@@ -7,14 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tern_net::connection::{Connection, Read, Timeouts};
-use tern_net::limit::ConnectionLimiter;
-use tern_net::tls::ReloadingTls;
 use tern_proto::client::StoreClient;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use super::backend::StoreBackend;
 use super::session::{Config as SessionConfig, Next, Session};
+use crate::accept::ListenerPolicy;
 use crate::metrics;
 
 /// RFC 2449 bounds a command at 255 octets; SASL responses (AUTH PLAIN's base64) may be
@@ -33,27 +32,17 @@ pub struct Pop3Context {
     pub node: String,
     /// Reports retrievals into the messages' delivery traces.
     pub retrievals: crate::retrieval::RetrievalTracer,
-    /// Certificate for STLS and POP3S, if configured.
-    pub tls: Option<Arc<ReloadingTls>>,
-    /// Limits shared by all of this node's POP3 listeners.
-    pub limiter: ConnectionLimiter,
-    /// Plain-text authentication allowed (development, loopback-only listeners).
-    pub plaintext_auth: bool,
+    /// TLS, limits, login and failure policy (shared with IMAP).
+    pub policy: ListenerPolicy,
     /// Idle timeout.
     pub idle_timeout: Duration,
-    /// Pause after a wrong password.
-    pub auth_failure_delay: Duration,
-    /// Wrong passwords before closing.
-    pub max_auth_failures: u32,
-    /// Failed commands before closing.
-    pub max_errors: u32,
     /// Maildrop lock lifetime.
     pub lock_ttl: Duration,
 }
 
 /// Accepts connections until the task is dropped. `implicit_tls` makes it a POP3S listener.
 pub async fn serve(listener: TcpListener, ctx: Arc<Pop3Context>, implicit_tls: bool) {
-    let limiter = ctx.limiter.clone();
+    let limiter = ctx.policy.limiter.clone();
     crate::accept::accept_loop(
         listener,
         limiter,
@@ -75,7 +64,7 @@ async fn run(
     implicit_tls: bool,
 ) -> std::io::Result<()> {
     let mut conn = if implicit_tls {
-        let Some(tls) = &ctx.tls else {
+        let Some(tls) = &ctx.policy.tls else {
             return Ok(());
         };
         Connection::accept_tls(tcp, &tls.acceptor(), Timeouts::default()).await?
@@ -91,9 +80,9 @@ async fn run(
     let mut session = Session::new(
         backend,
         SessionConfig {
-            plaintext_auth_allowed: implicit_tls || ctx.plaintext_auth,
-            stls_available: !implicit_tls && ctx.tls.is_some(),
-            max_auth_failures: ctx.max_auth_failures,
+            plaintext_auth_allowed: implicit_tls || ctx.policy.plaintext_auth,
+            stls_available: !implicit_tls && ctx.policy.tls.is_some(),
+            max_auth_failures: ctx.policy.max_auth_failures,
         },
     );
     if implicit_tls {
@@ -141,7 +130,7 @@ async fn converse(
             metrics::command_answered("pop3", "ok");
         }
         conn.queue(&out);
-        if errors >= ctx.max_errors && next != Next::Close {
+        if errors >= ctx.policy.max_errors && next != Next::Close {
             conn.send(b"-ERR too many errors, closing\r\n").await?;
             return Ok(());
         }
@@ -157,9 +146,9 @@ async fn converse(
                 conn.close().await;
                 return Ok(());
             }
-            Next::DelayThenContinue => tokio::time::sleep(ctx.auth_failure_delay).await,
+            Next::DelayThenContinue => tokio::time::sleep(ctx.policy.auth_failure_delay).await,
             Next::StartTls => {
-                let Some(tls) = &ctx.tls else {
+                let Some(tls) = &ctx.policy.tls else {
                     return Ok(());
                 };
                 // A refused upgrade (input pipelined after STLS, CVE-2011-0411) or a failed

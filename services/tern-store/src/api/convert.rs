@@ -136,6 +136,7 @@ pub fn entry(e: &QueueEntryRec) -> pb::QueueEntry {
             })
             .collect(),
         message_id: e.message_id.clone(),
+        completed: false,
     }
 }
 

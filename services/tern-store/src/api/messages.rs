@@ -8,7 +8,7 @@ use tern_proto::store::v1 as pb;
 use tern_proto::store::v1::messages_server::Messages;
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use super::{collect_body, convert, now_ms, unexpected, Api, CHUNK};
+use super::{convert, now_ms, unexpected, Api, CHUNK};
 use crate::apply::{account_id, mailbox_by_name};
 use crate::command::{Command, FlagMode, Reply, Target};
 use crate::error::{AppError, AppResult};
@@ -139,13 +139,7 @@ impl Messages for MessagesApi {
         &self,
         req: Request<Streaming<pb::AppendRequest>>,
     ) -> Result<Response<pb::AppendResponse>, Status> {
-        let (h, body) = collect_body(
-            req.into_inner(),
-            self.0.max_message_size(),
-            |m| (m.header, m.chunk),
-            |h| h.size,
-        )
-        .await?;
+        let (h, body) = self.0.receive_body(req).await?;
         let t = target(pb::DeliveryTarget {
             account: h.account,
             mailbox: h.mailbox,
@@ -179,13 +173,7 @@ impl Messages for MessagesApi {
         &self,
         req: Request<Streaming<pb::DeliverRequest>>,
     ) -> Result<Response<pb::DeliverResponse>, Status> {
-        let (h, body) = collect_body(
-            req.into_inner(),
-            self.0.max_message_size(),
-            |m| (m.header, m.chunk),
-            |h| h.size,
-        )
-        .await?;
+        let (h, body) = self.0.receive_body(req).await?;
         if h.targets.is_empty() {
             return Err(Status::invalid_argument(
                 "a delivery needs at least one target",

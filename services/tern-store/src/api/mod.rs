@@ -15,7 +15,8 @@ pub mod watch;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use tonic::{Status, Streaming};
+use tern_proto::store::v1 as pb;
+use tonic::{Request, Status, Streaming};
 
 use crate::command::{Command, Reply};
 use crate::error::{AppError, AppResult, ErrorKind};
@@ -68,7 +69,55 @@ impl Api {
     pub fn max_message_size(&self) -> u64 {
         self.node.config.max_message_size
     }
+
+    /// Reads a streamed request's header and whole body under this node's message size
+    /// limit (see [`collect_body`] for what it refuses).
+    pub async fn receive_body<M: BodyRequest>(
+        &self,
+        req: Request<Streaming<M>>,
+    ) -> Result<(M::Header, Vec<u8>), Status> {
+        collect_body(
+            req.into_inner(),
+            self.max_message_size(),
+            M::split,
+            M::declared_size,
+        )
+        .await
+    }
 }
+
+/// A client-streamed request whose first message carries a header (with the exact body
+/// size) and whose messages all may carry body chunks: what [`Api::receive_body`] reads.
+pub trait BodyRequest: Send + 'static {
+    /// The header the first message carries.
+    type Header;
+    /// One message's header (only the first has one) and body chunk.
+    fn split(self) -> (Option<Self::Header>, Vec<u8>);
+    /// The exact body size a header declares.
+    fn declared_size(header: &Self::Header) -> u64;
+}
+
+/// Every streamed request of the store's API has the same shape: `header`, `chunk`, and a
+/// `size` in the header.
+macro_rules! body_request {
+    ($($req:ident => $header:ident),* $(,)?) => {$(
+        impl BodyRequest for pb::$req {
+            type Header = pb::$header;
+            fn split(self) -> (Option<pb::$header>, Vec<u8>) {
+                (self.header, self.chunk)
+            }
+            fn declared_size(header: &pb::$header) -> u64 {
+                header.size
+            }
+        }
+    )*};
+}
+
+body_request!(
+    AppendRequest => AppendHeader,
+    DeliverRequest => DeliverHeader,
+    EnqueueRequest => EnqueueHeader,
+);
 
 /// Reads a client stream whose first message carries a header (with the exact body size)
 /// and whose messages all may carry body chunks.

@@ -4,7 +4,7 @@ use tern_proto::store::v1 as pb;
 use tern_proto::store::v1::queue_server::Queue;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::{collect_body, convert, now_ms, unexpected, Api};
+use super::{convert, now_ms, unexpected, Api};
 use crate::apply::trace::{self as trace_log, is_trace_id};
 use crate::command::{Command, Reply};
 use crate::error::AppError;
@@ -24,6 +24,11 @@ const MAX_RECIPIENTS: usize = 1000;
 fn entry_reply(reply: Reply) -> Result<Response<pb::QueueEntry>, Status> {
     match reply {
         Reply::Entry(e) => Ok(Response::new(convert::entry(&e))),
+        Reply::EnqueuedEarlier(id) => Ok(Response::new(pb::QueueEntry {
+            id,
+            completed: true,
+            ..Default::default()
+        })),
         other => Err(unexpected(&other)),
     }
 }
@@ -40,13 +45,7 @@ impl Queue for QueueApi {
         &self,
         req: Request<Streaming<pb::EnqueueRequest>>,
     ) -> Result<Response<pb::QueueEntry>, Status> {
-        let (h, body) = collect_body(
-            req.into_inner(),
-            self.0.max_message_size(),
-            |m| (m.header, m.chunk),
-            |h| h.size,
-        )
-        .await?;
+        let (h, body) = self.0.receive_body(req).await?;
         if h.recipients.is_empty() || h.recipients.len() > MAX_RECIPIENTS {
             return Err(Status::invalid_argument(format!(
                 "an entry needs 1 to {MAX_RECIPIENTS} recipients"

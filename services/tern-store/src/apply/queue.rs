@@ -61,14 +61,11 @@ pub fn enqueue(txn: &mut Txn<'_>, entry: &QueueEntryRec, body: &[u8], request_id
         if let Some(id) = txn.get_raw(cf::DEDUP, &enqueue_key(request_id))? {
             let id =
                 String::from_utf8(id).map_err(|_| AppError::internal("corrupt enqueue record"))?;
-            // The first enqueue may have been delivered and completed since: say so plainly
-            // (ALREADY_EXISTS names the id) rather than NOT_FOUND, so the caller knows the
-            // message was accepted once.
+            // The first enqueue may have been delivered and completed since: the caller must
+            // still hear that the message was accepted once, under which queue id.
             return match txn.get::<QueueEntryRec>(cf::QUEUE, &keys::queue_entry_key(&id))? {
                 Some(e) => Ok(Reply::Entry(Box::new(e))),
-                None => Err(AppError::exists(format!(
-                    "already enqueued as {id}, and that entry has since completed"
-                ))),
+                None => Ok(Reply::EnqueuedEarlier(id)),
             };
         }
     }

@@ -39,19 +39,23 @@ fn summary(l: &ListJson) -> String {
     )
 }
 
+/// A list as the store answered a change to its members.
+fn print_list(ctx: &Ctx, list: MailingList) -> anyhow::Result<()> {
+    let l = ListJson::from(list);
+    ctx.print(&l, || summary(&l))
+}
+
 pub async fn run(cmd: ListCmd, ctx: &Ctx) -> anyhow::Result<()> {
     let mut dir = ctx.store().await?.directory();
     match cmd {
         ListCmd::Add { list, members } => {
-            let l: ListJson = dir
+            let changed = dir
                 .add_list_members(AddListMembersRequest {
                     address: list,
                     members,
                 })
-                .await?
-                .into_inner()
-                .into();
-            ctx.print(&l, || summary(&l))
+                .await?;
+            print_list(ctx, changed.into_inner())
         }
         ListCmd::Remove { list, members } if members.is_empty() => {
             dir.remove_list(RemoveListRequest {
@@ -61,15 +65,13 @@ pub async fn run(cmd: ListCmd, ctx: &Ctx) -> anyhow::Result<()> {
             ctx.done(format!("removed list {list}"))
         }
         ListCmd::Remove { list, members } => {
-            let l: ListJson = dir
+            let changed = dir
                 .remove_list_members(RemoveListMembersRequest {
                     address: list,
                     members,
                 })
-                .await?
-                .into_inner()
-                .into();
-            ctx.print(&l, || summary(&l))
+                .await?;
+            print_list(ctx, changed.into_inner())
         }
         ListCmd::List { domain } => {
             let resp = dir

@@ -11,7 +11,9 @@ use imap_codec::imap_types::sequence::SequenceSet;
 use mail_parser::MessageParser;
 
 use super::{bad, no, ok, store_no, Done};
-use crate::imap::backend::{ErrorKind, FlagMode, ImapBackend, StoreResult};
+use crate::imap::backend::{
+    ByteRange, ErrorKind, FlagChange, FlagMode, ImapBackend, MessageRef, StoreResult,
+};
 use crate::imap::fetch::{self, Item, Need};
 use crate::imap::session::{Session, Sink};
 
@@ -32,15 +34,10 @@ fn has_bare_lf(data: &[u8]) -> bool {
 async fn read_content<B: ImapBackend>(
     backend: &B,
     account: &str,
-    mailbox: &str,
-    uid: u32,
-    uid_validity: u32,
-    offset: u64,
-    length: u64,
+    message: MessageRef<'_>,
+    range: ByteRange,
 ) -> StoreResult<(Vec<u8>, String)> {
-    let content = backend
-        .read(account, mailbox, uid, uid_validity, offset, length)
-        .await?;
+    let content = backend.read(account, message, range).await?;
     let data = if has_bare_lf(&content.data) {
         tern_mail::lines::canonical(&content.data)
     } else {
@@ -53,27 +50,20 @@ async fn read_content<B: ImapBackend>(
 async fn read_header<B: ImapBackend>(
     backend: &B,
     account: &str,
-    mailbox: &str,
-    uid: u32,
-    uid_validity: u32,
+    message: MessageRef<'_>,
 ) -> StoreResult<Vec<u8>> {
-    let (mut head, _) = read_content(
-        backend,
-        account,
-        mailbox,
-        uid,
-        uid_validity,
-        0,
-        HEADER_PROBE,
-    )
-    .await?;
+    let probe = ByteRange {
+        offset: 0,
+        length: HEADER_PROBE,
+    };
+    let (mut head, _) = read_content(backend, account, message, probe).await?;
     match tern_mail::header::section_end(&head) {
         Some(end) => {
             head.truncate(end);
             Ok(head)
         }
         None if (head.len() as u64) < HEADER_PROBE => Ok(head),
-        None => read_content(backend, account, mailbox, uid, uid_validity, 0, 0)
+        None => read_content(backend, account, message, ByteRange::WHOLE)
             .await
             .map(|(data, _)| data),
     }
@@ -153,9 +143,11 @@ impl<B: ImapBackend> Session<B> {
                         account,
                         &name,
                         &seen_set,
-                        FlagMode::Add,
-                        vec!["\\Seen".into()],
-                        0,
+                        FlagChange {
+                            mode: FlagMode::Add,
+                            flags: vec!["\\Seen".into()],
+                            unchanged_since: 0,
+                        },
                     )
                     .await;
                 match flagged {
@@ -201,13 +193,16 @@ impl<B: ImapBackend> Session<B> {
         let mut contents = futures::stream::iter(wanted.into_iter().map(|u| {
             let (account, name) = (account.to_string(), name.clone());
             async move {
+                let message = MessageRef {
+                    mailbox: &name,
+                    uid: u,
+                    uid_validity,
+                };
                 let content = match need {
                     Need::Nothing => Ok(None),
-                    Need::Header => read_header(backend, &account, &name, u, uid_validity)
-                        .await
-                        .map(Some),
+                    Need::Header => read_header(backend, &account, message).await.map(Some),
                     Need::Everything => {
-                        match read_content(backend, &account, &name, u, uid_validity, 0, 0).await {
+                        match read_content(backend, &account, message, ByteRange::WHOLE).await {
                             Ok((data, trace_id)) => {
                                 // The whole message goes to the client: a retrieval.
                                 backend.retrieved(&trace_id, &account, &name, u);

@@ -4,7 +4,7 @@ use std::io;
 
 use imap_codec::imap_types::mailbox::Mailbox;
 
-use super::{bad, mailbox_arg, no, ok, store_no, Done};
+use super::{bad, mailbox_arg, mailbox_or_bad, no, ok, store_no, Done};
 use crate::imap::backend::ImapBackend;
 use crate::imap::session::Session;
 
@@ -14,10 +14,7 @@ impl<B: ImapBackend> Session<B> {
         account: &str,
         mailbox: &Mailbox<'_>,
     ) -> io::Result<Done> {
-        let name = match mailbox_arg(mailbox) {
-            Ok(n) => n,
-            Err(e) => return bad(e),
-        };
+        let name = mailbox_or_bad!(mailbox);
         // A trailing delimiter declares the intent to create children (RFC 3501 §6.3.3).
         let name = name.trim_end_matches('/').to_string();
         if name.eq_ignore_ascii_case("INBOX") {
@@ -34,10 +31,7 @@ impl<B: ImapBackend> Session<B> {
         account: &str,
         mailbox: &Mailbox<'_>,
     ) -> io::Result<Done> {
-        let name = match mailbox_arg(mailbox) {
-            Ok(n) => n,
-            Err(e) => return bad(e),
-        };
+        let name = mailbox_or_bad!(mailbox);
         if name == "INBOX" {
             return no("[CANNOT] INBOX cannot be deleted");
         }
@@ -87,10 +81,7 @@ impl<B: ImapBackend> Session<B> {
         mailbox: &Mailbox<'_>,
         on: bool,
     ) -> io::Result<Done> {
-        let name = match mailbox_arg(mailbox) {
-            Ok(n) => n,
-            Err(e) => return bad(e),
-        };
+        let name = mailbox_or_bad!(mailbox);
         match self.backend.subscribe(account, &name, on).await {
             Ok(()) => ok(if on {
                 "SUBSCRIBE completed"

@@ -5,7 +5,7 @@ use std::io;
 
 use imap_codec::imap_types::mailbox::Mailbox;
 
-use super::{bad, mailbox_arg, no, ok, store_no, Done};
+use super::{mailbox_or_bad, no, ok, store_no, Done};
 use crate::imap::backend::{ImapBackend, Quota};
 use crate::imap::session::{Session, Sink};
 use crate::imap::wire::mailbox_name;
@@ -25,10 +25,7 @@ impl<B: ImapBackend> Session<B> {
         mailbox: &Mailbox<'_>,
         out: &mut Sink<'_>,
     ) -> io::Result<Done> {
-        let name = match mailbox_arg(mailbox) {
-            Ok(n) => n,
-            Err(e) => return bad(e),
-        };
+        let name = mailbox_or_bad!(mailbox);
         let mut shown = Vec::new();
         mailbox_name(&mut shown, &name);
         let quota = match self.backend.quota(account).await {

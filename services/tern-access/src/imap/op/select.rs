@@ -6,7 +6,7 @@ use std::io;
 use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::mailbox::Mailbox;
 
-use super::{bad, mailbox_arg, no, ok, store_no, Done};
+use super::{bad, mailbox_or_bad, no, ok, store_no, Done};
 use crate::imap::backend::ImapBackend;
 use crate::imap::session::{Selected, Session, Sink};
 use crate::imap::view::View;
@@ -23,10 +23,7 @@ impl<B: ImapBackend> Session<B> {
     ) -> io::Result<Done> {
         // Whatever happens, the previous mailbox is no longer selected (RFC 3501 §6.3.1).
         self.selected = None;
-        let name = match mailbox_arg(mailbox) {
-            Ok(n) => n,
-            Err(e) => return bad(e),
-        };
+        let name = mailbox_or_bad!(mailbox);
         for p in params {
             match p {
                 SelectParameter::CondStore => self.condstore = true,

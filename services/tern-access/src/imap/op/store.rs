@@ -7,7 +7,7 @@ use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::sequence::SequenceSet;
 
 use super::{bad, flag_name, no, ok, store_no, Done};
-use crate::imap::backend::{FlagMode, ImapBackend};
+use crate::imap::backend::{FlagChange, FlagMode, ImapBackend};
 use crate::imap::sequence::compact;
 use crate::imap::session::{Session, Sink};
 use crate::imap::wire::flag_list;
@@ -95,15 +95,18 @@ impl<B: ImapBackend> Session<B> {
             self.sync(out, uid, uid).await;
             return ok("STORE completed");
         }
-        let mode = match kind {
-            StoreType::Replace => FlagMode::Replace,
-            StoreType::Add => FlagMode::Add,
-            StoreType::Remove => FlagMode::Remove,
+        let change = FlagChange {
+            mode: match kind {
+                StoreType::Replace => FlagMode::Replace,
+                StoreType::Add => FlagMode::Add,
+                StoreType::Remove => FlagMode::Remove,
+            },
+            flags: flags.iter().map(flag_name).collect(),
+            unchanged_since,
         };
-        let flags = flags.iter().map(flag_name).collect();
         let resp = match self
             .backend
-            .store_flags(account, &name, &uids, mode, flags, unchanged_since)
+            .store_flags(account, &name, &uids, change)
             .await
         {
             Ok(r) => r,

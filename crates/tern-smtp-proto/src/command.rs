@@ -6,7 +6,8 @@
 //! harmlessly (a space after `FROM:`/`TO:`, verbs in any case, a source route, which RFC 5321
 //! §4.1.1.3 says to accept and ignore). Addresses may carry UTF-8 (RFC 6531); whether that is
 //! allowed in a given transaction (SMTPUTF8 given) is the session's decision, so
-//! [`Mailbox::is_ascii`] tells it.
+//! [`Mailbox::is_ascii`] tells it. The parameters are checked and typed in
+//! [`crate::params`].
 
 use std::fmt;
 
@@ -459,34 +460,6 @@ fn parse_auth(rest: &str) -> Result<Command, ParseError> {
     Ok(Command::Auth { mechanism, initial })
 }
 
-/// Decodes xtext (RFC 3461 §4): `+XX` hex escapes. `None` when malformed.
-pub fn decode_xtext(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => {
-                let hex = s.get(i + 1..i + 3)?;
-                if !hex
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())
-                {
-                    return None;
-                }
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b @ 33..=126 if b != b'=' => {
-                out.push(b);
-                i += 1;
-            }
-            _ => return None,
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -695,16 +668,5 @@ mod tests {
                 initial: None
             })
         );
-    }
-
-    #[test]
-    fn xtext() {
-        assert_eq!(
-            decode_xtext("rfc822;a+2Bb@x.test").as_deref(),
-            Some("rfc822;a+b@x.test")
-        );
-        assert_eq!(decode_xtext("a+2"), None);
-        assert_eq!(decode_xtext("a+zz"), None);
-        assert_eq!(decode_xtext("a b"), None);
     }
 }

@@ -1,10 +1,10 @@
-//! SMTP replies (RFC 5321 §4.2), parsed incrementally from the bytes a server sent.
+//! Replies parsed incrementally from the bytes a server sent (the client side).
 //!
 //! [`parse`] is a pure function over a buffer so that it can be unit-tested and fuzzed without
-//! sockets (`services/tern-queue/fuzz`, target `smtp_reply`). The client keeps unparsed input
-//! in one buffer and calls [`parse`] after every read: `Ok(None)` means "read more",
-//! `Ok(Some((reply, n)))` hands back one complete reply and how many octets it used (with
-//! PIPELINING several replies may sit in the buffer at once).
+//! sockets (`fuzz/`, target `smtp_reply`). The client keeps unparsed input in one buffer and
+//! calls [`parse`] after every read: `Ok(None)` means "read more", `Ok(Some((reply, n)))`
+//! hands back one complete reply and how many octets it used (with PIPELINING several replies
+//! may sit in the buffer at once).
 //!
 //! **Bounds.** A server is not trusted to be well-behaved: a line longer than [`MAX_LINE`]
 //! octets or a reply of more than [`MAX_LINES`] lines is an error as soon as it can be seen,
@@ -17,102 +17,14 @@
 //! without text ("250" CRLF) is accepted, and the text is decoded as lossy UTF-8 with control
 //! characters removed so that it can be logged and copied into DSNs safely.
 
-use std::fmt;
+use super::Reply;
+use crate::enhanced;
 
 /// Longest reply line accepted, in octets including the line end; see the module docs.
 pub const MAX_LINE: usize = 2048;
 
 /// Most lines accepted in one reply; a real EHLO reply has a few dozen at most.
 pub const MAX_LINES: usize = 100;
-
-/// Longest [`Reply`] `Display` form, in characters, so that a server's essay does not end up
-/// whole in every log line and DSN diagnostic.
-pub const MAX_DISPLAY: usize = 512;
-
-/// One complete SMTP reply: the code, the RFC 2034/3463 enhanced status code when the server
-/// gave one, and the text of every line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    /// The three-digit reply code, 200..=599.
-    pub code: u16,
-    /// The enhanced status code ("5.1.1") when the first line's text starts with one whose
-    /// class matches the reply code's first digit (RFC 2034 §4), for DSN `Status:` fields.
-    pub enhanced: Option<String>,
-    /// The text after the code (and after the SP or "-"), one entry per line, in lossy UTF-8
-    /// with control characters removed; never empty (a code-only line gives "").
-    pub lines: Vec<String>,
-}
-
-impl Reply {
-    /// 2yz: the command was accepted, so the caller can go on (or the message was delivered).
-    pub fn is_positive(&self) -> bool {
-        (200..300).contains(&self.code)
-    }
-
-    /// 3yz: the server waits for more (354 after DATA), so the caller must send it.
-    pub fn is_intermediate(&self) -> bool {
-        (300..400).contains(&self.code)
-    }
-
-    /// 4yz: a temporary failure, so the caller retries later.
-    pub fn is_transient(&self) -> bool {
-        (400..500).contains(&self.code)
-    }
-
-    /// 5yz: a permanent failure, so the caller bounces instead of retrying.
-    pub fn is_permanent(&self) -> bool {
-        (500..600).contains(&self.code)
-    }
-
-    /// The text of every line, joined with spaces, without the repeated enhanced code; what
-    /// `Display` shows after the code.
-    fn text(&self) -> String {
-        let mut out = String::new();
-        for line in &self.lines {
-            let mut t = line.trim();
-            if let Some(enh) = &self.enhanced {
-                if let Some(rest) = t.strip_prefix(enh.as_str()) {
-                    if rest.is_empty() || rest.starts_with(' ') {
-                        t = rest.trim_start();
-                    }
-                }
-            }
-            if t.is_empty() {
-                continue;
-            }
-            if !out.is_empty() {
-                out.push(' ');
-            }
-            out.push_str(t);
-            if out.len() > MAX_DISPLAY * 4 {
-                break;
-            }
-        }
-        out
-    }
-}
-
-/// One line, "550 5.1.1 user unknown": multi-line replies joined with spaces and the whole
-/// bounded to [`MAX_DISPLAY`] characters, for logs and DSN `Diagnostic-Code` fields.
-impl fmt::Display for Reply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = self.code.to_string();
-        if let Some(enh) = &self.enhanced {
-            s.push(' ');
-            s.push_str(enh);
-        }
-        let text = self.text();
-        if !text.is_empty() {
-            s.push(' ');
-            s.push_str(&text);
-        }
-        if s.chars().count() > MAX_DISPLAY {
-            s = s.chars().take(MAX_DISPLAY - 3).collect();
-            s.push_str("...");
-        }
-        f.write_str(&s)
-    }
-}
 
 /// Why a server's reply could not be parsed; the client turns this into a protocol error and
 /// drops the connection, since it can no longer tell where the next reply starts.
@@ -170,6 +82,11 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Reply, usize)>, ReplyError> {
         if last {
             let code = line_code;
             let enhanced = lines.first().and_then(|l| enhanced_code(code, l));
+            if let Some(enh) = &enhanced {
+                for line in &mut lines {
+                    strip_enhanced(line, enh);
+                }
+            }
             return Ok(Some((
                 Reply {
                     code,
@@ -245,16 +162,17 @@ fn sanitize(bytes: &[u8]) -> String {
 /// whose class is the reply code's first digit.
 fn enhanced_code(code: u16, text: &str) -> Option<String> {
     let token = text.split(' ').next()?;
-    let mut parts = token.split('.');
-    let class = parts.next()?;
-    let subject = parts.next()?;
-    let detail = parts.next()?;
-    let number = |s: &str| (1..=3).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
-    let class_ok = class.len() == 1 && class.parse::<u16>().ok()? == code / 100;
-    if parts.next().is_none() && class_ok && number(subject) && number(detail) {
-        Some(token.to_owned())
-    } else {
-        None
+    enhanced::matches_code(token, code).then(|| token.to_owned())
+}
+
+/// Removes the enhanced code (and the spaces after it) from the start of a line that repeats
+/// it, as multi-line replies do on every line.
+fn strip_enhanced(line: &mut String, enh: &str) {
+    let t = line.trim_start();
+    if let Some(rest) = t.strip_prefix(enh) {
+        if rest.is_empty() || rest.starts_with(' ') {
+            *line = rest.trim_start().to_owned();
+        }
     }
 }
 
@@ -271,6 +189,7 @@ fn snippet(line: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reply::MAX_DISPLAY;
 
     fn one(input: &[u8]) -> (Reply, usize) {
         parse(input).unwrap().unwrap()
@@ -282,7 +201,7 @@ mod tests {
         assert_eq!(n, 38);
         assert_eq!(r.code, 550);
         assert_eq!(r.enhanced.as_deref(), Some("5.1.1"));
-        assert_eq!(r.lines, ["5.1.1 <bob@x.test>: user unknown"]);
+        assert_eq!(r.lines, ["<bob@x.test>: user unknown"]);
         assert!(r.is_permanent() && !r.is_transient() && !r.is_positive());
         assert_eq!(r.to_string(), "550 5.1.1 <bob@x.test>: user unknown");
     }

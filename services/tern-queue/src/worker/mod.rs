@@ -5,6 +5,9 @@
 //! key (queue id + account), so an entry taken over after a crash is never delivered twice
 //! into a mailbox.
 
+mod bounce;
+mod remote;
+
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,15 +20,15 @@ use tern_proto::store::v1 as pb;
 use tern_proto::store::v1::messages_client::MessagesClient;
 use tern_proto::store::v1::queue_client::QueueClient;
 use tern_proto::store::v1::queue_recipient::State;
+use tern_smtp_proto::xtext;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::config::QueueConfig;
-use crate::dsn;
-use crate::mx::{MxError, MxResolver};
+use crate::mx::MxResolver;
 use crate::pool::Pool;
 use crate::routing::{self, Route};
-use crate::smtp::client::{ClientConfig, ClientError, Envelope, Rcpt, TlsPolicy};
+use crate::smtp::client::{ClientConfig, TlsPolicy};
 
 /// A host to send to (its name, for TLS and logs) with the addresses to try, in order.
 type NextHop = (String, Vec<SocketAddr>);
@@ -105,7 +108,7 @@ impl Outcome {
             via: None,
         }
     }
-    fn from_reply(reply: &crate::smtp::reply::Reply, host: &str) -> Self {
+    fn from_reply(reply: &tern_smtp_proto::reply::Reply, host: &str) -> Self {
         let state = if reply.is_positive() {
             State::Delivered
         } else if reply.is_permanent() {
@@ -390,7 +393,7 @@ impl Worker {
                     r.orcpt = original
                         .map(|o| o.orcpt.clone())
                         .filter(|o| !o.is_empty())
-                        .unwrap_or_else(|| format!("rfc822;{}", xtext(&f.original)));
+                        .unwrap_or_else(|| format!("rfc822;{}", xtext::encode(&f.original)));
                 }
                 if r.notify.is_empty() {
                     if let Some(o) = original {
@@ -633,381 +636,6 @@ impl Worker {
                 .collect(),
         }
     }
-
-    /// The hosts to try for `domain`, in order, each with its addresses.
-    async fn next_hops(&self, domain: &str) -> Result<Vec<NextHop>, Outcome> {
-        let fixed = self
-            .config
-            .transports
-            .get(domain)
-            .or(self.config.relay_host.as_ref());
-        if let Some(hop) = fixed {
-            // A next hop without a port means the SMTP port.
-            let hop = &if hop
-                .rsplit_once(':')
-                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-            {
-                hop.clone()
-            } else {
-                format!("{hop}:25")
-            };
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host(hop.as_str())
-                .await
-                .map(|a| a.collect())
-                .unwrap_or_default();
-            if addrs.is_empty() {
-                return Err(Outcome::deferred(format!(
-                    "451 4.4.4 cannot resolve the next hop {hop}"
-                )));
-            }
-            let host = hop.rsplit_once(':').map(|(h, _)| h).unwrap_or(hop);
-            return Ok(vec![(host.trim_matches(['[', ']']).to_string(), addrs)]);
-        }
-        match self.mx.destinations(domain).await {
-            Ok(dests) => Ok(dests
-                .into_iter()
-                .map(|d| {
-                    let addrs = d
-                        .addrs
-                        .iter()
-                        .map(|ip| SocketAddr::new(*ip, self.config.remote_port))
-                        .collect();
-                    (d.host, addrs)
-                })
-                .collect()),
-            Err(MxError::Permanent(why)) => Err(Outcome::failed(format!(
-                "550 5.1.2 no mail server for {domain}: {why}"
-            ))),
-            Err(MxError::Temporary(why)) => Err(Outcome::deferred(format!(
-                "451 4.4.3 MX lookup for {domain} failed: {why}"
-            ))),
-        }
-    }
-
-    /// Sends to remote recipients: one transaction per destination host carrying all of its
-    /// recipients; on a connection failure or a temporary refusal of the whole transaction
-    /// the next MX host is tried (RFC 5321 §5.1).
-    async fn deliver_remote(
-        &self,
-        entry: &pb::QueueEntry,
-        rcpts: &[pb::QueueRecipient],
-        body: &[u8],
-    ) -> Vec<(String, Outcome)> {
-        // Group recipients by domain, and domains by their (identical) list of next hops, so
-        // that one host gets one copy with all of its recipients.
-        let mut by_domain: BTreeMap<String, Vec<pb::QueueRecipient>> = BTreeMap::new();
-        for r in rcpts {
-            let domain = r
-                .address
-                .rsplit_once('@')
-                .map(|(_, d)| d.to_ascii_lowercase())
-                .unwrap_or_default();
-            by_domain.entry(domain).or_default().push(r.clone());
-        }
-        let mut out = Vec::new();
-        let mut groups: Vec<(Vec<NextHop>, Vec<pb::QueueRecipient>, bool)> = Vec::new();
-        for (domain, list) in by_domain {
-            let tls_required = self
-                .config
-                .tls_required_domains
-                .iter()
-                .any(|d| d.eq_ignore_ascii_case(&domain));
-            match self.next_hops(&domain).await {
-                Ok(hops) => {
-                    if let Some(g) = groups
-                        .iter_mut()
-                        .find(|(h, _, t)| *h == hops && *t == tls_required)
-                    {
-                        g.1.extend(list);
-                    } else {
-                        groups.push((hops, list, tls_required));
-                    }
-                }
-                Err(o) => out.extend(list.into_iter().map(|r| (r.address, o.clone()))),
-            }
-        }
-        for (hops, list, tls_required) in groups {
-            out.extend(self.send_via(entry, &hops, &list, body, tls_required).await);
-        }
-        out
-    }
-
-    async fn send_via(
-        &self,
-        entry: &pb::QueueEntry,
-        hops: &[NextHop],
-        rcpts: &[pb::QueueRecipient],
-        body: &[u8],
-        tls_required: bool,
-    ) -> Vec<(String, Outcome)> {
-        let envelope = Envelope {
-            from: entry.sender.clone(),
-            mail_params: dsn_mail_params(&entry.mail_params),
-            rcpts: rcpts
-                .iter()
-                .map(|r| Rcpt {
-                    address: r.address.clone(),
-                    dsn_params: rcpt_dsn_params(r),
-                })
-                .collect(),
-        };
-        let config = if tls_required {
-            &self.verified
-        } else {
-            &self.opportunistic
-        };
-        let mut last = Outcome::deferred("451 4.4.1 no destination could be reached");
-        for (host, addrs) in hops {
-            for addr in addrs {
-                match self
-                    .transact(*addr, host, config, tls_required, &envelope, body)
-                    .await
-                {
-                    Ok((tx, tls)) => {
-                        let data = tx.data.clone();
-                        let via = format!(
-                            "{host} [{addr}] {}",
-                            if tls { "with TLS" } else { "without TLS" }
-                        );
-                        return rcpts
-                            .iter()
-                            .zip(tx.rcpts.iter())
-                            .map(|(r, reply)| {
-                                let mut o = match (&data, reply.is_positive()) {
-                                    (Some(d), true) => Outcome::from_reply(d, host),
-                                    _ => Outcome::from_reply(reply, host),
-                                };
-                                o.via = Some(via.clone());
-                                (r.address.clone(), o)
-                            })
-                            .collect();
-                    }
-                    Err(TransactError::Whole(o)) => {
-                        if o.state == State::Failed {
-                            return rcpts
-                                .iter()
-                                .map(|r| (r.address.clone(), o.clone()))
-                                .collect();
-                        }
-                        tracing::info!(%host, %addr, reply = %o.reply, "trying the next destination");
-                        last = o;
-                    }
-                    Err(TransactError::HostRefused(o)) => {
-                        tracing::info!(%host, %addr, reply = %o.reply, "host refused us; trying the next destination");
-                        last = o;
-                    }
-                }
-            }
-        }
-        rcpts
-            .iter()
-            .map(|r| (r.address.clone(), last.clone()))
-            .collect()
-    }
-
-    async fn transact(
-        &self,
-        addr: SocketAddr,
-        host: &str,
-        config: &ClientConfig,
-        tls_required: bool,
-        envelope: &Envelope,
-        body: &[u8],
-    ) -> Result<(crate::smtp::client::Transaction, bool), TransactError> {
-        // One client span per transaction, in the delivery's trace, named by the OpenTelemetry
-        // conventions for a client call to a server.
-        let span = tracing::info_span!(
-            "smtp.send",
-            otel.name = "SMTP send",
-            otel.kind = "client",
-            server.address = %host,
-            server.port = addr.port(),
-            network.peer.address = %addr.ip(),
-            mail.recipients = envelope.rcpts.len(),
-            tls = tracing::field::Empty,
-            reply = tracing::field::Empty,
-        );
-        async {
-            // The pool checks an idle connection with NOOP before handing it out; once a
-            // send has started it is never repeated here (the peer may already have it).
-            let mut pooled = self
-                .pool
-                .get(addr, host, config, tls_required)
-                .await
-                .map_err(|e| TransactError::from_client(&e, host))?;
-            let tls = pooled.conn.is_tls();
-            tracing::Span::current().record("tls", tls);
-            match pooled.conn.send(envelope, body).await {
-                Ok(tx) => {
-                    // After a clean transaction the client leaves the connection ready for
-                    // the next one; a connection that saw a 421 or an error is dropped.
-                    if pooled.conn.is_reusable() {
-                        self.pool.put(pooled);
-                    }
-                    let last = tx.data.as_ref().unwrap_or(&tx.mail).to_string();
-                    tracing::Span::current().record("reply", last.as_str());
-                    if !tx.mail.is_positive() {
-                        return Err(TransactError::Whole(Outcome::from_reply(&tx.mail, host)));
-                    }
-                    Ok((tx, tls))
-                }
-                Err(e) => Err(TransactError::from_client(&e, host)),
-            }
-        }
-        .instrument(span)
-        .await
-    }
-
-    /// Queues a DSN to the sender for `failed` recipients; returns its queue id.
-    async fn bounce(
-        &self,
-        entry: &pb::QueueEntry,
-        failed: &[&(pb::QueueRecipient, Option<String>)],
-        now: i64,
-    ) -> anyhow::Result<String> {
-        let original = self.fetch_blob(&entry.blob).await?;
-        let reports: Vec<dsn::RecipientReport> = failed
-            .iter()
-            .map(|(r, mta)| {
-                let (code, enhanced) = reply_codes(&r.last_reply);
-                dsn::RecipientReport {
-                    address: r.address.clone(),
-                    original_recipient: (!r.orcpt.is_empty()).then(|| r.orcpt.clone()),
-                    action: dsn::Action::Failed,
-                    status: dsn::status_for_reply(code, enhanced.as_deref()),
-                    remote_mta: mta.clone(),
-                    diagnostic: Some(format!("smtp; {}", r.last_reply)),
-                    last_attempt: Some(now / 1000),
-                    will_retry_until: None,
-                }
-            })
-            .collect();
-        let envid = mail_param(&entry.mail_params, "ENVID");
-        let headers_only =
-            mail_param(&entry.mail_params, "RET").is_some_and(|v| v.eq_ignore_ascii_case("HDRS"));
-        let message_id = format!(
-            "{}.{}.dsn.{}@{}",
-            entry.id,
-            entry.attempts,
-            hex::encode(rand::random::<[u8; 4]>()),
-            self.config.hostname
-        );
-        let boundary = format!("{}/{}", entry.id, hex::encode(rand::random::<[u8; 8]>()));
-        let from = format!("MAILER-DAEMON@{}", self.config.hostname);
-        let report = dsn::Report {
-            reporting_mta: &self.config.hostname,
-            envelope_id: envid.as_deref(),
-            arrival_date: entry.created_at / 1000,
-            sender: &entry.sender,
-            from: &from,
-            message_id: &message_id,
-            boundary: &boundary,
-            now: now / 1000,
-            recipients: &reports,
-            return_content: if headers_only {
-                dsn::ReturnContent::HeadersOnly
-            } else {
-                dsn::ReturnContent::Full
-            },
-        };
-        let message = dsn::build(&report, &original);
-        // One DSN per set of failed recipients of an entry, even if the attempt is retried
-        // (after a crash before the outcome was recorded, say).
-        let mut failed_addresses: Vec<String> = failed
-            .iter()
-            .map(|(r, _)| r.address.to_ascii_lowercase())
-            .collect();
-        failed_addresses.sort();
-        let request_id = format!(
-            "dsn/{}/{}",
-            entry.id,
-            hex::encode(sha_like(failed_addresses.join(",").as_bytes()))
-        );
-        let header = pb::EnqueueHeader {
-            sender: String::new(),
-            recipients: vec![pb::QueueRecipient {
-                address: entry.sender.clone(),
-                ..Default::default()
-            }],
-            trace_id: entry.trace_id.clone(),
-            mail_params: String::new(),
-            received_from: format!("{} (bounce of {})", self.config.hostname, entry.id),
-            message_id: format!("<{message_id}>"),
-            request_id,
-            size: message.len() as u64,
-        };
-        let created = self
-            .store
-            .call(|ch| {
-                let msgs = vec![pb::EnqueueRequest {
-                    header: Some(header.clone()),
-                    chunk: message.clone(),
-                }];
-                async move {
-                    QueueClient::new(ch)
-                        .enqueue(futures::stream::iter(msgs))
-                        .await
-                }
-            })
-            .await;
-        match created {
-            Ok(c) => Ok(c.into_inner().id),
-            // Queued (and perhaps already delivered) by an earlier run of this attempt.
-            Err(s) if s.code() == tonic::Code::AlreadyExists => {
-                Ok(crate::api::already_enqueued_id(s.message())
-                    .unwrap_or_else(|| s.message().to_string()))
-            }
-            Err(s) => Err(s.into()),
-        }
-    }
-}
-
-/// A short stable digest (FNV-1a, 64 bits) for idempotency keys; not for security.
-fn sha_like(data: &[u8]) -> [u8; 8] {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h.to_be_bytes()
-}
-
-/// A failure that concerns the whole transaction with one host.
-enum TransactError {
-    Whole(Outcome),
-    /// This host refused us before any transaction (5xx greeting or EHLO): the next MX may
-    /// well accept (Postfix's smtp_skip_5xx_greeting).
-    HostRefused(Outcome),
-}
-
-impl TransactError {
-    fn from_client(e: &ClientError, host: &str) -> Self {
-        if let ClientError::Rejected { stage, reply } = e {
-            if matches!(*stage, "greeting" | "EHLO" | "HELO") {
-                return TransactError::HostRefused(Outcome::from_reply(reply, host));
-            }
-        }
-        let mut o = match e {
-            ClientError::Rejected { reply, .. } => Outcome::from_reply(reply, host),
-            other if other.is_permanent() => Outcome::failed(format!("554 5.0.0 {other}")),
-            other => Outcome::deferred(format!("451 4.4.1 {host}: {other}")),
-        };
-        o.remote_mta = Some(host.to_string());
-        TransactError::Whole(o)
-    }
-}
-
-/// RFC 3461 §4 xtext: `+`, `=` and octets outside 33..=126 as `+HH`.
-fn xtext(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if (33..=126).contains(&b) && b != b'+' && b != b'=' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("+{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Pending or deferred: still to be delivered.
@@ -1024,48 +652,6 @@ fn wants_failure_dsn(notify: &str) -> bool {
         || notify
             .split(',')
             .any(|n| n.trim().eq_ignore_ascii_case("FAILURE"))
-}
-
-/// The value of `NAME=value` among MAIL FROM parameters.
-fn mail_param(params: &str, name: &str) -> Option<String> {
-    params.split_whitespace().find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.eq_ignore_ascii_case(name).then(|| v.to_string())
-    })
-}
-
-/// The DSN parameters of MAIL FROM that are relayed on (RET, ENVID).
-fn dsn_mail_params(params: &str) -> Vec<String> {
-    params
-        .split_whitespace()
-        .filter(|p| {
-            let k = p.split('=').next().unwrap_or("");
-            k.eq_ignore_ascii_case("RET") || k.eq_ignore_ascii_case("ENVID")
-        })
-        .map(str::to_string)
-        .collect()
-}
-
-fn rcpt_dsn_params(r: &pb::QueueRecipient) -> Vec<String> {
-    let mut p = Vec::new();
-    if !r.notify.is_empty() {
-        p.push(format!("NOTIFY={}", r.notify));
-    }
-    if !r.orcpt.is_empty() {
-        p.push(format!("ORCPT={}", r.orcpt));
-    }
-    p
-}
-
-/// The basic and enhanced codes at the start of a recorded reply ("550 5.1.1 ...").
-fn reply_codes(reply: &str) -> (u16, Option<String>) {
-    let mut words = reply.split_whitespace();
-    let code = words.next().and_then(|c| c.parse().ok()).unwrap_or(554);
-    let enhanced = words
-        .next()
-        .filter(|w| w.split('.').count() == 3 && w.chars().all(|c| c.is_ascii_digit() || c == '.'))
-        .map(str::to_string);
-    (code, enhanced)
 }
 
 #[cfg(test)]
@@ -1086,18 +672,5 @@ mod tests {
         assert!(wants_failure_dsn("SUCCESS,FAILURE"));
         assert!(!wants_failure_dsn("NEVER"));
         assert!(!wants_failure_dsn("DELAY"));
-        assert_eq!(
-            mail_param("BODY=8BITMIME RET=HDRS ENVID=x1", "ret").as_deref(),
-            Some("HDRS")
-        );
-        assert_eq!(
-            dsn_mail_params("BODY=8BITMIME RET=HDRS ENVID=x1"),
-            vec!["RET=HDRS", "ENVID=x1"]
-        );
-        assert_eq!(
-            reply_codes("550 5.1.1 unknown user"),
-            (550, Some("5.1.1".into()))
-        );
-        assert_eq!(reply_codes("451 try later"), (451, None));
     }
 }

@@ -1,0 +1,102 @@
+//! The rustls setup for STARTTLS: opportunistic (any certificate, RFC 7435) or required
+//! (verified against webpki-roots plus configured roots and the MX host name).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use super::{ClientConfig, ClientError, TlsPolicy};
+
+/// The rustls configuration and the name to present for a STARTTLS handshake.
+pub(super) fn tls_setup(
+    server_name: &str,
+    peer: SocketAddr,
+    config: &ClientConfig,
+) -> Result<(Arc<rustls::ClientConfig>, ServerName<'static>), ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // MX names from DNS often end in a dot, which certificates never do.
+    let host = server_name.strip_suffix('.').unwrap_or(server_name);
+    let name = ServerName::try_from(host.to_owned());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    match config.tls {
+        TlsPolicy::Opportunistic => {
+            let name = name.unwrap_or_else(|_| ServerName::from(peer.ip()));
+            let tls = builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
+                .with_no_client_auth();
+            Ok((Arc::new(tls), name))
+        }
+        TlsPolicy::Required => {
+            let name =
+                name.map_err(|_| ClientError::Tls(format!("invalid server name {server_name:?}")))?;
+            let mut roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            for cert in &config.extra_roots {
+                roots
+                    .add(cert.clone())
+                    .map_err(|e| ClientError::Tls(format!("bad extra root: {e}")))?;
+            }
+            let tls = builder.with_root_certificates(roots).with_no_client_auth();
+            Ok((Arc::new(tls), name))
+        }
+    }
+}
+
+/// The opportunistic verifier: any certificate is accepted (RFC 7435), but the handshake
+/// signatures are still checked, so the session is encrypted to whoever holds the key of the
+/// certificate presented.
+#[derive(Debug)]
+struct AcceptAnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
