@@ -27,6 +27,9 @@ use crate::conn::Conn;
 use crate::line::{read_line, Line};
 use crate::timed::WriteTimeout;
 
+/// Largest reply buffer a connection keeps between replies.
+const KEEP_OUT_CAPACITY: usize = 64 << 10;
+
 /// The time-outs of one connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -178,7 +181,9 @@ impl Connection {
             timeouts,
             counts,
             line: Vec::with_capacity(256),
-            out: Vec::with_capacity(4096),
+            // Grows with the first reply: an idle connection (10,000 on a node) should not
+            // hold a reply buffer it is not using.
+            out: Vec::new(),
             deadline: None,
         }
     }
@@ -329,6 +334,11 @@ impl Connection {
         if !out.is_empty() {
             w.write_all(out).await?;
             out.clear();
+            // A large reply (a big FETCH) does not keep its buffer for the rest of a
+            // session that may sit idle for hours.
+            if out.capacity() > KEEP_OUT_CAPACITY {
+                *out = Vec::new();
+            }
         }
         w.flush().await
     }

@@ -147,13 +147,22 @@ fn eval(key: &Key, rec: &MessageRec, max_uid: u32, msg: Option<&Message<'_>>) ->
         Key::Text(s) => {
             msg.is_some_and(|m| contains(&all_headers(m), s) || contains(&body_text(m), s))
         }
-        Key::SentBefore(t) => msg
-            .and_then(|m| m.date())
-            .is_some_and(|d| d.to_timestamp() < *t),
-        Key::SentSince(t) => msg
-            .and_then(|m| m.date())
-            .is_some_and(|d| d.to_timestamp() >= *t),
+        Key::SentBefore(t) => msg.and_then(sent_day).is_some_and(|d| d < *t),
+        Key::SentSince(t) => msg.and_then(sent_day).is_some_and(|d| d >= *t),
     }
+}
+
+/// The day the Date: field names, as the Unix time of its midnight: the date as written,
+/// in the field's own zone, because RFC 3501 §6.4.4 compares SENTBEFORE, SENTON and
+/// SENTSINCE "disregarding time and timezone". A message without a readable Date: matches
+/// none of them.
+fn sent_day(m: &Message<'_>) -> Option<i64> {
+    let d = m.date()?;
+    if d.month == 0 || d.month > 12 || d.day == 0 || d.day > 31 {
+        return None;
+    }
+    let days = tern_mail::date::days_from_civil(d.year.into(), d.month.into(), d.day.into());
+    Some(days * 86_400)
 }
 
 fn header_matches(m: &Message<'_>, name: &str, value: &str) -> bool {
@@ -284,6 +293,23 @@ mod tests {
         assert!(matches(&k, &r, 5, None));
         assert!(!matches(&Key::FlagUnset("\\Seen".into()), &r, 5, None));
         assert!(matches(&Key::SentSince(1_672_000_000), &r, 5, Some(MSG)));
+    }
+
+    #[test]
+    fn sent_dates_compare_the_date_as_written_ignoring_time_and_zone() {
+        // 23:30 at -0800 on the 25th is the 26th in UTC; RFC 3501 §6.4.4 wants the 25th.
+        let msg: &[u8] = b"Date: Sun, 25 Mar 2007 23:30:00 -0800\r\nSubject: late\r\n\r\nx\r\n";
+        let r = rec(1, &[]);
+        let day = |d| tern_mail::date::days_from_civil(2007, 3, d) * 86_400;
+        let on_25th = Key::And(vec![Key::SentSince(day(25)), Key::SentBefore(day(26))]);
+        assert!(matches(&on_25th, &r, 1, Some(msg)));
+        assert!(matches(&Key::SentBefore(day(26)), &r, 1, Some(msg)));
+        assert!(!matches(&Key::SentSince(day(26)), &r, 1, Some(msg)));
+        assert!(!matches(&Key::SentBefore(day(25)), &r, 1, Some(msg)));
+        // No Date: field, no match either way.
+        let undated: &[u8] = b"Subject: none\r\n\r\nx\r\n";
+        assert!(!matches(&Key::SentBefore(day(26)), &r, 1, Some(undated)));
+        assert!(!matches(&Key::SentSince(day(1)), &r, 1, Some(undated)));
     }
 
     #[test]

@@ -317,11 +317,11 @@ def scenario_hostile(args):
     f.write(b"e CREATE &Jjo\r\n")
     f.flush()
     l = f.readline()
-    assert l.startswith(b"e BAD") or l.startswith(b"e NO"), l
+    assert l.startswith(b"e NO"), l  # well-formed command, impossible name: NO
     f.write(b"e2 SELECT \"&AGE-\"\r\n")
     f.flush()
     l = f.readline()
-    assert l.startswith(b"e2 BAD") or l.startswith(b"e2 NO"), l
+    assert l.startswith(b"e2 NO"), l
     # A 1 MB line: BAD, connection survives.
     f.write(b"f NOOP " + b"x" * (1 << 20) + b"\r\n")
     f.flush()

@@ -65,18 +65,7 @@ fn nothing() -> pb::SearchKey {
 /// Midnight UTC of a date, in Unix seconds.
 pub fn day_start(d: &NaiveDate) -> i64 {
     let d = d.as_ref();
-    days_from_civil(d.year() as i64, d.month(), d.day()) * 86_400
-}
-
-/// Days from 1970-01-01 to a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    tern_mail::date::days_from_civil(d.year() as i64, d.month().into(), d.day().into()) * 86_400
 }
 
 fn text(s: &impl AsRef<[u8]>) -> String {
@@ -189,13 +178,6 @@ fn key(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_days() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2024, 2, 29), 19_782);
-        assert_eq!(days_from_civil(1969, 12, 31), -1);
-    }
 
     #[test]
     fn uid_ranges_compress() {

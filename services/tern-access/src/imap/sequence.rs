@@ -5,9 +5,9 @@ use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
 use super::view::{Span, STAR};
 
-fn value(v: &SeqOrUid) -> u32 {
+fn value(v: &SeqOrUid) -> u64 {
     match v {
-        SeqOrUid::Value(n) => n.get(),
+        SeqOrUid::Value(n) => u64::from(n.get()),
         SeqOrUid::Asterisk => STAR,
     }
 }
@@ -64,6 +64,19 @@ mod tests {
         assert_eq!(compact(&[5]), "5");
         assert_eq!(compact(&[4, 3]), "4,3");
         assert_eq!(compact(&[]), "");
+    }
+
+    #[test]
+    fn the_largest_number_is_not_star() {
+        let set: SequenceSet = "1:4294967295".try_into().unwrap();
+        assert_eq!(
+            spans(&set),
+            vec![Span {
+                first: 1,
+                last: 4_294_967_295
+            }]
+        );
+        assert_ne!(spans(&set)[0].last, STAR);
     }
 
     #[test]

@@ -28,8 +28,10 @@ pub const MAX_LINE: usize = 64 << 10;
 pub const MAX_SMALL_LITERAL: u32 = 64 << 10;
 /// Largest command (lines and literals together) other than an APPEND, once logged in.
 const MAX_COMMAND: usize = 1 << 20;
-/// Largest command before login: a login needs no more, and a stranger gets no more memory.
-const MAX_PREAUTH_COMMAND: usize = 16 << 10;
+/// Largest command before login: the largest ID RFC 2971 allows (30 pairs of a 30-octet
+/// field and a 1,024-octet value, quoted: about 32 KiB) fits, a login needs less, and a
+/// stranger gets no more memory.
+const MAX_PREAUTH_COMMAND: usize = 40 << 10;
 /// Literals in one command (APPEND needs one, LOGIN two; SEARCH a few). Each literal makes
 /// the command be parsed again, so this also bounds that work.
 const MAX_LITERALS: usize = 16;

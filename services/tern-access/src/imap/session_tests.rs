@@ -153,6 +153,19 @@ async fn capability_noop_logout() {
 }
 
 #[tokio::test]
+async fn the_largest_id_rfc_2971_allows_is_answered() {
+    let mem = Mem::new();
+    let mut c = start(&mem, true).await;
+    c.line().await;
+    let pairs: Vec<String> = (0..30)
+        .map(|i| format!("\"field-{i:024}\" \"{}\"", "v".repeat(1024)))
+        .collect();
+    let r = c.cmd("a", &format!("ID ({})", pairs.join(" "))).await;
+    assert!(r[0].starts_with("* ID ("), "{r:?}");
+    assert_eq!(last(&r), "a OK ID completed");
+}
+
+#[tokio::test]
 async fn login_and_authenticate_plain() {
     let mem = Mem::new();
     let mut c = start(&mem, true).await;
@@ -301,6 +314,14 @@ async fn create_delete_rename() {
     assert_eq!(c.cmd("g", "DELETE Play").await, ["g OK DELETE completed"]);
     let r = c.cmd("h", "DELETE Play").await;
     assert!(last(&r).starts_with("h NO [NONEXISTENT] DELETE: "), "{r:?}");
+    // A name that is not modified UTF-7 is a NO (the command is well-formed), and the
+    // session goes on.
+    let r = c.cmd("h2", "CREATE \"&'\"").await;
+    assert!(
+        last(&r).starts_with("h2 NO [CANNOT] mailbox name is not valid modified UTF-7"),
+        "{r:?}"
+    );
+    assert_eq!(c.cmd("h3", "NOOP").await, ["h3 OK NOOP completed"]);
     // Non-ASCII names travel as modified UTF-7 and are stored as UTF-8.
     assert_eq!(
         c.cmd("i", "CREATE Caf&AOk-").await,
@@ -537,6 +558,15 @@ async fn search() {
     assert_eq!(
         c.cmd("d", "SEARCH NOT ALL").await,
         ["* SEARCH", "d OK SEARCH completed"]
+    );
+    // UIDs past the highest name nothing; only `*` means the highest (RFC 3501 §9).
+    assert_eq!(
+        c.cmd("d2", "UID SEARCH UID 3:4294967295").await,
+        ["* SEARCH", "d2 OK SEARCH completed"]
+    );
+    assert_eq!(
+        c.cmd("d3", "UID SEARCH UID 3:*").await,
+        ["* SEARCH 2", "d3 OK SEARCH completed"]
     );
     let r = c.cmd("e", "SEARCH CHARSET KOI8-R ALL").await;
     assert_eq!(

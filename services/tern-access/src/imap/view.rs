@@ -32,13 +32,15 @@ pub struct MessageMeta {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
     /// First value.
-    pub first: u32,
-    /// Last value (`u32::MAX` stands for `*` before resolution).
-    pub last: u32,
+    pub first: u64,
+    /// Last value ([`STAR`] stands for `*` before resolution).
+    pub last: u64,
 }
 
-/// The largest value `*` stands for.
-pub const STAR: u32 = u32::MAX;
+/// `*` before it is resolved to the largest number in use. It lies outside every `u32`, so
+/// a client's literal 4294967295 is that number and not `*` (RFC 3501 §9: only `*` means
+/// "the largest").
+pub const STAR: u64 = u64::MAX;
 
 /// A selected mailbox as one session sees it.
 #[derive(Debug, Default)]
@@ -127,10 +129,10 @@ impl View {
     /// `seq-number`), unless the mailbox is empty and the set is only `*`-based. Spans are
     /// merged first, so `1:*,1:*,...` costs what `1:*` does.
     pub fn uids_for_seqs(&self, spans: &[Span]) -> Result<Vec<u32>, &'static str> {
-        let n = self.messages.len() as u32;
+        let n = self.messages.len() as u64;
         let mut ranges = Vec::with_capacity(spans.len());
         for s in spans {
-            let resolve = |v: u32| if v == STAR { n } else { v };
+            let resolve = |v: u64| if v == STAR { n } else { v };
             let (a, b) = (resolve(s.first), resolve(s.last));
             let (lo, hi) = (a.min(b), a.max(b));
             if n == 0 {
@@ -142,7 +144,8 @@ impl View {
             if hi > n || lo == 0 {
                 return Err("no message with that sequence number");
             }
-            ranges.push((lo, hi));
+            // Both are at most the message count, a u32.
+            ranges.push((lo as u32, hi as u32));
         }
         let mut out = Vec::new();
         for (lo, hi) in merge(ranges) {
@@ -164,7 +167,8 @@ impl View {
         let ranges = spans
             .iter()
             .map(|s| {
-                let resolve = |v: u32| if v == STAR { max } else { v };
+                // Every value is a client's u32 or `*`, which becomes the highest UID.
+                let resolve = |v: u64| u32::try_from(v).unwrap_or(max);
                 let (a, b) = (resolve(s.first), resolve(s.last));
                 (a.min(b), a.max(b))
             })

@@ -16,7 +16,7 @@ fn view(uids: &[u32]) -> View {
     View::new(uids.iter().map(|&u| meta(u, 1)).collect(), 9, 100, 1, false)
 }
 
-fn span(first: u32, last: u32) -> Span {
+fn span(first: u64, last: u64) -> Span {
     Span { first, last }
 }
 
@@ -46,6 +46,9 @@ fn uid_sets_skip_missing_uids_and_star_is_the_highest() {
     assert_eq!(v.uids_for_uids(&[span(20, STAR)]), vec![12]);
     assert_eq!(v.uids_for_uids(&[span(1, 2), span(12, 12)]), vec![12]);
     assert!(view(&[]).uids_for_uids(&[span(1, STAR)]).is_empty());
+    // Only `*` means the highest: a literal 4294967295 past every UID names none.
+    assert!(v.uids_for_uids(&[span(13, u64::from(u32::MAX))]).is_empty());
+    assert_eq!(v.uids_for_uids(&[span(12, u64::from(u32::MAX))]), vec![12]);
     // Overlapping and repeated spans are merged, not walked again.
     let many: Vec<Span> = std::iter::repeat_n(span(1, STAR), 10_000).collect();
     assert_eq!(v.uids_for_uids(&many), vec![3, 5, 9, 12]);

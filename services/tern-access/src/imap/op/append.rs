@@ -7,7 +7,7 @@ use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::flag::Flag;
 use imap_codec::imap_types::mailbox::Mailbox;
 
-use super::{bad, flag_name, mailbox_or_bad, no, ok, store_no, Done};
+use super::{bad, flag_name, mailbox_or_no, no, ok, store_no, Done};
 use crate::imap::backend::{ErrorKind, ImapBackend, NewMessage};
 use crate::imap::session::{Session, Sink};
 
@@ -27,7 +27,7 @@ impl<B: ImapBackend> Session<B> {
             LiteralOrLiteral8::Literal8(l) => l.data.into_owned(),
         };
         let date = date.map(|d| d.as_ref().timestamp());
-        let name = mailbox_or_bad!(mailbox);
+        let name = mailbox_or_no!(mailbox);
         if data.is_empty() {
             return no("[CANNOT] an empty message cannot be appended");
         }

@@ -5,7 +5,7 @@ use std::io;
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::sequence::SequenceSet;
 
-use super::{bad, mailbox_or_bad, no, ok, store_no, Done};
+use super::{bad, mailbox_or_no, no, ok, store_no, Done};
 use crate::imap::backend::{ErrorKind, ImapBackend};
 use crate::imap::sequence::compact;
 use crate::imap::session::{Session, Sink};
@@ -25,7 +25,7 @@ impl<B: ImapBackend> Session<B> {
             Ok(u) => u,
             Err(e) => return bad(e),
         };
-        let target = mailbox_or_bad!(target);
+        let target = mailbox_or_no!(target);
         let (name, read_only) = self.sel_info();
         if moving && read_only {
             return no("[READ-ONLY] the mailbox is read-only");

@@ -4,7 +4,7 @@ use std::io;
 
 use imap_codec::imap_types::mailbox::Mailbox;
 
-use super::{bad, mailbox_arg, mailbox_or_bad, no, ok, store_no, Done};
+use super::{bad, mailbox_arg, mailbox_or_no, no, ok, store_no, Done};
 use crate::imap::backend::ImapBackend;
 use crate::imap::session::Session;
 
@@ -14,7 +14,7 @@ impl<B: ImapBackend> Session<B> {
         account: &str,
         mailbox: &Mailbox<'_>,
     ) -> io::Result<Done> {
-        let name = mailbox_or_bad!(mailbox);
+        let name = mailbox_or_no!(mailbox);
         // A trailing delimiter declares the intent to create children (RFC 3501 §6.3.3).
         let name = name.trim_end_matches('/').to_string();
         if name.eq_ignore_ascii_case("INBOX") {
@@ -31,7 +31,7 @@ impl<B: ImapBackend> Session<B> {
         account: &str,
         mailbox: &Mailbox<'_>,
     ) -> io::Result<Done> {
-        let name = mailbox_or_bad!(mailbox);
+        let name = mailbox_or_no!(mailbox);
         if name == "INBOX" {
             return no("[CANNOT] INBOX cannot be deleted");
         }
@@ -81,7 +81,7 @@ impl<B: ImapBackend> Session<B> {
         mailbox: &Mailbox<'_>,
         on: bool,
     ) -> io::Result<Done> {
-        let name = mailbox_or_bad!(mailbox);
+        let name = mailbox_or_no!(mailbox);
         match self.backend.subscribe(account, &name, on).await {
             Ok(()) => ok(if on {
                 "SUBSCRIBE completed"

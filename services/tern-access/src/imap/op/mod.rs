@@ -82,16 +82,17 @@ pub(crate) fn mailbox_arg(m: &Mailbox<'_>) -> Result<String, String> {
 }
 
 /// The mailbox argument `$m` as the store's UTF-8 name ([`mailbox_arg`]); when it is not
-/// one, the enclosing command handler returns the tagged BAD saying why.
-macro_rules! mailbox_or_bad {
+/// one, the enclosing command handler returns a tagged NO saying why. NO, not BAD: the
+/// command is well-formed, only the name cannot be a mailbox's (as Dovecot answers).
+macro_rules! mailbox_or_no {
     ($m:expr) => {
         match $crate::imap::op::mailbox_arg($m) {
             Ok(name) => name,
-            Err(e) => return $crate::imap::op::bad(e),
+            Err(e) => return $crate::imap::op::no(format!("[CANNOT] {e}")),
         }
     };
 }
-pub(crate) use mailbox_or_bad;
+pub(crate) use mailbox_or_no;
 
 pub(crate) fn flag_name(f: &Flag<'_>) -> String {
     f.to_string()

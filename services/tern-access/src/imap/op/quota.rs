@@ -5,7 +5,7 @@ use std::io;
 
 use imap_codec::imap_types::mailbox::Mailbox;
 
-use super::{mailbox_or_bad, no, ok, store_no, Done};
+use super::{mailbox_or_no, no, ok, store_no, Done};
 use crate::imap::backend::{ImapBackend, Quota};
 use crate::imap::session::{Session, Sink};
 use crate::imap::wire::mailbox_name;
@@ -25,7 +25,7 @@ impl<B: ImapBackend> Session<B> {
         mailbox: &Mailbox<'_>,
         out: &mut Sink<'_>,
     ) -> io::Result<Done> {
-        let name = mailbox_or_bad!(mailbox);
+        let name = mailbox_or_no!(mailbox);
         let mut shown = Vec::new();
         mailbox_name(&mut shown, &name);
         let quota = match self.backend.quota(account).await {

@@ -6,7 +6,7 @@ use std::io;
 use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::mailbox::Mailbox;
 
-use super::{bad, mailbox_or_bad, no, ok, store_no, Done};
+use super::{bad, mailbox_or_no, no, ok, store_no, Done};
 use crate::imap::backend::ImapBackend;
 use crate::imap::session::{Selected, Session, Sink};
 use crate::imap::view::View;
@@ -23,7 +23,7 @@ impl<B: ImapBackend> Session<B> {
     ) -> io::Result<Done> {
         // Whatever happens, the previous mailbox is no longer selected (RFC 3501 §6.3.1).
         self.selected = None;
-        let name = mailbox_or_bad!(mailbox);
+        let name = mailbox_or_no!(mailbox);
         for p in params {
             match p {
                 SelectParameter::CondStore => self.condstore = true,

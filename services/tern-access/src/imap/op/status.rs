@@ -5,7 +5,7 @@ use std::io;
 use imap_codec::imap_types::mailbox::Mailbox;
 use imap_codec::imap_types::status::StatusDataItemName;
 
-use super::{bad, mailbox_or_bad, ok, store_no, Done};
+use super::{bad, mailbox_or_no, ok, store_no, Done};
 use crate::imap::backend::ImapBackend;
 use crate::imap::session::{Session, Sink};
 use crate::imap::wire::mailbox_name;
@@ -18,7 +18,7 @@ impl<B: ImapBackend> Session<B> {
         items: &[StatusDataItemName],
         out: &mut Sink<'_>,
     ) -> io::Result<Done> {
-        let name = mailbox_or_bad!(mailbox);
+        let name = mailbox_or_no!(mailbox);
         if self.selected.as_ref().is_some_and(|s| s.name == name) {
             // STATUS must not run ahead of what the session was told (EXISTS, UIDNEXT).
             self.sync(out, true, false).await;
