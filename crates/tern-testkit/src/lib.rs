@@ -11,6 +11,8 @@
 //! installs (`flock`).
 
 pub mod access;
+/// Flags and scratch space the benchmark binaries share.
+pub mod bench;
 /// Which binaries to run, and refusing stale ones.
 pub mod bins;
 /// The external clients the tests drive, installed with the parts they need.

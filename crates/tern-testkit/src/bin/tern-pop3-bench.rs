@@ -19,12 +19,8 @@ use tern_testkit::{load_mailboxes, Platform};
 
 #[derive(Parser)]
 struct Args {
-    /// Path of the tern-store binary.
-    #[arg(long)]
-    store_bin: PathBuf,
-    /// Store nodes.
-    #[arg(long, default_value_t = 3)]
-    nodes: usize,
+    #[command(flatten)]
+    store: tern_testkit::bench::StoreArgs,
     /// xtask/scripts/dovecot.sh; without it only Tern is measured.
     #[arg(long)]
     dovecot_script: Option<PathBuf>,
@@ -206,8 +202,8 @@ async fn start_tern(
     scratch: &Path,
 ) -> anyhow::Result<Platform> {
     let p = Platform::builder()
-        .store_bin(&args.store_bin)
-        .stores(args.nodes)
+        .store_bin(&args.store.store_bin)
+        .stores(args.store.nodes)
         .access(&[])
         .scratch(scratch)
         .start()
@@ -223,19 +219,8 @@ async fn main() -> anyhow::Result<()> {
     let users = users(max_clients);
     let corpus = corpus(args.messages);
     let corpus_octets: usize = corpus.iter().map(Vec::len).sum();
-    // Dovecot's mail processes run as `nobody`: the scratch directory must be reachable.
-    let scratch = tempfile::Builder::new()
-        .prefix("tern-pop3-bench-")
-        .tempdir_in("/tmp")?;
-    std::fs::set_permissions(
-        scratch.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )?;
-    let corpus_dir = scratch.path().join("corpus");
-    std::fs::create_dir_all(&corpus_dir)?;
-    for (i, m) in corpus.iter().enumerate() {
-        std::fs::write(corpus_dir.join(format!("{i:06}.eml")), m)?;
-    }
+    let (scratch, corpus_dir) =
+        tern_testkit::bench::scratch_with_corpus("tern-pop3-bench-", &corpus)?;
     println!(
         "==> corpus: {} messages, {:.1} MB per maildrop; {} maildrops",
         corpus.len(),
@@ -244,7 +229,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "==> starting Tern ({} store nodes + tern-access) and loading the maildrops",
-        args.nodes
+        args.store.nodes
     );
     let platform = start_tern(&args, &users, &corpus, scratch.path()).await?;
     let dovecot = match &args.dovecot_script {

@@ -2,7 +2,6 @@
 //! being in place — local mailboxes (1 and 10 recipients per message) and a loopback SMTP
 //! sink. Run through `cargo xtask bench queue`.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,12 +15,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 #[derive(Parser)]
 struct Args {
-    /// Path of the tern-store binary.
-    #[arg(long)]
-    store_bin: PathBuf,
-    /// Store nodes.
-    #[arg(long, default_value_t = 3)]
-    nodes: usize,
+    #[command(flatten)]
+    store: tern_testkit::bench::StoreArgs,
     /// Messages per run.
     #[arg(long, default_value_t = 500)]
     messages: usize,
@@ -157,8 +152,8 @@ async fn main() -> anyhow::Result<()> {
     let port = sink(delivered.clone()).await?;
     let transport = format!("remote.example=127.0.0.1:{port}");
     let platform = Platform::builder()
-        .store_bin(&args.store_bin)
-        .stores(args.nodes)
+        .store_bin(&args.store.store_bin)
+        .stores(args.store.nodes)
         .users(&names)
         .queue(&["--transports", &transport])
         .start()
@@ -169,7 +164,7 @@ async fn main() -> anyhow::Result<()> {
     let remote = vec!["sink@remote.example".to_string()];
     println!(
         "==> {} store nodes, {} messages of {} octets per run, {} enqueue clients",
-        args.nodes, args.messages, args.size, args.clients
+        args.store.nodes, args.messages, args.size, args.clients
     );
     for (name, rcpts) in [
         ("local, 1 recipient", &local_one),

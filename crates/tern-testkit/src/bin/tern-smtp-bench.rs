@@ -23,12 +23,8 @@ use tern_testkit::{list_all, Platform};
 
 #[derive(Parser)]
 struct Args {
-    /// Path of the tern-store binary.
-    #[arg(long)]
-    store_bin: PathBuf,
-    /// Store nodes.
-    #[arg(long, default_value_t = 3)]
-    nodes: usize,
+    #[command(flatten)]
+    store: tern_testkit::bench::StoreArgs,
     /// xtask/scripts/postfix-smtp.sh; without it only Tern is measured.
     #[arg(long)]
     postfix_script: Option<PathBuf>,
@@ -219,8 +215,8 @@ async fn delivered(tern: &Platform) -> anyhow::Result<usize> {
 /// leader).
 async fn start_tern(args: &Args, scratch: &Path) -> anyhow::Result<Platform> {
     Platform::builder()
-        .store_bin(&args.store_bin)
-        .stores(args.nodes)
+        .store_bin(&args.store.store_bin)
+        .stores(args.store.nodes)
         .users(&["alice"])
         .smtp(&[])
         .scratch(scratch)
@@ -241,7 +237,7 @@ async fn main() -> anyhow::Result<()> {
     )?;
     println!(
         "==> starting Tern ({} store nodes + tern-queue + tern-smtp)",
-        args.nodes
+        args.store.nodes
     );
     let tern = start_tern(&args, scratch.path()).await?;
     let postfix = match &args.postfix_script {

@@ -2,7 +2,6 @@
 //! concurrency, against a fresh loopback cluster of real tern-store processes.
 //! Run through `cargo xtask bench store`, which sweeps nodes and concurrency.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,12 +10,8 @@ use tern_testkit::{append, Platform};
 
 #[derive(Parser)]
 struct Args {
-    /// Path of the tern-store binary.
-    #[arg(long)]
-    store_bin: PathBuf,
-    /// Cluster size.
-    #[arg(long, default_value_t = 3)]
-    nodes: usize,
+    #[command(flatten)]
+    store: tern_testkit::bench::StoreArgs,
     /// Concurrent clients.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -32,8 +27,8 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let platform = Platform::builder()
-        .store_bin(&args.store_bin)
-        .stores(args.nodes)
+        .store_bin(&args.store.store_bin)
+        .stores(args.store.nodes)
         .users(&["bench"])
         .start()
         .await?;
@@ -81,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
     let n = latencies.len();
     println!(
         "nodes={} concurrency={} messages={} size={} appends_per_sec={:.0} mb_per_sec={:.2} p50_ms={:.1} p99_ms={:.1}",
-        args.nodes,
+        args.store.nodes,
         args.concurrency,
         n,
         args.size,

@@ -1,0 +1,41 @@
+//! What the benchmark binaries (`src/bin/tern-*-bench`) share: the flags that start the
+//! store cluster under test, and the scratch directory a peer server (Dovecot) reads the
+//! message corpus from.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+/// The store cluster every benchmark starts (`#[command(flatten)]` into a binary's flags).
+#[derive(clap::Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Path of the tern-store binary.
+    #[arg(long)]
+    pub store_bin: PathBuf,
+    /// Store nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+}
+
+/// A scratch directory under /tmp named `prefix…`, readable by other users (Dovecot's mail
+/// processes run as `nobody`), with `corpus/NNNNNN.eml` holding each message of `corpus`.
+/// Returns the directory (removed when dropped) and the corpus directory in it.
+pub fn scratch_with_corpus(
+    prefix: &str,
+    corpus: &[Vec<u8>],
+) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
+    let scratch = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .context("making the benchmark's scratch directory")?;
+    std::fs::set_permissions(
+        scratch.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
+    let corpus_dir = scratch.path().join("corpus");
+    std::fs::create_dir_all(&corpus_dir)?;
+    for (i, m) in corpus.iter().enumerate() {
+        std::fs::write(corpus_dir.join(format!("{i:06}.eml")), m)?;
+    }
+    Ok((scratch, corpus_dir))
+}
