@@ -39,3 +39,15 @@ pub fn scratch_with_corpus(
     }
     Ok((scratch, corpus_dir))
 }
+
+/// Appends numbered lines of text to a message until it is at least `size` octets: the
+/// body of the benchmarks' generated messages (plain, compressible, line-structured mail).
+pub fn pad_body(message: &mut Vec<u8>, size: usize) {
+    let mut line = 0;
+    while message.len() < size {
+        message.extend_from_slice(
+            format!("{line:06} the quick brown fox jumps over the lazy dog\r\n").as_bytes(),
+        );
+        line += 1;
+    }
+}

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::verify_server_cert_signed_by_trust_anchor;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::client::{verify_server_cert_signed_by_trust_anchor, WebPkiServerVerifier};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig};
@@ -126,11 +126,10 @@ pub fn server_config(loaded: &Loaded) -> Result<ServerConfig, TlsError> {
 /// A client configuration that presents our certificate and accepts only a server whose
 /// certificate chains to the CA and names `server_role` in our trust domain.
 pub fn client_config(loaded: &Loaded, server_role: Role) -> Result<ClientConfig, TlsError> {
-    let verifier = RoleVerifier {
-        roots: loaded.roots.clone(),
-        expected: Identity::new(&loaded.identity.trust_domain, server_role),
-        provider: provider(),
-    };
+    let verifier = RoleVerifier::new(
+        loaded.roots.clone(),
+        Identity::new(&loaded.identity.trust_domain, server_role),
+    )?;
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -152,12 +151,31 @@ pub fn peer_identity(
 }
 
 /// Verifies a server's chain against the cluster CA and its identity against the one the
-/// client meant to reach. The DNS name the client dialled is not part of the check.
+/// client meant to reach. The DNS name the client dialled is not part of the check; the
+/// handshake signatures are rustls's own verifier's business.
 #[derive(Debug)]
 struct RoleVerifier {
     roots: Arc<RootCertStore>,
     expected: Identity,
     provider: Arc<CryptoProvider>,
+    /// rustls's verifier for the same CA, used for the handshake signatures.
+    signatures: Arc<WebPkiServerVerifier>,
+}
+
+impl RoleVerifier {
+    fn new(roots: Arc<RootCertStore>, expected: Identity) -> Result<Self, TlsError> {
+        let provider = provider();
+        let signatures =
+            WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+                .build()
+                .map_err(|e| TlsError::Verifier(e.to_string()))?;
+        Ok(Self {
+            roots,
+            expected,
+            provider,
+            signatures,
+        })
+    }
 }
 
 impl ServerCertVerifier for RoleVerifier {
@@ -191,12 +209,7 @@ impl ServerCertVerifier for RoleVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -205,18 +218,11 @@ impl ServerCertVerifier for RoleVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        self.signatures.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.signatures.supported_verify_schemes()
     }
 }
 
@@ -284,11 +290,9 @@ mod tests {
         assert!(refused.is_err(), "{refused:?}");
 
         // A client without a certificate is refused.
-        let verifier = RoleVerifier {
-            roots: store.roots.clone(),
-            expected: Identity::new("tern.test", Role::Store),
-            provider: provider(),
-        };
+        let verifier =
+            RoleVerifier::new(store.roots.clone(), Identity::new("tern.test", Role::Store))
+                .unwrap();
         let anonymous = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .unwrap()

@@ -67,13 +67,7 @@ fn message(size: usize, id: &str) -> Vec<u8> {
         "From: bench@example.net\r\nTo: alice@example.test\r\nSubject: bench {id}\r\nMessage-ID: <{id}@example.net>\r\nDate: Mon, 02 Jan 2023 10:00:00 +0000\r\n\r\n"
     )
     .into_bytes();
-    let mut line = 0;
-    while m.len() < size {
-        m.extend_from_slice(
-            format!("{line:06} the quick brown fox jumps over the lazy dog\r\n").as_bytes(),
-        );
-        line += 1;
-    }
+    tern_testkit::bench::pad_body(&mut m, size);
     m.extend_from_slice(b".\r\n");
     m
 }

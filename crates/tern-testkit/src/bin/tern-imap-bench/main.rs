@@ -88,13 +88,7 @@ fn corpus(n: usize) -> Vec<Vec<u8>> {
                 i % 60
             )
             .into_bytes();
-            let mut line = 0;
-            while m.len() < size {
-                m.extend_from_slice(
-                    format!("{line:06} the quick brown fox jumps over the lazy dog\r\n").as_bytes(),
-                );
-                line += 1;
-            }
+            tern_testkit::bench::pad_body(&mut m, size);
             m
         })
         .collect()
