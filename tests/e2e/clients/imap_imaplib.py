@@ -288,6 +288,11 @@ def scenario_hostile(args):
         s.close()
         return out
     login = f"a LOGIN {args.user} {args.password}\r\n".encode()
+    # The largest ID RFC 2971 allows (30 pairs, 1,024-octet values) is answered before login.
+    pairs = " ".join(f'"field-{i:024}" "{"v" * 1024}"' for i in range(30))
+    out = raw([f"i ID ({pairs})\r\n".encode(), b"j NOOP\r\n"])
+    assert out[0].startswith(b"* ID ("), out
+    assert out[1].startswith(b"i OK"), out
     # Before login no command may be large: an APPEND literal is refused at once.
     out = raw([b"p APPEND INBOX {100000}\r\n", b"q NOOP\r\n"])
     assert out[0].startswith(b"p NO [TOOBIG]"), out
@@ -438,6 +443,22 @@ def scenario_search(args):
     check(["OR", "(FROM alice SUBJECT report)", "(CC dave)"], [1, 2, 4])
     check(["(OR (UID 1) (OR (UID 3) (UID 5)))", "NOT", "DRAFT"], [1, 5])
     check(["SEEN", "DELETED", "LARGER", "100"], [4])
+    # Only `*` means the largest: a literal 4294967295 past every UID names none.
+    check(["UID", "6:4294967295"], [])
+    check(["UID", "6:*"], [5])
+    # SENT* keys compare the Date: field's date as written, ignoring time and zone: 23:30 at
+    # -0800 on 25 March is 26 March in UTC, and still SENTON 25-Mar-2007.
+    ok(m.create("Zoned"))
+    ok(m.append("Zoned", None, None,
+                b"From: z@z.test\r\nSubject: late\r\nDate: Sun, 25 Mar 2007 23:30:00 -0800\r\n\r\nx\r\n"))
+    ok(m.append("Zoned", None, None,
+                b"From: z@z.test\r\nSubject: later\r\nDate: Tue, 27 Mar 2007 08:00:00 +0000\r\n\r\ny\r\n"))
+    ok(m.select("Zoned"))
+    check(["SENTON", "25-Mar-2007"], [1])
+    check(["SENTBEFORE", "25-Mar-2007"], [])
+    check(["SENTBEFORE", "26-Mar-2007"], [1])
+    check(["SENTSINCE", "26-Mar-2007"], [2])
+    ok(m.select("Known"))
     # CHARSET UTF-8 with non-ASCII strings (as literals).
     m.literal = "Grüße".encode()
     typ, data = m.uid("SEARCH", "CHARSET", "UTF-8", "BODY")
