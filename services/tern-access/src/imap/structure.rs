@@ -127,6 +127,11 @@ fn address(out: &mut Vec<u8>, a: &Addr<'_>) {
     out.push(b')');
 }
 
+/// Whether an address names a domain (`local@domain`).
+fn has_domain(a: &Addr<'_>) -> bool {
+    a.address.as_deref().is_some_and(|full| full.contains('@'))
+}
+
 /// An address list (RFC 3501 `env-from` etc.), with RFC 2822 groups as start and end
 /// markers.
 fn address_list(out: &mut Vec<u8>, value: Option<&HeaderValue<'_>>) {
@@ -148,7 +153,9 @@ fn address_list(out: &mut Vec<u8>, value: Option<&HeaderValue<'_>>) {
                         items.extend_from_slice(b"(NIL NIL ");
                         string(&mut items, &encode_name(name));
                         items.extend_from_slice(b" NIL)");
-                        for a in &g.addresses {
+                        // A member without a domain is left out of a group (as Dovecot
+                        // does): MISSING_DOMAIN is for a bare local part outside one.
+                        for a in g.addresses.iter().filter(|a| has_domain(a)) {
                             address(&mut items, a);
                         }
                         items.extend_from_slice(b"(NIL NIL NIL NIL)");

@@ -71,6 +71,26 @@ body\r\n";
 }
 
 #[test]
+fn a_group_member_without_a_domain_is_left_out_but_a_bare_word_outside_is_not() {
+    let raw = b"From: postmaster\r\n\
+Cc: group: g1@d1.org, g2@d2.org;, group2: foo;\r\n\
+\r\n\
+body\r\n";
+    let e = env(raw);
+    assert!(
+        e.contains(concat!(
+            r#"((NIL NIL "group" NIL)(NIL NIL "g1" "d1.org")(NIL NIL "g2" "d2.org")(NIL NIL NIL NIL)"#,
+            r#"(NIL NIL "group2" NIL)(NIL NIL NIL NIL))"#
+        )),
+        "{e}"
+    );
+    assert!(
+        e.contains(r#"((NIL NIL "postmaster" "MISSING_DOMAIN"))"#),
+        "{e}"
+    );
+}
+
+#[test]
 fn multipart_alternative_with_quoted_printable() {
     let raw = b"From: b@example.test\r\nMIME-Version: 1.0\r\n\
 Content-Type: multipart/alternative; boundary=\"b1\"\r\n\
