@@ -299,10 +299,10 @@ pub async fn converse<B: ImapBackend>(
         let mut next = {
             let mut sink = Sink::new(conn);
             let next = session.handle(*cmd, &mut sink).await?;
-            if last_reply_is_bad(&sink.buf) {
+            if last_reply_is_bad(sink.written()) {
                 errors += 1;
             }
-            sink.write_buffered();
+            // Dropping the sink hands its replies to the connection.
             next
         };
         if errors >= ctx.max_errors && next != Next::Close {

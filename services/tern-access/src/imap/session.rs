@@ -39,51 +39,67 @@ pub enum Next {
     AuthContinue(String),
 }
 
-/// Output for one command: buffered, handed to the connection when it grows large or the
-/// command ends.
+/// Output for one command. The sink holds the connection's own reply buffer while it lives
+/// (after any replies already queued for a pipelined batch) and gives it back when dropped,
+/// so replies are written once into the buffer the connection sends, never copied.
 pub struct Sink<'c> {
-    /// Bytes not yet handed to the connection.
+    /// The connection's reply buffer, on loan.
     pub buf: Vec<u8>,
+    /// Where this sink's output starts in `buf` (replies queued before it come first).
+    start: usize,
     conn: &'c mut Connection,
 }
 
 impl<'c> Sink<'c> {
     /// Output going to `conn`.
     pub fn new(conn: &'c mut Connection) -> Self {
+        let buf = std::mem::take(conn.out());
         Self {
-            buf: Vec::with_capacity(4096),
+            start: buf.len(),
+            buf,
             conn,
         }
     }
 
-    /// Writes the output out once it is large (a big FETCH), under the connection's write
-    /// time-out, so one command's replies are not all held in memory.
+    /// What this sink has been given (not replies queued before it).
+    pub fn written(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or_default()
+    }
+
+    /// Sends what is buffered now, under the connection's write time-out, and keeps the
+    /// (emptied) buffer.
+    async fn send_now(&mut self) -> io::Result<()> {
+        std::mem::swap(self.conn.out(), &mut self.buf);
+        let sent = self.conn.flush().await;
+        std::mem::swap(self.conn.out(), &mut self.buf);
+        self.start = 0;
+        sent
+    }
+
+    /// Writes the output out once it is large (a big FETCH), so one command's replies are
+    /// not all held in memory.
     pub(crate) async fn spill(&mut self) -> io::Result<()> {
         if self.buf.len() >= SPILL {
-            self.write_buffered();
-            self.conn.flush().await?;
+            self.send_now().await?;
         }
         Ok(())
     }
 
-    /// Hands everything buffered to the connection without writing it (pipelined replies
-    /// go out together).
-    pub fn write_buffered(&mut self) {
-        if !self.buf.is_empty() {
-            self.conn.queue(&self.buf);
-            self.buf.clear();
-        }
-    }
-
     /// Writes everything buffered and flushes.
     pub async fn flush(&mut self) -> io::Result<()> {
-        self.write_buffered();
-        self.conn.flush().await
+        self.send_now().await
     }
 
     pub(crate) fn line(&mut self, s: &str) {
         self.buf.extend_from_slice(s.as_bytes());
         self.buf.extend_from_slice(b"\r\n");
+    }
+}
+
+impl Drop for Sink<'_> {
+    /// Gives the buffer back: what is in it goes out with the connection's next flush.
+    fn drop(&mut self) {
+        std::mem::swap(self.conn.out(), &mut self.buf);
     }
 }
 
