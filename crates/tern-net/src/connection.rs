@@ -16,9 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{
-    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf,
-};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -238,25 +236,8 @@ impl Connection {
         &self.line
     }
 
-    /// Fills `buf` exactly (an IMAP literal, a BDAT chunk), waiting at most `idle` between
-    /// reads (and not past the deadline). The caller bounds `buf`'s size.
-    pub async fn read_exact(&mut self, buf: &mut [u8], idle: Duration) -> io::Result<Read> {
-        let mut filled = 0;
-        while filled < buf.len() {
-            let budget = self.read_budget(idle);
-            let stream = self.stream()?;
-            match tokio::time::timeout(budget, stream.read(&mut buf[filled..])).await {
-                Err(_) => return Ok(Read::TimedOut),
-                Ok(Err(e)) => return Err(e),
-                Ok(Ok(0)) => return Ok(Read::Eof),
-                Ok(Ok(n)) => filled += n,
-            }
-        }
-        Ok(Read::Done)
-    }
-
     /// Takes whatever input is buffered or arrives next, at most `max` octets, appending it
-    /// to `buf` (a streamed message body). `Done` with nothing appended never happens: a
+    /// to `buf` (an IMAP literal as it arrives, a streamed message body). `Done` with nothing appended never happens: a
     /// closed connection is `Eof`.
     pub async fn read_some(
         &mut self,
@@ -430,12 +411,13 @@ mod tests {
         let idle = Duration::from_secs(5);
         assert_eq!(conn.read_line(64, idle).await.unwrap(), Read::Done);
         assert_eq!(conn.line(), b"A1 LOGIN");
-        let mut literal = [0u8; 10];
+        // A literal: read_some never takes more than asked for.
+        let mut literal = Vec::new();
         assert_eq!(
-            conn.read_exact(&mut literal, idle).await.unwrap(),
+            conn.read_some(&mut literal, 10, idle).await.unwrap(),
             Read::Done
         );
-        assert_eq!(&literal, b"0123456789");
+        assert_eq!(literal, b"0123456789");
         let mut chunk = Vec::new();
         assert_eq!(
             conn.read_some(&mut chunk, 2, idle).await.unwrap(),
