@@ -14,6 +14,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tern/queue/v1/queue.proto",
     ];
     let fds = protox::compile(files, [&root])?;
+    // Every gRPC method as `package.Service/Method`, one a line: the authorization tests
+    // walk this list, so a method added to proto/ is tested without anyone listing it.
+    let mut methods = String::new();
+    for file in &fds.file {
+        for service in &file.service {
+            for method in &service.method {
+                let (package, name) = (file.package(), service.name());
+                methods.push_str(&format!("{package}.{name}/{}\n", method.name()));
+            }
+        }
+    }
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("methods.txt"), methods)?;
     tonic_prost_build::configure().compile_fds(fds)?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())

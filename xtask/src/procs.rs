@@ -97,11 +97,18 @@ pub fn check_ports_free(nodes: u16, others: &[u16]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts store node `id` of `nodes` with its data under `data_dir/store-ID`.
-pub fn spawn(store_bin: &Path, id: u16, nodes: u16, data_dir: &Path) -> anyhow::Result<Node> {
+/// Starts store node `id` of `nodes` with its data under `data_dir/store-ID`, plus `extra`
+/// arguments (the cluster certificate flags).
+pub fn spawn(
+    store_bin: &Path,
+    id: u16,
+    nodes: u16,
+    data_dir: &Path,
+    extra: &[String],
+) -> anyhow::Result<Node> {
     let dir = data_dir.join(format!("store-{id}"));
     let listen = format!("127.0.0.1:{}", BASE_PORT + id);
-    let args = [
+    let mut args = vec![
         "--id".to_string(),
         id.to_string(),
         "--listen".into(),
@@ -111,6 +118,7 @@ pub fn spawn(store_bin: &Path, id: u16, nodes: u16, data_dir: &Path) -> anyhow::
         "--initial-members".into(),
         initial_members(nodes),
     ];
+    args.extend_from_slice(extra);
     let mut node = spawn_service(store_bin, &format!("tern-store node {id}"), &dir, &args)?;
     node.id = id;
     node.grpc = listen;

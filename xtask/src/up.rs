@@ -68,7 +68,9 @@ pub fn run(nodes: u16, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     let store_bin = cargo::debug_bin(&target, "tern-store")?;
     let ctl = Ternctl {
         bin: cargo::debug_bin(&target, "ternctl")?,
+        profile: data_dir.join(PROFILE),
     };
+    ctl.make_cluster_pki(&data_dir)?;
 
     let access_bin = cargo::debug_bin(&target, "tern-access")?;
     let queue_bin = cargo::debug_bin(&target, "tern-queue")?;
@@ -86,7 +88,13 @@ pub fn run(nodes: u16, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     )?;
     let mut fleet: Vec<Node> = Vec::new();
     for id in 1..=nodes {
-        match procs::spawn(&store_bin, id, nodes, &data_dir) {
+        match procs::spawn(
+            &store_bin,
+            id,
+            nodes,
+            &data_dir,
+            &cluster_tls_args(&data_dir, "store"),
+        ) {
             Ok(n) => fleet.push(n),
             Err(e) => {
                 procs::stop_all(&mut fleet, STOP_GRACE);
@@ -223,7 +231,23 @@ fn start_access(bin: &Path, nodes: u16, data_dir: &Path) -> anyhow::Result<Node>
         format!("127.0.0.1:{IMAPS_PORT}"),
     ];
     args.extend(dev_tls_args(&tls));
+    args.extend(cluster_tls_args(data_dir, "access"));
     procs::spawn_service(bin, "tern-access", &data_dir.join("access"), &args)
+}
+
+/// `--cluster-ca`, `--cluster-cert` and `--cluster-key` for a process of `role`: the
+/// development cluster PKI in DATA_DIR/tls (made by `ternctl dev-pki`), one certificate per
+/// role, so every internal port runs mutual TLS as in production.
+fn cluster_tls_args(data_dir: &Path, role: &str) -> [String; 6] {
+    let tls = data_dir.join("tls");
+    [
+        "--cluster-ca".into(),
+        tls.join("ca.crt").display().to_string(),
+        "--cluster-cert".into(),
+        tls.join(format!("{role}.crt")).display().to_string(),
+        "--cluster-key".into(),
+        tls.join(format!("{role}.key")).display().to_string(),
+    ]
 }
 
 /// The development certificate in `tls` (made by `tern-access dev-cert`), and plain-text
@@ -249,7 +273,7 @@ fn store_list(nodes: u16) -> String {
 
 /// The queue: Enqueue API on 7201 and delivery workers (remote mail over real DNS/MX).
 fn start_queue(bin: &Path, nodes: u16, data_dir: &Path) -> anyhow::Result<Node> {
-    let args = [
+    let mut args = vec![
         "--store".to_string(),
         store_list(nodes),
         "--listen".into(),
@@ -257,6 +281,7 @@ fn start_queue(bin: &Path, nodes: u16, data_dir: &Path) -> anyhow::Result<Node> 
         "--hostname".into(),
         "mail.example.test".into(),
     ];
+    args.extend(cluster_tls_args(data_dir, "queue"));
     procs::spawn_service(bin, "tern-queue", &data_dir.join("queue"), &args)
 }
 
@@ -278,6 +303,7 @@ fn start_smtp(bin: &Path, nodes: u16, data_dir: &Path) -> anyhow::Result<Node> {
         format!("127.0.0.1:{SMTP_SUBMISSIONS_PORT}"),
     ];
     args.extend(dev_tls_args(&data_dir.join("tls")));
+    args.extend(cluster_tls_args(data_dir, "smtp"));
     procs::spawn_service(bin, "tern-smtp", &data_dir.join("smtp"), &args)
 }
 
@@ -524,8 +550,14 @@ fn supervise(fleet: &mut [Node], data_dir: &Path) -> anyhow::Result<()> {
 }
 
 /// The ternctl binary just built: the contract-tested way to talk to the store.
+/// The admin profile `cargo xtask up` writes in DATA_DIR (ternctl reads `.tern/dev/ternctl.toml`
+/// by itself when run from the repository root).
+const PROFILE: &str = "ternctl.toml";
+
 struct Ternctl {
     bin: PathBuf,
+    /// DATA_DIR/ternctl.toml: the admin certificate every call of ours uses.
+    profile: PathBuf,
 }
 
 struct CtlOutput {
@@ -535,12 +567,42 @@ struct CtlOutput {
 }
 
 impl Ternctl {
+    /// The development cluster PKI in DATA_DIR/tls (a CA and one certificate per role, made
+    /// once and kept) and the admin profile DATA_DIR/ternctl.toml that names it.
+    fn make_cluster_pki(&self, data_dir: &Path) -> anyhow::Result<()> {
+        let out = Command::new(&self.bin)
+            .arg("dev-pki")
+            .arg(data_dir.join("tls"))
+            .output()
+            .with_context(|| format!("running {} dev-pki", self.bin.display()))?;
+        if !out.status.success() {
+            bail!(
+                "making the development cluster PKI: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        // Paths relative to the profile's directory, so the data directory can move.
+        let profile = format!(
+            "# Written by cargo xtask up: ternctl as the admin role of the development cluster.\n\
+             endpoint = \"127.0.0.1:{}\"\nca = \"tls/ca.crt\"\ncert = \"tls/admin.crt\"\nkey = \"tls/admin.key\"\n",
+            procs::BASE_PORT + 1
+        );
+        std::fs::write(&self.profile, profile)
+            .with_context(|| format!("writing {}", self.profile.display()))
+    }
+
     fn run(&self, endpoint: &str, args: &[&str], stdin: Option<&str>) -> anyhow::Result<CtlOutput> {
         let mut child = Command::new(&self.bin)
+            .arg("--profile")
+            .arg(&self.profile)
             .arg("--endpoint")
             .arg(endpoint)
             .args(args)
             .env_remove("TERN_ENDPOINT")
+            .env_remove("TERNCTL_PROFILE")
+            .env_remove("TERNCTL_CA")
+            .env_remove("TERNCTL_CERT")
+            .env_remove("TERNCTL_KEY")
             .stdin(if stdin.is_some() {
                 Stdio::piped()
             } else {

@@ -11,7 +11,7 @@
 //! Dependencies: `tokio` for sockets; `rustls` + `tokio-rustls` (ring provider: pure Rust and
 //! assembly, no cmake, unlike aws-lc) for TLS; `rustls-pki-types` to read PEM files; `rcgen` to
 //! make the self-signed development certificate; `thiserror`/`anyhow` for errors; `tracing`
-//! to log reloads.
+//! to log reloads; `tern-trust` for the one reload-on-change rule the internal ports share.
 
 pub mod conn;
 pub mod connection;

@@ -3,34 +3,18 @@
 //! certificate `cargo xtask up` uses for development.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
 
 use anyhow::Context;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tern_trust::reload::Reloading;
 use tokio_rustls::TlsAcceptor;
 
-/// How often the files' modification times are looked at, at most.
-const RECHECK: Duration = Duration::from_secs(2);
-
-/// A certificate chain and key read from files, reloaded when either file changes.
-pub struct ReloadingTls {
-    cert_path: PathBuf,
-    key_path: PathBuf,
-    state: Mutex<Loaded>,
-}
-
-struct Loaded {
-    acceptor: TlsAcceptor,
-    stamps: (Option<SystemTime>, Option<SystemTime>),
-    checked: Instant,
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
+/// A certificate chain and key read from files, reloaded when either file changes (the
+/// rule is [`tern_trust::reload`]'s, shared with the internal mutual-TLS ports).
+pub struct ReloadingTls(Reloading<TlsAcceptor>);
 
 /// Builds rustls server settings (TLS 1.2 and 1.3, ring provider) from PEM files.
 pub fn load_server_config(cert_path: &Path, key_path: &Path) -> anyhow::Result<ServerConfig> {
@@ -55,43 +39,19 @@ impl ReloadingTls {
     /// Loads the files now; an error here is a configuration error the service reports at
     /// start-up.
     pub fn load(cert_path: &Path, key_path: &Path) -> anyhow::Result<Self> {
-        let config = load_server_config(cert_path, key_path)?;
-        Ok(Self {
-            cert_path: cert_path.to_path_buf(),
-            key_path: key_path.to_path_buf(),
-            state: Mutex::new(Loaded {
-                acceptor: TlsAcceptor::from(Arc::new(config)),
-                stamps: (modified(cert_path), modified(key_path)),
-                checked: Instant::now(),
-            }),
+        let (cert, key) = (cert_path.to_path_buf(), key_path.to_path_buf());
+        let paths = vec![cert.clone(), key.clone()];
+        let reloading = Reloading::new(paths, move || {
+            load_server_config(&cert, &key).map(|c| TlsAcceptor::from(Arc::new(c)))
         })
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        Ok(Self(reloading))
     }
 
-    /// The acceptor for a new handshake: the files are re-read when their modification time
-    /// changed (checked at most every two seconds). A reload that fails keeps the previous
-    /// certificate and logs why, so a half-written renewal never takes TLS down.
+    /// The acceptor for a new handshake, with the files as they are now (see
+    /// [`Reloading::current`]).
     pub fn acceptor(&self) -> TlsAcceptor {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.checked.elapsed() >= RECHECK {
-            s.checked = Instant::now();
-            let stamps = (modified(&self.cert_path), modified(&self.key_path));
-            if stamps != s.stamps {
-                match load_server_config(&self.cert_path, &self.key_path) {
-                    Ok(config) => {
-                        s.acceptor = TlsAcceptor::from(Arc::new(config));
-                        s.stamps = stamps;
-                        tracing::info!(cert = %self.cert_path.display(), "TLS certificate reloaded");
-                    }
-                    Err(e) => {
-                        tracing::warn!(
-                            error = format!("{e:#}"),
-                            "TLS certificate reload failed; keeping the previous one"
-                        );
-                    }
-                }
-            }
-        }
-        s.acceptor.clone()
+        (*self.0.current()).clone()
     }
 }
 
@@ -131,6 +91,8 @@ fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+    use tern_trust::reload::RECHECK;
 
     #[test]
     fn dev_certificate_loads_and_is_kept() {

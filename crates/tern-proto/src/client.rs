@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tern_telemetry::grpc::TraceInterceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 /// HTTP/2 flow-control windows for every Tern gRPC connection. The protocol default (64 KiB)
@@ -44,26 +44,19 @@ fn is_retryable(status: &Status) -> bool {
 }
 
 impl StoreClient {
-    /// Clients for `addrs` (`host:port` or `http://host:port`); connections are made on first
-    /// use. Retryable failures are retried on the next node for up to `retry_for`.
-    pub fn new(addrs: &[String], retry_for: Duration) -> Result<Self, tonic::transport::Error> {
+    /// Clients for `addrs` (`host:port`), over mutual TLS with `tls` to servers holding
+    /// `server_role`'s certificate (`Store`, or `Queue` for tern-queue's nodes); connections
+    /// are made on first use. Retryable failures are retried on the next node for up to
+    /// `retry_for`.
+    pub fn new(
+        addrs: &[String],
+        retry_for: Duration,
+        tls: &std::sync::Arc<crate::tls::ClusterTls>,
+        server_role: tern_trust::Role,
+    ) -> Result<Self, tonic::transport::Error> {
         let mut channels = Vec::with_capacity(addrs.len());
         for addr in addrs {
-            let uri = if addr.contains("://") {
-                addr.clone()
-            } else {
-                format!("http://{addr}")
-            };
-            let channel = Endpoint::from_shared(uri)?
-                .connect_timeout(Duration::from_secs(2))
-                .http2_keep_alive_interval(Duration::from_secs(10))
-                .keep_alive_timeout(Duration::from_secs(5))
-                .keep_alive_while_idle(true)
-                .tcp_nodelay(true)
-                .initial_stream_window_size(STREAM_WINDOW)
-                .initial_connection_window_size(CONNECTION_WINDOW)
-                .connect_lazy();
-            channels.push((addr.clone(), channel));
+            channels.push((addr.clone(), tls.channel(addr, server_role)?));
         }
         Ok(Self {
             channels: std::sync::Arc::new(channels),

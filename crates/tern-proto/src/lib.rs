@@ -3,9 +3,19 @@
 //! Dependencies: `tonic`/`tonic-prost`/`prost` generate and run the gRPC stubs; `protox`
 //! compiles the .proto files in pure Rust so the build needs no system `protoc`; `tokio` for
 //! the retry back-off and `tern-telemetry` to carry the trace context on every call of
-//! [`client::StoreClient`].
+//! [`client::StoreClient`]. For the internal mutual TLS ([`tls`]) and authorization
+//! ([`authz`]): `tern-trust` (identities, configurations, the method table), `rustls` and
+//! `tokio-rustls` (the handshakes), `hyper-util` (tonic's connector wants hyper's I/O
+//! traits), `tower` and `http` (the connector and the authorization layer are tower
+//! services over HTTP requests), `tokio-stream` (accepted connections as tonic's incoming
+//! stream), `prometheus` (the count of denied calls).
 
+/// Every gRPC method in `proto/`, `package.Service/Method` one a line, as compiled.
+pub const METHODS: &str = include_str!(concat!(env!("OUT_DIR"), "/methods.txt"));
+
+pub mod authz;
 pub mod client;
+pub mod tls;
 
 /// The store's public API: directory, mailboxes, messages, queue, change feed, admin.
 pub mod store {

@@ -1,7 +1,9 @@
 //! A cluster of real tern-store processes on loopback, on ports the OS assigns (or picked
 //! up front for a bootstrapped cluster), killed when the [`StoreCluster`] is dropped.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -10,9 +12,14 @@ use tern_proto::store::v1::{
     admin_client::AdminClient, directory_client::DirectoryClient,
     mailboxes_client::MailboxesClient, messages_client::MessagesClient,
 };
+use tern_proto::tls::ClusterTls;
+use tern_trust::Role;
 use tonic::transport::Channel;
 
 use crate::service::ServiceProcess;
+
+/// The trust domain of every test cluster's certificates.
+pub const TRUST_DOMAIN: &str = "tern.test";
 
 /// One tern-store process.
 pub struct StoreNode {
@@ -31,20 +38,59 @@ pub struct StoreCluster {
     bin: PathBuf,
     dir: tempfile::TempDir,
     extra_args: Vec<String>,
+    /// Client TLS per role, read once from the cluster's development PKI.
+    clients: Mutex<HashMap<Role, Arc<ClusterTls>>>,
     /// The nodes, index 0 = id 1.
     pub nodes: Vec<StoreNode>,
 }
 
 impl StoreCluster {
-    /// Starts `n` nodes and initializes them as one cluster; waits for a leader.
-    pub async fn start(bin: &Path, n: usize, extra_args: &[&str]) -> anyhow::Result<Self> {
+    /// No nodes yet; a scratch directory with a development PKI (trust domain `tern.test`,
+    /// in [`StoreCluster::tls_dir`]) that every process of the test uses.
+    fn new(bin: &Path, extra_args: Vec<String>) -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("tern-cluster-").tempdir()?;
-        let mut cluster = StoreCluster {
+        tern_trust::pki::ensure_dev_pki(&dir.path().join("tls"), TRUST_DOMAIN)?;
+        Ok(StoreCluster {
             bin: bin.to_path_buf(),
             dir,
-            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            extra_args,
+            clients: Mutex::default(),
             nodes: Vec::new(),
-        };
+        })
+    }
+
+    /// The development PKI: `ca.crt`, `ca.key`, and `ROLE.crt`/`ROLE.key` for every role.
+    pub fn tls_dir(&self) -> PathBuf {
+        self.dir.path().join("tls")
+    }
+
+    /// `--cluster-ca CA --cluster-cert CERT --cluster-key KEY` for a process of `role`.
+    pub fn cluster_args(&self, role: Role) -> Vec<String> {
+        let f = tern_trust::pki::files(&self.tls_dir(), role);
+        [
+            ("--cluster-ca", f.ca),
+            ("--cluster-cert", f.cert),
+            ("--cluster-key", f.key),
+        ]
+        .into_iter()
+        .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+        .collect()
+    }
+
+    /// Client TLS as `role`, from the cluster's PKI.
+    pub fn client_tls(&self, role: Role) -> anyhow::Result<Arc<ClusterTls>> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tls) = clients.get(&role) {
+            return Ok(tls.clone());
+        }
+        let tls = ClusterTls::load(&tern_trust::pki::files(&self.tls_dir(), role))?;
+        clients.insert(role, tls.clone());
+        Ok(tls)
+    }
+
+    /// Starts `n` nodes and initializes them as one cluster; waits for a leader.
+    pub async fn start(bin: &Path, n: usize, extra_args: &[&str]) -> anyhow::Result<Self> {
+        let mut cluster = Self::new(bin, extra_args.iter().map(|s| s.to_string()).collect())?;
         for id in 1..=n as u64 {
             let data_dir = cluster.dir.path().join(format!("node-{id}"));
             let node = StoreNode {
@@ -111,15 +157,9 @@ impl StoreCluster {
             .map(|(i, a)| format!("{}={a}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
-        let dir = tempfile::Builder::new().prefix("tern-cluster-").tempdir()?;
         let mut args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
         args.extend(["--initial-members".to_string(), spec]);
-        let mut cluster = StoreCluster {
-            bin: bin.to_path_buf(),
-            dir,
-            extra_args: args,
-            nodes: Vec::new(),
-        };
+        let mut cluster = Self::new(bin, args)?;
         for (i, addr) in addrs.into_iter().enumerate() {
             let id = i as u64 + 1;
             let data_dir = cluster.dir.path().join(format!("node-{id}"));
@@ -139,6 +179,7 @@ impl StoreCluster {
     /// Starts (or restarts) node `i` on its address, and waits until it has bound its
     /// listeners (its addr file).
     pub async fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let cluster_args = self.cluster_args(Role::Store);
         let node = &mut self.nodes[i];
         std::fs::create_dir_all(&node.data_dir)?;
         let mut args = vec![
@@ -149,6 +190,7 @@ impl StoreCluster {
             "--data-dir".into(),
             node.data_dir.display().to_string(),
         ];
+        args.extend(cluster_args);
         args.extend(self.extra_args.iter().cloned());
         let process = ServiceProcess::launch(
             &self.bin,
@@ -195,37 +237,49 @@ impl StoreCluster {
         format!("http://{}", self.nodes[i].addr)
     }
 
-    /// A channel to node `i`.
-    pub async fn channel(&self, i: usize) -> anyhow::Result<Channel> {
-        Channel::from_shared(self.endpoint(i))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
-            .initial_stream_window_size(tern_proto::client::STREAM_WINDOW)
-            .initial_connection_window_size(tern_proto::client::CONNECTION_WINDOW)
-            .connect()
+    /// A channel to node `i`, connected now, with the certificate of `role` (the store
+    /// admits each role to its own methods only).
+    pub async fn channel(&self, i: usize, role: Role) -> anyhow::Result<Channel> {
+        self.connect(&self.nodes[i].addr, role, Role::Store)
             .await
-            .with_context(|| format!("connecting to node {}", self.nodes[i].id))
+            .with_context(|| format!("node {}", self.nodes[i].id))
     }
 
-    /// Admin client of node `i`.
+    /// A channel to `addr` (`host:port`), connected now, as `role` to a server of
+    /// `server_role` (a store node, or tern-queue's Enqueue port), with this cluster's PKI.
+    pub async fn connect(
+        &self,
+        addr: &str,
+        role: Role,
+        server_role: Role,
+    ) -> anyhow::Result<Channel> {
+        let tls = self.client_tls(role)?;
+        tern_proto::tls::endpoint(addr)?
+            .timeout(Duration::from_secs(30))
+            .connect_with_connector(tls.connector(server_role))
+            .await
+            .with_context(|| format!("connecting to {server_role} at {addr} as {role}"))
+    }
+
+    /// Admin client of node `i`, as an operator (role `admin`).
     pub async fn admin(&self, i: usize) -> anyhow::Result<AdminClient<Channel>> {
-        Ok(AdminClient::new(self.channel(i).await?))
+        Ok(AdminClient::new(self.channel(i, Role::Admin).await?))
     }
 
-    /// Directory client of node `i`.
+    /// Directory client of node `i`, as an operator (role `admin`).
     pub async fn directory(&self, i: usize) -> anyhow::Result<DirectoryClient<Channel>> {
-        Ok(DirectoryClient::new(self.channel(i).await?))
+        Ok(DirectoryClient::new(self.channel(i, Role::Admin).await?))
     }
 
-    /// Mailboxes client of node `i`.
+    /// Mailboxes client of node `i`, as an access node.
     pub async fn mailboxes(&self, i: usize) -> anyhow::Result<MailboxesClient<Channel>> {
-        Ok(MailboxesClient::new(self.channel(i).await?))
+        Ok(MailboxesClient::new(self.channel(i, Role::Access).await?))
     }
 
-    /// Messages client of node `i`.
+    /// Messages client of node `i`, as an access node (delivery is the queue's:
+    /// `channel(i, Role::Queue)`).
     pub async fn messages(&self, i: usize) -> anyhow::Result<MessagesClient<Channel>> {
-        Ok(MessagesClient::new(self.channel(i).await?))
+        Ok(MessagesClient::new(self.channel(i, Role::Access).await?))
     }
 
     /// Waits until a running node reports a leader that is running; returns its index.

@@ -8,7 +8,8 @@
 //! and addr-file protocol shared with `cargo xtask up`, `tern-net` for the development TLS
 //! certificate, `tokio` and `tonic` to talk to the nodes, `tempfile` for data directories,
 //! `libc` to send SIGTERM the way an operator's `kill` would and to serialize package
-//! installs (`flock`).
+//! installs (`flock`); `tern-trust` for the test cluster's development PKI, and `rustls`,
+//! `tokio-rustls` and `tonic-prost` to probe internal ports as an outsider would ([`mtls`]).
 
 pub mod access;
 /// Flags and scratch space the benchmark binaries share.
@@ -23,6 +24,8 @@ pub mod cluster;
 pub mod dns;
 /// Dovecot beside Tern in the benchmarks.
 pub mod dovecot;
+/// Probing internal ports as an outsider: plaintext, strangers' certificates, raw calls.
+pub mod mtls;
 
 pub mod platform;
 /// Real tern-queue processes.
@@ -34,6 +37,7 @@ pub mod smtp;
 
 use tern_proto::store::v1 as pb;
 use tern_proto::store::v1::messages_client::MessagesClient;
+use tern_trust::Role;
 use tonic::transport::Channel;
 
 pub use cluster::{StoreCluster, StoreNode};
@@ -151,7 +155,7 @@ pub async fn load_mailboxes(
     let leader = cluster
         .wait_leader(std::time::Duration::from_secs(10))
         .await?;
-    let channel = cluster.channel(leader).await?;
+    let channel = cluster.channel(leader, Role::Access).await?;
     let corpus = std::sync::Arc::new(corpus.to_vec());
     let mut tasks = Vec::new();
     for a in addresses {

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use tern_trust::Role;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use crate::access::AccessNode;
@@ -309,19 +310,34 @@ impl Platform {
 
     /// Another tern-queue node on the same store cluster.
     pub async fn add_queue(&self, args: &[&str]) -> anyhow::Result<QueueNode> {
-        QueueNode::start(self.scratch(), &self.store_addrs(), args).await
+        let args = self.with_cluster_args(Role::Queue, args);
+        QueueNode::start(self.scratch(), &self.store_addrs(), &refs(&args)).await
+    }
+
+    /// A channel to the queue node's Enqueue port, as tern-smtp connects (role `smtp`).
+    pub async fn queue_channel(&self) -> anyhow::Result<tonic::transport::Channel> {
+        let addr = &self.queue().grpc;
+        self.cluster.connect(addr, Role::Smtp, Role::Queue).await
+    }
+
+    /// `args` after the cluster certificate flags of `role`.
+    fn with_cluster_args(&self, role: Role, args: &[&str]) -> Vec<String> {
+        let mut all = self.cluster.cluster_args(role);
+        all.extend(args.iter().map(|s| s.to_string()));
+        all
     }
 
     /// Another tern-smtp node on the same store cluster and queue node.
     pub async fn add_smtp(&self, args: &[&str]) -> anyhow::Result<SmtpNode> {
         let queue = std::slice::from_ref(&self.queue().grpc);
+        let args = self.with_cluster_args(Role::Smtp, args);
         SmtpNode::start(
             self.scratch(),
             &self.store_addrs(),
             queue,
             &self.cert,
             &self.key,
-            args,
+            &refs(&args),
         )
         .await
     }
@@ -339,7 +355,14 @@ impl Platform {
         plaintext_auth: bool,
         args: &[&str],
     ) -> anyhow::Result<AccessNode> {
-        AccessNode::start_with(self.scratch(), &self.store_addrs(), plaintext_auth, args).await
+        let args = self.with_cluster_args(Role::Access, args);
+        AccessNode::start_with(
+            self.scratch(),
+            &self.store_addrs(),
+            plaintext_auth,
+            &refs(&args),
+        )
+        .await
     }
 
     /// `--tls-cert CERT --tls-key KEY` for the platform's development certificate.

@@ -14,11 +14,13 @@
 //! Dependencies: `rustls` and `rustls-pki-types` (the TLS configurations and the custom
 //! server-certificate check by role), `rcgen` (the development CA and role certificates, as
 //! tern-net already makes the development server certificate), `x509-parser` (reading the
-//! URI SAN out of a certificate: neither rustls nor webpki exposes URI names), `thiserror`.
+//! URI SAN out of a certificate: neither rustls nor webpki exposes URI names), `thiserror`,
+//! `tracing` (a failed certificate reload is logged, not fatal).
 
 pub mod identity;
 pub mod pki;
 pub mod policy;
+pub mod reload;
 pub mod tls;
 
 pub use identity::{Identity, IdentityError, Role};

@@ -48,7 +48,13 @@ pub const RULES: &[Rule] = &[
     // queue resolve recipients.
     ("tern.store.v1.Directory", "AddDomain", &[Admin]),
     ("tern.store.v1.Directory", "RemoveDomain", &[Admin]),
-    ("tern.store.v1.Directory", "ListDomains", &[Admin]),
+    // Also the readiness probe of the stateless services: a linearizable read that names
+    // no user (tern_proto::client::probe_store_quorum).
+    (
+        "tern.store.v1.Directory",
+        "ListDomains",
+        &[Admin, Smtp, Queue, Access],
+    ),
     ("tern.store.v1.Directory", "AddUser", &[Admin]),
     ("tern.store.v1.Directory", "RemoveUser", &[Admin]),
     ("tern.store.v1.Directory", "ListUsers", &[Admin]),
@@ -115,6 +121,12 @@ pub enum Denied {
         /// The caller's role.
         role: Role,
     },
+    /// The caller's certificate, though signed by the CA, names no Tern identity.
+    #[error("{path}: the caller's certificate names no Tern identity")]
+    NoIdentity {
+        /// The path called.
+        path: String,
+    },
     /// The caller's certificate is from another trust domain.
     #[error("{method}: identity {identity} is not of trust domain {trust_domain}")]
     TrustDomain {
@@ -165,9 +177,35 @@ pub fn authorize(path: &str, caller: &Identity, trust_domain: &str) -> Result<()
     }
 }
 
+/// [`RULES`] as the Markdown table the README shows (a test keeps the two equal).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| service | method | roles |\n|---|---|---|\n");
+    for (service, method, roles) in RULES {
+        let roles = if *roles == EVERYONE {
+            "every role".to_string()
+        } else {
+            roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
+        };
+        out.push_str(&format!("| `{service}` | {method} | {roles} |\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_readme_shows_the_table_as_it_is() {
+        let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test");
+        let readme = std::fs::read_to_string(std::path::Path::new(&manifest).join("../../README.md"))
+            .expect("README.md");
+        assert!(
+            readme.contains(&markdown_table()),
+            "README.md must show policy::RULES as rendered by markdown_table():\n{}",
+            markdown_table()
+        );
+    }
 
     const TD: &str = "tern.test";
 

@@ -9,7 +9,9 @@ use tern_net::limit::ConnectionLimiter;
 use tern_net::listen::{bind_optional, write_addr_file, Tasks};
 use tern_net::tls::ReloadingTls;
 use tern_proto::client::StoreClient;
+use tern_proto::tls::ClusterTls;
 use tern_telemetry::Health;
+use tern_trust::Role;
 use tokio::net::TcpListener;
 
 use crate::accept::ListenerPolicy;
@@ -42,8 +44,11 @@ impl Running {
 /// Binds every configured listener and starts serving.
 pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
     config.validate()?;
-    let store = StoreClient::new(&config.store, Duration::from_secs(config.store_retry_secs))
-        .context("store addresses")?;
+    let cluster =
+        ClusterTls::load_as(&config.cluster_tls_files(), Role::Access).context("cluster TLS")?;
+    let retry = Duration::from_secs(config.store_retry_secs);
+    let store =
+        StoreClient::new(&config.store, retry, &cluster, Role::Store).context("store addresses")?;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(ReloadingTls::load(cert, key)?)),
         _ => None,

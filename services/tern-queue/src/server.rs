@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::Context;
 use tern_proto::client::StoreClient;
 use tern_proto::queue::v1::queue_server::QueueServer;
+use tern_proto::tls::ClusterTls;
 use tern_telemetry::Health;
+use tern_trust::Role;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -49,8 +51,10 @@ fn load_roots(
 /// Binds the listeners and starts the API and the workers.
 pub async fn start(config: QueueConfig) -> anyhow::Result<Running> {
     config.validate()?;
-    let store =
-        StoreClient::new(&config.store, Duration::from_secs(15)).context("store addresses")?;
+    let tls =
+        ClusterTls::load_as(&config.cluster_tls_files(), Role::Queue).context("cluster TLS")?;
+    let store = StoreClient::new(&config.store, Duration::from_secs(15), &tls, Role::Store)
+        .context("store addresses")?;
     let metrics_listener = TcpListener::bind(&config.metrics_listen)
         .await
         .with_context(|| format!("binding metrics to {}", config.metrics_listen))?;
@@ -82,17 +86,13 @@ pub async fn start(config: QueueConfig) -> anyhow::Result<Running> {
         let api = QueueApi {
             store: store.clone(),
         };
-        let server = tonic::transport::Server::builder()
-            .trace_fn(tern_telemetry::grpc::server_span)
-            .initial_stream_window_size(tern_proto::client::STREAM_WINDOW)
-            .initial_connection_window_size(tern_proto::client::CONNECTION_WINDOW)
+        let server = tls
+            .server()
             .add_service(health_service)
             .add_service(
                 QueueServer::new(api).max_decoding_message_size(crate::api::MAX_MESSAGE as usize),
             )
-            .serve_with_incoming(
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            );
+            .serve_with_incoming(tls.incoming(listener));
         tasks.push(tokio::spawn(async move {
             if let Err(e) = server.await {
                 tracing::error!(error = %e, "queue API server failed");

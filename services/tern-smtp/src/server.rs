@@ -11,7 +11,9 @@ use tern_net::limit::ConnectionLimiter;
 use tern_net::listen::{bind_optional, write_addr_file, Tasks};
 use tern_net::tls::ReloadingTls;
 use tern_proto::client::StoreClient;
+use tern_proto::tls::ClusterTls;
 use tern_telemetry::Health;
+use tern_trust::Role;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -100,8 +102,12 @@ impl Running {
 pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
     config.validate()?;
     let retry = Duration::from_secs(config.store_retry_secs);
-    let store = StoreClient::new(&config.store, retry).context("store addresses")?;
-    let queue = StoreClient::new(&config.queue, retry).context("queue addresses")?;
+    let cluster =
+        ClusterTls::load_as(&config.cluster_tls_files(), Role::Smtp).context("cluster TLS")?;
+    let store =
+        StoreClient::new(&config.store, retry, &cluster, Role::Store).context("store addresses")?;
+    let queue =
+        StoreClient::new(&config.queue, retry, &cluster, Role::Queue).context("queue addresses")?;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(ReloadingTls::load(cert, key)?)),
         _ => None,

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
@@ -16,7 +15,9 @@ use openraft::raft::{
 use openraft::BasicNode;
 use tern_proto::raft::v1::raft_client::RaftClient;
 use tern_proto::raft::v1::RaftPayload;
-use tonic::transport::{Channel, Endpoint};
+use tern_proto::tls::ClusterTls;
+use tern_trust::Role;
+use tonic::transport::Channel;
 
 use crate::types::{NodeId, TypeConfig};
 
@@ -24,13 +25,23 @@ use crate::types::{NodeId, TypeConfig};
 pub const MAX_RAFT_MESSAGE: usize = 512 << 20;
 
 /// A cache of lazily connected channels, one per peer address, shared by the Raft network
-/// and by request forwarding.
-#[derive(Clone, Default)]
+/// and by request forwarding. Every channel is mutual TLS with this node's store certificate
+/// to a server that holds one too.
+#[derive(Clone)]
 pub struct Channels {
     inner: Arc<Mutex<HashMap<String, Channel>>>,
+    tls: Arc<ClusterTls>,
 }
 
 impl Channels {
+    /// No channels yet; each will use `tls`.
+    pub fn new(tls: Arc<ClusterTls>) -> Self {
+        Self {
+            inner: Arc::default(),
+            tls,
+        }
+    }
+
     /// The channel to `addr` (`host:port`), created on first use; connecting is lazy so an
     /// unreachable peer fails the call, not this lookup.
     pub fn get(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
@@ -38,14 +49,7 @@ impl Channels {
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .initial_stream_window_size(tern_proto::client::STREAM_WINDOW)
-            .initial_connection_window_size(tern_proto::client::CONNECTION_WINDOW)
-            .connect_lazy();
+        let channel = self.tls.channel(addr, Role::Store)?;
         map.insert(addr.to_string(), channel.clone());
         Ok(channel)
     }
@@ -59,7 +63,7 @@ impl Channels {
 }
 
 /// Creates one [`PeerClient`] per target node.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Network {
     /// Shared channel cache.
     pub channels: Channels,

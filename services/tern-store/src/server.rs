@@ -13,8 +13,10 @@ use tern_proto::store::v1::{
     mailboxes_server::MailboxesServer, messages_server::MessagesServer, queue_server::QueueServer,
     watch_server::WatchServer,
 };
+use tern_proto::tls::ClusterTls;
 use tern_telemetry::tonic_health::ServingStatus;
 use tern_telemetry::Health;
+use tern_trust::Role;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
@@ -24,7 +26,7 @@ use crate::api::{
 use crate::api::{queue::QueueApi, raft::RaftApi, watch::WatchApi, MAX_GRPC_MESSAGE};
 use crate::config::{parse_members, StoreConfig};
 use crate::log_store::LogStore;
-use crate::network::{Network, MAX_RAFT_MESSAGE};
+use crate::network::{Channels, Network, MAX_RAFT_MESSAGE};
 use crate::node::Node;
 use crate::state_machine::StateMachine;
 use crate::types::Raft;
@@ -102,7 +104,11 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<Running> {
         Arc::new(applied_tx),
         state_lock.clone(),
     )?;
-    let network = Network::default();
+    let tls =
+        ClusterTls::load_as(&config.cluster_tls_files(), Role::Store).context("cluster TLS")?;
+    let network = Network {
+        channels: Channels::new(tls.clone()),
+    };
     let channels = network.channels.clone();
     let raft = Raft::new(
         config.id,
@@ -138,11 +144,8 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<Running> {
 
     let a = api::api(node.clone());
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder()
-        .trace_fn(tern_telemetry::grpc::server_span)
-        .tcp_nodelay(true)
-        .initial_stream_window_size(tern_proto::client::STREAM_WINDOW)
-        .initial_connection_window_size(tern_proto::client::CONNECTION_WINDOW)
+    let server = tls
+        .server()
         .add_service(health_service)
         .add_service(
             RaftServer::new(RaftApi(node.clone()))
@@ -166,10 +169,8 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<Running> {
         ))
         .add_service(AdminServer::new(AdminApi(a)))
         .serve_with_incoming_shutdown(
-            // Built from our own listener (bound before the node starts), so the builder's
-            // tcp_nodelay does not reach it: without this every response waits on a delayed
-            // ACK (about 40 ms on Linux).
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            // Every connection is mutual TLS (no plaintext), accepted with TCP_NODELAY.
+            tls.incoming(listener),
             async {
                 let _ = shutdown_rx.await;
             },

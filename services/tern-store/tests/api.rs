@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::time::Duration;
+use tern_trust::Role;
 
 use futures::StreamExt;
 use tern_proto::store::v1 as pb;
@@ -122,7 +123,7 @@ async fn mailboxes_messages_search_and_the_change_feed() -> anyhow::Result<()> {
         );
     }
 
-    let mut feed = pb::watch_client::WatchClient::new(cluster.channel(0).await?)
+    let mut feed = pb::watch_client::WatchClient::new(cluster.channel(0, Role::Access).await?)
         .watch(pb::WatchRequest {
             account: ALICE.into(),
             mailbox: "INBOX".into(),
@@ -278,7 +279,7 @@ async fn mailboxes_messages_search_and_the_change_feed() -> anyhow::Result<()> {
     );
 
     // ...and is resumable from a modseq.
-    let mut resumed = pb::watch_client::WatchClient::new(cluster.channel(0).await?)
+    let mut resumed = pb::watch_client::WatchClient::new(cluster.channel(0, Role::Access).await?)
         .watch(pb::WatchRequest {
             account: ALICE.into(),
             mailbox: String::new(),
@@ -315,7 +316,7 @@ async fn mailboxes_messages_search_and_the_change_feed() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_entries_are_leased_renewed_and_completed() -> anyhow::Result<()> {
     let cluster = StoreCluster::start(bin(), 1, &[]).await?;
-    let mut q = pb::queue_client::QueueClient::new(cluster.channel(0).await?);
+    let mut q = pb::queue_client::QueueClient::new(cluster.channel(0, Role::Queue).await?);
     let header = pb::EnqueueHeader {
         sender: "a@example.test".into(),
         recipients: vec![pb::QueueRecipient {
@@ -425,7 +426,7 @@ async fn queue_entries_are_leased_renewed_and_completed() -> anyhow::Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maildrop_locks_through_the_api() -> anyhow::Result<()> {
     let cluster = StoreCluster::start(bin(), 1, &[]).await?;
-    let mut l = pb::locks_client::LocksClient::new(cluster.channel(0).await?);
+    let mut l = pb::locks_client::LocksClient::new(cluster.channel(0, Role::Access).await?);
     let req = |owner: &str, ttl_ms: u64| pb::LockRequest {
         name: "pop3/alice@example.test".into(),
         owner: owner.into(),

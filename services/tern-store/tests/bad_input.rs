@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::time::{Duration, Instant};
+use tern_trust::Role;
 
 use tern_proto::store::v1 as pb;
 use tern_testkit::{append, list_all, seed_users, StoreCluster};
@@ -180,7 +181,8 @@ async fn a_write_without_quorum_fails_in_bounded_time() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_peer_or_garbage_raft_payload_is_refused() -> anyhow::Result<()> {
     let cluster = StoreCluster::start(bin(), 1, &[]).await?;
-    let mut raft = tern_proto::raft::v1::raft_client::RaftClient::new(cluster.channel(0).await?);
+    let mut raft =
+        tern_proto::raft::v1::raft_client::RaftClient::new(cluster.channel(0, Role::Store).await?);
     let e = raft
         .append_entries(tern_proto::raft::v1::RaftPayload {
             data: vec![0xff; 64],

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tern_trust::Role;
 
 use tern_proto::store::v1 as pb;
 use tern_testkit::{append, fetch, list_all, seed_users, StoreCluster};
@@ -71,7 +72,8 @@ async fn killing_the_leader_under_concurrent_appends_loses_and_duplicates_nothin
 ) -> anyhow::Result<()> {
     let cluster = StoreCluster::start(bin(), 3, &["--write-timeout-ms", "3000"]).await?;
     seed_users(&cluster, 0, &["alice"]).await?;
-    let endpoints: Vec<String> = (0..3).map(|i| cluster.endpoint(i)).collect();
+    let endpoints: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
+    let tls = cluster.client_tls(Role::Access)?;
     const CLIENTS: usize = 8;
     const PER_CLIENT: usize = 125;
     let acked: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
@@ -79,6 +81,7 @@ async fn killing_the_leader_under_concurrent_appends_loses_and_duplicates_nothin
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
         let endpoints = endpoints.clone();
+        let tls = tls.clone();
         let acked = acked.clone();
         let errors = errors.clone();
         tasks.push(tokio::spawn(async move {
@@ -89,10 +92,10 @@ async fn killing_the_leader_under_concurrent_appends_loses_and_duplicates_nothin
                 let deadline = Instant::now() + Duration::from_secs(60);
                 loop {
                     let attempt = async {
-                        let ch = tonic::transport::Channel::from_shared(endpoints[node].clone())?
+                        let ch = tern_proto::tls::endpoint(&endpoints[node])?
                             .connect_timeout(Duration::from_millis(500))
                             .timeout(Duration::from_secs(5))
-                            .connect()
+                            .connect_with_connector(tls.connector(Role::Store))
                             .await?;
                         let mut m = pb::messages_client::MessagesClient::new(ch);
                         anyhow::Ok(append(&mut m, ALICE, "INBOX", body.as_bytes(), &id).await?)
@@ -333,6 +336,8 @@ async fn a_hundred_recipients_share_one_blob_until_the_last_expunge() -> anyhow:
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     seed_users(&cluster, 0, &refs).await?;
     let mut m = cluster.messages(0).await?;
+    // Delivery and blob reads are the queue's; expunge is an access node's.
+    let mut q = pb::messages_client::MessagesClient::new(cluster.channel(0, Role::Queue).await?);
     let targets = names
         .iter()
         .map(|n| pb::DeliveryTarget {
@@ -352,7 +357,7 @@ hello
         internal_date: 0,
         size: body.len() as u64,
     };
-    let resp = m
+    let resp = q
         .deliver(futures::stream::iter(vec![pb::DeliverRequest {
             header: Some(header),
             chunk: body,
@@ -381,7 +386,7 @@ hello
     };
     for (k, n) in names.iter().enumerate() {
         assert!(
-            fetch_blob(&mut m).await.is_ok(),
+            fetch_blob(&mut q).await.is_ok(),
             "blob alive with {} references",
             100 - k
         );
@@ -393,7 +398,7 @@ hello
         })
         .await?;
     }
-    let gone = fetch_blob(&mut m)
+    let gone = fetch_blob(&mut q)
         .await
         .expect_err("blob removed with its last reference");
     assert_eq!(gone.code(), tonic::Code::NotFound);

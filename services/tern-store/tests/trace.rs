@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use opentelemetry_sdk::trace::InMemorySpanExporter;
 use tern_proto::store::v1 as pb;
+use tern_proto::tls::ClusterTls;
 use tern_store::config::StoreConfig;
+use tern_trust::Role;
 
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const PARENT: &str = "b7ad6b7169203331";
@@ -18,15 +20,20 @@ async fn the_client_trace_context_is_the_parent_of_the_store_span() -> anyhow::R
     let _default = tracing::subscriber::set_default(subscriber);
 
     let dir = tempfile::tempdir()?;
+    let pki = dir.path().join("tls");
+    tern_trust::pki::ensure_dev_pki(&pki, "tern.test")?;
+    let own = tern_trust::pki::files(&pki, Role::Store);
     let config = StoreConfig {
         listen: "127.0.0.1:0".into(),
-        data_dir: dir.path().to_path_buf(),
+        data_dir: dir.path().join("data"),
+        cluster_ca: own.ca,
+        cluster_cert: own.cert,
+        cluster_key: own.key,
         ..StoreConfig::default()
     };
     let running = tern_store::server::start(config).await?;
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", running.grpc_addr))?
-        .connect()
-        .await?;
+    let admin = ClusterTls::load(&tern_trust::pki::files(&pki, Role::Admin))?;
+    let channel = admin.channel(&running.grpc_addr.to_string(), Role::Store)?;
     pb::admin_client::AdminClient::new(channel.clone())
         .init(pb::InitClusterRequest {
             members: vec![pb::Member {

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tern_trust::Role;
 
 use anyhow::Context;
 use tern_e2e::client_script;
@@ -178,7 +179,7 @@ async fn platform(nodes: usize, queue_args: &[&str]) -> anyhow::Result<Platform>
 }
 
 async fn enqueue(p: &Platform, from: &str, to: &[&str], body: &[u8]) -> anyhow::Result<String> {
-    enqueue_at(&p.queue().endpoint(), from, to, body).await
+    enqueue_at(p.queue_channel().await?, from, to, body).await
 }
 
 async fn inbox(p: &Platform, node: usize, user: &str) -> anyhow::Result<Vec<pb::MessageRecord>> {
@@ -189,7 +190,7 @@ async fn inbox(p: &Platform, node: usize, user: &str) -> anyhow::Result<Vec<pb::
 }
 
 async fn queue_entries(p: &Platform, node: usize) -> anyhow::Result<Vec<pb::QueueEntry>> {
-    let mut q = StoreQueueClient::new(p.cluster.channel(node).await?);
+    let mut q = StoreQueueClient::new(p.cluster.channel(node, Role::Admin).await?);
     Ok(q.list(pb::ListQueueRequest { limit: 1000 })
         .await?
         .into_inner()
@@ -215,12 +216,12 @@ async fn drained(p: &Platform, node: usize, limit: Duration) -> anyhow::Result<(
 }
 
 async fn enqueue_at(
-    endpoint: &str,
+    channel: tonic::transport::Channel,
     from: &str,
     to: &[&str],
     body: &[u8],
 ) -> anyhow::Result<String> {
-    let mut client = EnqueueClient::connect(endpoint.to_string()).await?;
+    let mut client = EnqueueClient::new(channel);
     let req = qpb::EnqueueRequest {
         envelope: Some(qpb::Envelope {
             sender: from.into(),
@@ -277,8 +278,9 @@ fn remote_args(dns: &DnsServer, peer: &Peer) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn local_users_an_alias_and_a_list_get_one_copy_each_and_one_blob() -> anyhow::Result<()> {
     let p = platform(1, &[]).await?;
-    let mut dir =
-        tern_proto::store::v1::directory_client::DirectoryClient::new(p.cluster.channel(0).await?);
+    let mut dir = tern_proto::store::v1::directory_client::DirectoryClient::new(
+        p.cluster.channel(0, Role::Admin).await?,
+    );
     dir.add_alias(pb::AddAliasRequest {
         address: "team@example.test".into(),
         targets: vec!["bob@example.test".into(), "alice@example.test".into()],
@@ -581,8 +583,9 @@ async fn killing_the_store_leader_during_delivery_loses_and_duplicates_nothing(
 #[tokio::test(flavor = "multi_thread")]
 async fn an_alias_loop_bounces_instead_of_vanishing() -> anyhow::Result<()> {
     let p = platform(1, &[]).await?;
-    let mut dir =
-        tern_proto::store::v1::directory_client::DirectoryClient::new(p.cluster.channel(0).await?);
+    let mut dir = tern_proto::store::v1::directory_client::DirectoryClient::new(
+        p.cluster.channel(0, Role::Admin).await?,
+    );
     for (from, to) in [("loop1", "loop2"), ("loop2", "loop1")] {
         dir.add_alias(pb::AddAliasRequest {
             address: format!("{from}@example.test"),
@@ -633,7 +636,7 @@ async fn an_undeclared_size_stream_needs_its_last_marker() -> anyhow::Result<()>
         chunk: data.to_vec(),
         last,
     };
-    let mut client = EnqueueClient::connect(p.queue().endpoint()).await?;
+    let mut client = EnqueueClient::new(p.queue_channel().await?);
     // Complete: three requests, the last marked.
     let whole = vec![
         chunk(Some(envelope.clone()), b"Subject: streamed\r\n", false),

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tern_trust::Role;
 
 use clap::Parser;
 use tern_proto::queue::v1 as qpb;
@@ -78,7 +79,7 @@ async fn sink(count: Arc<AtomicUsize>) -> anyhow::Result<u16> {
 }
 
 /// Enqueues `messages` messages to `rcpts` from `clients` concurrent clients.
-async fn enqueue_all(endpoint: &str, args: &Args, rcpts: &[String]) -> anyhow::Result<()> {
+async fn enqueue_all(platform: &Platform, args: &Args, rcpts: &[String]) -> anyhow::Result<()> {
     let body = {
         let mut b = b"From: bench@example.net\r\nSubject: bench\r\n\r\n".to_vec();
         while b.len() < args.size {
@@ -92,7 +93,8 @@ async fn enqueue_all(endpoint: &str, args: &Args, rcpts: &[String]) -> anyhow::R
     let per_client = args.messages.div_ceil(args.clients);
     let mut tasks = Vec::new();
     for _ in 0..args.clients {
-        let mut client = QueueClient::connect(endpoint.to_string()).await?;
+        // One connection per client, as separate tern-smtp nodes would have.
+        let mut client = QueueClient::new(platform.queue_channel().await?);
         let (body, rcpts) = (body.clone(), rcpts.to_vec());
         tasks.push(tokio::spawn(async move {
             for _ in 0..per_client {
@@ -124,7 +126,7 @@ async fn enqueue_all(endpoint: &str, args: &Args, rcpts: &[String]) -> anyhow::R
 }
 
 async fn queue_len(cluster: &StoreCluster) -> anyhow::Result<usize> {
-    let mut q = pb::queue_client::QueueClient::new(cluster.channel(0).await?);
+    let mut q = pb::queue_client::QueueClient::new(cluster.channel(0, Role::Admin).await?);
     Ok(q.list(pb::ListQueueRequest { limit: 100_000 })
         .await?
         .into_inner()
@@ -158,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
         .queue(&["--transports", &transport])
         .start()
         .await?;
-    let (cluster, queue) = (&platform.cluster, platform.queue());
+    let cluster = &platform.cluster;
     let local_one = vec!["user01@example.test".to_string()];
     let local_ten: Vec<String> = users.iter().map(|u| format!("{u}@example.test")).collect();
     let remote = vec!["sink@remote.example".to_string()];
@@ -172,7 +174,7 @@ async fn main() -> anyhow::Result<()> {
         ("remote (SMTP sink)", &remote),
     ] {
         let started = Instant::now();
-        enqueue_all(&queue.endpoint(), &args, rcpts).await?;
+        enqueue_all(&platform, &args, rcpts).await?;
         let enqueued = started.elapsed().as_secs_f64();
         drained(cluster).await?;
         let secs = started.elapsed().as_secs_f64();

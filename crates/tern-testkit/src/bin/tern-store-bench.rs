@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tern_trust::Role;
 
 use clap::Parser;
 use tern_testkit::{append, Platform};
@@ -35,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
     let cluster = &platform.cluster;
     let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
     // Clients talk to the leader, as an access node usually ends up doing (followers forward).
-    let channel = cluster.channel(leader).await?;
+    let channel = cluster.channel(leader, Role::Access).await?;
     let body = Arc::new(vec![b'x'; args.size]);
     let per_client = args.messages.div_ceil(args.concurrency);
     let started = Instant::now();
