@@ -11,6 +11,20 @@ use anyhow::Context;
 use tern_testkit::bins::workspace_bin;
 use tern_testkit::{append, fetch, list_all, seed_users, StoreCluster};
 
+/// ternctl with the admin certificate of the cluster's development PKI in `tls` (the store
+/// port is mutual TLS only).
+fn ternctl(tls: &Path) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(workspace_bin("ternctl")?);
+    cmd.arg("--ca")
+        .arg(tls.join("ca.crt"))
+        .arg("--cert")
+        .arg(tls.join("admin.crt"))
+        .arg("--key")
+        .arg(tls.join("admin.key"))
+        .env_remove("TERNCTL_PROFILE");
+    Ok(cmd)
+}
+
 fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(to)?;
     for entry in std::fs::read_dir(from)? {
@@ -51,7 +65,7 @@ async fn a_backup_restores_into_a_working_cluster() -> anyhow::Result<()> {
             Duration::from_secs(10),
         )
         .await?;
-    let out = Command::new(workspace_bin("ternctl")?)
+    let out = ternctl(cluster.tls_dir())?
         .args([
             "--endpoint",
             &cluster.endpoint(follower),
@@ -75,7 +89,7 @@ async fn a_backup_restores_into_a_working_cluster() -> anyhow::Result<()> {
     assert!(shown["last_applied"].as_u64() > Some(0), "{shown}");
     // The same name twice is refused, and a name that leaves the directory too.
     for bad in ["nightly-1", "../x"] {
-        let again = Command::new(workspace_bin("ternctl")?)
+        let again = ternctl(cluster.tls_dir())?
             .args([
                 "--endpoint",
                 &cluster.endpoint(follower),

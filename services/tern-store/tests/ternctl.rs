@@ -21,11 +21,20 @@ fn ternctl_bin() -> PathBuf {
     workspace_bin("ternctl").unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-fn ternctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
+/// Runs ternctl against `endpoint` with the admin certificate of the cluster's development
+/// PKI in `tls` (the store port is mutual TLS only).
+fn ternctl(tls: &Path, endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut child = Command::new(ternctl_bin())
         .args(args)
         .arg("--endpoint")
         .arg(endpoint)
+        .arg("--ca")
+        .arg(tls.join("ca.crt"))
+        .arg("--cert")
+        .arg(tls.join("admin.crt"))
+        .arg("--key")
+        .arg(tls.join("admin.key"))
+        .env_remove("TERNCTL_PROFILE")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -61,9 +70,14 @@ async fn operator_commands_through_a_follower() -> anyhow::Result<()> {
     let follower = (0..3).find(|i| *i != leader).expect("a follower");
     let ep = cluster.endpoint(follower);
     let ep = ep.as_str();
+    let tls = cluster.tls_dir();
 
-    let status: serde_json::Value =
-        serde_json::from_str(&ok(&ternctl(ep, &["cluster", "status", "--json"], None)))?;
+    let status: serde_json::Value = serde_json::from_str(&ok(&ternctl(
+        tls,
+        ep,
+        &["cluster", "status", "--json"],
+        None,
+    )))?;
     assert_eq!(
         status["leader_id"],
         serde_json::json!(cluster.nodes[leader].id)
@@ -80,8 +94,8 @@ async fn operator_commands_through_a_follower() -> anyhow::Result<()> {
         }
     }
 
-    ok(&ternctl(ep, &["domain", "add", "example.test"], None));
-    let dup = ternctl(ep, &["domain", "add", "example.test"], None);
+    ok(&ternctl(tls, ep, &["domain", "add", "example.test"], None));
+    let dup = ternctl(tls, ep, &["domain", "add", "example.test"], None);
     assert!(!dup.status.success());
     assert!(
         String::from_utf8_lossy(&dup.stderr).contains("already exists"),
@@ -90,17 +104,20 @@ async fn operator_commands_through_a_follower() -> anyhow::Result<()> {
     );
 
     ok(&ternctl(
+        tls,
         ep,
         &["user", "add", "carol@example.test", "--password-stdin"],
         Some("s3cret\n"),
     ));
     let dup = ternctl(
+        tls,
         ep,
         &["user", "add", "carol@example.test", "--password-stdin"],
         Some("x\n"),
     );
     assert!(!dup.status.success());
     let unknown = ternctl(
+        tls,
         ep,
         &["user", "add", "dave@nowhere.test", "--password-stdin"],
         Some("x\n"),
@@ -113,6 +130,7 @@ async fn operator_commands_through_a_follower() -> anyhow::Result<()> {
     );
 
     ok(&ternctl(
+        tls,
         ep,
         &[
             "alias",
@@ -123,6 +141,7 @@ async fn operator_commands_through_a_follower() -> anyhow::Result<()> {
         None,
     ));
     ok(&ternctl(
+        tls,
         ep,
         &[
             "list",
@@ -135,12 +154,12 @@ async fn operator_commands_through_a_follower() -> anyhow::Result<()> {
     ));
 
     let users: serde_json::Value =
-        serde_json::from_str(&ok(&ternctl(ep, &["user", "list", "--json"], None)))?;
+        serde_json::from_str(&ok(&ternctl(tls, ep, &["user", "list", "--json"], None)))?;
     assert!(users.to_string().contains("carol@example.test"), "{users}");
     let domains: serde_json::Value =
-        serde_json::from_str(&ok(&ternctl(ep, &["--json", "domain", "list"], None)))?;
+        serde_json::from_str(&ok(&ternctl(tls, ep, &["--json", "domain", "list"], None)))?;
     assert!(domains.to_string().contains("example.test"), "{domains}");
-    let aliases = ok(&ternctl(ep, &["alias", "list", "--json"], None));
+    let aliases = ok(&ternctl(tls, ep, &["alias", "list", "--json"], None));
     assert!(aliases.contains("postmaster@example.test"), "{aliases}");
 
     // The password works (checked through the API).
@@ -154,7 +173,7 @@ async fn operator_commands_through_a_follower() -> anyhow::Result<()> {
         .into_inner();
     assert!(check.ok);
 
-    let unreachable = ternctl("http://127.0.0.1:1", &["domain", "list"], None);
+    let unreachable = ternctl(tls, "http://127.0.0.1:1", &["domain", "list"], None);
     assert!(!unreachable.status.success());
     assert!(
         String::from_utf8_lossy(&unreachable.stderr).contains("cannot reach"),

@@ -2,31 +2,33 @@
 //!
 //! Kept apart from the code that talks to the store so the grammar can be checked in unit tests
 //! (`Cli::command().debug_assert()`) without a network. `--endpoint` and `--json` are `global`
-//! because the architecture contract promises they work before or after the subcommand.
+//! because the architecture contract promises they work before or after the subcommand; the
+//! certificate flags are global for the same reason. Their values are only collected here:
+//! [`crate::profile`] decides what they mean together with a profile file.
+
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-
-/// Default store endpoint: node 1 of the local development cluster (`cargo xtask up`).
-pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:7101";
 
 /// Operator CLI for Tern: domains, users, aliases, mailing lists, the delivery queue and the
 /// store cluster.
 ///
-/// Talks gRPC (plaintext HTTP/2) to any tern-store node; followers forward writes to the Raft
-/// leader. Exit status: 0 on success, 1 when the store refused or could not be reached, 2 for
-/// usage errors.
+/// Talks gRPC over mutual TLS to any tern-store node, with the admin certificate; followers
+/// forward writes to the Raft leader. The certificate comes from --ca/--cert/--key, from the
+/// profile --profile names (a TOML file with endpoint, ca, cert and key; relative paths are
+/// relative to the file), or, with neither, from .tern/dev/ternctl.toml in the current
+/// directory, which `cargo xtask up` writes. Exit status: 0 on success, 1 when the store
+/// refused or could not be reached, 2 for usage and configuration errors.
 #[derive(Debug, Parser)]
 #[command(name = "ternctl", version, propagate_version = true)]
 pub struct Cli {
-    /// tern-store gRPC endpoint (any node). "HOST:PORT" means "http://HOST:PORT".
-    #[arg(
-        long,
-        global = true,
-        env = "TERN_ENDPOINT",
-        default_value = DEFAULT_ENDPOINT,
-        value_name = "URL"
-    )]
-    pub endpoint: String,
+    /// tern-store gRPC endpoint (any node): HOST:PORT, http://HOST:PORT or https://HOST:PORT,
+    /// all mutual TLS. Default: the profile's endpoint, else http://127.0.0.1:7101.
+    #[arg(long, global = true, env = "TERN_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 
     /// Print machine-readable JSON on stdout instead of aligned columns.
     #[arg(long, global = true)]
@@ -34,6 +36,27 @@ pub struct Cli {
 
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The client certificate. Flags and variables win over the profile, setting by setting.
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// The cluster CA certificate (PEM) the store's certificate must be signed by.
+    #[arg(long, global = true, env = "TERNCTL_CA", value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+
+    /// Our client certificate (PEM), naming spiffe://TRUST-DOMAIN/tern/admin.
+    #[arg(long, global = true, env = "TERNCTL_CERT", value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+
+    /// The private key of --cert (PEM).
+    #[arg(long, global = true, env = "TERNCTL_KEY", value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
+    /// A profile: TOML with endpoint, ca, cert and key. Default: .tern/dev/ternctl.toml in
+    /// the current directory, when it exists and none of --ca/--cert/--key is given.
+    #[arg(long, global = true, env = "TERNCTL_PROFILE", value_name = "FILE")]
+    pub profile: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -280,8 +303,31 @@ mod tests {
         ])
         .expect("parses");
         assert!(cli.json);
-        assert_eq!(cli.endpoint, "http://10.0.0.1:7100");
+        assert_eq!(cli.endpoint.as_deref(), Some("http://10.0.0.1:7100"));
         assert!(matches!(cli.command, Command::Cluster(ClusterCmd::Status)));
+    }
+
+    #[test]
+    fn certificate_flags_before_or_after_the_subcommand() {
+        let cli = Cli::try_parse_from([
+            "ternctl",
+            "--ca",
+            "tls/ca.crt",
+            "domain",
+            "list",
+            "--cert",
+            "tls/admin.crt",
+            "--key",
+            "tls/admin.key",
+            "--profile",
+            "prod.toml",
+        ])
+        .expect("parses");
+        assert_eq!(cli.tls.ca, Some(PathBuf::from("tls/ca.crt")));
+        assert_eq!(cli.tls.cert, Some(PathBuf::from("tls/admin.crt")));
+        assert_eq!(cli.tls.key, Some(PathBuf::from("tls/admin.key")));
+        assert_eq!(cli.tls.profile, Some(PathBuf::from("prod.toml")));
+        assert!(matches!(cli.command, Command::Domain(DomainCmd::List)));
     }
 
     #[test]

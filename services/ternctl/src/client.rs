@@ -5,52 +5,112 @@
 //! built, instead of a late UNAVAILABLE "transport error". Every request is bounded by
 //! [`REQUEST_TIMEOUT`], long enough for a leader election plus forwarding, short enough that a
 //! script never hangs.
+//!
+//! The connection is mutual TLS 1.3 (the store has no plaintext port): tern-proto's
+//! connector presents our certificate and accepts only a server whose certificate is signed
+//! by our CA file and names the `store` role. The certificate is loaded before dialling, so
+//! a bad file is reported as such and not as an unreachable store; a handshake that fails is
+//! explained by [`crate::tls`].
 
+use std::error::Error;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use tern_proto::store::v1::{
     admin_client::AdminClient, directory_client::DirectoryClient, queue_client::QueueClient,
 };
+use tern_proto::tls::ClusterTls;
+use tern_trust::{Identity, Role};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{chain_text, Unreachable, Usage};
+use crate::profile::{ProfileError, Settings};
+use crate::tls::{classify, TlsRefused};
 
-/// How long to wait for the TCP + HTTP/2 connection.
+/// How long to wait for the TCP + TLS + HTTP/2 connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Deadline for each request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 /// Listings (the queue with event timelines, big directories) may exceed tonic's 4 MiB default.
 const MAX_MESSAGE: usize = 64 << 20;
 
+/// What a connection was made with, kept to explain a failure that shows only after
+/// connecting (a store refusing our certificate, see [`crate::tls`]).
+#[derive(Debug, Clone)]
+pub struct Link {
+    /// The endpoint URL.
+    pub url: String,
+    /// The certificate files and where they came from.
+    pub files: String,
+    /// Our certificate file.
+    pub cert: PathBuf,
+    /// Who our certificate says we are.
+    pub identity: Identity,
+}
+
 /// Clients for the store's services over one shared HTTP/2 connection.
 pub struct Store {
     channel: Channel,
+    link: Link,
 }
 
 impl Store {
-    /// Connects to `endpoint` ("http://HOST:PORT", or "HOST:PORT").
-    pub async fn connect(endpoint: &str) -> anyhow::Result<Self> {
-        let url = normalize_endpoint(endpoint)?;
+    /// Loads the client certificate `settings` name and connects to their endpoint.
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let files = settings.files();
+        let tls = ClusterTls::load(&files).map_err(|source| ProfileError::Tls {
+            files: settings.describe_files(),
+            source,
+        })?;
+        let link = Link {
+            url: settings.endpoint.value.clone(),
+            files: settings.describe_files(),
+            cert: files.cert.clone(),
+            identity: tls.identity().clone(),
+        };
+        let url = link.url.clone();
         let ep = Endpoint::from_shared(url.clone())
-            .map_err(|e| Usage(format!("invalid --endpoint {endpoint:?}: {e}")))?
+            .map_err(|e| {
+                Usage(format!(
+                    "invalid endpoint {url:?} ({}): {e}",
+                    settings.endpoint.origin
+                ))
+            })?
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT);
-        // connect_timeout covers the TCP handshake; the outer bound also covers name resolution.
-        let connected =
-            tokio::time::timeout(CONNECT_TIMEOUT + Duration::from_secs(1), ep.connect())
-                .await
-                .map_err(|_| Unreachable {
-                    url: url.clone(),
-                    cause: format!("no connection within {}s", CONNECT_TIMEOUT.as_secs()),
-                })?;
-        let channel = connected.map_err(|e| Unreachable {
-            url,
-            cause: chain_text(std::iter::successors(
-                Some(&e as &(dyn std::error::Error + 'static)),
-                |e| e.source(),
-            )),
+        // connect_timeout covers the TCP and TLS handshakes; the outer bound also covers
+        // name resolution.
+        let connected = tokio::time::timeout(
+            CONNECT_TIMEOUT + Duration::from_secs(1),
+            ep.connect_with_connector(tls.connector(Role::Store)),
+        )
+        .await
+        .map_err(|_| Unreachable {
+            url: url.clone(),
+            cause: format!("no connection within {}s", CONNECT_TIMEOUT.as_secs()),
         })?;
-        Ok(Self { channel })
+        let channel = match connected {
+            Ok(channel) => channel,
+            Err(e) => {
+                let links: Vec<&(dyn Error + 'static)> =
+                    std::iter::successors(Some(&e as &(dyn Error + 'static)), |e| e.source())
+                        .collect();
+                let err = match classify(&links) {
+                    Some(refusal) => anyhow::Error::new(TlsRefused::new(&link, refusal)),
+                    None => anyhow::Error::new(Unreachable {
+                        url,
+                        cause: chain_text(links.into_iter()),
+                    }),
+                };
+                return Err(err);
+            }
+        };
+        Ok(Self { channel, link })
+    }
+
+    /// What this connection was made with.
+    pub fn link(&self) -> &Link {
+        &self.link
     }
 
     pub fn directory(&self) -> DirectoryClient<Channel> {
@@ -70,25 +130,26 @@ impl Store {
     }
 }
 
-/// Accepts "HOST:PORT" as a convenience (operators copy addresses out of `cluster status`).
-/// TLS is not compiled in, so https is refused up front with a clear message.
-pub fn normalize_endpoint(endpoint: &str) -> Result<String, Usage> {
+/// Accepts "HOST:PORT", "http://HOST:PORT" and "https://HOST:PORT" (operators copy addresses
+/// out of `cluster status`, and the connection is mutual TLS whichever they write), and
+/// returns "http://HOST:PORT" for tonic: the TLS is done by our connector, not by tonic, which
+/// would want a TLS configuration of its own for https. The error is the reason, for the
+/// caller to put after the value and where it came from.
+pub fn normalize_endpoint(endpoint: &str) -> Result<String, String> {
     let e = endpoint.trim().trim_end_matches('/');
     if e.is_empty() {
-        return Err(Usage("--endpoint is empty".into()));
+        return Err("empty; use HOST:PORT or https://HOST:PORT".into());
     }
-    if let Some((scheme, _)) = e.split_once("://") {
-        return match scheme {
-            "http" => Ok(e.to_string()),
-            "https" => Err(Usage(format!(
-                "--endpoint {e}: TLS is not supported by ternctl; use http:// (store gRPC is plaintext inside the cluster)"
-            ))),
-            other => Err(Usage(format!(
-                "--endpoint {e}: unsupported scheme {other:?}, use http://HOST:PORT"
-            ))),
-        };
+    let Some((scheme, rest)) = e.split_once("://") else {
+        return Ok(format!("http://{e}"));
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "http" | "https" if !rest.is_empty() => Ok(format!("http://{rest}")),
+        "http" | "https" => Err(format!("no HOST:PORT after {scheme}://")),
+        other => Err(format!(
+            "unsupported scheme {other:?}; use HOST:PORT or https://HOST:PORT"
+        )),
     }
-    Ok(format!("http://{e}"))
 }
 
 #[cfg(test)]
@@ -105,7 +166,15 @@ mod tests {
             normalize_endpoint("127.0.0.1:7102/").unwrap(),
             "http://127.0.0.1:7102"
         );
-        assert!(normalize_endpoint("https://x:1").is_err());
+        assert_eq!(
+            normalize_endpoint("https://tern-store-2.tern-store:7100").unwrap(),
+            "http://tern-store-2.tern-store:7100"
+        );
+        assert_eq!(
+            normalize_endpoint("HTTPS://[::1]:7101").unwrap(),
+            "http://[::1]:7101"
+        );
+        assert!(normalize_endpoint("https://").is_err());
         assert!(normalize_endpoint("ftp://x:1").is_err());
         assert!(normalize_endpoint(" ").is_err());
     }

@@ -2,7 +2,8 @@
 //!
 //! The store speaks gRPC status codes (see store.proto); operators and scripts want words.
 //! Connection problems get their own wording because "transport error" from the HTTP/2 stack
-//! says nothing about which URL was tried or why it failed.
+//! says nothing about which URL was tried or why it failed; a refused TLS handshake gets its
+//! words in [`crate::tls`], and a missing certificate or profile in [`crate::profile`].
 
 use std::fmt;
 
@@ -36,9 +37,12 @@ impl fmt::Display for Usage {
 
 impl std::error::Error for Usage {}
 
-/// Exit status for an error: 2 for usage errors, 1 for everything else.
+/// Exit status for an error: 2 for usage and configuration errors (the command line, the
+/// environment or a profile must change), 1 for everything else.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.downcast_ref::<Usage>().is_some() {
+    if err.downcast_ref::<Usage>().is_some()
+        || err.downcast_ref::<crate::profile::ProfileError>().is_some()
+    {
         2
     } else {
         1
@@ -168,6 +172,12 @@ mod tests {
     fn usage_errors_exit_2() {
         assert_eq!(exit_code(&anyhow::Error::new(Usage("x".into()))), 2);
         assert_eq!(exit_code(&anyhow::anyhow!("x")), 1);
+        assert_eq!(
+            exit_code(&anyhow::Error::new(
+                crate::profile::ProfileError::NoCertificate
+            )),
+            2
+        );
         let e = anyhow::Error::new(Unreachable {
             url: "http://127.0.0.1:1".into(),
             cause: "connection refused".into(),

@@ -4,17 +4,25 @@
 //! which any node enforces, so the CLI cannot drift from the server. It adds what operators need
 //! around the RPCs: global `--endpoint`/`--json` flags, aligned tables, stable JSON shapes for
 //! scripts, bounded connect and request timeouts, and one-line errors in words (see
-//! [`error`]) with exit status 1 (2 for usage errors).
+//! [`error`]) with exit status 1 (2 for usage and configuration errors).
 //!
-//! Dependencies: `tonic`/`tern-proto` (the store's gRPC API), `tokio` (its runtime), `clap`
-//! (flags), `serde`/`serde_json` (`--json` output), `anyhow` (errors), `libc` (terminal echo
-//! off while a password is typed at `--password-stdin`).
+//! Every store port is mutual TLS: ternctl presents the admin certificate, found through
+//! flags, `TERNCTL_*` variables or a profile file ([`profile`]), and when a handshake fails it
+//! says whose certificate was refused and which files it used ([`tls`]).
+//!
+//! Dependencies: `tonic`/`tern-proto` (the store's gRPC API, and the mutual-TLS connector every
+//! Tern process dials with), `tern-trust` (certificate files and identities), `rustls` (reading
+//! its errors to tell who refused the handshake), `tokio` (the runtime), `clap` (flags),
+//! `serde`/`serde_json` (`--json` output), `toml` (profiles), `anyhow` (errors), `libc`
+//! (terminal echo off while a password is typed at `--password-stdin`).
 
 mod cli;
 mod client;
 mod commands;
 mod error;
 mod output;
+mod profile;
+mod tls;
 
 use std::process::ExitCode;
 

@@ -10,22 +10,40 @@ mod queue;
 mod trace;
 mod user;
 
+use std::sync::OnceLock;
+
 use serde::Serialize;
 
 use crate::cli::{Cli, Command};
-use crate::client::Store;
+use crate::client::{Link, Store};
 use crate::output;
+use crate::profile::{self, Given};
 
-/// What every command needs: where the store is and how to print.
+/// What every command needs: where the store is, with which certificate, and how to print.
 pub struct Ctx {
-    endpoint: String,
+    /// The connection settings as given; resolved (profile read, files checked) only when a
+    /// command connects, so local mistakes (an empty password) are reported first.
+    given: Given,
     json: bool,
+    /// Set once a connection is made, to explain a failure that shows only afterwards.
+    link: OnceLock<Link>,
 }
 
 impl Ctx {
     /// Connects on demand, so commands can reject bad local input without a network round trip.
     async fn store(&self) -> anyhow::Result<Store> {
-        Store::connect(&self.endpoint).await
+        let settings = profile::load(&self.given)?;
+        let store = Store::connect(&settings).await?;
+        let _ = self.link.set(store.link().clone());
+        Ok(store)
+    }
+
+    /// `err` in the words of [`crate::tls::explain`] when a connection had been made.
+    fn explain(&self, err: anyhow::Error) -> anyhow::Error {
+        match self.link.get() {
+            Some(link) => crate::tls::explain(err, link),
+            None => err,
+        }
     }
 
     /// Prints `value` as JSON in `--json` mode, otherwise the human text `human()` builds.
@@ -56,10 +74,17 @@ impl Ctx {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let ctx = Ctx {
-        endpoint: cli.endpoint,
+        given: Given {
+            endpoint: cli.endpoint,
+            ca: cli.tls.ca,
+            cert: cli.tls.cert,
+            key: cli.tls.key,
+            profile: cli.tls.profile,
+        },
         json: cli.json,
+        link: OnceLock::new(),
     };
-    match cli.command {
+    let result = match cli.command {
         Command::Domain(c) => domain::run(c, &ctx).await,
         Command::User(c) => user::run(c, &ctx).await,
         Command::Alias(c) => alias::run(c, &ctx).await,
@@ -67,5 +92,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(c) => cluster::run(c, &ctx).await,
         Command::Queue(c) => queue::run(c, &ctx).await,
         Command::Trace { id } => trace::run(&id, &ctx).await,
-    }
+    };
+    result.map_err(|e| ctx.explain(e))
 }
