@@ -77,6 +77,28 @@ impl StoreCluster {
         .collect()
     }
 
+    /// A `ternctl` command with the admin certificate of this cluster's PKI (no profile or
+    /// certificate from the environment); add `--endpoint` and the subcommand.
+    pub fn ternctl(&self) -> anyhow::Result<std::process::Command> {
+        let admin = tern_trust::pki::files(&self.tls_dir(), Role::Admin);
+        let mut cmd = std::process::Command::new(crate::bins::workspace_bin("ternctl")?);
+        cmd.arg("--ca")
+            .arg(admin.ca)
+            .arg("--cert")
+            .arg(admin.cert)
+            .arg("--key")
+            .arg(admin.key);
+        for var in [
+            "TERNCTL_PROFILE",
+            "TERNCTL_CA",
+            "TERNCTL_CERT",
+            "TERNCTL_KEY",
+        ] {
+            cmd.env_remove(var);
+        }
+        Ok(cmd)
+    }
+
     /// Client TLS as `role`, from the cluster's PKI.
     pub fn client_tls(&self, role: Role) -> anyhow::Result<Arc<ClusterTls>> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());

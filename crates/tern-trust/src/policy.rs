@@ -184,7 +184,11 @@ pub fn markdown_table() -> String {
         let roles = if *roles == EVERYONE {
             "every role".to_string()
         } else {
-            roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
+            roles
+                .iter()
+                .map(|r| r.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         out.push_str(&format!("| `{service}` | {method} | {roles} |\n"));
     }
@@ -198,8 +202,9 @@ mod tests {
     #[test]
     fn the_readme_shows_the_table_as_it_is() {
         let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test");
-        let readme = std::fs::read_to_string(std::path::Path::new(&manifest).join("../../README.md"))
-            .expect("README.md");
+        let readme =
+            std::fs::read_to_string(std::path::Path::new(&manifest).join("../../README.md"))
+                .expect("README.md");
         assert!(
             readme.contains(&markdown_table()),
             "README.md must show policy::RULES as rendered by markdown_table():\n{}",

@@ -4,26 +4,10 @@
 //! was committed before the backup, and takes new writes.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::Context;
-use tern_testkit::bins::workspace_bin;
 use tern_testkit::{append, fetch, list_all, seed_users, StoreCluster};
-
-/// ternctl with the admin certificate of the cluster's development PKI in `tls` (the store
-/// port is mutual TLS only).
-fn ternctl(tls: &Path) -> anyhow::Result<Command> {
-    let mut cmd = Command::new(workspace_bin("ternctl")?);
-    cmd.arg("--ca")
-        .arg(tls.join("ca.crt"))
-        .arg("--cert")
-        .arg(tls.join("admin.crt"))
-        .arg("--key")
-        .arg(tls.join("admin.key"))
-        .env_remove("TERNCTL_PROFILE");
-    Ok(cmd)
-}
 
 fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(to)?;
@@ -65,7 +49,8 @@ async fn a_backup_restores_into_a_working_cluster() -> anyhow::Result<()> {
             Duration::from_secs(10),
         )
         .await?;
-    let out = ternctl(cluster.tls_dir())?
+    let out = cluster
+        .ternctl()?
         .args([
             "--endpoint",
             &cluster.endpoint(follower),
@@ -89,7 +74,8 @@ async fn a_backup_restores_into_a_working_cluster() -> anyhow::Result<()> {
     assert!(shown["last_applied"].as_u64() > Some(0), "{shown}");
     // The same name twice is refused, and a name that leaves the directory too.
     for bad in ["nightly-1", "../x"] {
-        let again = ternctl(cluster.tls_dir())?
+        let again = cluster
+            .ternctl()?
             .args([
                 "--endpoint",
                 &cluster.endpoint(follower),

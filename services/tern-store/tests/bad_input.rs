@@ -2,10 +2,10 @@
 
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tern_trust::Role;
 
 use tern_proto::store::v1 as pb;
 use tern_testkit::{append, list_all, seed_users, StoreCluster};
+use tern_trust::Role;
 use tonic::Code;
 
 const ALICE: &str = "alice@example.test";

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tern_trust::Role;
 
 use tern_proto::store::v1 as pb;
 use tern_testkit::{append, fetch, list_all, seed_users, StoreCluster};
+use tern_trust::Role;
 
 const ALICE: &str = "alice@example.test";
 
@@ -256,7 +256,8 @@ async fn a_restarted_node_catches_up_through_the_log_and_through_a_snapshot() ->
     let (mb, rows) = listing(&cluster, lagger, ALICE, "INBOX").await?;
     assert_eq!((mb.messages, rows.len()), (1000, 1000));
     // And the directory came with it.
-    let mut d = cluster.directory(lagger).await?;
+    let mut d =
+        pb::directory_client::DirectoryClient::new(cluster.channel(lagger, Role::Access).await?);
     assert!(
         d.check_password(pb::CheckPasswordRequest {
             address: ALICE.into(),

@@ -5,36 +5,25 @@
 //! running tests, so it sits next to tern-store in the target directory.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Output, Stdio};
 
-use tern_testkit::bins::workspace_bin;
 use tern_testkit::StoreCluster;
 
 fn store_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_tern-store"))
 }
 
-/// ternctl is another package's binary: cargo builds it for `--workspace` runs, and
-/// `workspace_bin` refuses a missing or stale one, naming the build command.
-fn ternctl_bin() -> PathBuf {
-    workspace_bin("ternctl").unwrap_or_else(|e| panic!("{e:#}"))
-}
-
-/// Runs ternctl against `endpoint` with the admin certificate of the cluster's development
-/// PKI in `tls` (the store port is mutual TLS only).
-fn ternctl(tls: &Path, endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(ternctl_bin())
+/// Runs ternctl against `endpoint` with the admin certificate of `cluster`'s development
+/// PKI (the store port is mutual TLS only). ternctl is another package's binary: cargo
+/// builds it for `--workspace` runs, and the test kit refuses a missing or stale one.
+fn ternctl(cluster: &StoreCluster, endpoint: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = cluster
+        .ternctl()
+        .expect("ternctl built")
         .args(args)
         .arg("--endpoint")
         .arg(endpoint)
-        .arg("--ca")
-        .arg(tls.join("ca.crt"))
-        .arg("--cert")
-        .arg(tls.join("admin.crt"))
-        .arg("--key")
-        .arg(tls.join("admin.key"))
-        .env_remove("TERNCTL_PROFILE")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -70,7 +59,7 @@ async fn operator_commands_through_a_follower() -> anyhow::Result<()> {
     let follower = (0..3).find(|i| *i != leader).expect("a follower");
     let ep = cluster.endpoint(follower);
     let ep = ep.as_str();
-    let tls = cluster.tls_dir();
+    let tls = &cluster;
 
     let status: serde_json::Value = serde_json::from_str(&ok(&ternctl(
         tls,
@@ -163,7 +152,9 @@ async fn operator_commands_through_a_follower() -> anyhow::Result<()> {
     assert!(aliases.contains("postmaster@example.test"), "{aliases}");
 
     // The password works (checked through the API).
-    let mut d = cluster.directory(leader).await?;
+    let mut d = tern_proto::store::v1::directory_client::DirectoryClient::new(
+        cluster.channel(leader, tern_trust::Role::Access).await?,
+    );
     let check = d
         .check_password(tern_proto::store::v1::CheckPasswordRequest {
             address: "carol@example.test".into(),

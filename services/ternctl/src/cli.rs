@@ -89,6 +89,17 @@ pub enum Command {
         /// A queue id, a trace id (32 hex digits) or a Message-ID (with or without <>).
         id: String,
     },
+    /// Make a development cluster PKI in DIR, once: a CA (`ca.crt`, `ca.key`) and one
+    /// certificate and key per role (`store.crt`, `store.key`, `admin.crt`, ...), each
+    /// naming `spiffe://TRUST-DOMAIN/tern/ROLE`. Files that exist are kept. For development
+    /// and tests (`cargo xtask up` runs it); production certificates come from your CA.
+    DevPki {
+        /// Where the files go.
+        dir: std::path::PathBuf,
+        /// The trust domain the certificates name.
+        #[arg(long, default_value = "tern.test")]
+        trust_domain: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

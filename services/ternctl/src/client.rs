@@ -93,7 +93,7 @@ impl Store {
             Ok(channel) => channel,
             Err(e) => {
                 let links: Vec<&(dyn Error + 'static)> =
-                    std::iter::successors(Some(&e as &(dyn Error + 'static)), |e| e.source())
+                    std::iter::successors(Some(&e as &(dyn Error + 'static)), |e| (*e).source())
                         .collect();
                 let err = match classify(&links) {
                     Some(refusal) => anyhow::Error::new(TlsRefused::new(&link, refusal)),
@@ -136,13 +136,14 @@ impl Store {
 /// would want a TLS configuration of its own for https. The error is the reason, for the
 /// caller to put after the value and where it came from.
 pub fn normalize_endpoint(endpoint: &str) -> Result<String, String> {
-    let e = endpoint.trim().trim_end_matches('/');
-    if e.is_empty() {
+    let e = endpoint.trim();
+    if e.trim_end_matches('/').is_empty() {
         return Err("empty; use HOST:PORT or https://HOST:PORT".into());
     }
     let Some((scheme, rest)) = e.split_once("://") else {
-        return Ok(format!("http://{e}"));
+        return Ok(format!("http://{}", e.trim_end_matches('/')));
     };
+    let rest = rest.trim_end_matches('/');
     match scheme.to_ascii_lowercase().as_str() {
         "http" | "https" if !rest.is_empty() => Ok(format!("http://{rest}")),
         "http" | "https" => Err(format!("no HOST:PORT after {scheme}://")),

@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tern_trust::Role;
 
 use anyhow::Context;
 use tern_e2e::client_script;
@@ -15,6 +14,7 @@ use tern_proto::store::v1::queue_client::QueueClient as StoreQueueClient;
 use tern_testkit::clients::{require, Client};
 use tern_testkit::dns::{DnsServer, Zone};
 use tern_testkit::{fetch, list_all, Platform};
+use tern_trust::Role;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 // ------------------------------------------------------------------ a scripted SMTP peer

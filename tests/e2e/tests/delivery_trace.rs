@@ -8,7 +8,6 @@
 //! environment, which is per test binary.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,8 +20,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use tern_e2e::journey;
-use tern_testkit::bins::workspace_bin;
-use tern_testkit::Platform;
+use tern_testkit::{Platform, StoreCluster};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// One exported span: the service that sent it, its trace id (hex) and name.
@@ -128,8 +126,9 @@ async fn start_sink() -> anyhow::Result<(u16, Arc<Mutex<Vec<String>>>)> {
     Ok((port, got))
 }
 
-fn ternctl(endpoint: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(workspace_bin("ternctl")?)
+fn ternctl(cluster: &StoreCluster, endpoint: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = cluster
+        .ternctl()?
         .arg("--endpoint")
         .arg(endpoint)
         .args(args)
@@ -185,7 +184,7 @@ async fn one_trace_follows_a_message_through_every_service() -> anyhow::Result<(
     // 2. Delivered: both mailboxes and the sink (the queue works in the background).
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let delivered = ternctl(&store, &["trace", &message_id, "--json"])
+        let delivered = ternctl(&p.cluster, &store, &["trace", &message_id, "--json"])
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .is_some_and(|v| v.to_string().contains("\"completed\""));
@@ -195,7 +194,7 @@ async fn one_trace_follows_a_message_through_every_service() -> anyhow::Result<(
         if Instant::now() > deadline {
             bail!(
                 "not delivered in time; ternctl trace: {:?}\nsink has {} messages\nqueue log:\n{}",
-                ternctl(&store, &["trace", &message_id]),
+                ternctl(&p.cluster, &store, &["trace", &message_id]),
                 sink.lock().unwrap_or_else(|e| e.into_inner()).len(),
                 p.queue().log_text()
             );
@@ -232,7 +231,7 @@ async fn one_trace_follows_a_message_through_every_service() -> anyhow::Result<(
     // 4. ternctl trace by Message-ID: the recorded timeline, both retrievals included.
     let deadline = Instant::now() + Duration::from_secs(30);
     let json = loop {
-        let text = ternctl(&store, &["trace", &message_id, "--json"])?;
+        let text = ternctl(&p.cluster, &store, &["trace", &message_id, "--json"])?;
         let v: serde_json::Value = serde_json::from_str(&text)?;
         let retrievals = v[0]["events"]
             .as_array()
@@ -308,7 +307,7 @@ async fn one_trace_follows_a_message_through_every_service() -> anyhow::Result<(
     );
 
     // The human-readable timeline names the hops in that order, and the trace id.
-    let text = ternctl(&store, &["trace", &message_id])?;
+    let text = ternctl(&p.cluster, &store, &["trace", &message_id])?;
     let first = |service: &str| text.find(service).unwrap_or(usize::MAX);
     let order = [
         first("tern-smtp"),
@@ -325,7 +324,7 @@ async fn one_trace_follows_a_message_through_every_service() -> anyhow::Result<(
     let queue_id = json[0]["queue_ids"][0].as_str().context("queue id")?;
     for key in [trace_id.as_str(), queue_id] {
         let again: serde_json::Value =
-            serde_json::from_str(&ternctl(&store, &["trace", key, "--json"])?)?;
+            serde_json::from_str(&ternctl(&p.cluster, &store, &["trace", key, "--json"])?)?;
         assert_eq!(again[0]["trace_id"], json[0]["trace_id"], "by {key}");
     }
     // The Received field tern-smtp added names the same trace id (the sink's copy).

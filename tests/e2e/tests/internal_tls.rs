@@ -57,8 +57,8 @@ const SETTLE: Duration = Duration::from_secs(3);
 /// restarted store node is reached by every service, which only certificates of the new CA
 /// can do, so new connections use the new certificates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_certificate_and_the_ca_are_replaced_without_a_failed_request(
-) -> anyhow::Result<()> {
+async fn every_certificate_and_the_ca_are_replaced_without_a_failed_request() -> anyhow::Result<()>
+{
     let mut p = Platform::builder()
         .stores(3)
         .users(&["alice"])
@@ -136,7 +136,11 @@ async fn every_certificate_and_the_ca_are_replaced_without_a_failed_request(
         .await
         .context("the restarted node catches up over Raft with the new certificates")?;
     assert!(
-        tls_admitted(&p.cluster.nodes[2].addr, Some(&files(&tls_dir, Role::Admin))).await?,
+        tls_admitted(
+            &p.cluster.nodes[2].addr,
+            Some(&files(&tls_dir, Role::Admin))
+        )
+        .await?,
         "the new admin certificate is admitted"
     );
 
@@ -144,7 +148,10 @@ async fn every_certificate_and_the_ca_are_replaced_without_a_failed_request(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let mut m = p.cluster.messages(0).await?;
-        let got = list_all(&mut m, "alice@example.test", "INBOX").await?.messages.len();
+        let got = list_all(&mut m, "alice@example.test", "INBOX")
+            .await?
+            .messages
+            .len();
         if got >= sent {
             assert_eq!(got, sent, "no duplicates");
             break;

@@ -5,13 +5,13 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tern_trust::Role;
 
 use clap::Parser;
 use tern_proto::queue::v1 as qpb;
 use tern_proto::queue::v1::queue_client::QueueClient;
 use tern_proto::store::v1 as pb;
 use tern_testkit::{Platform, StoreCluster};
+use tern_trust::Role;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 #[derive(Parser)]

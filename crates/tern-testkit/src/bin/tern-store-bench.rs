@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tern_trust::Role;
 
 use clap::Parser;
 use tern_testkit::{append, Platform};
+use tern_trust::Role;
 
 #[derive(Parser)]
 struct Args {

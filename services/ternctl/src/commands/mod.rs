@@ -12,6 +12,8 @@ mod user;
 
 use std::sync::OnceLock;
 
+use anyhow::Context as _;
+
 use serde::Serialize;
 
 use crate::cli::{Cli, Command};
@@ -92,6 +94,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(c) => cluster::run(c, &ctx).await,
         Command::Queue(c) => queue::run(c, &ctx).await,
         Command::Trace { id } => trace::run(&id, &ctx).await,
+        Command::DevPki { dir, trust_domain } => {
+            // Local files only: no store, no certificate of our own needed.
+            tern_trust::pki::ensure_dev_pki(&dir, &trust_domain)
+                .map(drop)
+                .with_context(|| format!("making the development PKI in {}", dir.display()))
+        }
     };
     result.map_err(|e| ctx.explain(e))
 }
