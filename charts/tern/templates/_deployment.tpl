@@ -82,6 +82,7 @@ spec:
               mountPath: /etc/tern/tls
               readOnly: true
             {{- end }}
+            {{- include "tern.clusterTlsMounts" (dict "root" $root "role" .component) | nindent 12 }}
             - name: tmp
               mountPath: /tmp
       volumes:
@@ -93,6 +94,7 @@ spec:
           secret:
             secretName: {{ $root.Values.tls.secretName }}
         {{- end }}
+        {{- include "tern.clusterTlsVolumes" (dict "root" $root "role" .component) | nindent 8 }}
         - name: tmp
           emptyDir:
             sizeLimit: 64Mi

@@ -257,3 +257,69 @@ tier.config, then what the chart must own (addresses, ports, paths). */}}
 {{- define "tern.storeSelector" -}}
 {{- printf "app.kubernetes.io/name=%s,app.kubernetes.io/instance=%s,app.kubernetes.io/component=store" (include "tern.name" .) .Release.Name -}}
 {{- end -}}
+
+{{/* Cluster TLS (mutual TLS between Tern's own processes). Every certificate names its
+holder's role in one URI SAN, spiffe://<trustDomain>/tern/<role>; the services refuse to
+start with another role's certificate. */}}
+
+{{/* Every role a certificate can be made for, in tern_trust::Role::ALL's order. The chart's
+pods use store, smtp, queue, access, controller and (ternctl in the store pods) admin;
+backup is for a scheduled backup job of your own. */}}
+{{- define "tern.clusterTlsRoles" -}}
+{{- toJson (list "store" "admin" "controller" "smtp" "queue" "access" "backup") -}}
+{{- end -}}
+
+{{/* The roles whose Secrets the chart's pods mount, as a JSON list. */}}
+{{- define "tern.clusterTlsMountedRoles" -}}
+{{- $roles := list "store" "smtp" "queue" "access" -}}
+{{- if .Values.membership.enabled -}}{{- $roles = append $roles "controller" -}}{{- end -}}
+{{- if .Values.clusterTls.ternctlInStorePods -}}{{- $roles = append $roles "admin" -}}{{- end -}}
+{{- toJson $roles -}}
+{{- end -}}
+
+{{/* The Secret holding one role's ca.crt, tls.crt and tls.key. Call with
+(dict "root" $ "role" "store"). */}}
+{{- define "tern.clusterTlsSecret" -}}
+{{- $pattern := .root.Values.clusterTls.secretNamePattern | default (printf "%s-%%s-cluster-tls" (include "tern.fullname" .root)) -}}
+{{- printf $pattern .role -}}
+{{- end -}}
+
+{{/* The generated mode's CA Secret (kubernetes.io/tls: the CA's tls.crt and tls.key, and
+ca.crt), usable as a cert-manager CA Issuer's secret. */}}
+{{- define "tern.clusterCaSecret" -}}
+{{- printf "%s-cluster-ca" (include "tern.fullname" .) -}}
+{{- end -}}
+
+{{/* The SPIFFE URI of a role. Call with (dict "root" $ "role" "store"). */}}
+{{- define "tern.clusterTlsUri" -}}
+{{- printf "spiffe://%s/tern/%s" .root.Values.clusterTls.trustDomain .role -}}
+{{- end -}}
+
+{{/* Where every service reads its cluster certificate: the default of its cluster_ca,
+cluster_cert and cluster_key settings (tern-controller's --cluster-ca, ... too). */}}
+{{- define "tern.clusterTlsDir" -}}/etc/tern/cluster-tls{{- end -}}
+
+{{/* volumeMounts entries of a container of role .role (and, for the store with
+clusterTls.ternctlInStorePods, the admin certificate for ternctl). */}}
+{{- define "tern.clusterTlsMounts" -}}
+- name: cluster-tls
+  mountPath: {{ include "tern.clusterTlsDir" . }}
+  readOnly: true
+{{- if and (eq .role "store") .root.Values.clusterTls.ternctlInStorePods }}
+- name: admin-tls
+  mountPath: /etc/tern/admin-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* volumes entries matching tern.clusterTlsMounts. */}}
+{{- define "tern.clusterTlsVolumes" -}}
+- name: cluster-tls
+  secret:
+    secretName: {{ include "tern.clusterTlsSecret" . }}
+{{- if and (eq .role "store") .root.Values.clusterTls.ternctlInStorePods }}
+- name: admin-tls
+  secret:
+    secretName: {{ include "tern.clusterTlsSecret" (dict "root" .root "role" "admin") }}
+{{- end }}
+{{- end -}}

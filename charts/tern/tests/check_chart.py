@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Checks charts/tern with real Helm code, offline, for the default values and for
-ci/production-values.yaml. Run by `cargo xtask test`; by hand:
+"""Checks charts/tern with real Helm code, offline, for the default values and for each
+ci/*-values.yaml. Run by `cargo xtask test`; by hand:
 
     python3.12 charts/tern/tests/check_chart.py [--venv DIR] [--keep DIR] [--verbose]
 
@@ -13,22 +13,30 @@ What it does:
 3. `helm package`, checking what goes into the archive.
 4. For each values file, `helm install` of that archive (wait=False) into a stub Kubernetes
    API server on 127.0.0.1 (kube_stub.py) that answers discovery and records every object
-   Helm sends. Release records stay in Helm's memory driver: client-go sends its typed
-   objects (Secrets) as protobuf, which a stub should not have to decode, and the release
-   storage is not what is under test.
+   Helm sends, hooks included (the stub reports a hook Job as completed). Release records
+   stay in Helm's memory driver: client-go sends its typed objects (Secrets) as protobuf,
+   which a stub should not have to decode, and the release storage is not what is under
+   test.
 5. Validates every object Helm sent against the Kubernetes schemas (strict: unknown fields
-   are errors) of the oldest supported and the newest bundled Kubernetes version.
+   are errors) of the oldest supported and the newest bundled Kubernetes version, and
+   cert-manager Certificates against the fields of cert-manager's v1 CRD (strict too).
 6. Checks what the issue's Build 4 asks of the rendered objects (StatefulSet, headless
    Service, PVCs, PDB majority, Deployments + HPAs, LoadBalancer Services with
    externalTrafficPolicy Local, TLS Secret mounts, probes, resources, NetworkPolicies,
    OTLP settings, non-root security), Build 5's membership controller (its Deployment and
    flags, minimal read-only RBAC bound to its own ServiceAccount, the store's preStop hook
-   and ServiceAccount), and that every generated settings file would be
+   and ServiceAccount), issue 15's cluster TLS in each clusterTls.mode (every pod mounts
+   its role's Secret where its binary reads it; generated: the hook Job's flags, its
+   get-by-name/create-only RBAC and that it makes every Secret the pods mount; certManager:
+   one Certificate per role naming spiffe://<trustDomain>/tern/<role>; existingSecrets:
+   nothing made), every tern-controller flag the chart passes exists in
+   services/tern-controller/src/cli.rs, and that every generated settings file would be
    accepted by the service binary: each key is a field of the service's config struct in
    services/*/src/config.rs (they refuse unknown keys) with a matching type, and listener
    ports, store addresses and TLS paths agree with the Services, peers and mounts.
 7. Checks that values.schema.json refuses what it must (an even store size, OrderedReady,
-   an unknown service setting, an empty TLS Secret name).
+   an unknown service setting, an empty TLS Secret name, an unknown clusterTls mode, a
+   certManager mode without an issuer, a bad trust domain or Secret name pattern).
 
 Exits 1 with every failure listed; prints a short summary otherwise.
 """
@@ -211,6 +219,137 @@ def schema_type_ok(rust: str, prop: dict[str, Any]) -> bool:
     return want is not None and prop.get("type") == want
 
 
+def rust_path_default(component: str, field: str) -> str | None:
+    """The `#[default = PathBuf::from("...")]` of a field of the service's settings struct."""
+    rel, _ = CONFIG_STRUCTS[component]
+    text = (REPO_ROOT / rel).read_text()
+    m = re.search(r'#\[default = PathBuf::from\("([^"]*)"\)\]\s*pub ' + field + r":", text)
+    return m.group(1) if m else None
+
+
+# ---------------------------------------------------------------------------------------
+# tern-controller's flags, read from its clap structs
+# ---------------------------------------------------------------------------------------
+
+CONTROLLER_CLI = "services/tern-controller/src/cli.rs"
+# Subcommand -> its clap Args struct.
+CONTROLLER_SUBCOMMANDS = {"run": "RunArgs", "wait-removed": "WaitArgs", "pki": "PkiArgs"}
+
+
+def cli_flags(struct: str) -> dict[str, str | None]:
+    """Long flag -> default value (None if it has none) of a clap `#[derive(Args)]` struct
+    in tern-controller's cli.rs, `#[command(flatten)]` structs included."""
+    text = (REPO_ROOT / CONTROLLER_CLI).read_text()
+    m = re.search(r"pub struct " + struct + r" \{(.*?)\n\}", text, re.S)
+    if not m:
+        raise SystemExit(f"error: cannot find `pub struct {struct}` in {CONTROLLER_CLI}")
+    body = re.sub(r"^\s*//[^\n]*", "", m.group(1), flags=re.M)  # comments, not "http://"
+    flags: dict[str, str | None] = {}
+    for kind, attr, field, ty in re.findall(r"#\[(arg|command)\((.*?)\)\]\s*pub (\w+):\s*([^,]+),", body, re.S):
+        if kind == "command" and "flatten" in attr:
+            flags.update(cli_flags(ty.strip()))
+            continue
+        if kind != "arg" or not re.search(r"\blong\b", attr):
+            continue
+        named = re.search(r'\blong\s*=\s*"([^"]+)"', attr)
+        default = re.search(r'\bdefault_value\s*=\s*"([^"]*)"', attr)
+        flags[named.group(1) if named else field.replace("_", "-")] = default.group(1) if default else None
+    return flags
+
+
+def unknown_flags(args: list[Any], subcommand: str) -> list[str]:
+    """Flags in `args` (after the subcommand) that the subcommand does not have."""
+    known = cli_flags(CONTROLLER_SUBCOMMANDS[subcommand])
+    return [a for a in args if isinstance(a, str) and a.startswith("--") and a[2:] not in known]
+
+
+# ---------------------------------------------------------------------------------------
+# cert-manager's Certificate (cert-manager.io/v1), which kubernetes-validate does not carry
+# ---------------------------------------------------------------------------------------
+
+_STR = {"type": "string"}
+_STRS = {"type": "array", "items": _STR}
+_STRMAP = {"type": "object", "additionalProperties": _STR}
+# The fields of cert-manager's v1 CertificateSpec (cert-manager 1.16's CRD), objects the
+# chart uses spelled out, strict like kubernetes-validate: an unknown or misspelt field is an
+# error (the API server would reject it, or prune it silently with an older CRD).
+CERTIFICATE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "cert-manager.io/v1"},
+        "kind": {"const": "Certificate"},
+        "metadata": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {"name": _STR, "namespace": _STR, "labels": _STRMAP, "annotations": _STRMAP},
+            "additionalProperties": False,
+        },
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["issuerRef", "secretName"],
+            "properties": {
+                "additionalOutputFormats": {"type": "array"},
+                "commonName": _STR,
+                "dnsNames": _STRS,
+                "duration": _STR,
+                "emailAddresses": _STRS,
+                "encodeUsagesInRequest": {"type": "boolean"},
+                "ipAddresses": _STRS,
+                "isCA": {"type": "boolean"},
+                "issuerRef": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name"],
+                    "properties": {"name": _STR, "kind": _STR, "group": _STR},
+                },
+                "keystores": {"type": "object"},
+                "literalSubject": _STR,
+                "nameConstraints": {"type": "object"},
+                "otherNames": {"type": "array"},
+                "privateKey": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]},
+                        "encoding": {"enum": ["PKCS1", "PKCS8"]},
+                        "rotationPolicy": {"enum": ["Never", "Always"]},
+                        "size": {"type": "integer"},
+                    },
+                },
+                "renewBefore": _STR,
+                "renewBeforePercentage": {"type": "integer"},
+                "revisionHistoryLimit": {"type": "integer"},
+                "secretName": _STR,
+                "secretTemplate": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"annotations": _STRMAP, "labels": _STRMAP},
+                },
+                "signatureAlgorithm": _STR,
+                "subject": {"type": "object"},
+                "uris": _STRS,
+                "usages": {
+                    "type": "array",
+                    "items": {
+                        "enum": [
+                            "signing", "digital signature", "content commitment", "key encipherment",
+                            "key agreement", "data encipherment", "cert sign", "crl sign",
+                            "encipher only", "decipher only", "any", "server auth", "client auth",
+                            "code signing", "email protection", "s/mime", "ipsec end system",
+                            "ipsec tunnel", "ipsec user", "timestamping", "ocsp signing",
+                            "microsoft sgc", "netscape sgc",
+                        ]
+                    },
+                },
+            },
+        },
+    },
+}
+
+
 # ---------------------------------------------------------------------------------------
 # Helm through helm-sdkpy
 # ---------------------------------------------------------------------------------------
@@ -300,8 +439,12 @@ class Rendered:
         return self.by_kind.get("StatefulSet", []) + self.by_kind.get("Deployment", [])
 
 
+def component_of(o: dict[str, Any]) -> str | None:
+    return ((o.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/component")
+
+
 def check_rendered(
-    r: Rendered, values: dict[str, Any], notes: str, checks: Checks, label: str
+    r: Rendered, values: dict[str, Any], notes: str, checks: Checks, label: str, hooks: list[dict[str, Any]]
 ) -> None:
     import tomllib
 
@@ -443,6 +586,11 @@ def check_rendered(
     ctrl = f"{full}-controller"
     store_sa = f"{full}-store"
     c(not r.by_kind.get("ClusterRole") and not r.by_kind.get("ClusterRoleBinding"), "no cluster-wide RBAC (ClusterRole/ClusterRoleBinding)")
+
+    def membership_objects(kind: str) -> list[dict[str, Any]]:
+        """Objects of `kind` apart from the generated-mode certificate hook's (checked below)."""
+        return [o for o in r.by_kind.get(kind, []) if component_of(o) != "pki"]
+
     if membership:
         c(r.get("ServiceAccount", ctrl) is not None, f"ServiceAccount {ctrl} exists")
         role = r.get("Role", ctrl)
@@ -460,7 +608,7 @@ def check_rendered(
         if c(srole is not None, f"Role {store_sa} exists"):
             c(srole.get("rules") == [{"apiGroups": ["apps"], "resources": ["statefulsets"], "resourceNames": [f"{full}-store"], "verbs": ["get"]}], f"store Role allows only get of its own StatefulSet (got {srole.get('rules')})")
         c(bound(store_sa, store_sa), f"a RoleBinding binds Role {store_sa} to ServiceAccount {store_sa} only")
-        c(len(r.by_kind.get("Role", [])) == 2 and len(r.by_kind.get("RoleBinding", [])) == 2, "exactly the controller's and the store's Role and RoleBinding")
+        c(len(membership_objects("Role")) == 2 and len(membership_objects("RoleBinding")) == 2, "exactly the controller's and the store's Role and RoleBinding (besides the certificate hook's)")
         for sa in r.by_kind.get("ServiceAccount", []):
             c(sa.get("automountServiceAccountToken") is False, f"ServiceAccount {sa['metadata']['name']}: tokens only where a pod asks for one")
         dep = r.get("Deployment", ctrl)
@@ -485,14 +633,16 @@ def check_rendered(
             c(flag(args, "--log-format") == values["telemetry"]["logFormat"], "controller --log-format from telemetry.logFormat")
             for f, key in (("--max-lag", "maxLag"), ("--resync-seconds", "resyncSeconds"), ("--change-timeout-seconds", "changeTimeoutSeconds")):
                 c(flag(args, f) == str(values["membership"][key]), f"controller {f} = membership.{key}")
+            c(not unknown_flags(args[1:], "run"), f"controller: every flag is one of `tern-controller run` ({CONTROLLER_CLI}); unknown: {unknown_flags(args[1:], 'run')}")
         cmd = ((pre_stop or {}).get("exec") or {}).get("command") or []
         if c(cmd[:2] == ["/usr/local/bin/tern-controller", "wait-removed"], f"store container has the preStop hook `tern-controller wait-removed` in exec form (got {pre_stop})"):
             c(flag(cmd, "--statefulset") == sts["metadata"]["name"], "preStop --statefulset is the store StatefulSet")
             timeout = int(flag(cmd, "--timeout-seconds") or 0)
             c(0 < timeout and timeout + 10 <= grace, f"preStop --timeout-seconds {timeout} leaves the store time to stop within terminationGracePeriodSeconds {grace}")
+            c(not unknown_flags(cmd[2:], "wait-removed"), f"preStop: every flag is one of `tern-controller wait-removed`; unknown: {unknown_flags(cmd[2:], 'wait-removed')}")
         c(store_pod.get("serviceAccountName") == store_sa, f"store pods run as ServiceAccount {store_sa}")
     else:
-        c(not any(r.by_kind.get(k) for k in ("ServiceAccount", "Role", "RoleBinding")), "membership off: no ServiceAccount, Role or RoleBinding")
+        c(not any(membership_objects(k) for k in ("ServiceAccount", "Role", "RoleBinding")), "membership off: no ServiceAccount, Role or RoleBinding (besides the certificate hook's)")
         c(r.get("Deployment", ctrl) is None, "membership off: no controller Deployment")
         c(pre_stop is None, "membership off: no store preStop hook")
 
@@ -654,8 +804,180 @@ def check_rendered(
                 pf, _ = admitted(comp_labels[comp], port)
                 c(any(f == [] for f in pf), f"{comp} port {port} is open to every client")
 
+    check_cluster_tls(r, values, c, hooks)
+
     # -- NOTES tell the operator how to create the first domain and user --
     c("ternctl domain add" in notes and "ternctl user add" in notes and f"{full}-store-0" in notes, "NOTES.txt shows how to create the first domain and user")
+
+
+# ---------------------------------------------------------------------------------------
+# Cluster TLS (issue 15): one Secret per role, mounted where each binary reads it
+# ---------------------------------------------------------------------------------------
+
+CLUSTER_TLS_DIR = "/etc/tern/cluster-tls"
+ADMIN_TLS_DIR = "/etc/tern/admin-tls"
+# tern_trust::Role::ALL
+ROLES = ["store", "admin", "controller", "smtp", "queue", "access", "backup"]
+CLUSTER_TLS_FILES = {"cluster_ca": "ca.crt", "cluster_cert": "tls.crt", "cluster_key": "tls.key"}
+
+
+def check_cluster_tls(r: Rendered, values: dict[str, Any], c: Any, hooks: list[dict[str, Any]]) -> None:
+    full = RELEASE
+    ct = values["clusterTls"]
+    mode = ct["mode"]
+    pattern = ct["secretNamePattern"] or f"{full}-%s-cluster-tls"
+    secret_of = {role: pattern.replace("%s", role) for role in ROLES}
+    td = ct["trustDomain"]
+    admin_in_store = ct["ternctlInStorePods"]
+
+    def container(w: dict[str, Any]) -> dict[str, Any]:
+        return w["spec"]["template"]["spec"]["containers"][0]
+
+    def secret_mounts(w: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+        """mountPath -> (Secret name, readOnly) of a workload's first container."""
+        vols = {v["name"]: v for v in w["spec"]["template"]["spec"].get("volumes", [])}
+        out = {}
+        for m in container(w).get("volumeMounts", []):
+            secret = (vols.get(m["name"]) or {}).get("secret")
+            if secret:
+                out[m["mountPath"]] = (secret.get("secretName"), m.get("readOnly") is True)
+        return out
+
+    c(not r.by_kind.get("Secret"), "the chart renders no Secret (keys come from the hook, cert-manager or the user)")
+
+    # -- every pod mounts its role's Secret at the path its binary reads by default --
+    mounted: set[str] = set()
+    for w in r.workloads():
+        name = f"{w['kind']}/{w['metadata']['name']}"
+        role = component_of(w["spec"]["template"])
+        mounts = secret_mounts(w)
+        got = mounts.get(CLUSTER_TLS_DIR)
+        if c(got is not None, f"{name}: a Secret is mounted at {CLUSTER_TLS_DIR}"):
+            c(got == (secret_of.get(role), True), f"{name}: {CLUSTER_TLS_DIR} is the {role} role's Secret {secret_of.get(role)}, read-only (got {got})")
+            mounted.add(role)
+        env = {e["name"]: e.get("value") for e in container(w).get("env", [])}
+        ternctl_env = {k: env.get(k) for k in ("TERNCTL_CA", "TERNCTL_CERT", "TERNCTL_KEY")}
+        if role == "store" and admin_in_store:
+            c(mounts.get(ADMIN_TLS_DIR) == (secret_of["admin"], True), f"{name}: the admin Secret {secret_of['admin']} is mounted read-only at {ADMIN_TLS_DIR} (clusterTls.ternctlInStorePods)")
+            c(ternctl_env == {"TERNCTL_CA": f"{ADMIN_TLS_DIR}/ca.crt", "TERNCTL_CERT": f"{ADMIN_TLS_DIR}/tls.crt", "TERNCTL_KEY": f"{ADMIN_TLS_DIR}/tls.key"}, f"{name}: TERNCTL_CA/CERT/KEY name the admin certificate's files (got {ternctl_env})")
+            mounted.add("admin")
+        else:
+            c(ADMIN_TLS_DIR not in mounts and secret_of["admin"] not in [s for s, _ in mounts.values()], f"{name}: no admin certificate mounted")
+            c(not any(ternctl_env.values()), f"{name}: no TERNCTL_* variables")
+        others = [s for path, (s, _) in mounts.items() if s in secret_of.values() and path not in (CLUSTER_TLS_DIR, ADMIN_TLS_DIR)]
+        c(not others, f"{name}: no other role's Secret mounted ({others})")
+        # Where the binary reads: the services' cluster_* settings (their defaults, unless the
+        # rendered settings file sets them), tern-controller's --cluster-* flags.
+        if role == "controller":
+            args = container(w).get("args", [])
+            flags = cli_flags("RunArgs")
+            for f, file in (("--cluster-ca", "ca.crt"), ("--cluster-cert", "tls.crt"), ("--cluster-key", "tls.key")):
+                i = args.index(f) if f in args else -1
+                given = args[i + 1] if 0 <= i < len(args) - 1 else flags.get(f[2:])
+                c(given == f"{CLUSTER_TLS_DIR}/{file}", f"{name}: {f} is {CLUSTER_TLS_DIR}/{file} (got {given})")
+        elif role in CONFIG_STRUCTS:
+            for field, file in CLUSTER_TLS_FILES.items():
+                default = rust_path_default(role, field)
+                c(default == f"{CLUSTER_TLS_DIR}/{file}", f"tern-{role}'s {field} setting defaults to {CLUSTER_TLS_DIR}/{file}, its Secret's mount (got {default})")
+    wait = cli_flags("WaitArgs")
+    for f, file in (("cluster-ca", "ca.crt"), ("cluster-cert", "tls.crt"), ("cluster-key", "tls.key")):
+        c(wait.get(f) == f"{CLUSTER_TLS_DIR}/{file}", f"wait-removed --{f} defaults to {CLUSTER_TLS_DIR}/{file}, the store pod's mount")
+    want_mounted = {"store", "smtp", "queue", "access"} | ({"controller"} if values["membership"]["enabled"] else set()) | ({"admin"} if admin_in_store else set())
+    c(mounted == want_mounted, f"the pods mount the Secrets of exactly {sorted(want_mounted)} (got {sorted(mounted)})")
+
+    pki = [o for o in r.objects if component_of(o) == "pki"]
+    certs = r.by_kind.get("Certificate", [])
+    if mode == "certManager":
+        c(not pki, "certManager: no certificate hook objects")
+        c(not hooks, f"certManager: no hooks ({[h.get('name') for h in hooks]})")
+        role_of = {secret: role for role, secret in secret_of.items()}
+        by_role = {role_of.get(o["spec"].get("secretName")): o for o in certs}
+        c(len(certs) == len(ROLES) and set(by_role) == set(ROLES), f"certManager: one Certificate per role (got {sorted(str(k) for k in by_role)})")
+        issuer = ct["certManager"]["issuerRef"]
+        for role, cert in by_role.items():
+            if role not in ROLES:
+                continue
+            sp = cert["spec"]
+            n = f"Certificate {cert['metadata']['name']}"
+            c(sp.get("secretName") == secret_of[role], f"{n}: secretName {secret_of[role]}")
+            c(sp.get("uris") == [f"spiffe://{td}/tern/{role}"], f"{n}: exactly the URI spiffe://{td}/tern/{role} (got {sp.get('uris')})")
+            c(not sp.get("dnsNames") and not sp.get("ipAddresses") and not sp.get("emailAddresses"), f"{n}: no other SANs")
+            c({"client auth", "server auth", "digital signature"} <= set(sp.get("usages") or []), f"{n}: usages client auth, server auth, digital signature")
+            c(not sp.get("isCA"), f"{n}: not a CA")
+            c(sp.get("issuerRef") == issuer, f"{n}: issuerRef from clusterTls.certManager.issuerRef")
+            c(sp.get("duration") == ct["certManager"]["duration"] and sp.get("renewBefore") == ct["certManager"]["renewBefore"], f"{n}: duration and renewBefore from values")
+            c((sp.get("privateKey") or {}).get("rotationPolicy") == "Always", f"{n}: a new key at every renewal")
+    else:
+        c(not certs, f"{mode}: no Certificates")
+    if mode == "existingSecrets":
+        c(not pki and not hooks, "existingSecrets: nothing makes certificates (no hook)")
+    if mode != "generated":
+        return
+
+    # -- generated: the hook Job, its RBAC, and what it makes --
+    pki_name = f"{full}-pki"
+    ca_secret = f"{full}-cluster-ca"
+    made_names = sorted([ca_secret] + list(secret_of.values()))
+    c(len(hooks) == 4 and all((h.get("last_run") or {}).get("phase") == "Succeeded" for h in hooks), f"generated: four hooks ran and succeeded (got {[(h.get('kind'), (h.get('last_run') or {}).get('phase')) for h in hooks]})")
+    hook_objs = {o["kind"]: o for o in pki}
+    c(sorted(hook_objs) == ["Job", "Role", "RoleBinding", "ServiceAccount"] and len(pki) == 4, f"generated: the hook is a ServiceAccount, Role, RoleBinding and Job (got {sorted((o['kind'], o['metadata']['name']) for o in pki)})")
+    weights = {}
+    for kind, o in hook_objs.items():
+        ann = o["metadata"].get("annotations") or {}
+        c(o["metadata"]["name"] == pki_name, f"{kind} {o['metadata']['name']} is named {pki_name}")
+        c(set(ann.get("helm.sh/hook", "").split(",")) == {"pre-install", "pre-upgrade"}, f"{kind} {pki_name} is a pre-install,pre-upgrade hook (got {ann.get('helm.sh/hook')})")
+        c({"before-hook-creation", "hook-succeeded"} <= set(ann.get("helm.sh/hook-delete-policy", "").split(",")), f"{kind} {pki_name} is deleted once it succeeded (its create right on Secrets does not linger)")
+        weights[kind] = int(ann.get("helm.sh/hook-weight", "0"))
+    if "Job" in weights:
+        c(all(weights[k] < weights["Job"] for k in weights if k != "Job"), f"the hook's RBAC is made before its Job (weights {weights})")
+    role = hook_objs.get("Role")
+    if role is not None:
+        rules = role.get("rules") or []
+        get_rule = [ru for ru in rules if ru.get("verbs") == ["get"]]
+        create_rule = [ru for ru in rules if ru.get("verbs") == ["create"]]
+        c(len(rules) == 2 and len(get_rule) == 1 and len(create_rule) == 1, f"hook Role: one get rule and one create rule, nothing else (got {rules})")
+        for ru in rules:
+            c(ru.get("apiGroups") == [""] and ru.get("resources") == ["secrets"], f"hook Role: core secrets only ({ru})")
+        if get_rule:
+            c(sorted(get_rule[0].get("resourceNames") or []) == made_names, f"hook Role: get only the CA's and the role Secrets, by name (got {get_rule[0].get('resourceNames')})")
+        if create_rule:
+            c("resourceNames" not in create_rule[0], "hook Role: create (RBAC cannot restrict it by name)")
+    rb = hook_objs.get("RoleBinding")
+    c(rb is not None and rb.get("roleRef") == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": pki_name} and rb.get("subjects") == [{"kind": "ServiceAccount", "name": pki_name, "namespace": NAMESPACE}], f"hook RoleBinding binds Role {pki_name} to ServiceAccount {pki_name} only")
+    sa = hook_objs.get("ServiceAccount")
+    c(sa is not None and sa.get("automountServiceAccountToken") is False, "hook ServiceAccount: tokens only where the pod asks for one")
+    job = hook_objs.get("Job")
+    if job is None:
+        return
+    pod = job["spec"]["template"]["spec"]
+    ctr = pod["containers"][0]
+    c(pod.get("serviceAccountName") == pki_name and pod.get("automountServiceAccountToken") is True, f"hook Job runs as ServiceAccount {pki_name}")
+    c(pod.get("restartPolicy") in ("Never", "OnFailure") and isinstance(job["spec"].get("backoffLimit"), int) and job["spec"].get("activeDeadlineSeconds"), "hook Job: bounded retries and time")
+    tag = values["image"]["tag"] or "0.1.0"
+    reg = values["image"]["registry"]
+    c(ctr.get("image") == (f"{reg}/tern-controller:{tag}" if reg else f"tern-controller:{tag}"), f"hook Job runs the tern-controller image (got {ctr.get('image')})")
+    psc = pod.get("securityContext") or {}
+    sc = ctr.get("securityContext") or {}
+    c(psc.get("runAsNonRoot") is True and sc.get("readOnlyRootFilesystem") is True and sc.get("allowPrivilegeEscalation") is False and "ALL" in (sc.get("capabilities") or {}).get("drop", []), "hook Job: non-root, read-only root, no privileges")
+    res = ctr.get("resources") or {}
+    c(all(res.get("requests", {}).get(k) for k in ("cpu", "memory")) and res.get("limits", {}).get("memory"), "hook Job: resources set")
+    vols = {v["name"]: v for v in pod.get("volumes", [])}
+    tmp = [m for m in ctr.get("volumeMounts", []) if m["mountPath"] == "/tmp"]
+    c(len(tmp) == 1 and (vols.get(tmp[0]["name"]) or {}).get("emptyDir", {}).get("medium") == "Memory", "hook Job: key material only in a memory volume at /tmp")
+    args = ctr.get("args") or []
+    c(args[:1] == ["pki"], f"hook Job runs `tern-controller pki` (args {args})")
+    c(not unknown_flags(args[1:], "pki"), f"hook Job: every flag is one of `tern-controller pki`; unknown: {unknown_flags(args[1:], 'pki')}")
+
+    def values_of(f: str) -> list[Any]:
+        return [args[i + 1] for i, a in enumerate(args[:-1]) if a == f]
+
+    c(values_of("--namespace") == [NAMESPACE], "hook Job: --namespace is the release's")
+    c(values_of("--trust-domain") == [td], f"hook Job: --trust-domain {td}")
+    c(values_of("--ca-secret") == [ca_secret], f"hook Job: --ca-secret {ca_secret}")
+    made = dict(v.split("=", 1) for v in values_of("--secret") if "=" in v)
+    c(made == secret_of and len(values_of("--secret")) == len(ROLES), f"hook Job: one --secret ROLE=NAME per role, named as the pods mount them (got {values_of('--secret')})")
+    labels = dict(v.split("=", 1) for v in values_of("--label") if "=" in v)
+    c(labels.get("app.kubernetes.io/instance") == RELEASE, "hook Job: the Secrets it makes are labelled with the release")
 
 
 # ---------------------------------------------------------------------------------------
@@ -697,6 +1019,11 @@ NEGATIVE = [
     ("a misspelt top-level key", {"telemetri": {}}, "telemetri"),
     ("a root user", {"podSecurityContext": {"runAsUser": 0}}, "/podSecurityContext/runAsUser"),
     ("a misspelt membership key", {"membership": {"enable": False}}, "enable"),
+    ("a chart-owned cluster TLS path in store.config", {"store": {"config": {"cluster_cert": "/x/tls.crt"}}}, "cluster_cert"),
+    ("an unknown clusterTls mode", {"clusterTls": {"mode": "selfSigned"}}, "/clusterTls/mode"),
+    ("certManager without an issuer", {"clusterTls": {"mode": "certManager"}}, "/clusterTls/certManager/issuerRef/name"),
+    ("an upper-case trust domain", {"clusterTls": {"trustDomain": "Tern.Cluster"}}, "/clusterTls/trustDomain"),
+    ("a Secret name pattern without %s", {"clusterTls": {"secretNamePattern": "tern-cluster-tls"}}, "/clusterTls/secretNamePattern"),
 ]
 
 
@@ -723,6 +1050,7 @@ def run(args: argparse.Namespace) -> int:
     scratch = Path(os.environ[IN_VENV_MARK])
     sys.path.insert(0, str(TESTS_DIR))
     import helm_sdkpy as helm
+    import jsonschema
     import kubernetes_validate
     import yaml
     from kube_stub import KubeStub
@@ -771,16 +1099,26 @@ def run(args: argparse.Namespace) -> int:
             continue
         checks.check(not stub.unexpected, f"[{label}] the stub API server got requests it could not answer: {stub.unexpected}")
         objects = stub.created_objects()
+        hooks = result.get("hooks") or []
         manifest = [d for d in yaml.safe_load_all(result.get("manifest", "")) if d]
+        manifest += [d for h in hooks for d in yaml.safe_load_all(h.get("manifest", "")) if d]
         sent = sorted((o["kind"], o["metadata"]["name"]) for o in objects)
         rendered = sorted((d["kind"], d["metadata"]["name"]) for d in manifest)
-        checks.check(sent == rendered, f"[{label}] Helm sent exactly the rendered manifest's objects (sent {sent}, rendered {rendered})")
+        checks.check(sent == rendered, f"[{label}] Helm sent exactly the rendered manifest's objects and hooks (sent {sent}, rendered {rendered})")
         if keep:
             slug = re.sub(r"[^A-Za-z0-9]+", "-", label.removesuffix(".yaml")).strip("-")
-            (keep / f"{slug}.yaml").write_text(result.get("manifest", "") + "\n---\n# NOTES.txt\n" + "\n".join("# " + line for line in (result.get("info", {}).get("notes") or "").splitlines()) + "\n")
+            hook_text = "".join(f"\n---\n# Hook ({', '.join(h.get('events') or [])}, weight {h.get('weight')}): {h.get('path')}\n{h.get('manifest', '')}" for h in hooks)
+            (keep / f"{slug}.yaml").write_text(result.get("manifest", "") + hook_text + "\n---\n# NOTES.txt\n" + "\n".join("# " + line for line in (result.get("info", {}).get("notes") or "").splitlines()) + "\n")
         # Offline validation against the Kubernetes schemas, unknown fields refused.
         validated = 0
         for obj in objects:
+            if obj.get("apiVersion", "").startswith("cert-manager.io/"):
+                errors = sorted(jsonschema.Draft7Validator(CERTIFICATE_SCHEMA).iter_errors(obj), key=lambda e: list(e.path))
+                for e in errors:
+                    path = "/".join(str(p) for p in e.path)
+                    checks.failures.append(f"[{label}] {obj['kind']}/{obj['metadata']['name']} does not fit cert-manager's CRD at {path or '(root)'}: {e.message}")
+                validated += 1
+                continue
             for version in VALIDATE_VERSIONS:
                 try:
                     kubernetes_validate.validate(obj, version, strict=True)
@@ -791,14 +1129,14 @@ def run(args: argparse.Namespace) -> int:
                 except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.VersionNotSupportedError) as e:
                     checks.failures.append(f"[{label}] {obj['kind']}/{obj['metadata']['name']}: {e.message}")
         notes = (result.get("info") or {}).get("notes") or ""
-        check_rendered(Rendered(objects), merged, notes, checks, label)
+        check_rendered(Rendered(objects), merged, notes, checks, label, hooks)
         kinds: dict[str, int] = {}
         for o in objects:
             kinds[o["kind"]] = kinds.get(o["kind"], 0) + 1
         failed = len(checks.failures) - before[0]
         summary.append(
             f"install {label}: {len(objects)} objects ({', '.join(f'{v} {k}' for k, v in sorted(kinds.items()))}); "
-            f"{validated} schema validations (Kubernetes {' and '.join(VALIDATE_VERSIONS)}, strict); "
+            f"{validated} schema validations (Kubernetes {' and '.join(VALIDATE_VERSIONS)}, cert-manager v1; strict); "
             f"{checks.passed - before[1]} property checks passed, {failed} failed; "
             f"{len(stub.requests)} API requests; {time.monotonic() - t0:.1f}s"
         )

@@ -7,9 +7,13 @@ release record and every object. This server answers exactly that, in memory, on
 127.0.0.1 only, and records every object it receives (POST, PUT, PATCH) so a test can
 inspect what Helm would have sent to a real cluster.
 
-It is not a Kubernetes imitation beyond that: no admission, no defaulting, no controllers,
-no watches. An unexpected request is answered with an error and remembered in
-``unexpected`` so the caller can fail loudly instead of passing on a half-finished install.
+It is not a Kubernetes imitation beyond that: no admission, no defaulting, no controllers.
+Two things exist for Helm's hooks only: a Job is stored as already completed (as if the Job
+controller had run it and it succeeded: Helm waits for a hook Job to complete), and a watch
+sends the current objects when asked for initial events, then nothing, and ends after a
+second (Helm's hook waiter reads a Job's status through a list and a watch). An unexpected
+request is answered with an error and remembered in ``unexpected`` so the caller can fail
+loudly instead of passing on a half-finished install.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import copy
 import datetime
 import json
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -51,6 +56,12 @@ RESOURCES: dict[tuple[str, str], list[tuple[str, str, bool]]] = {
         ("networkpolicies", "NetworkPolicy", True),
         ("ingresses", "Ingress", True),
     ],
+    # cert-manager's CRD, for the chart's clusterTls.mode certManager.
+    ("cert-manager.io", "v1"): [
+        ("certificates", "Certificate", True),
+        ("issuers", "Issuer", True),
+        ("clusterissuers", "ClusterIssuer", False),
+    ],
     ("rbac.authorization.k8s.io", "v1"): [
         ("roles", "Role", True),
         ("rolebindings", "RoleBinding", True),
@@ -60,6 +71,16 @@ RESOURCES: dict[tuple[str, str], list[tuple[str, str, bool]]] = {
 }
 
 VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
+
+# How long a watch stays open (with no events) before the stub ends it.
+WATCH_SECONDS = 1.0
+
+
+class Watch:
+    """A watch answer: the events to send, then the stream stays open for WATCH_SECONDS."""
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.events = events
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -71,6 +92,20 @@ def _status(code: int, reason: str, message: str) -> dict[str, Any]:
         "message": message,
         "reason": reason,
         "code": code,
+    }
+
+
+def _completed_job_status(when: str) -> dict[str, Any]:
+    """What the Job controller writes when a one-pod Job has succeeded."""
+    return {
+        "startTime": when,
+        "completionTime": when,
+        "succeeded": 1,
+        "active": 0,
+        "conditions": [
+            {"type": "SuccessCriteriaMet", "status": "True", "lastProbeTime": when, "lastTransitionTime": when},
+            {"type": "Complete", "status": "True", "lastProbeTime": when, "lastTransitionTime": when},
+        ],
     }
 
 
@@ -251,6 +286,56 @@ class KubeStub:
             }
         return None
 
+    # -- OpenAPI v3, for Helm's hooks ----------------------------------------------------
+
+    def _openapi_v3(self, path: str) -> dict[str, Any] | None:
+        """What Helm reads before it creates a hook: it builds hooks with validation on
+        (unlike the release's other objects), and client-go validates on the client only
+        where the server cannot (no `fieldValidation` query parameter on the kind's PATCH
+        operation in the server's OpenAPI v3 document). A real API server supports it for
+        every kind, so the stub says so; the objects themselves are validated strictly by
+        kubernetes-validate afterwards. Returns the root document (`/openapi/v3`), one
+        group-version's (`/openapi/v3/apis/<group>/<version>`) or None."""
+        if path == "/openapi/v3":
+            return {
+                "paths": {
+                    (f"apis/{group}/{version}" if group else f"api/{version}"): {
+                        "serverRelativeURL": (
+                            f"/openapi/v3/apis/{group}/{version}" if group else f"/openapi/v3/api/{version}"
+                        )
+                        + "?hash=stub"
+                    }
+                    for group, version in RESOURCES
+                }
+            }
+        parts = path.strip("/").split("/")
+        gv = None
+        if parts[:3] == ["openapi", "v3", "api"] and len(parts) == 4:
+            gv = ("", parts[3])
+        elif parts[:3] == ["openapi", "v3", "apis"] and len(parts) == 5:
+            gv = (parts[3], parts[4])
+        if gv is None or gv not in RESOURCES:
+            return None
+        group, version = gv
+        prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        paths = {}
+        for plural, kind, namespaced in RESOURCES[gv]:
+            item = f"{prefix}/namespaces/{{namespace}}/{plural}/{{name}}" if namespaced else f"{prefix}/{plural}/{{name}}"
+            paths[item] = {
+                "patch": {
+                    "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": kind},
+                    "parameters": [
+                        {"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}
+                    ],
+                    "responses": {"200": {"description": "OK"}},
+                }
+            }
+        return {
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes (stub)", "version": f"v{self.kube_version}"},
+            "paths": paths,
+        }
+
     # -- objects ------------------------------------------------------------------------
 
     def _parse_object_path(self, path: str) -> tuple[str, str, str, str, str | None] | None:
@@ -284,6 +369,9 @@ class KubeStub:
             doc = self._discovery(path)
             if doc is not None:
                 return 200, doc
+            doc = self._openapi_v3(path)
+            if doc is not None:
+                return 200, doc
             if path.startswith("/openapi"):
                 # Helm is told not to validate against OpenAPI; kubernetes-validate does it.
                 return 404, _status(404, "NotFound", "no OpenAPI documents in the stub")
@@ -296,7 +384,9 @@ class KubeStub:
         key_base = (f"{group}/{plural}", namespace)
 
         if query.get("watch", ["false"])[0] in ("1", "true"):
-            return self._unexpected(method, raw_path, 405, "MethodNotAllowed", "no watches")
+            if method != "GET":
+                return self._unexpected(method, raw_path, 405, "MethodNotAllowed", "watch with " + method)
+            return 200, self._watch(key_base[0], kind, api_version, namespace, name, query)
 
         parsed: Any = None
         if method in ("POST", "PUT", "PATCH"):
@@ -361,6 +451,8 @@ class KubeStub:
                 )
                 stored.setdefault("apiVersion", api_version)
                 stored.setdefault("kind", kind)
+                if kind == "Job":
+                    stored["status"] = _completed_job_status(smeta["creationTimestamp"])
                 self._objects[(*key_base, obj_name)] = stored
                 return 201, copy.deepcopy(stored)
             if method in ("PUT", "PATCH") and name is not None:
@@ -394,6 +486,37 @@ class KubeStub:
                 return 200, _status(200, "", "deleted")
         return self._unexpected(method, raw_path, 405, "MethodNotAllowed", "not handled")
 
+    def _watch(
+        self, resource: str, kind: str, api_version: str, namespace: str, name: str | None, query: dict[str, list[str]]
+    ) -> Watch:
+        """Initial events (for `sendInitialEvents=true`, client-go's watch-list) and the
+        bookmark that ends them; else none: nothing changes in the stub by itself."""
+        if query.get("sendInitialEvents", ["false"])[0] != "true":
+            return Watch([])
+        fields = query.get("fieldSelector", [""])[0]
+        want_name = fields.split("=", 1)[1] if fields.startswith("metadata.name=") else name
+        with self._lock:
+            events = [
+                {"type": "ADDED", "object": copy.deepcopy(obj)}
+                for (k, ns, n), obj in sorted(self._objects.items())
+                if k == resource and (ns == namespace or not namespace) and (want_name is None or n == want_name)
+            ]
+            rv = str(self._resource_version)
+        events.append(
+            {
+                "type": "BOOKMARK",
+                "object": {
+                    "kind": kind,
+                    "apiVersion": api_version,
+                    "metadata": {
+                        "resourceVersion": rv,
+                        "annotations": {"k8s.io/initial-events-end": "true"},
+                    },
+                },
+            }
+        )
+        return Watch(events)
+
     def _not_found(self, plural: str, group: str, name: str) -> dict[str, Any]:
         return {
             **_status(404, "NotFound", f'{plural} "{name}" not found'),
@@ -420,6 +543,17 @@ class KubeStub:
                 code, doc = stub.handle(
                     self.command, self.path, self.headers.get("Content-Type", ""), body
                 )
+                if isinstance(doc, Watch):
+                    self.close_connection = True
+                    self.send_response(code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    for event in doc.events:
+                        self.wfile.write(json.dumps(event).encode("utf-8") + b"\n")
+                    self.wfile.flush()
+                    time.sleep(WATCH_SECONDS)
+                    return
                 data = json.dumps(doc).encode("utf-8")
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")

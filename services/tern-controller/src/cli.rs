@@ -2,17 +2,22 @@
 //! services), kept in the library so that their defaults and the settings they produce are
 //! tested without running the binary.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use tern_telemetry::LogFormat;
+use tern_trust::pki::CertFiles;
+use tern_trust::Role;
 
 use crate::controller::Settings;
 use crate::decide::PeerNaming;
+use crate::pki::PkiSettings;
 use crate::prestop::WaitRemoved;
 
-/// `tern-controller run ...` or `tern-controller wait-removed ...`.
+/// `tern-controller run ...`, `tern-controller wait-removed ...` or `tern-controller pki ...`.
 #[derive(Debug, Parser)]
 #[command(
     name = "tern-controller",
@@ -25,8 +30,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The two roles of the binary: the controller, and the store pods' preStop hook (one
-/// binary so the hook and the controller agree on naming and membership reads).
+/// The roles of the binary: the controller, the store pods' preStop hook (one binary so
+/// the hook and the controller agree on naming and membership reads), and the Helm chart's
+/// certificate maker.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Watch the StatefulSet and its pods and reconcile the Raft membership.
@@ -34,6 +40,48 @@ pub enum Command {
     /// preStop hook of a store pod: wait until a scaled-down pod's node has left the
     /// membership (returns at once when the pod is not being scaled away).
     WaitRemoved(WaitArgs),
+    /// Make the cluster CA and one certificate per role as Kubernetes Secrets, keeping every
+    /// Secret that exists (the Helm chart's clusterTls.mode generated).
+    Pki(PkiArgs),
+}
+
+/// The cluster certificate a process presents on the store's port (mutual TLS), with the
+/// same names, environment variables and defaults as the services' `cluster_*` settings.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterTlsArgs {
+    /// The cluster CA certificate (PEM) the store's certificate must chain to.
+    #[arg(
+        long,
+        env = "TERN_CLUSTER_CA",
+        default_value = "/etc/tern/cluster-tls/ca.crt"
+    )]
+    pub cluster_ca: PathBuf,
+    /// This process's certificate (PEM), naming its role: `controller` for `run`; the store
+    /// pod's own (`store`) for `wait-removed`.
+    #[arg(
+        long,
+        env = "TERN_CLUSTER_CERT",
+        default_value = "/etc/tern/cluster-tls/tls.crt"
+    )]
+    pub cluster_cert: PathBuf,
+    /// The key of --cluster-cert (PEM).
+    #[arg(
+        long,
+        env = "TERN_CLUSTER_KEY",
+        default_value = "/etc/tern/cluster-tls/tls.key"
+    )]
+    pub cluster_key: PathBuf,
+}
+
+impl ClusterTlsArgs {
+    /// The three files.
+    pub fn files(&self) -> CertFiles {
+        CertFiles {
+            ca: self.cluster_ca.clone(),
+            cert: self.cluster_cert.clone(),
+            key: self.cluster_key.clone(),
+        }
+    }
 }
 
 /// Flags of `run`.
@@ -78,6 +126,9 @@ pub struct RunArgs {
     /// Log lines on stderr: text or json.
     #[arg(long, env = "TERN_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+    /// The controller role's certificate (mutual TLS to the store).
+    #[command(flatten)]
+    pub cluster_tls: ClusterTlsArgs,
 }
 
 impl RunArgs {
@@ -140,6 +191,10 @@ pub struct WaitArgs {
     /// Log lines on stderr: text or json.
     #[arg(long, env = "TERN_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+    /// The certificate to read the membership with: the store pod's own (the store reads
+    /// the same default paths), which may read cluster status like every role.
+    #[command(flatten)]
+    pub cluster_tls: ClusterTlsArgs,
 }
 
 impl WaitArgs {
@@ -153,6 +208,63 @@ impl WaitArgs {
             timeout: Duration::from_secs(self.timeout_seconds),
             poll: Duration::from_secs(self.poll_seconds.max(1)),
         }
+    }
+}
+
+/// Flags of `pki`.
+#[derive(Debug, Args)]
+pub struct PkiArgs {
+    /// Namespace of the Secrets.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: String,
+    /// The SPIFFE trust domain of the certificates (spiffe://DOMAIN/tern/ROLE).
+    #[arg(long)]
+    pub trust_domain: String,
+    /// The Secret that holds the CA (its tls.crt and tls.key, and ca.crt).
+    #[arg(long)]
+    pub ca_secret: String,
+    /// Make ROLE's certificate in Secret SECRET, unless that Secret exists (repeated, once
+    /// per role).
+    #[arg(long = "secret", value_name = "ROLE=SECRET", required = true, value_parser = parse_role_secret)]
+    pub secrets: Vec<(Role, String)>,
+    /// A label of every Secret made (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Log lines on stderr: text or json.
+    #[arg(long, env = "TERN_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl PkiArgs {
+    /// What [`crate::pki::run`] needs.
+    pub fn settings(&self) -> PkiSettings {
+        PkiSettings {
+            namespace: self.namespace.clone(),
+            trust_domain: self.trust_domain.clone(),
+            ca_secret: self.ca_secret.clone(),
+            secrets: self.secrets.clone(),
+            labels: self.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+        }
+    }
+}
+
+/// `ROLE=SECRET`, ROLE one of Tern's roles.
+fn parse_role_secret(s: &str) -> Result<(Role, String), String> {
+    let (role, secret) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not ROLE=SECRET"))?;
+    let role: Role = role.parse().map_err(|e| format!("{e}"))?;
+    if secret.is_empty() {
+        return Err(format!("{s:?}: no Secret name"));
+    }
+    Ok((role, secret.to_owned()))
+}
+
+/// `KEY=VALUE`.
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
     }
 }
 
@@ -181,6 +293,111 @@ mod tests {
             "tern-store-4.tern-store.mail.svc.cluster.local:7100"
         );
         assert_eq!(s.resync, Duration::from_secs(10));
+        // The same defaults as the services' cluster_ca, cluster_cert and cluster_key (the
+        // environment could override them; the test process sets none of TERN_CLUSTER_*).
+        if std::env::var_os("TERN_CLUSTER_CA").is_none() {
+            assert_eq!(
+                args.cluster_tls.files(),
+                CertFiles {
+                    ca: "/etc/tern/cluster-tls/ca.crt".into(),
+                    cert: "/etc/tern/cluster-tls/tls.crt".into(),
+                    key: "/etc/tern/cluster-tls/tls.key".into(),
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn cluster_tls_flags() {
+        let cli = Cli::try_parse_from([
+            "tern-controller",
+            "run",
+            "--statefulset",
+            "tern-store",
+            "--cluster-ca",
+            "/x/ca.pem",
+            "--cluster-cert",
+            "/x/c.pem",
+            "--cluster-key",
+            "/x/k.pem",
+        ]);
+        let args = match cli {
+            Ok(Cli {
+                command: Command::Run(args),
+            }) => args,
+            other => panic!("run should parse: {other:?}"),
+        };
+        assert_eq!(args.cluster_tls.files().cert, PathBuf::from("/x/c.pem"));
+        assert_eq!(args.cluster_tls.files().key, PathBuf::from("/x/k.pem"));
+        assert_eq!(args.cluster_tls.files().ca, PathBuf::from("/x/ca.pem"));
+    }
+
+    #[test]
+    fn pki_flags() {
+        let cli = Cli::try_parse_from([
+            "tern-controller",
+            "pki",
+            "--namespace",
+            "mail",
+            "--trust-domain",
+            "tern.cluster",
+            "--ca-secret",
+            "tern-cluster-ca",
+            "--secret",
+            "store=tern-store-cluster-tls",
+            "--secret",
+            "admin=tern-admin-cluster-tls",
+            "--label",
+            "app.kubernetes.io/instance=tern",
+        ]);
+        let args = match cli {
+            Ok(Cli {
+                command: Command::Pki(args),
+            }) => args,
+            other => panic!("pki should parse: {other:?}"),
+        };
+        let s = args.settings();
+        assert_eq!(
+            s.secrets,
+            vec![
+                (Role::Store, "tern-store-cluster-tls".to_string()),
+                (Role::Admin, "tern-admin-cluster-tls".to_string())
+            ]
+        );
+        assert_eq!(
+            s.labels
+                .get("app.kubernetes.io/instance")
+                .map(String::as_str),
+            Some("tern")
+        );
+        assert!(s.validate().is_ok());
+        for bad in ["root=x", "store", "store="] {
+            let r = Cli::try_parse_from([
+                "tern-controller",
+                "pki",
+                "--namespace",
+                "mail",
+                "--trust-domain",
+                "t",
+                "--ca-secret",
+                "ca",
+                "--secret",
+                bad,
+            ]);
+            assert!(r.is_err(), "{bad} should be refused");
+        }
+        // At least one --secret.
+        assert!(Cli::try_parse_from([
+            "tern-controller",
+            "pki",
+            "--namespace",
+            "mail",
+            "--trust-domain",
+            "t",
+            "--ca-secret",
+            "ca"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ use kube::runtime::reflector::Store;
 use kube::runtime::{reflector, watcher, WatchStreamExt as _};
 use kube::{Api, Client};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
+use tern_proto::tls::ClusterTls;
 use tokio::sync::Notify;
 
 use crate::decide::{decide, Action, Observed, PeerNaming, PodState, Policy};
@@ -224,6 +225,7 @@ impl Controller {
 
 /// Runs the controller until the watches fail for good (they retry with back-off, so in
 /// practice until the future is dropped). Marks `health` ready once both caches are filled.
+/// `tls` is the controller role's certificate, presented to the store (mutual TLS).
 ///
 /// # Errors
 ///
@@ -231,6 +233,7 @@ impl Controller {
 pub async fn run(
     client: Client,
     settings: Settings,
+    tls: Arc<ClusterTls>,
     health: tern_telemetry::Health,
 ) -> anyhow::Result<()> {
     let naming = settings.naming.clone();
@@ -269,7 +272,7 @@ pub async fn run(
             max_lag: settings.max_lag,
             naming: naming.clone(),
         },
-        store: StoreAdmin::new(settings.call_timeout, settings.change_timeout),
+        store: StoreAdmin::new(tls, settings.call_timeout, settings.change_timeout),
         metrics: Metrics::new()?,
         statefulsets,
         pods,

@@ -4,7 +4,9 @@
 //! Kubernetes runs a container's preStop hook before it sends SIGTERM, and counts its time
 //! against `terminationGracePeriodSeconds`. The hook is an exec of this binary (the store
 //! image carries it; the images have no shell), so it has the container's environment:
-//! `POD_NAME`, `POD_NAMESPACE`, `TERN_ENDPOINT`.
+//! `POD_NAME`, `POD_NAMESPACE`, `TERN_ENDPOINT`, and the store's cluster certificate at the
+//! default paths of `--cluster-ca`/`--cluster-cert`/`--cluster-key` (which are the store's
+//! too): it reads the membership as the `store` role, which every role may (cluster status).
 //!
 //! The hook runs on every termination, not only on scale-down (rolling updates, evictions,
 //! `kubectl delete pod`), and a restarting pod must not wait. So it first reads the
@@ -19,10 +21,12 @@
 //! It re-reads the StatefulSet on every poll: a scale-down that is reverted while the pod is
 //! terminating ends the wait too.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::{Api, Client};
+use tern_proto::tls::ClusterTls;
 
 use crate::decide::{node_id, PeerNaming};
 use crate::store::StoreAdmin;
@@ -40,7 +44,8 @@ pub struct WaitRemoved {
     pub namespace: String,
     /// This pod's name (`<statefulset>-<ordinal>`).
     pub pod_name: String,
-    /// A store node's gRPC URL (the local node, `http://127.0.0.1:7100`).
+    /// A store node's gRPC URL (the local node, `http://127.0.0.1:7100`; mutual TLS
+    /// whatever the scheme says).
     pub endpoint: String,
     /// Give up after this long.
     pub timeout: Duration,
@@ -71,8 +76,9 @@ impl WaitOutcome {
     }
 }
 
-/// Waits as described in the module docs.
-pub async fn wait_removed(client: Client, w: &WaitRemoved) -> WaitOutcome {
+/// Waits as described in the module docs, reading the membership with `tls` (whatever
+/// role its certificate names: the store pod's own in the chart).
+pub async fn wait_removed(client: Client, tls: Arc<ClusterTls>, w: &WaitRemoved) -> WaitOutcome {
     let naming = PeerNaming {
         statefulset: w.statefulset.clone(),
         service: String::new(),
@@ -88,7 +94,7 @@ pub async fn wait_removed(client: Client, w: &WaitRemoved) -> WaitOutcome {
     };
     let id = node_id(ordinal);
     let api: Api<StatefulSet> = Api::namespaced(client, &w.namespace);
-    let store = StoreAdmin::new(w.poll.max(Duration::from_secs(2)), w.poll);
+    let store = StoreAdmin::new(tls, w.poll.max(Duration::from_secs(2)), w.poll);
     let deadline = Instant::now() + w.timeout;
     let mut api_failures = 0;
     loop {

@@ -14,20 +14,28 @@
 //! voter out of the voters without keeping it as a learner, then out of the nodes. Hence every
 //! call here has a client-side deadline: a learner that never catches up must not wedge the
 //! controller; the membership change it made stays and the next observation picks it up.
+//!
+//! Every call is mutual TLS ([`tern_proto::tls`]): the controller presents its `controller`
+//! certificate (the preStop hook the store pod's own), and accepts only a server whose
+//! certificate names the `store` role. The store's table allows the `controller` role
+//! Status, AddNode and RemoveNode, and every role Status.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tern_proto::store::v1 as pb;
 use tern_proto::store::v1::admin_client::AdminClient;
-use tonic::transport::{Channel, Endpoint};
+use tern_proto::tls::ClusterTls;
+use tern_trust::Role;
+use tonic::transport::Channel;
 
 use crate::decide::{Action, ClusterState, MemberState, NodeId};
 
 /// `http://host:port` for a store address as the membership keeps it (`host:port`);
-/// addresses that already carry a scheme are kept.
+/// addresses that already carry a scheme are kept. (The scheme only names the address: the
+/// connector speaks TLS whatever it says.)
 pub fn url_of(addr: &str) -> String {
     if addr.starts_with("http://") || addr.starts_with("https://") {
         addr.to_owned()
@@ -56,18 +64,22 @@ pub fn cluster_state(status: &pb::ClusterStatusResponse) -> ClusterState {
 /// gRPC access to the store's Admin API, with one cached channel per address.
 ///
 /// Channels are lazy (connected on first use, reconnected by tonic after failures), so a
-/// store node that is down costs a failed call, not a stuck controller.
+/// store node that is down costs a failed call, not a stuck controller. Each new connection
+/// takes the certificates as they are on disk then ([`ClusterTls`] reloads them).
 pub struct StoreAdmin {
+    tls: Arc<ClusterTls>,
     channels: Mutex<HashMap<String, Channel>>,
     call_timeout: Duration,
     change_timeout: Duration,
 }
 
 impl StoreAdmin {
-    /// `call_timeout` bounds Status calls and connects; `change_timeout` bounds membership
-    /// changes, which block on the store until a learner has caught up.
-    pub fn new(call_timeout: Duration, change_timeout: Duration) -> Self {
+    /// `tls` is the certificate to present; `call_timeout` bounds Status calls and connects
+    /// (the TLS handshake included); `change_timeout` bounds membership changes, which block
+    /// on the store until a learner has caught up.
+    pub fn new(tls: Arc<ClusterTls>, call_timeout: Duration, change_timeout: Duration) -> Self {
         Self {
+            tls,
             channels: Mutex::new(HashMap::new()),
             call_timeout,
             change_timeout,
@@ -82,11 +94,10 @@ impl StoreAdmin {
         if let Some(ch) = channels.get(url) {
             return Ok(AdminClient::new(ch.clone()));
         }
-        let ch = Endpoint::from_shared(url.to_owned())
+        let ch = tern_proto::tls::endpoint(url)
             .with_context(|| format!("bad store URL {url:?}"))?
             .connect_timeout(self.call_timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
+            .connect_with_connector_lazy(self.tls.connector(Role::Store));
         channels.insert(url.to_owned(), ch.clone());
         Ok(AdminClient::new(ch))
     }

@@ -12,7 +12,10 @@
 //! - The fake store implements the Admin gRPC service on 127.0.0.1:0 and models the
 //!   membership: voters, learners whose replication progress catches up over time, a growing
 //!   log, and a record of every membership it ever had together with which voters' pods were
-//!   alive at that moment.
+//!   alive at that moment. It serves mutual TLS with the `store` certificate and the
+//!   store's authorization layer, as tern-store does; the controller calls it with the
+//!   `controller` certificate and the preStop hooks with the `store` one, all from a
+//!   development PKI made in a temporary directory.
 //!
 //! Scenario: 3 pods/3 voters → scale to 5 → 5 voters; → scale to 3 → voters {1,2,3}; at
 //! every membership change the voters whose pods are alive are a majority of the voters.
@@ -30,10 +33,14 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 use tern_controller::controller::{run, Settings};
-use tern_controller::decide::PeerNaming;
+use tern_controller::decide::{Action, PeerNaming};
 use tern_controller::prestop::{wait_removed, WaitOutcome, WaitRemoved};
+use tern_controller::store::StoreAdmin;
 use tern_proto::store::v1 as pb;
 use tern_proto::store::v1::admin_server::{Admin, AdminServer};
+use tern_proto::tls::ClusterTls;
+use tern_trust::pki::{ensure_dev_pki, files};
+use tern_trust::Role;
 use tokio::sync::watch;
 use tonic::{Request, Response as GrpcResponse, Status};
 
@@ -461,12 +468,19 @@ impl Admin for FakeStore {
     }
 }
 
-async fn start_store(shared: Shared) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+/// The fake store's gRPC server: mutual TLS with the `store` certificate, behind the same
+/// authorization layer as tern-store (the controller role may call Status, AddNode and
+/// RemoveNode; the store role, as the preStop hook, Status).
+async fn start_store(
+    shared: Shared,
+    tls: Arc<ClusterTls>,
+) -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = tls.incoming(listener);
     let task = tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
+        let _ = tls
+            .server()
             .add_service(AdminServer::new(FakeStore(shared)))
             .serve_with_incoming(incoming)
             .await;
@@ -476,8 +490,9 @@ async fn start_store(shared: Shared) -> anyhow::Result<(String, tokio::task::Joi
 
 // -------------------------------------------------- StatefulSet controller and kubelet
 
-/// One step of the simulated StatefulSet controller, kubelet and Raft replication.
-fn simulate(shared: &Shared, kube_url: &str, store_url: &str) {
+/// One step of the simulated StatefulSet controller, kubelet and Raft replication. The
+/// preStop hooks present `hook_tls` (the store certificate, as in a store pod).
+fn simulate(shared: &Shared, kube_url: &str, store_url: &str, hook_tls: &Arc<ClusterTls>) {
     let mut w = lock(shared);
     // The log grows; learners catch up by 40 entries a step; voters are current.
     w.last_log_index += 5;
@@ -529,11 +544,13 @@ fn simulate(shared: &Shared, kube_url: &str, store_url: &str) {
         let shared = shared.clone();
         let kube_url = kube_url.to_owned();
         let store_url = store_url.to_owned();
+        let hook_tls = hook_tls.clone();
         tokio::spawn(async move {
             let outcome = match kube_client(&kube_url) {
                 Ok(client) => {
                     wait_removed(
                         client,
+                        hook_tls,
                         &WaitRemoved {
                             statefulset: STS.into(),
                             namespace: NS.into(),
@@ -599,15 +616,24 @@ async fn scale_up_to_five_and_back_to_three() -> anyhow::Result<()> {
         }
         w.record("initial".into());
     }
+    // The cluster PKI: the fake store serves with the store certificate, the controller
+    // presents the controller's, the preStop hooks the store's (as in the chart).
+    let pki = tempfile::tempdir()?;
+    ensure_dev_pki(pki.path(), "tern.test")?;
+    let store_tls = ClusterTls::load_as(&files(pki.path(), Role::Store), Role::Store)?;
+    let controller_tls =
+        ClusterTls::load_as(&files(pki.path(), Role::Controller), Role::Controller)?;
+
     let (kube_url, kube_task) = start_kube(shared.clone()).await?;
-    let (store_url, store_task) = start_store(shared.clone()).await?;
+    let (store_url, store_task) = start_store(shared.clone(), store_tls.clone()).await?;
 
     let sim = {
         let shared = shared.clone();
         let (kube_url, store_url) = (kube_url.clone(), store_url.clone());
+        let hook_tls = store_tls.clone();
         tokio::spawn(async move {
             loop {
-                simulate(&shared, &kube_url, &store_url);
+                simulate(&shared, &kube_url, &store_url, &hook_tls);
                 notify(&shared);
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -624,7 +650,12 @@ async fn scale_up_to_five_and_back_to_three() -> anyhow::Result<()> {
         call_timeout: Duration::from_secs(2),
         change_timeout: Duration::from_secs(5),
     };
-    let controller = tokio::spawn(run(kube_client(&kube_url)?, settings, health.clone()));
+    let controller = tokio::spawn(run(
+        kube_client(&kube_url)?,
+        settings,
+        controller_tls.clone(),
+        health.clone(),
+    ));
 
     let result = async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -646,6 +677,7 @@ async fn scale_up_to_five_and_back_to_three() -> anyhow::Result<()> {
         // The preStop hook of a pod that is not scaled away returns at once.
         let kept = wait_removed(
             kube_client(&kube_url)?,
+            store_tls.clone(),
             &WaitRemoved {
                 statefulset: STS.into(),
                 namespace: NS.into(),
@@ -733,4 +765,79 @@ async fn scale_up_to_five_and_back_to_three() -> anyhow::Result<()> {
     assert_eq!(w.prestop.get(&3), Some(&WaitOutcome::Removed));
     assert_eq!(w.prestop.get(&4), Some(&WaitOutcome::Removed));
     Ok(())
+}
+
+/// The controller's calls are mutual TLS both ways: a store with the store certificate
+/// answers; a client certificate from another CA is refused at the handshake; a server whose
+/// certificate names another role than `store` is refused by the controller; and the
+/// store's authorization layer lets only the roles of its table change the membership.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_calls_are_mutual_tls_as_the_controller() -> anyhow::Result<()> {
+    let (tx, _) = watch::channel(0u64);
+    let shared: Shared = Arc::new((Mutex::new(World::default()), tx));
+    {
+        let mut w = lock(&shared);
+        w.last_log_index = 10;
+        w.members.insert(
+            1,
+            Member {
+                voter: true,
+                last_applied: 10,
+            },
+        );
+    }
+    let pki = tempfile::tempdir()?;
+    ensure_dev_pki(pki.path(), "tern.test")?;
+    let other_pki = tempfile::tempdir()?;
+    ensure_dev_pki(other_pki.path(), "tern.test")?;
+    let load = |dir: &std::path::Path, role: Role| ClusterTls::load_as(&files(dir, role), role);
+    let (store_url, store_task) =
+        start_store(shared.clone(), load(pki.path(), Role::Store)?).await?;
+    let (smtp_url, smtp_task) = start_store(shared.clone(), load(pki.path(), Role::Smtp)?).await?;
+    let timeout = Duration::from_secs(5);
+    let admin = |tls| StoreAdmin::new(tls, timeout, timeout);
+
+    let result = async {
+        let controller = admin(load(pki.path(), Role::Controller)?);
+        let status = controller.status(&store_url).await?;
+        assert_eq!(status.leader_id, 1);
+        controller
+            .execute(
+                &store_url,
+                &Action::AddLearner {
+                    id: 2,
+                    addr: naming().addr(1),
+                },
+            )
+            .await?;
+        assert!(lock(&shared).members.contains_key(&2));
+
+        // A server that is not a store (its certificate names smtp): refused by the client.
+        let e = controller.status(&smtp_url).await.unwrap_err();
+        eprintln!("non-store server: {e:#}");
+
+        // A controller certificate from another CA: refused at the handshake.
+        let stranger = admin(load(other_pki.path(), Role::Controller)?);
+        let e = stranger.status(&store_url).await.unwrap_err();
+        eprintln!("another CA: {e:#}");
+
+        // Another role may read the status but not change the membership.
+        let access = admin(load(pki.path(), Role::Access)?);
+        access.status(&store_url).await?;
+        let e = access
+            .execute(&store_url, &Action::Remove { id: 2 })
+            .await
+            .unwrap_err();
+        let denied = e
+            .chain()
+            .filter_map(|c| c.downcast_ref::<Status>())
+            .any(|s| s.code() == tonic::Code::PermissionDenied);
+        assert!(denied, "expected PERMISSION_DENIED, got {e:#}");
+        assert!(lock(&shared).members.contains_key(&2));
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    store_task.abort();
+    smtp_task.abort();
+    result
 }
