@@ -381,7 +381,6 @@ mod tests {
 
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, UnixTime};
-    use rustls::server::danger::ClientCertVerifier as _;
 
     fn settings(trust_domain: &str) -> PkiSettings {
         PkiSettings {
