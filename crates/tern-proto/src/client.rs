@@ -9,12 +9,16 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tern_telemetry::grpc::TraceInterceptor;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
+
+use crate::session::SessionSlot;
+use crate::store::v1::SessionToken;
 
 /// HTTP/2 flow-control windows for every Tern gRPC connection. The protocol default (64 KiB)
 /// makes any message larger than that wait a round trip (and, with delayed ACKs, tens of
@@ -23,8 +27,40 @@ pub const STREAM_WINDOW: u32 = 8 << 20;
 /// See [`STREAM_WINDOW`].
 pub const CONNECTION_WINDOW: u32 = 16 << 20;
 
-/// A channel that carries the caller's trace context on every request.
-pub type TracedChannel = InterceptedService<Channel, TraceInterceptor>;
+/// A channel that carries the caller's trace context, and its session token when it has
+/// one, on every request.
+pub type TracedChannel = InterceptedService<Channel, StoreInterceptor>;
+
+/// What every store call carries: the trace context ([`TraceInterceptor`]) and, for a
+/// client of one user's session, that session's token ([`crate::session`]).
+#[derive(Clone, Debug, Default)]
+pub struct StoreInterceptor {
+    session: Option<Arc<SessionSlot>>,
+}
+
+impl StoreInterceptor {
+    /// Carries a fixed `token` (a tool or test that holds one token; a service's session
+    /// uses [`StoreClient::for_session`], which also renews it).
+    pub fn with_token(token: &str) -> Self {
+        let slot = SessionSlot::default();
+        slot.set(token);
+        Self {
+            session: Some(Arc::new(slot)),
+        }
+    }
+}
+
+impl tonic::service::Interceptor for StoreInterceptor {
+    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        let mut request = TraceInterceptor.call(request)?;
+        if let Some(token) = self.session.as_ref().and_then(|s| s.current()) {
+            request
+                .metadata_mut()
+                .insert(crate::session::METADATA, token);
+        }
+        Ok(request)
+    }
+}
 
 /// Connections to every store node, used in turn.
 #[derive(Clone)]
@@ -33,6 +69,8 @@ pub struct StoreClient {
     next: std::sync::Arc<AtomicUsize>,
     retry_for: Duration,
     call_timeout: Duration,
+    /// The session this client's calls belong to, if any ([`StoreClient::for_session`]).
+    session: Option<Arc<SessionSlot>>,
 }
 
 /// Errors that say "try another node or try again later"; everything else is the answer.
@@ -63,7 +101,37 @@ impl StoreClient {
             next: std::sync::Arc::default(),
             retry_for,
             call_timeout: Duration::from_secs(30),
+            session: None,
         })
+    }
+
+    /// A client for one user's session: the same connections, with a token slot of its own
+    /// that [`StoreClient::start_session`] fills after the password check. Its clones share
+    /// the slot; the token's renewal stops when the last of them is dropped.
+    pub fn for_session(&self) -> Self {
+        Self {
+            session: Some(Arc::default()),
+            ..self.clone()
+        }
+    }
+
+    /// Starts carrying `token` (from a successful CheckPassword) on every call of this
+    /// session's client, renewing it before it expires. Does nothing on a client not made by
+    /// [`StoreClient::for_session`].
+    pub fn start_session(&self, token: SessionToken) {
+        if let Some(slot) = &self.session {
+            let renewer = Self {
+                session: None,
+                ..self.clone()
+            };
+            crate::session::start(slot, renewer, token);
+        }
+    }
+
+    fn interceptor(&self) -> StoreInterceptor {
+        StoreInterceptor {
+            session: self.session.clone(),
+        }
     }
 
     /// The node addresses this client uses.
@@ -75,7 +143,7 @@ impl StoreClient {
     /// retried or that stream for long (Watch).
     pub fn channel(&self) -> TracedChannel {
         let i = self.next.load(Ordering::Relaxed) % self.channels.len().max(1);
-        InterceptedService::new(self.channels[i].1.clone(), TraceInterceptor)
+        InterceptedService::new(self.channels[i].1.clone(), self.interceptor())
     }
 
     /// Moves on to the next node, for callers of [`StoreClient::channel`] whose call failed
@@ -100,7 +168,7 @@ impl StoreClient {
         loop {
             let i = self.next.load(Ordering::Relaxed) % self.channels.len();
             let (addr, channel) = &self.channels[i];
-            let attempt = f(InterceptedService::new(channel.clone(), TraceInterceptor));
+            let attempt = f(InterceptedService::new(channel.clone(), self.interceptor()));
             let result = match tokio::time::timeout(self.call_timeout, attempt).await {
                 Ok(r) => r,
                 Err(_) => Err(Status::deadline_exceeded(format!(

@@ -15,6 +15,7 @@ pub const METHODS: &str = include_str!(concat!(env!("OUT_DIR"), "/methods.txt"))
 
 pub mod authz;
 pub mod client;
+pub mod session;
 pub mod tls;
 
 /// The store's public API: directory, mailboxes, messages, queue, change feed, admin.

@@ -12,7 +12,9 @@ use tern_proto::store::v1::{
     admin_client::AdminClient, directory_client::DirectoryClient,
     mailboxes_client::MailboxesClient, messages_client::MessagesClient,
 };
+use tern_proto::client::{StoreInterceptor, TracedChannel};
 use tern_proto::tls::ClusterTls;
+use tonic::service::interceptor::InterceptedService;
 use tern_trust::Role;
 use tonic::transport::Channel;
 
@@ -293,15 +295,69 @@ impl StoreCluster {
         Ok(DirectoryClient::new(self.channel(i, Role::Admin).await?))
     }
 
-    /// Mailboxes client of node `i`, as an access node.
-    pub async fn mailboxes(&self, i: usize) -> anyhow::Result<MailboxesClient<Channel>> {
-        Ok(MailboxesClient::new(self.channel(i, Role::Access).await?))
+    /// Logs `account` in on node `i` as an access node does (CheckPassword with the access
+    /// role's certificate) and returns a channel whose calls carry the session token it got:
+    /// the store admits an access node's mailbox calls only for that account.
+    pub async fn login(
+        &self,
+        i: usize,
+        account: &str,
+        password: &str,
+    ) -> anyhow::Result<TracedChannel> {
+        let token = self.session_token(i, account, password).await?;
+        Ok(InterceptedService::new(
+            self.channel(i, Role::Access).await?,
+            StoreInterceptor::with_token(&token),
+        ))
     }
 
-    /// Messages client of node `i`, as an access node (delivery is the queue's:
-    /// `channel(i, Role::Queue)`).
-    pub async fn messages(&self, i: usize) -> anyhow::Result<MessagesClient<Channel>> {
-        Ok(MessagesClient::new(self.channel(i, Role::Access).await?))
+    /// The session token a password check on node `i` returns to an access node.
+    pub async fn session_token(
+        &self,
+        i: usize,
+        account: &str,
+        password: &str,
+    ) -> anyhow::Result<String> {
+        let channel = self.channel(i, Role::Access).await?;
+        let r = DirectoryClient::new(channel)
+            .check_password(pb::CheckPasswordRequest {
+                address: account.into(),
+                password: password.into(),
+            })
+            .await
+            .with_context(|| format!("logging {account} in"))?
+            .into_inner();
+        let session = r
+            .session
+            .filter(|_| r.ok)
+            .with_context(|| format!("{account}: wrong password, or no session token"))?;
+        Ok(session.token)
+    }
+
+    /// [`StoreCluster::login`] with the test password of [`crate::seed_users`]
+    /// (`pw-LOCALPART`).
+    pub async fn session(&self, i: usize, account: &str) -> anyhow::Result<TracedChannel> {
+        let local = account.split('@').next().unwrap_or(account);
+        self.login(i, account, &format!("pw-{local}")).await
+    }
+
+    /// Mailboxes client of node `i` for `account`'s session ([`StoreCluster::session`]).
+    pub async fn mailboxes(
+        &self,
+        i: usize,
+        account: &str,
+    ) -> anyhow::Result<MailboxesClient<TracedChannel>> {
+        Ok(MailboxesClient::new(self.session(i, account).await?))
+    }
+
+    /// Messages client of node `i` for `account`'s session ([`StoreCluster::session`]);
+    /// delivery is the queue's: `channel(i, Role::Queue)`.
+    pub async fn messages(
+        &self,
+        i: usize,
+        account: &str,
+    ) -> anyhow::Result<MessagesClient<TracedChannel>> {
+        Ok(MessagesClient::new(self.session(i, account).await?))
     }
 
     /// Waits until a running node reports a leader that is running; returns its index.

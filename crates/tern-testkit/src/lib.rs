@@ -37,15 +37,14 @@ pub mod smtp;
 
 use tern_proto::store::v1 as pb;
 use tern_proto::store::v1::messages_client::MessagesClient;
-use tern_trust::Role;
-use tonic::transport::Channel;
+use tern_proto::client::TracedChannel;
 
 pub use cluster::{StoreCluster, StoreNode};
 pub use platform::Platform;
 
 /// Appends `body` to `account`'s `mailbox` through `client`, in 1 MiB chunks.
 pub async fn append(
-    client: &mut MessagesClient<Channel>,
+    client: &mut MessagesClient<TracedChannel>,
     account: &str,
     mailbox: &str,
     body: &[u8],
@@ -77,7 +76,7 @@ pub async fn append(
 
 /// Every message record of a mailbox (and the mailbox's status).
 pub async fn list_all(
-    client: &mut MessagesClient<Channel>,
+    client: &mut MessagesClient<TracedChannel>,
     account: &str,
     mailbox: &str,
 ) -> Result<pb::ListMessagesResponse, tonic::Status> {
@@ -92,7 +91,7 @@ pub async fn list_all(
 
 /// Reads a whole message back.
 pub async fn fetch(
-    client: &mut MessagesClient<Channel>,
+    client: &mut MessagesClient<TracedChannel>,
     account: &str,
     mailbox: &str,
     uid: u32,
@@ -155,12 +154,11 @@ pub async fn load_mailboxes(
     let leader = cluster
         .wait_leader(std::time::Duration::from_secs(10))
         .await?;
-    let channel = cluster.channel(leader, Role::Access).await?;
     let corpus = std::sync::Arc::new(corpus.to_vec());
     let mut tasks = Vec::new();
     for a in addresses {
+        let mut m = MessagesClient::new(cluster.login(leader, a, password).await?);
         let (a, corpus) = (a.clone(), corpus.clone());
-        let mut m = MessagesClient::new(channel.clone());
         tasks.push(tokio::spawn(async move {
             for body in corpus.iter() {
                 append(&mut m, &a, "INBOX", body, "").await?;

@@ -62,6 +62,8 @@ pub const RULES: &[Rule] = &[
     ("tern.store.v1.Directory", "SetPassword", &[Admin]),
     ("tern.store.v1.Directory", "SetQuota", &[Admin]),
     ("tern.store.v1.Directory", "CheckPassword", &[Smtp, Access]),
+    // Access nodes keep their users' session tokens alive.
+    ("tern.store.v1.Directory", "RenewSession", &[Access]),
     ("tern.store.v1.Directory", "AddAlias", &[Admin]),
     ("tern.store.v1.Directory", "RemoveAlias", &[Admin]),
     ("tern.store.v1.Directory", "ListAliases", &[Admin]),

@@ -209,6 +209,11 @@ pub enum Command {
     },
     /// Drop up to `max` timelines created before `before_ms` (retention).
     PruneTraces { before_ms: i64, max: u32 },
+    /// Make sure a session-token key younger than its rotation period exists: adds one with
+    /// `secret` when none does, and drops the keys no unexpired token can name
+    /// ([`crate::session::with_new_key`]). The proposer draws the secret, so every replica
+    /// stores the same one.
+    AddSessionKey { secret: [u8; 32], now_ms: i64 },
 }
 
 /// What a [`Command::Lock`] does.

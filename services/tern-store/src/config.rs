@@ -54,6 +54,10 @@ pub struct StoreConfig {
     /// Days a message's recorded timeline (`ternctl trace`) is kept; 0 keeps it forever.
     #[default = 14]
     pub trace_retention_days: u64,
+    /// Lifetime of a session token (what an access node shows to read one account's mail);
+    /// access nodes renew it at half-life while the session lasts. 2 s to 12 h.
+    #[default = 900]
+    pub session_ttl_secs: u64,
     /// The cluster CA certificate (PEM) every internal peer's certificate must chain to.
     #[default = PathBuf::from("/etc/tern/cluster-tls/ca.crt")]
     pub cluster_ca: PathBuf,
@@ -80,6 +84,13 @@ impl StoreConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.id == 0 {
             anyhow::bail!("node id must be at least 1");
+        }
+        let max_ttl = crate::session::MAX_TTL_MS as u64 / 1000;
+        if !(2..=max_ttl).contains(&self.session_ttl_secs) {
+            anyhow::bail!(
+                "session_ttl_secs must be from 2 to {max_ttl}, not {}",
+                self.session_ttl_secs
+            );
         }
         Ok(())
     }

@@ -50,6 +50,8 @@ pub mod meta {
     pub const NEXT_ACCOUNT: &[u8] = b"next_account";
     /// Set while a snapshot is being installed; its presence on start means "reinstall".
     pub const INSTALL_PENDING: &[u8] = b"install_pending";
+    /// The session-token signing keys ([`crate::session::SessionKey`]s).
+    pub const SESSION_KEYS: &[u8] = b"session_keys";
 }
 
 /// Keys of the `raft` column family.

@@ -28,6 +28,7 @@
 //! - `bincode`/`serde`: compact encoding of records and Raft payloads private to the store.
 //! - `argon2`: argon2id password hashes.
 //! - `sha2`/`hex`: content addresses of blobs.
+//! - `ring`: HMAC-SHA256 of session tokens ([`session`]), the TLS stack's crypto already.
 //! - `mail-parser`: MIME decoding for server-side search.
 //! - `tokio`/`tokio-stream`/`futures`: the async runtime and streams.
 //! - `tern-config`: settings from the file, `TERN_*` variables and flags.
@@ -51,6 +52,7 @@ pub mod password;
 pub mod proposer;
 pub mod search;
 pub mod server;
+pub mod session;
 pub mod snapshot;
 pub mod state_machine;
 pub mod txn;

@@ -98,8 +98,8 @@ async fn directory_resolution_and_passwords() -> anyhow::Result<()> {
 async fn mailboxes_messages_search_and_the_change_feed() -> anyhow::Result<()> {
     let cluster = StoreCluster::start(bin(), 1, &[]).await?;
     seed_users(&cluster, 0, &["alice"]).await?;
-    let mut b = cluster.mailboxes(0).await?;
-    let mut m = cluster.messages(0).await?;
+    let mut b = cluster.mailboxes(0, ALICE).await?;
+    let mut m = cluster.messages(0, ALICE).await?;
 
     let names: Vec<(String, String)> = b
         .list(pb::ListMailboxesRequest {
@@ -124,7 +124,7 @@ async fn mailboxes_messages_search_and_the_change_feed() -> anyhow::Result<()> {
         );
     }
 
-    let mut feed = pb::watch_client::WatchClient::new(cluster.channel(0, Role::Access).await?)
+    let mut feed = pb::watch_client::WatchClient::new(cluster.session(0, ALICE).await?)
         .watch(pb::WatchRequest {
             account: ALICE.into(),
             mailbox: "INBOX".into(),
@@ -280,7 +280,7 @@ async fn mailboxes_messages_search_and_the_change_feed() -> anyhow::Result<()> {
     );
 
     // ...and is resumable from a modseq.
-    let mut resumed = pb::watch_client::WatchClient::new(cluster.channel(0, Role::Access).await?)
+    let mut resumed = pb::watch_client::WatchClient::new(cluster.session(0, ALICE).await?)
         .watch(pb::WatchRequest {
             account: ALICE.into(),
             mailbox: String::new(),
@@ -431,7 +431,8 @@ async fn queue_entries_are_leased_renewed_and_completed() -> anyhow::Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maildrop_locks_through_the_api() -> anyhow::Result<()> {
     let cluster = StoreCluster::start(bin(), 1, &[]).await?;
-    let mut l = pb::locks_client::LocksClient::new(cluster.channel(0, Role::Access).await?);
+    seed_users(&cluster, 0, &["alice"]).await?;
+    let mut l = pb::locks_client::LocksClient::new(cluster.session(0, ALICE).await?);
     let req = |owner: &str, ttl_ms: u64| pb::LockRequest {
         name: "pop3/alice@example.test".into(),
         owner: owner.into(),

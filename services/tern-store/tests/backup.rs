@@ -30,7 +30,7 @@ async fn a_backup_restores_into_a_working_cluster() -> anyhow::Result<()> {
         StoreCluster::start(Path::new(env!("CARGO_BIN_EXE_tern-store")), 3, &[]).await?;
     seed_users(&cluster, 0, &["alice"]).await?;
     let leader = cluster.wait_leader(Duration::from_secs(20)).await?;
-    let mut msgs = cluster.messages(leader).await?;
+    let mut msgs = cluster.messages(leader, "alice@example.test").await?;
     append(
         &mut msgs,
         "alice@example.test",
@@ -114,7 +114,7 @@ async fn a_backup_restores_into_a_working_cluster() -> anyhow::Result<()> {
         cluster.spawn(i).await?;
     }
     let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
-    let mut msgs = cluster.messages(leader).await?;
+    let mut msgs = cluster.messages(leader, "alice@example.test").await?;
     let list = list_all(&mut msgs, "alice@example.test", "INBOX").await?;
     assert_eq!(
         list.messages.len(),

@@ -18,9 +18,9 @@ fn bin() -> &'static Path {
 async fn bad_requests_get_clear_statuses_and_the_node_keeps_serving() -> anyhow::Result<()> {
     let cluster = StoreCluster::start(bin(), 1, &["--max-message-size", "100000"]).await?;
     seed_users(&cluster, 0, &["alice"]).await?;
-    let mut m = cluster.messages(0).await?;
+    let mut m = cluster.messages(0, ALICE).await?;
     let mut d = cluster.directory(0).await?;
-    let mut b = cluster.mailboxes(0).await?;
+    let mut b = cluster.mailboxes(0, ALICE).await?;
 
     let big = vec![b'a'; 300_000];
     let e = append(&mut m, ALICE, "INBOX", &big, "").await.unwrap_err();
@@ -32,10 +32,11 @@ async fn bad_requests_get_clear_statuses_and_the_node_keeps_serving() -> anyhow:
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
 
+    // Alice's session touches no other account, existing or not.
     let e = append(&mut m, "nobody@example.test", "INBOX", b"x", "")
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
 
     for bad in ["not-an-address", "a b@example.test", "x@", "@example.test"] {
         let e = d
@@ -133,7 +134,7 @@ async fn a_write_without_quorum_fails_in_bounded_time() -> anyhow::Result<()> {
         cluster.kill(*i);
     }
     for survivor in [leader] {
-        let mut m = cluster.messages(survivor).await?;
+        let mut m = cluster.messages(survivor, ALICE).await?;
         // Unavailable (not a client-side deadline) is the node's own 2 s time-out
         // answering; the outer bound only turns a hang into a failure, generous enough
         // that a loaded machine does not miss it.
@@ -158,7 +159,7 @@ async fn a_write_without_quorum_fails_in_bounded_time() -> anyhow::Result<()> {
     // Quorum back: the retried write with the same delivery id lands exactly once.
     cluster.spawn(others[0]).await?;
     let leader = cluster.wait_leader(Duration::from_secs(20)).await?;
-    let mut m = cluster.messages(leader).await?;
+    let mut m = cluster.messages(leader, ALICE).await?;
     let deadline = Instant::now() + Duration::from_secs(20);
     let first = loop {
         match append(&mut m, ALICE, "INBOX", b"Subject: lost\r\n\r\n", "nq-1").await {
@@ -205,7 +206,7 @@ async fn an_unreachable_peer_or_garbage_raft_payload_is_refused() -> anyhow::Res
 async fn an_append_dropped_mid_body_stores_nothing() -> anyhow::Result<()> {
     let cluster = StoreCluster::start(bin(), 1, &[]).await?;
     seed_users(&cluster, 0, &["alice"]).await?;
-    let mut m = cluster.messages(0).await?;
+    let mut m = cluster.messages(0, ALICE).await?;
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let mut client = m.clone();
     let call = tokio::spawn(async move {

@@ -7,9 +7,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tern_proto::client::StoreInterceptor;
 use tern_proto::store::v1 as pb;
 use tern_testkit::{append, fetch, list_all, seed_users, StoreCluster};
 use tern_trust::Role;
+use tonic::service::interceptor::InterceptedService;
 
 const ALICE: &str = "alice@example.test";
 
@@ -30,7 +32,7 @@ async fn listing(
     account: &str,
     mailbox: &str,
 ) -> anyhow::Result<(pb::Mailbox, Vec<(u32, String, Vec<String>)>)> {
-    let mut m = cluster.messages(i).await?;
+    let mut m = cluster.messages(i, account).await?;
     let r = list_all(&mut m, account, mailbox).await?;
     let mut rows: Vec<_> = r
         .messages
@@ -48,8 +50,8 @@ async fn a_write_through_a_follower_is_read_linearizably_from_another_node() -> 
     let f = followers(&cluster, leader);
     let (writer, reader) = (f[0], f[1]);
     seed_users(&cluster, writer, &["alice"]).await?;
-    let mut w = cluster.messages(writer).await?;
-    let mut r = cluster.messages(reader).await?;
+    let mut w = cluster.messages(writer, ALICE).await?;
+    let mut r = cluster.messages(reader, ALICE).await?;
     for n in 0..20 {
         let body = format!("Subject: n{n}\r\n\r\nbody {n}\r\n");
         let ok = append(&mut w, ALICE, "INBOX", body.as_bytes(), "").await?;
@@ -74,6 +76,7 @@ async fn killing_the_leader_under_concurrent_appends_loses_and_duplicates_nothin
     seed_users(&cluster, 0, &["alice"]).await?;
     let endpoints: Vec<String> = cluster.nodes.iter().map(|n| n.addr.clone()).collect();
     let tls = cluster.client_tls(Role::Access)?;
+    let token = cluster.session_token(0, ALICE, "pw-alice").await?;
     const CLIENTS: usize = 8;
     const PER_CLIENT: usize = 125;
     let acked: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
@@ -82,6 +85,7 @@ async fn killing_the_leader_under_concurrent_appends_loses_and_duplicates_nothin
     for c in 0..CLIENTS {
         let endpoints = endpoints.clone();
         let tls = tls.clone();
+        let token = token.clone();
         let acked = acked.clone();
         let errors = errors.clone();
         tasks.push(tokio::spawn(async move {
@@ -97,7 +101,9 @@ async fn killing_the_leader_under_concurrent_appends_loses_and_duplicates_nothin
                             .timeout(Duration::from_secs(5))
                             .connect_with_connector(tls.connector(Role::Store))
                             .await?;
-                        let mut m = pb::messages_client::MessagesClient::new(ch);
+                        let mut m = pb::messages_client::MessagesClient::new(
+                            InterceptedService::new(ch, StoreInterceptor::with_token(&token)),
+                        );
                         anyhow::Ok(append(&mut m, ALICE, "INBOX", body.as_bytes(), &id).await?)
                     };
                     match attempt.await {
@@ -150,7 +156,7 @@ async fn killing_the_leader_under_concurrent_appends_loses_and_duplicates_nothin
         );
     }
     // Every acknowledged append is readable with the right content.
-    let mut m = cluster.messages(new_leader).await?;
+    let mut m = cluster.messages(new_leader, ALICE).await?;
     for (id, uid) in acked.iter().step_by(25) {
         let body = fetch(&mut m, ALICE, "INBOX", *uid).await?;
         assert!(
@@ -171,7 +177,7 @@ async fn append_many(
     tag: &str,
     n: usize,
 ) -> anyhow::Result<()> {
-    let mut m = cluster.messages(node).await?;
+    let mut m = cluster.messages(node, ALICE).await?;
     for i in 0..n {
         append(
             &mut m,
@@ -275,7 +281,7 @@ async fn the_whole_cluster_restarts_with_everything_in_place() -> anyhow::Result
     let mut cluster = StoreCluster::start(bin(), 3, &[]).await?;
     seed_users(&cluster, 0, &["alice", "bob"]).await?;
     append_many(&cluster, 0, "r-", 50).await?;
-    let mut mbx = cluster.mailboxes(0).await?;
+    let mut mbx = cluster.mailboxes(0, ALICE).await?;
     mbx.create(pb::CreateMailboxRequest {
         account: ALICE.into(),
         name: "Archive/2026".into(),
@@ -304,7 +310,7 @@ async fn the_whole_cluster_restarts_with_everything_in_place() -> anyhow::Result
             i + 1
         );
         let boxes = cluster
-            .mailboxes(i)
+            .mailboxes(i, ALICE)
             .await?
             .list(pb::ListMailboxesRequest {
                 account: ALICE.into(),
@@ -324,7 +330,7 @@ async fn the_whole_cluster_restarts_with_everything_in_place() -> anyhow::Result
         );
     }
     // Writes keep working and UIDs continue where they stopped.
-    let mut m = cluster.messages(1).await?;
+    let mut m = cluster.messages(1, ALICE).await?;
     let next = append(&mut m, ALICE, "INBOX", b"Subject: after\r\n\r\n", "").await?;
     assert_eq!(next.uid, 51);
     Ok(())
@@ -336,8 +342,8 @@ async fn a_hundred_recipients_share_one_blob_until_the_last_expunge() -> anyhow:
     let names: Vec<String> = (0..100).map(|i| format!("u{i}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     seed_users(&cluster, 0, &refs).await?;
-    let mut m = cluster.messages(0).await?;
-    // Delivery and blob reads are the queue's; expunge is an access node's.
+    // Delivery and blob reads are the queue's; expunge is an access node's, in each user's
+    // session.
     let mut q = pb::messages_client::MessagesClient::new(cluster.channel(0, Role::Queue).await?);
     let targets = names
         .iter()
@@ -391,8 +397,10 @@ hello
             "blob alive with {} references",
             100 - k
         );
+        let account = format!("{n}@example.test");
+        let mut m = cluster.messages(0, &account).await?;
         m.expunge(pb::ExpungeRequest {
-            account: format!("{n}@example.test"),
+            account,
             mailbox: "INBOX".into(),
             uids: None,
             force: true,

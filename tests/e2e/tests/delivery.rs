@@ -183,8 +183,9 @@ async fn enqueue(p: &Platform, from: &str, to: &[&str], body: &[u8]) -> anyhow::
 }
 
 async fn inbox(p: &Platform, node: usize, user: &str) -> anyhow::Result<Vec<pb::MessageRecord>> {
-    let mut m = p.cluster.messages(node).await?;
-    Ok(list_all(&mut m, &format!("{user}@example.test"), "INBOX")
+    let account = format!("{user}@example.test");
+    let mut m = p.cluster.messages(node, &account).await?;
+    Ok(list_all(&mut m, &account, "INBOX")
         .await?
         .messages)
 }
@@ -421,7 +422,7 @@ async fn a_refused_recipient_is_bounced_with_a_dsn_and_the_other_delivered() -> 
     // The DSN went to alice (a local user) through the queue.
     let inbox = inbox(&p, 0, "alice").await?;
     assert_eq!(inbox.len(), 1, "one DSN");
-    let mut m = p.cluster.messages(0).await?;
+    let mut m = p.cluster.messages(0, "alice@example.test").await?;
     let dsn = fetch(&mut m, "alice@example.test", "INBOX", inbox[0].uid).await?;
     let file = p.scratch().join("dsn.eml");
     std::fs::write(&file, &dsn)?;
@@ -561,7 +562,7 @@ async fn killing_the_store_leader_during_delivery_loses_and_duplicates_nothing(
     for user in ["alice", "bob"] {
         let inbox = inbox(&p, survivor, user).await?;
         assert_eq!(inbox.len(), 40, "{user}: every message exactly once");
-        let mut m = p.cluster.messages(survivor).await?;
+        let mut m = p.cluster.messages(survivor, &format!("{user}@example.test")).await?;
         let mut subjects = std::collections::HashSet::new();
         for rec in &inbox {
             let body = fetch(&mut m, &format!("{user}@example.test"), "INBOX", rec.uid).await?;
@@ -608,7 +609,7 @@ async fn an_alias_loop_bounces_instead_of_vanishing() -> anyhow::Result<()> {
         1,
         "the looping alias is bounced to the sender"
     );
-    let mut m = p.cluster.messages(0).await?;
+    let mut m = p.cluster.messages(0, "bob@example.test").await?;
     let dsn = fetch(&mut m, "bob@example.test", "INBOX", bounces[0].uid).await?;
     let text = String::from_utf8_lossy(&dsn);
     assert!(text.contains("loop1@example.test"), "{text}");
@@ -672,7 +673,7 @@ async fn an_undeclared_size_stream_needs_its_last_marker() -> anyhow::Result<()>
     drained(&p, 0, Duration::from_secs(20)).await?;
     let inbox = inbox(&p, 0, "alice").await?;
     assert_eq!(inbox.len(), 1, "only the complete message is delivered");
-    let mut m = p.cluster.messages(0).await?;
+    let mut m = p.cluster.messages(0, "alice@example.test").await?;
     let body = fetch(&mut m, "alice@example.test", "INBOX", inbox[0].uid).await?;
     assert_eq!(
         body,

@@ -422,7 +422,7 @@ async fn mbsync_round_trips_two_hundred_messages_without_duplicates_or_lost_flag
     clients::require(clients::Client::Mbsync)?;
     let p = platform(1, &[]).await?;
     let account = "alice@example.test";
-    let mut m = p.cluster.messages(0).await?;
+    let mut m = p.cluster.messages(0, account).await?;
     for i in 0..200 {
         append(&mut m, account, "INBOX", &varied_message(i), "").await?;
     }
@@ -536,5 +536,33 @@ async fn mbsync_round_trips_two_hundred_messages_without_duplicates_or_lost_flag
     assert!(local
         .iter()
         .any(|(_, id)| id == "<server-new@example.test>"));
+    Ok(())
+}
+
+/// An IMAP session lasts longer than the store's session token (3 s here): the access node
+/// renews the token while the user stays logged in, and every call keeps working.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_outlives_its_store_token() -> anyhow::Result<()> {
+    let p = Platform::builder()
+        .stores(1)
+        .store_args(&["--session-ttl-secs", "3"])
+        .users(&["alice", "bob"])
+        .access(&[])
+        .start()
+        .await?;
+    let port = p.access().imap_port();
+    let mut s = imap_client(port, "alice@example.test", "pw-alice").await?;
+    s.append("INBOX", None, None, b"Subject: one\r\n\r\nfirst\r\n")
+        .await?;
+    // Three token lifetimes.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    s.append("INBOX", None, None, b"Subject: two\r\n\r\nsecond\r\n")
+        .await?;
+    let mb = s.select("INBOX").await?;
+    assert_eq!(mb.exists, 2);
+    let bodies: Vec<_> = s.fetch("1:*", "BODY[TEXT]").await?.try_collect().await?;
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[1].text(), Some(&b"second\r\n"[..]));
+    s.logout().await?;
     Ok(())
 }

@@ -147,7 +147,7 @@ async fn every_certificate_and_the_ca_are_replaced_without_a_failed_request() ->
     // Every message was delivered, through the rotation.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let mut m = p.cluster.messages(0).await?;
+        let mut m = p.cluster.messages(0, "alice@example.test").await?;
         let got = list_all(&mut m, "alice@example.test", "INBOX")
             .await?
             .messages

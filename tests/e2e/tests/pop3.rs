@@ -22,7 +22,7 @@ async fn platform(nodes: usize, access_args: &[&str]) -> anyhow::Result<Platform
 }
 
 async fn deliver(p: &Platform, account: &str, bodies: &[Vec<u8>]) -> anyhow::Result<()> {
-    let mut m = p.cluster.messages(0).await?;
+    let mut m = p.cluster.messages(0, account).await?;
     for b in bodies {
         append(&mut m, account, "INBOX", b, "").await?;
     }
@@ -35,7 +35,7 @@ async fn inbox(
     node: usize,
     account: &str,
 ) -> anyhow::Result<Vec<(u32, Vec<String>)>> {
-    let mut m = p.cluster.messages(node).await?;
+    let mut m = p.cluster.messages(node, account).await?;
     let l = list_all(&mut m, account, "INBOX").await?;
     Ok(l.messages.into_iter().map(|r| (r.uid, r.flags)).collect())
 }
@@ -379,7 +379,7 @@ async fn curl_lists_and_retrieves_over_pop3() -> anyhow::Result<()> {
     let list = String::from_utf8(curl(&base, &[])?)?;
     let lines: Vec<&str> = list.lines().collect();
     assert_eq!(lines.len(), 4, "{list}");
-    let mut m = p.cluster.messages(0).await?;
+    let mut m = p.cluster.messages(0, "alice@example.test").await?;
     let records = list_all(&mut m, "alice@example.test", "INBOX")
         .await?
         .messages;

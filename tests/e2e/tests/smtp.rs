@@ -30,8 +30,8 @@ async fn platform(users: &[&str], smtp_args: &[&str]) -> anyhow::Result<Platform
 /// The messages in `user`'s INBOX.
 async fn inbox(p: &Platform, user: &str) -> anyhow::Result<Vec<Vec<u8>>> {
     let leader = p.cluster.wait_leader(Duration::from_secs(20)).await?;
-    let mut msgs = p.cluster.messages(leader).await?;
     let account = format!("{user}@example.test");
+    let mut msgs = p.cluster.messages(leader, &account).await?;
     let list = list_all(&mut msgs, &account, "INBOX").await?;
     let mut out = Vec::new();
     for m in list.messages {

@@ -198,7 +198,7 @@ impl Drop for Postfix {
 /// The Tern side (store cluster, queue and SMTP node): messages in alice's INBOX.
 async fn delivered(tern: &Platform) -> anyhow::Result<usize> {
     let leader = tern.cluster.wait_leader(Duration::from_secs(10)).await?;
-    let mut m = tern.cluster.messages(leader).await?;
+    let mut m = tern.cluster.messages(leader, "alice@example.test").await?;
     Ok(list_all(&mut m, "alice@example.test", "INBOX")
         .await?
         .messages

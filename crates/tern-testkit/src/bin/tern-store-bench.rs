@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use tern_testkit::{append, Platform};
-use tern_trust::Role;
 
 #[derive(Parser)]
 struct Args {
@@ -36,7 +35,8 @@ async fn main() -> anyhow::Result<()> {
     let cluster = &platform.cluster;
     let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
     // Clients talk to the leader, as an access node usually ends up doing (followers forward).
-    let channel = cluster.channel(leader, Role::Access).await?;
+    // Logged in as the bench user, as an access node does before it touches a mailbox.
+    let channel = cluster.session(leader, "bench@example.test").await?;
     let body = Arc::new(vec![b'x'; args.size]);
     let per_client = args.messages.div_ceil(args.concurrency);
     let started = Instant::now();

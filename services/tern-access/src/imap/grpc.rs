@@ -144,7 +144,12 @@ impl ImapBackend for StoreBackend {
             .map_err(error)?
             .into_inner();
         Ok(match (r.ok, r.user) {
-            (true, Some(u)) => Some(u.address),
+            (true, Some(u)) => {
+                if let Some(session) = r.session {
+                    self.store.start_session(session);
+                }
+                Some(u.address)
+            }
             _ => None,
         })
     }

@@ -129,7 +129,7 @@ async fn run(
     } else {
         Connection::new(tcp, timeouts())
     };
-    let backend = StoreBackend::new(ctx.store.clone(), ctx.retrievals.clone());
+    let backend = StoreBackend::new(ctx.store.for_session(), ctx.retrievals.clone());
     let mut session = Session::new(backend, ctx.session_settings(), implicit_tls);
     converse(&mut conn, &mut session, &ctx.loop_settings()).await
 }

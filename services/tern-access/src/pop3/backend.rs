@@ -133,7 +133,12 @@ impl Backend for StoreBackend {
             .map_err(|s| unavailable("directory", s))?
             .into_inner();
         Ok(match (resp.ok, resp.user) {
-            (true, Some(u)) => Some(u.address),
+            (true, Some(u)) => {
+                if let Some(session) = resp.session {
+                    self.store.start_session(session);
+                }
+                Some(u.address)
+            }
             _ => None,
         })
     }

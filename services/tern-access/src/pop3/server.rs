@@ -72,7 +72,7 @@ async fn run(
         Connection::new(tcp, Timeouts::default())
     };
     let backend = StoreBackend::new(
-        ctx.store.clone(),
+        ctx.store.for_session(),
         &ctx.node,
         ctx.lock_ttl,
         ctx.retrievals.clone(),

@@ -156,6 +156,7 @@ impl Directory for DirectoryApi {
         &self,
         req: Request<pb::GetUserRequest>,
     ) -> Result<Response<pb::User>, Status> {
+        self.0.scoped(&req, &req.get_ref().address).await?;
         let address = normalize_address(&req.into_inner().address)?;
         let user = self
             .0
@@ -199,6 +200,7 @@ impl Directory for DirectoryApi {
         &self,
         req: Request<pb::CheckPasswordRequest>,
     ) -> Result<Response<pb::CheckPasswordResponse>, Status> {
+        let issue_session = super::session::from_access(&req);
         let r = req.into_inner();
         let user = match normalize_address(&r.address) {
             Ok(address) => {
@@ -217,7 +219,19 @@ impl Directory for DirectoryApi {
             ),
             _ => None,
         };
-        Ok(Response::new(pb::CheckPasswordResponse { ok, user }))
+        let session = match &user {
+            Some(u) if issue_session => Some(self.0.issue_session(&u.address).await?),
+            _ => None,
+        };
+        Ok(Response::new(pb::CheckPasswordResponse { ok, user, session }))
+    }
+
+    async fn renew_session(
+        &self,
+        req: Request<pb::RenewSessionRequest>,
+    ) -> Result<Response<pb::SessionToken>, Status> {
+        let token = req.into_inner().token;
+        Ok(Response::new(self.0.renew_session(&token).await?))
     }
 
     async fn add_alias(

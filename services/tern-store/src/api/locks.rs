@@ -1,4 +1,5 @@
-//! The Locks service: named lease locks shared by every access node.
+//! The Locks service: named lease locks shared by every access node (`PURPOSE/ACCOUNT`,
+//! admitted for the account of the caller's session).
 
 use tern_proto::store::v1 as pb;
 use tern_proto::store::v1::locks_server::Locks;
@@ -16,6 +17,20 @@ impl LocksApi {
         op: LockOp,
         req: Request<pb::LockRequest>,
     ) -> Result<Response<pb::LockResponse>, Status> {
+        // An access node locks an account's things: a lock is named `PURPOSE/ACCOUNT`
+        // (`pop3/alice@example.com`), and its session must be that account's.
+        let scope = self.0.scope(&req).await?;
+        if let super::session::Scope::Session(_) = scope {
+            let account = req
+                .get_ref()
+                .name
+                .split_once('/')
+                .map(|(_, account)| account)
+                .ok_or_else(|| {
+                    Status::invalid_argument("a lock's name must be PURPOSE/ACCOUNT")
+                })?;
+            scope.admit(account)?;
+        }
         let r = req.into_inner();
         let cmd = Command::Lock {
             op,

@@ -19,6 +19,7 @@ impl Mailboxes for MailboxesApi {
         &self,
         req: Request<pb::ListMailboxesRequest>,
     ) -> Result<Response<pb::ListMailboxesResponse>, Status> {
+        self.0.scoped(&req, &req.get_ref().account).await?;
         let account = req.into_inner().account;
         let mut mailboxes = self
             .0
@@ -37,6 +38,7 @@ impl Mailboxes for MailboxesApi {
         &self,
         req: Request<pb::GetMailboxRequest>,
     ) -> Result<Response<pb::Mailbox>, Status> {
+        self.0.scoped(&req, &req.get_ref().account).await?;
         let r = req.into_inner();
         let name = normalize_mailbox(&r.name)?;
         let mb = self
@@ -54,6 +56,7 @@ impl Mailboxes for MailboxesApi {
         &self,
         req: Request<pb::CreateMailboxRequest>,
     ) -> Result<Response<pb::Mailbox>, Status> {
+        self.0.scoped(&req, &req.get_ref().account).await?;
         let r = req.into_inner();
         let name = normalize_mailbox(&r.name)?;
         match self
@@ -75,6 +78,7 @@ impl Mailboxes for MailboxesApi {
         &self,
         req: Request<pb::DeleteMailboxRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
+        self.0.scoped(&req, &req.get_ref().account).await?;
         let r = req.into_inner();
         let name = normalize_mailbox(&r.name)?;
         self.0
@@ -90,6 +94,7 @@ impl Mailboxes for MailboxesApi {
         &self,
         req: Request<pb::RenameMailboxRequest>,
     ) -> Result<Response<pb::Mailbox>, Status> {
+        self.0.scoped(&req, &req.get_ref().account).await?;
         let r = req.into_inner();
         let (from, to) = (normalize_mailbox(&r.from)?, normalize_mailbox(&r.to)?);
         match self
@@ -111,6 +116,7 @@ impl Mailboxes for MailboxesApi {
         &self,
         req: Request<pb::SubscribeRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
+        self.0.scoped(&req, &req.get_ref().account).await?;
         let r = req.into_inner();
         let name = normalize_mailbox(&r.name)?;
         self.0

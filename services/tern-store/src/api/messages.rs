@@ -139,7 +139,9 @@ impl Messages for MessagesApi {
         &self,
         req: Request<Streaming<pb::AppendRequest>>,
     ) -> Result<Response<pb::AppendResponse>, Status> {
+        let scope = self.0.scope(&req).await?;
         let (h, body) = self.0.receive_body(req).await?;
+        scope.admit(&h.account)?;
         let t = target(pb::DeliveryTarget {
             account: h.account,
             mailbox: h.mailbox,
@@ -229,6 +231,7 @@ impl Messages for MessagesApi {
         &self,
         req: Request<pb::ListMessagesRequest>,
     ) -> Result<Response<pb::ListMessagesResponse>, Status> {
+        self.0.scoped(&req, &req.get_ref().account).await?;
         let r = req.into_inner();
         let resp = self
             .0
@@ -261,6 +264,7 @@ impl Messages for MessagesApi {
         &self,
         req: Request<pb::FetchRequest>,
     ) -> Result<Response<Self::FetchStream>, Status> {
+        self.0.scoped(&req, &req.get_ref().account).await?;
         let r = req.into_inner();
         let lookup = |r: pb::FetchRequest| {
             move |txn: &Txn<'_>| {
@@ -321,6 +325,7 @@ impl Messages for MessagesApi {
         &self,
         req: Request<pb::StoreFlagsRequest>,
     ) -> Result<Response<pb::StoreFlagsResponse>, Status> {
+        self.0.scoped(&req, &req.get_ref().account).await?;
         let r = req.into_inner();
         let mode = flag_mode(r.mode());
         let cmd = Command::StoreFlags {
@@ -349,6 +354,7 @@ impl Messages for MessagesApi {
         &self,
         req: Request<pb::ExpungeRequest>,
     ) -> Result<Response<pb::ExpungeResponse>, Status> {
+        self.0.scoped(&req, &req.get_ref().account).await?;
         let r = req.into_inner();
         let cmd = Command::Expunge {
             account: r.account,
@@ -372,6 +378,7 @@ impl Messages for MessagesApi {
         &self,
         req: Request<pb::CopyRequest>,
     ) -> Result<Response<pb::CopyResponse>, Status> {
+        self.0.scoped(&req, &req.get_ref().account).await?;
         self.copy_or_move(req.into_inner(), false).await
     }
 
@@ -379,6 +386,7 @@ impl Messages for MessagesApi {
         &self,
         req: Request<pb::CopyRequest>,
     ) -> Result<Response<pb::CopyResponse>, Status> {
+        self.0.scoped(&req, &req.get_ref().account).await?;
         self.copy_or_move(req.into_inner(), true).await
     }
 
@@ -386,6 +394,7 @@ impl Messages for MessagesApi {
         &self,
         req: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
+        self.0.scoped(&req, &req.get_ref().account).await?;
         let r = req.into_inner();
         let key = search::from_proto(r.key.as_ref(), 0)?;
         let resp = self

@@ -10,6 +10,7 @@ pub mod mailboxes;
 pub mod messages;
 pub mod queue;
 pub mod raft;
+pub mod session;
 pub mod watch;
 
 use std::sync::Arc;
@@ -33,6 +34,8 @@ pub const CHUNK: usize = 1 << 20;
 pub struct Api {
     /// The node.
     pub node: Arc<Node>,
+    /// The session-token signing keys as this node last read them.
+    pub sessions: Arc<session::KeyCache>,
 }
 
 impl Api {
@@ -198,5 +201,8 @@ pub fn unexpected(reply: &Reply) -> Status {
 
 /// Shortcut for building a shared [`Api`].
 pub fn api(node: Arc<Node>) -> Api {
-    Api { node }
+    Api {
+        node,
+        sessions: Arc::default(),
+    }
 }

@@ -46,6 +46,7 @@ impl Watch for WatchApi {
         &self,
         req: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        self.0.scoped(&req, &req.get_ref().account).await?;
         let r = req.into_inner();
         let mailbox = if r.mailbox.is_empty() {
             None

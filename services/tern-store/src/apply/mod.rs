@@ -11,6 +11,7 @@ mod lock;
 mod mailbox;
 mod message;
 mod queue;
+mod session;
 pub mod trace;
 
 use crate::command::{Command, Outcome};
@@ -18,6 +19,7 @@ use crate::txn::Txn;
 
 pub use account::{account_used_bytes, all_mailboxes, mailbox_by_name, user_by_address};
 pub use mailbox::account_id;
+pub use session::session_keys;
 
 /// Applies one command inside `txn`. On error, the command's writes are undone.
 pub fn apply_command(txn: &mut Txn<'_>, cmd: &Command) -> Outcome {
@@ -150,6 +152,7 @@ fn dispatch(txn: &mut Txn<'_>, cmd: &Command) -> Outcome {
             event,
         } => trace::record(txn, trace_id, blob, event),
         PruneTraces { before_ms, max } => trace::prune(txn, *before_ms, *max),
+        AddSessionKey { secret, now_ms } => session::add_key(txn, secret, *now_ms),
     }
 }
 
