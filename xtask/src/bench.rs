@@ -10,6 +10,9 @@
 //! Dovecot IMAP server (`xtask/scripts/dovecot.sh imap`) on loopback, and the memory of one
 //! tern-access node per idle connection with 10,000 of them open.
 //!
+//! `cargo xtask bench flood`: a wrong-password flood against a whole platform, and what it
+//! costs (store memory, `ternctl cluster status` latency, delivery delay).
+//!
 //! `cargo xtask bench queue` and `cargo xtask bench smtp`: queue deliveries per second, and
 //! SMTP ingress beside a private Postfix (xtask/scripts/postfix-smtp.sh).
 //!
@@ -95,18 +98,45 @@ pub fn store(quick: bool, messages: Option<u32>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs tern-queue-bench with its output on the terminal, then prints the machine.
+/// Runs tern-flood-bench (a wrong-password flood against a whole platform).
+pub fn flood(quick: bool) -> anyhow::Result<()> {
+    platform_bench(
+        "the platform and tern-flood-bench",
+        "tern-flood-bench",
+        &["--clients", "60", "--secs", "8"],
+        quick,
+    )
+}
+
+/// Runs tern-queue-bench.
 pub fn queue(quick: bool) -> anyhow::Result<()> {
+    platform_bench(
+        "tern-store, tern-queue and tern-queue-bench",
+        "tern-queue-bench",
+        &["--messages", "48"],
+        quick,
+    )
+}
+
+/// Builds the workspace and runs `bench` (a tern-testkit benchmark binary that starts its own
+/// platform from `--store-bin`) with its output on the terminal, `quick_args` added for a
+/// smoke run; then prints the machine.
+fn platform_bench(
+    building: &str,
+    bench: &str,
+    quick_args: &[&str],
+    quick: bool,
+) -> anyhow::Result<()> {
     prereq::ensure()?;
-    println!("==> building tern-store, tern-queue and tern-queue-bench");
+    println!("==> building {building}");
     cargo::run(cargo::build_workspace())?;
     let target = cargo::target_dir();
     let store_bin = cargo::debug_bin(&target, "tern-store")?;
-    let bench_bin = cargo::debug_bin(&target, "tern-queue-bench")?;
+    let bench_bin = cargo::debug_bin(&target, bench)?;
     let mut cmd = Command::new(&bench_bin);
     cmd.arg("--store-bin").arg(&store_bin);
     if quick {
-        cmd.args(["--messages", "48"]);
+        cmd.args(quick_args);
     }
     let shown = cargo::display(&cmd);
     let status = cmd

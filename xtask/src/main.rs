@@ -105,6 +105,14 @@ enum BenchTarget {
         #[arg(long)]
         no_peer: bool,
     },
+    /// A wrong-password flood (200 connections over IMAP, POP3 and SMTP AUTH from ten
+    /// loopback /24s for 30 s): store memory, `ternctl cluster status` latency and delivery
+    /// delay while it lasts.
+    Flood {
+        /// 60 connections for 8 s: a smoke test of the benchmark, not a measurement.
+        #[arg(long)]
+        quick: bool,
+    },
     /// IMAP operations per second for a mixed workload (SELECT, FETCH headers, FETCH bodies,
     /// STORE flags, APPEND, EXPUNGE) from 1, 16 and 64 clients, Tern side by side with
     /// Dovecot's IMAP on loopback; then memory per idle connection with 10,000 idle IMAP
@@ -130,6 +138,7 @@ fn main() -> ExitCode {
         Task::Bench(BenchTarget::Pop3 { quick, no_peer }) => bench::pop3(quick, no_peer),
         Task::Bench(BenchTarget::Imap { quick, no_peer }) => bench::imap(quick, no_peer),
         Task::Bench(BenchTarget::Queue { quick }) => bench::queue(quick),
+        Task::Bench(BenchTarget::Flood { quick }) => bench::flood(quick),
         Task::Bench(BenchTarget::Smtp { quick, no_peer }) => bench::smtp(quick, no_peer),
     };
     match result {

@@ -212,6 +212,7 @@ tier.config, then what the chart must own (addresses, ports, paths). */}}
   "tls_cert" "/etc/tern/tls/tls.crt"
   "tls_key" "/etc/tern/tls/tls.key"
   "metrics_listen" "0.0.0.0:9090"
+  "drain_secs" (max 1 (sub (int .Values.smtp.terminationGracePeriodSeconds) 10))
   "log_format" .Values.telemetry.logFormat) -}}
 {{- include "tern.toml" $cfg -}}
 {{- end -}}
@@ -221,6 +222,7 @@ tier.config, then what the chart must own (addresses, ports, paths). */}}
   "store" (include "tern.storeNodes" . | fromJsonArray)
   "listen" "0.0.0.0:7200"
   "metrics_listen" "0.0.0.0:9090"
+  "drain_secs" (max 1 (sub (int .Values.queue.terminationGracePeriodSeconds) 10))
   "log_format" .Values.telemetry.logFormat) -}}
 {{- include "tern.toml" $cfg -}}
 {{- end -}}
@@ -235,6 +237,7 @@ tier.config, then what the chart must own (addresses, ports, paths). */}}
   "tls_cert" "/etc/tern/tls/tls.crt"
   "tls_key" "/etc/tern/tls/tls.key"
   "metrics_listen" "0.0.0.0:9090"
+  "drain_secs" (max 1 (sub (int .Values.access.terminationGracePeriodSeconds) 10))
   "log_format" .Values.telemetry.logFormat) -}}
 {{- include "tern.toml" $cfg -}}
 {{- end -}}

@@ -3,7 +3,8 @@
 //! ([`connection`]), over the transport that can be upgraded to TLS in place ([`conn`]); TLS
 //! certificates loaded from files and reloaded when they change ([`tls`]), limits on concurrent connections in total and per client address
 //! ([`limit`]), line reads that never buffer more than a fixed bound ([`line`]), and writes
-//! that give up on a peer that stops reading ([`timed`]).
+//! that give up on a peer that stops reading ([`timed`]), and stopping without cutting
+//! sessions in progress ([`drain`]).
 //!
 //! POP3 and IMAP (tern-access) and SMTP (tern-smtp) use the same code so their limits and TLS
 //! behave the same.
@@ -15,6 +16,7 @@
 
 pub mod conn;
 pub mod connection;
+pub mod drain;
 pub mod limit;
 pub mod line;
 pub mod listen;

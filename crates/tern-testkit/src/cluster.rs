@@ -7,17 +7,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use tern_proto::client::{StoreInterceptor, TracedChannel};
 use tern_proto::store::v1 as pb;
 use tern_proto::store::v1::{
     admin_client::AdminClient, directory_client::DirectoryClient,
     mailboxes_client::MailboxesClient, messages_client::MessagesClient,
 };
-use tern_proto::client::{StoreInterceptor, TracedChannel};
 use tern_proto::tls::ClusterTls;
-use tonic::service::interceptor::InterceptedService;
 use tern_trust::Role;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
+use crate::faultproxy::FaultProxy;
 use crate::service::ServiceProcess;
 
 /// The trust domain of every test cluster's certificates.
@@ -31,6 +32,8 @@ pub struct StoreNode {
     pub addr: String,
     /// Metrics/health address of the current process.
     pub metrics: String,
+    /// The address the other nodes use, when not `addr` (a [`FaultProxy`] in front of it).
+    pub advertise: Option<String>,
     data_dir: PathBuf,
     process: Option<ServiceProcess>,
 }
@@ -44,6 +47,16 @@ pub struct StoreCluster {
     clients: Mutex<HashMap<Role, Arc<ClusterTls>>>,
     /// The nodes, index 0 = id 1.
     pub nodes: Vec<StoreNode>,
+    /// With [`StoreCluster::start_proxied`]: the proxy in front of each node (same index),
+    /// through which every other node reaches it.
+    pub proxies: Vec<FaultProxy>,
+}
+
+impl StoreNode {
+    /// Its process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(ServiceProcess::pid)
+    }
 }
 
 impl StoreCluster {
@@ -58,6 +71,7 @@ impl StoreCluster {
             extra_args,
             clients: Mutex::default(),
             nodes: Vec::new(),
+            proxies: Vec::new(),
         })
     }
 
@@ -121,27 +135,61 @@ impl StoreCluster {
                 id,
                 addr: "127.0.0.1:0".into(),
                 metrics: String::new(),
+                advertise: None,
                 data_dir,
                 process: None,
             };
             cluster.nodes.push(node);
             cluster.spawn(id as usize - 1).await?;
         }
-        let members = cluster
+        cluster.init_all().await?;
+        Ok(cluster)
+    }
+
+    /// Initializes every node as one cluster (members at their advertised addresses) and
+    /// waits for a leader.
+    async fn init_all(&self) -> anyhow::Result<()> {
+        let members = self
             .nodes
             .iter()
             .map(|n| pb::Member {
                 id: n.id,
-                addr: n.addr.clone(),
+                addr: n.advertise.clone().unwrap_or_else(|| n.addr.clone()),
                 ..Default::default()
             })
             .collect();
-        let mut admin = cluster.admin(0).await?;
+        let mut admin = self.admin(0).await?;
         admin
             .init(pb::InitClusterRequest { members })
             .await
             .context("initializing the cluster")?;
-        cluster.wait_leader(Duration::from_secs(30)).await?;
+        self.wait_leader(Duration::from_secs(30)).await?;
+        Ok(())
+    }
+
+    /// Like [`StoreCluster::start`], with a [`FaultProxy`] in front of every node: each node
+    /// advertises its proxy, so the other nodes (Raft, read index, forwarded writes) reach it
+    /// only through it, while the test's own clients ([`StoreCluster::channel`]) go straight
+    /// to the node. Cutting node `i` off from its peers' traffic is then
+    /// `cluster.proxies[i].set_mode(Mode::Blackhole)`.
+    pub async fn start_proxied(bin: &Path, n: usize, extra_args: &[&str]) -> anyhow::Result<Self> {
+        let mut cluster = Self::new(bin, extra_args.iter().map(|s| s.to_string()).collect())?;
+        for id in 1..=n as u64 {
+            let proxy = FaultProxy::start().await?;
+            cluster.nodes.push(StoreNode {
+                id,
+                addr: "127.0.0.1:0".into(),
+                metrics: String::new(),
+                advertise: Some(proxy.addr().to_string()),
+                data_dir: cluster.dir.path().join(format!("node-{id}")),
+                process: None,
+            });
+            let i = id as usize - 1;
+            cluster.spawn(i).await?;
+            proxy.set_target(cluster.nodes[i].addr.parse()?);
+            cluster.proxies.push(proxy);
+        }
+        cluster.init_all().await?;
         Ok(cluster)
     }
 
@@ -154,6 +202,7 @@ impl StoreCluster {
             id,
             addr: "127.0.0.1:0".into(),
             metrics: String::new(),
+            advertise: None,
             data_dir,
             process: None,
         });
@@ -191,6 +240,7 @@ impl StoreCluster {
                 id,
                 addr,
                 metrics: String::new(),
+                advertise: None,
                 data_dir,
                 process: None,
             });
@@ -214,6 +264,9 @@ impl StoreCluster {
             "--data-dir".into(),
             node.data_dir.display().to_string(),
         ];
+        if let Some(a) = &node.advertise {
+            args.extend(["--advertise".to_string(), a.clone()]);
+        }
         args.extend(cluster_args);
         args.extend(self.extra_args.iter().cloned());
         let process = ServiceProcess::launch(
@@ -323,6 +376,7 @@ impl StoreCluster {
             .check_password(pb::CheckPasswordRequest {
                 address: account.into(),
                 password: password.into(),
+                ..Default::default()
             })
             .await
             .with_context(|| format!("logging {account} in"))?

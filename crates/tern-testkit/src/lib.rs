@@ -7,7 +7,7 @@
 //! `tern-*-bench` load generators. Dependencies: `tern-spawn` for the service command line
 //! and addr-file protocol shared with `cargo xtask up`, `tern-net` for the development TLS
 //! certificate, `tokio` and `tonic` to talk to the nodes, `tempfile` for data directories,
-//! `libc` to send SIGTERM the way an operator's `kill` would and to serialize package
+//! `base64` for SMTP AUTH PLAIN in [`flood`], `libc` to send SIGTERM the way an operator's `kill` would and to serialize package
 //! installs (`flock`); `tern-trust` for the test cluster's development PKI, and `rustls`,
 //! `tokio-rustls` and `tonic-prost` to probe internal ports as an outsider would ([`mtls`]).
 
@@ -24,6 +24,10 @@ pub mod cluster;
 pub mod dns;
 /// Dovecot beside Tern in the benchmarks.
 pub mod dovecot;
+/// A fault-injecting TCP proxy for partitions on loopback.
+pub mod faultproxy;
+/// A wrong-password flood over IMAP, POP3 and SMTP from many loopback networks.
+pub mod flood;
 /// Probing internal ports as an outsider: plaintext, strangers' certificates, raw calls.
 pub mod mtls;
 
@@ -35,9 +39,9 @@ pub mod service;
 /// Real tern-smtp processes.
 pub mod smtp;
 
+use tern_proto::client::TracedChannel;
 use tern_proto::store::v1 as pb;
 use tern_proto::store::v1::messages_client::MessagesClient;
-use tern_proto::client::TracedChannel;
 
 pub use cluster::{StoreCluster, StoreNode};
 pub use platform::Platform;

@@ -1,6 +1,7 @@
 //! A real `tern-queue` process (Enqueue API and delivery workers) on loopback.
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::service::{addr_list, ServiceProcess};
 
@@ -49,5 +50,15 @@ impl QueueNode {
     /// SIGKILLs the process.
     pub fn kill(&mut self) {
         self.process.kill();
+    }
+
+    /// Sends SIGTERM (the clean stop) without waiting.
+    pub fn terminate(&self) {
+        self.process.terminate();
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        self.process.wait_exit(limit).await
     }
 }

@@ -163,6 +163,34 @@ impl ServiceProcess {
         }
     }
 
+    /// Sends SIGTERM and returns at once, for a test that watches the process drain (see
+    /// [`ServiceProcess::wait_exit`]).
+    pub fn terminate(&self) {
+        if let Some(c) = &self.child {
+            // SAFETY: sending a signal to our own, not yet reaped, child process id.
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+        }
+    }
+
+    /// Waits up to `limit` for the process to exit; its status, or `None` if it still
+    /// runs (or was never started).
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let status = self.child.as_mut()?.try_wait().ok().flatten();
+            if let Some(status) = status {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// SIGTERMs the process and waits up to 10 s for it to exit, then SIGKILLs it (the
     /// clean-stop case).
     pub fn stop(&mut self) {

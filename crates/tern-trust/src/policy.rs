@@ -43,6 +43,7 @@ pub const RULES: &[Rule] = &[
         &[Admin, Controller, Store],
     ),
     ("tern.store.v1.Admin", "Compact", &[Admin, Store]),
+    ("tern.store.v1.Admin", "Audit", &[Admin]),
     ("tern.store.v1.Backups", "*", &[Admin, Backup]),
     // The directory: operators change it; SMTP and access check passwords; SMTP and the
     // queue resolve recipients.

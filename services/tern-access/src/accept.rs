@@ -31,6 +31,11 @@ pub struct ListenerPolicy {
     pub max_auth_failures: u32,
     /// Failed commands (POP3 -ERR, IMAP BAD) before closing.
     pub max_errors: u32,
+    /// The write and TLS handshake time-outs of every connection.
+    pub timeouts: tern_net::connection::Timeouts,
+    /// Set on SIGTERM: IMAP sessions get `* BYE`, POP3 sessions a closing `-ERR`, at their
+    /// next read.
+    pub drain: tern_net::drain::Drain,
 }
 
 /// Accepts connections until the task is dropped. `protocol` names metrics and spans;
@@ -38,7 +43,7 @@ pub struct ListenerPolicy {
 /// `session` runs one connection.
 pub(crate) async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    limiter: ConnectionLimiter,
+    policy: &ListenerPolicy,
     protocol: &'static str,
     implicit_tls: bool,
     refusal: &'static str,
@@ -49,7 +54,11 @@ pub(crate) async fn accept_loop<F, Fut>(
 {
     loop {
         let (tcp, peer) = tern_net::listen::accept_retrying(&listener).await;
-        let (limiter, session) = (limiter.clone(), session.clone());
+        let (limiter, drain, session) = (
+            policy.limiter.clone(),
+            policy.drain.clone(),
+            session.clone(),
+        );
         let span = tracing::info_span!("session", protocol, peer = %peer, tls = implicit_tls);
         tokio::spawn(
             async move {
@@ -66,6 +75,7 @@ pub(crate) async fn accept_loop<F, Fut>(
                     }
                 };
                 let _open = metrics::SessionGauge::open(protocol);
+                let _draining = drain.session();
                 if let Err(e) = session(tcp, peer).await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }

@@ -50,6 +50,15 @@ pub struct AccessConfig {
     /// Idle time before a session is closed (RFC 1939 asks for at least 10 minutes).
     #[default = 600]
     pub idle_timeout_secs: u64,
+    /// A client that stops reading our replies (in the middle of a RETR or FETCH) for this
+    /// long loses its session, and a POP3 session its maildrop lock.
+    #[default = 60]
+    pub write_timeout_secs: u64,
+    /// On SIGTERM, how long sessions may take to finish the command in progress (a FETCH
+    /// or RETR being sent) before the process exits; idle sessions are closed at once. The
+    /// chart's terminationGracePeriodSeconds is this plus a margin.
+    #[default = 30]
+    pub drain_secs: u64,
     /// Pause after a wrong password, in milliseconds.
     #[default = 2_000]
     pub auth_failure_delay_ms: u64,

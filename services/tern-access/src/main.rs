@@ -1,4 +1,4 @@
-//! The tern-access binary: parse settings, start the listeners, stop on SIGINT/SIGTERM.
+//! The tern-access binary: parse settings, start the listeners, drain and stop on SIGINT/SIGTERM.
 //! `tern-access dev-cert DIR` writes the self-signed development certificate instead.
 
 use tern_access::config::AccessConfig;
@@ -21,7 +21,8 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = tern_telemetry::init("tern-access", config.log_format.parse()?)?;
     let running = tern_access::server::start(config).await?;
     tern_telemetry::shutdown_signal().await?;
-    tracing::info!("shutting down");
-    running.stop();
+    tracing::info!("shutting down: draining sessions");
+    let left = running.shutdown().await;
+    tracing::info!(sessions_cut = left, "stopped");
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tern_net::drain::Drain;
 use tern_net::limit::ConnectionLimiter;
 use tern_net::listen::{bind_optional, write_addr_file, Tasks};
 use tern_net::tls::ReloadingTls;
@@ -32,12 +33,23 @@ pub struct Running {
     /// Bound metrics/health address.
     pub metrics: SocketAddr,
     tasks: Tasks,
+    drain: Drain,
+    drain_time: Duration,
 }
 
 impl Running {
     /// Stops accepting; sessions in progress end with the process.
     pub fn stop(self) {
         self.tasks.abort_all();
+    }
+
+    /// The clean stop (SIGTERM): stops accepting, lets each session finish the command in
+    /// progress and then closes it (IMAP with `* BYE`, at once when idle or in IDLE; POP3
+    /// with `-ERR [SYS/TEMP]`, deleting nothing and giving its maildrop lock back), waiting
+    /// up to the configured drain time. Returns the sessions still open then.
+    pub async fn shutdown(self) -> usize {
+        self.tasks.abort_all();
+        self.drain.drain(self.drain_time).await
     }
 }
 
@@ -70,6 +82,7 @@ pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
             .map(|a| a.port())
             .unwrap_or(0)
     );
+    let drain = Drain::default();
     // One limiter for POP3 and IMAP together: the limits are the node's.
     let policy = ListenerPolicy {
         tls,
@@ -78,6 +91,11 @@ pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
         auth_failure_delay: Duration::from_millis(config.auth_failure_delay_ms),
         max_auth_failures: config.max_auth_failures,
         max_errors: config.max_errors,
+        timeouts: tern_net::connection::Timeouts {
+            write: Duration::from_secs(config.write_timeout_secs.max(1)),
+            ..crate::imap::server::timeouts()
+        },
+        drain: drain.clone(),
     };
     let retrievals = crate::retrieval::RetrievalTracer::new(store.clone(), &node);
     let imap_ctx = Arc::new(ImapContext {
@@ -102,6 +120,8 @@ pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
         imaps: imaps.as_ref().map(TcpListener::local_addr).transpose()?,
         metrics: metrics_listener.local_addr()?,
         tasks: Tasks::default(),
+        drain,
+        drain_time: Duration::from_secs(config.drain_secs),
     };
     if let Some(l) = pop3 {
         running.tasks.spawn(serve(l, ctx.clone(), false));

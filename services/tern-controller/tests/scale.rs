@@ -466,6 +466,13 @@ impl Admin for FakeStore {
     ) -> Result<GrpcResponse<pb::CompactResponse>, Status> {
         Err(Status::unimplemented("not modelled"))
     }
+
+    async fn audit(
+        &self,
+        _: Request<pb::AuditRequest>,
+    ) -> Result<GrpcResponse<pb::AuditResponse>, Status> {
+        Err(Status::unimplemented("not modelled"))
+    }
 }
 
 /// The fake store's gRPC server: mutual TLS with the `store` certificate, behind the same

@@ -35,6 +35,11 @@ pub struct QueueConfig {
     /// this.
     #[default = 60]
     pub lease_secs: u64,
+    /// On SIGTERM, how long delivery attempts in flight may take to finish and record
+    /// their outcome before the process exits (the chart's terminationGracePeriodSeconds
+    /// is this plus a margin). An attempt cut after that is retried once its lease expires.
+    #[default = 30]
+    pub drain_secs: u64,
     /// How often an idle worker asks the store for due entries, in milliseconds.
     #[default = 500]
     pub poll_ms: u64,

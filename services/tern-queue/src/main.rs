@@ -1,4 +1,4 @@
-//! The tern-queue binary: parse settings, start the API and workers, stop on SIGINT/SIGTERM.
+//! The tern-queue binary: parse settings, start the API and workers, drain and stop on SIGINT/SIGTERM.
 
 use tern_queue::config::QueueConfig;
 
@@ -8,7 +8,8 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = tern_telemetry::init("tern-queue", config.log_format.parse()?)?;
     let running = tern_queue::server::start(config).await?;
     tern_telemetry::shutdown_signal().await?;
-    tracing::info!("shutting down");
-    running.stop();
+    tracing::info!("shutting down: finishing delivery attempts in flight");
+    let left = running.shutdown().await;
+    tracing::info!(attempts_cut = left, "stopped");
     Ok(())
 }

@@ -25,6 +25,10 @@ pub struct Running {
     pub metrics: SocketAddr,
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The API server, which stops gracefully (requests in progress complete).
+    api: Option<JoinHandle<()>>,
+    worker: Option<(Arc<Worker>, JoinHandle<()>)>,
+    drain_time: Duration,
 }
 
 impl Running {
@@ -32,9 +36,39 @@ impl Running {
     /// leases expire and another worker retries them).
     pub fn stop(self) {
         let _ = self.stop.send(true);
+        for t in self.tasks.into_iter().chain(self.api) {
+            t.abort();
+        }
+        if let Some((_, run)) = self.worker {
+            run.abort();
+        }
+    }
+
+    /// The clean stop (SIGTERM): the worker stops leasing and the API stops accepting;
+    /// Enqueue calls in progress complete, and so do delivery attempts in flight, each
+    /// recording its outcome, so a scale-down never makes another worker send again what
+    /// a remote server already accepted. Waits up to the configured drain time; returns
+    /// the attempts still running then (their leases expire and another worker retries).
+    pub async fn shutdown(self) -> usize {
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + self.drain_time;
+        let mut left = 0;
+        if let Some((worker, run)) = self.worker {
+            // The lease loop returns once its current Lease call has been answered and
+            // the entries it got have been started.
+            let _ = tokio::time::timeout_at(deadline, run).await;
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !worker.drain(remaining).await {
+                left = worker.attempts_in_flight();
+            }
+        }
+        if let Some(api) = self.api {
+            let _ = tokio::time::timeout_at(deadline, api).await;
+        }
         for t in self.tasks {
             t.abort();
         }
+        left
     }
 }
 
@@ -51,6 +85,7 @@ fn load_roots(
 /// Binds the listeners and starts the API and the workers.
 pub async fn start(config: QueueConfig) -> anyhow::Result<Running> {
     config.validate()?;
+    let drain_time = Duration::from_secs(config.drain_secs);
     let tls =
         ClusterTls::load_as(&config.cluster_tls_files(), Role::Queue).context("cluster TLS")?;
     let store = StoreClient::new(&config.store, Duration::from_secs(15), &tls, Role::Store)
@@ -74,6 +109,8 @@ pub async fn start(config: QueueConfig) -> anyhow::Result<Running> {
     let metrics = metrics_listener.local_addr()?;
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    let mut api_task = None;
+    let mut worker_task = None;
     crate::metrics::register();
     // Ready while a store quorum answers (tern_proto::client::follow_store_quorum).
     tasks.extend(tern_proto::client::spawn_health(
@@ -92,8 +129,13 @@ pub async fn start(config: QueueConfig) -> anyhow::Result<Running> {
             .add_service(
                 QueueServer::new(api).max_decoding_message_size(crate::api::MAX_MESSAGE as usize),
             )
-            .serve_with_incoming(tls.incoming(listener));
-        tasks.push(tokio::spawn(async move {
+            .serve_with_incoming_shutdown(tls.incoming(listener), {
+                let mut stopping = stop_rx.clone();
+                async move {
+                    let _ = stopping.wait_for(|s| *s).await;
+                }
+            });
+        api_task = Some(tokio::spawn(async move {
             if let Err(e) = server.await {
                 tracing::error!(error = %e, "queue API server failed");
             }
@@ -115,7 +157,8 @@ pub async fn start(config: QueueConfig) -> anyhow::Result<Running> {
         let config = Arc::new(config.clone());
         let worker = Arc::new(Worker::new(store.clone(), config, id.clone(), roots)?);
         tracing::info!(worker = %id, "delivery worker started");
-        tasks.push(tokio::spawn(worker.run(stop_rx)));
+        let run = tokio::spawn(worker.clone().run(stop_rx));
+        worker_task = Some((worker, run));
     }
     if let Some(path) = &config.addr_file {
         let mut text = String::new();
@@ -133,5 +176,8 @@ pub async fn start(config: QueueConfig) -> anyhow::Result<Running> {
         metrics,
         stop,
         tasks,
+        api: api_task,
+        worker: worker_task,
+        drain_time,
     })
 }

@@ -111,15 +111,18 @@ impl Backend {
         }
     }
 
-    /// Checks a password; `None` when it is wrong (or the user unknown).
+    /// Checks a password for a client at `client`; `None` when it is wrong (or the user
+    /// unknown). Throttled or saturated checks are [`Unavailable`]: "try again later".
     pub async fn check_password(
         &self,
         address: &str,
         password: &str,
+        client: std::net::IpAddr,
     ) -> Result<Option<Account>, Unavailable> {
         let req = pb::CheckPasswordRequest {
             address: address.to_string(),
             password: password.to_string(),
+            client_ip: client.to_string(),
         };
         let r = self
             .store
@@ -131,6 +134,11 @@ impl Backend {
         match r {
             Ok(r) => {
                 let r = r.into_inner();
+                if r.retry_later {
+                    return Err(Unavailable(
+                        "too many failed logins or checks in flight".into(),
+                    ));
+                }
                 Ok(match (r.ok, r.user) {
                     (true, Some(u)) => Some(Account {
                         id: u.id,

@@ -17,6 +17,9 @@ pub struct Composer {
     prefix_len: usize,
     held: Vec<u8>,
     add_if_missing: Vec<(&'static str, String)>,
+    /// The client's header section, kept when it was found within [`MAX_SCAN`] octets
+    /// (submission checks its From field).
+    header: Option<Vec<u8>>,
 }
 
 impl Composer {
@@ -29,6 +32,7 @@ impl Composer {
             prefix_len: prefix.len(),
             held: prefix,
             add_if_missing,
+            header: None,
         }
     }
 
@@ -60,6 +64,13 @@ impl Composer {
         out.append(&mut self.held);
     }
 
+    /// The client's header section (without the fields this server added), when the
+    /// composer scanned for it and found its end within [`MAX_SCAN`] octets, or the whole
+    /// message was shorter than that.
+    pub fn header(&self) -> Option<&[u8]> {
+        self.header.as_deref()
+    }
+
     fn release(&mut self, out: &mut Vec<u8>) {
         self.scanning = false;
         let message = &self.held[self.prefix_len..];
@@ -67,6 +78,7 @@ impl Composer {
         let mut added = Vec::new();
         if header_len.is_some() || message.len() <= MAX_SCAN {
             let header = &message[..header_len.unwrap_or(message.len())];
+            self.header = Some(header.to_vec());
             // The added fields go after the trace fields this server put first.
             for (name, value) in &self.add_if_missing {
                 if !has_field(header, name) {

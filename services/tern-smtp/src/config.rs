@@ -51,9 +51,14 @@ pub struct SmtpConfig {
     /// Recipients per message before 452 (RFC 5321 §4.5.3.1.8 asks for at least 100).
     #[default = 100]
     pub max_recipients: usize,
-    /// Refused commands (5xx) before 421 and close.
+    /// Errors (refused commands, unknown or relay-refused recipients) without a message
+    /// accepted before 421 and close.
     #[default = 20]
     pub max_errors: u32,
+    /// On submission, refuse a message whose header From names an address the logged-in
+    /// user does not own (their own address, or an alias that delivers to them).
+    #[default = true]
+    pub sender_header_check: bool,
     /// Wrong passwords before 421 and close.
     #[default = 3]
     pub max_auth_failures: u32,
@@ -66,6 +71,16 @@ pub struct SmtpConfig {
     /// Wait for the next piece of DATA/BDAT content.
     #[default = 300]
     pub data_timeout_secs: u64,
+    /// Longest time one message's content may take to arrive, whatever the pace (a sender
+    /// that trickles a line now and then keeps each read under `data_timeout_secs` but
+    /// cannot hold a session and its queue stream past this): 421 4.4.2 and close.
+    #[default = 900]
+    pub message_time_limit_secs: u64,
+    /// On SIGTERM, how long sessions in progress may take to finish (a message in DATA
+    /// completes; every other session is answered 421 at its next command) before the
+    /// process exits. The chart's terminationGracePeriodSeconds is this plus a margin.
+    #[default = 30]
+    pub drain_secs: u64,
     /// How long a store request is retried across store nodes before the client is told
     /// to try again later.
     #[default = 10]

@@ -17,7 +17,8 @@
 //! IMAP and POP3), `base64` (AUTH's `334` challenges), `rand` (Message-IDs and
 //! request ids), `prometheus` (metrics), `tern-config`/`serde` (settings), `tracing` and
 //! `tern-telemetry` (logs and trace propagation), `thiserror`/`anyhow` (errors), `tern-mail`
-//! (RFC 5322 dates), `tern-smtp-proto` (the SMTP grammar shared with the queue's client).
+//! (RFC 5322 dates), `tern-smtp-proto` (the SMTP grammar shared with the queue's client), `mail-parser` (the
+//! header From addresses [`sender`] checks on submission).
 //! The end-to-end tests (`tests/e2e`) use `lettre`, swaks and Python's smtplib as independent
 //! clients.
 
@@ -30,6 +31,8 @@ pub mod backend;
 pub mod config;
 #[cfg(feature = "server")]
 pub mod metrics;
+#[cfg(feature = "server")]
+pub mod sender;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]

@@ -1,4 +1,4 @@
-//! The tern-smtp binary: parse settings, start the listeners, stop on SIGINT/SIGTERM.
+//! The tern-smtp binary: parse settings, start the listeners, drain and stop on SIGINT/SIGTERM.
 
 use tern_smtp::config::SmtpConfig;
 
@@ -8,7 +8,8 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = tern_telemetry::init("tern-smtp", config.log_format.parse()?)?;
     let running = tern_smtp::server::start(config).await?;
     tern_telemetry::shutdown_signal().await?;
-    tracing::info!("shutting down");
-    running.stop();
+    tracing::info!("shutting down: draining sessions");
+    let left = running.shutdown().await;
+    tracing::info!(sessions_cut = left, "stopped");
     Ok(())
 }

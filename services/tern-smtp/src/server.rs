@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tern_net::connection::{Connection, Timeouts};
+use tern_net::drain::Drain;
 use tern_net::limit::ConnectionLimiter;
 use tern_net::listen::{bind_optional, write_addr_file, Tasks};
 use tern_net::tls::ReloadingTls;
@@ -66,8 +67,10 @@ pub struct SmtpContext {
     pub max_message_size: u64,
     /// Recipients per transaction.
     pub max_recipients: usize,
-    /// 5xx replies before the session is closed.
+    /// Errors before the session is closed.
     pub max_errors: u32,
+    /// Submission: the header From must be owned by the user.
+    pub sender_header_check: bool,
     /// Wrong passwords before the session is closed.
     pub max_auth_failures: u32,
     /// Pause after a wrong password.
@@ -76,6 +79,10 @@ pub struct SmtpContext {
     pub command_timeout: Duration,
     /// Wait for message content.
     pub data_timeout: Duration,
+    /// Time for one message's whole content (DATA, or BDAT's chunks).
+    pub message_time_limit: Duration,
+    /// Set on SIGTERM: sessions answer their next command with 421.
+    pub drain: Drain,
 }
 
 /// A running SMTP node.
@@ -89,12 +96,23 @@ pub struct Running {
     /// Bound metrics/health address.
     pub metrics: SocketAddr,
     tasks: Tasks,
+    drain: Drain,
+    drain_time: Duration,
 }
 
 impl Running {
     /// Stops accepting; sessions in progress end with the process.
     pub fn stop(self) {
         self.tasks.abort_all();
+    }
+
+    /// The clean stop (SIGTERM): stops accepting, answers each session's next command
+    /// with 421, lets a message in DATA or BDAT complete, and waits up to the configured
+    /// drain time for every session to end. Returns the sessions still open then, which
+    /// end with the process.
+    pub async fn shutdown(self) -> usize {
+        self.tasks.abort_all();
+        self.drain.drain(self.drain_time).await
     }
 }
 
@@ -132,10 +150,13 @@ pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
         max_message_size: config.max_message_size,
         max_recipients: config.max_recipients,
         max_errors: config.max_errors.max(1),
+        sender_header_check: config.sender_header_check,
         max_auth_failures: config.max_auth_failures.max(1),
         auth_failure_delay: Duration::from_millis(config.auth_failure_delay_ms),
         command_timeout: Duration::from_secs(config.command_timeout_secs.max(1)),
         data_timeout: Duration::from_secs(config.data_timeout_secs.max(1)),
+        message_time_limit: Duration::from_secs(config.message_time_limit_secs.max(1)),
+        drain: Drain::default(),
     });
     let addr = |l: &Option<TcpListener>| l.as_ref().map(TcpListener::local_addr).transpose();
     let mut running = Running {
@@ -144,6 +165,8 @@ pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
         submissions: addr(&submissions)?,
         metrics: metrics_listener.local_addr()?,
         tasks: Tasks::default(),
+        drain: ctx.drain.clone(),
+        drain_time: Duration::from_secs(config.drain_secs),
     };
     for (listener, kind) in [
         (mx, Listener::Mx),
@@ -197,6 +220,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<SmtpContext>, kind: Listener)
                     }
                 };
                 let _open = metrics::SessionGauge::open(kind.name());
+                let _draining = ctx.drain.session();
                 if let Err(e) = converse(tcp, peer, &ctx, kind).await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }

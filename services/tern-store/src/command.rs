@@ -214,6 +214,21 @@ pub enum Command {
     /// ([`crate::session::with_new_key`]). The proposer draws the secret, so every replica
     /// stores the same one.
     AddSessionKey { secret: [u8; 32], now_ms: i64 },
+    /// An operator's change, `action`, applied together with its audit record (who, by
+    /// certificate identity and address, and when): if the change fails, neither lands.
+    Audited {
+        by: String,
+        at_ms: i64,
+        action: Box<Command>,
+    },
+    /// An operator's action that is not a state-machine command (a membership change, a
+    /// backup), recorded in the audit log after it succeeded.
+    AuditNote {
+        by: String,
+        at_ms: i64,
+        action: String,
+        target: String,
+    },
 }
 
 /// What a [`Command::Lock`] does.

@@ -58,6 +58,35 @@ pub struct StoreConfig {
     /// access nodes renew it at half-life while the session lasts. 2 s to 12 h.
     #[default = 900]
     pub session_ttl_secs: u64,
+    /// Threads that run argon2id password checks and hashing (their own pool, never the
+    /// blocking pool the Raft log uses); each holds `argon2_memory_kib` while it works.
+    #[default = 2]
+    pub password_workers: u64,
+    /// Password checks that may wait for a thread; more fail at once with "try again later".
+    #[default = 64]
+    pub password_queue: u64,
+    /// Longest a password check may wait for a thread before it fails with "try again later".
+    #[default = 2_000]
+    pub password_max_wait_ms: u64,
+    /// argon2id memory cost of new hashes, KiB (OWASP's guidance: 19456, with 2 passes).
+    #[default = 19_456]
+    pub argon2_memory_kib: u64,
+    /// argon2id passes (time cost) of new hashes.
+    #[default = 2]
+    pub argon2_passes: u64,
+    /// Failed logins for one account from one client network (/24 of IPv4, /64 of IPv6),
+    /// counted on each store node, before checks for it from there are refused unrun ("try
+    /// again later"); the count drains at this many per window. Per network, so that
+    /// nobody can lock an owner out from elsewhere.
+    #[default = 10]
+    pub login_failures_per_account: u64,
+    /// Failed logins per client network (/24 of IPv4, /64 of IPv6) before checks from it
+    /// are refused unrun.
+    #[default = 50]
+    pub login_failures_per_network: u64,
+    /// The window in which the failure counts above drain.
+    #[default = 60]
+    pub login_failure_window_secs: u64,
     /// The cluster CA certificate (PEM) every internal peer's certificate must chain to.
     #[default = PathBuf::from("/etc/tern/cluster-tls/ca.crt")]
     pub cluster_ca: PathBuf,
@@ -70,7 +99,36 @@ pub struct StoreConfig {
 }
 }
 
+/// The largest `max_message_size` allowed: one message rides in one log entry, and every
+/// Raft message between nodes is bounded by it ([`crate::network::MAX_RAFT_MESSAGE`]).
+pub const MAX_MESSAGE_LIMIT: u64 = 64 << 20;
+
 impl StoreConfig {
+    /// The argon2id pool the settings describe.
+    pub fn password_pool(&self) -> crate::password::PoolConfig {
+        crate::password::PoolConfig {
+            workers: self.password_workers as usize,
+            queue: self.password_queue as usize,
+            max_wait: std::time::Duration::from_millis(self.password_max_wait_ms),
+            memory_kib: self.argon2_memory_kib as u32,
+            passes: self.argon2_passes as u32,
+        }
+    }
+
+    /// Failed-login counting as the settings describe it.
+    pub fn login_throttle(&self) -> crate::login_throttle::LoginThrottle {
+        use crate::login_throttle::{Limit, LoginThrottle};
+        let window = std::time::Duration::from_secs(self.login_failure_window_secs);
+        let limit = |n: u64| Limit {
+            failures: u32::try_from(n).unwrap_or(u32::MAX),
+            window,
+        };
+        LoginThrottle::new(
+            limit(self.login_failures_per_account),
+            limit(self.login_failures_per_network),
+        )
+    }
+
     /// The cluster certificate files named by the settings.
     pub fn cluster_tls_files(&self) -> tern_trust::pki::CertFiles {
         tern_trust::pki::CertFiles {
@@ -91,6 +149,27 @@ impl StoreConfig {
                 "session_ttl_secs must be from 2 to {max_ttl}, not {}",
                 self.session_ttl_secs
             );
+        }
+        if !(1..=64).contains(&self.password_workers)
+            || !(1..=100_000).contains(&self.password_queue)
+        {
+            anyhow::bail!("password_workers must be 1 to 64 and password_queue 1 to 100000");
+        }
+        if !(8..=4 * 1024 * 1024).contains(&self.argon2_memory_kib)
+            || !(1..=100).contains(&self.argon2_passes)
+        {
+            anyhow::bail!("argon2_memory_kib must be 8 to 4194304 and argon2_passes 1 to 100");
+        }
+        if self.max_message_size > MAX_MESSAGE_LIMIT {
+            anyhow::bail!(
+                "max_message_size is at most {MAX_MESSAGE_LIMIT} (one Raft payload carries one message)"
+            );
+        }
+        if self.login_failures_per_account == 0
+            || self.login_failures_per_network == 0
+            || self.login_failure_window_secs == 0
+        {
+            anyhow::bail!("the login failure limits and their window must be at least 1");
         }
         Ok(())
     }

@@ -52,6 +52,8 @@ pub mod meta {
     pub const INSTALL_PENDING: &[u8] = b"install_pending";
     /// The session-token signing keys ([`crate::session::SessionKey`]s).
     pub const SESSION_KEYS: &[u8] = b"session_keys";
+    /// The sequence number the next audit record gets.
+    pub const AUDIT_NEXT: &[u8] = b"audit_next";
 }
 
 /// Keys of the `raft` column family.
@@ -256,4 +258,16 @@ mod tests {
     fn message_keys_sort_by_uid() {
         assert!(message_key(1, 2, 9) < message_key(1, 2, 10));
     }
+}
+
+/// Audit records, in the `dir` column family: `L<seq u64 BE>`. Upper case: the directory's
+/// record kinds (`d`, `u`, `a`, `l`, `i`) are scanned by their lower-case kind byte, and an
+/// audit record must never be read as one of them.
+pub const AUDIT_PREFIX: &[u8] = b"L";
+
+/// The key of audit record `seq`.
+pub fn audit_key(seq: u64) -> Vec<u8> {
+    let mut k = AUDIT_PREFIX.to_vec();
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
 }

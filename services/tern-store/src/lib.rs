@@ -44,6 +44,7 @@ pub mod engine;
 pub mod error;
 pub mod keys;
 pub mod log_store;
+pub mod login_throttle;
 pub mod metrics;
 pub mod model;
 pub mod network;

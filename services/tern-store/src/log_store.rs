@@ -100,10 +100,39 @@ impl LogStore {
     }
 }
 
+/// Most log-entry octets one AppendEntries carries: entries are added while they fit, and
+/// at least one goes whatever its size (one entry holds at most
+/// [`crate::proposer::MAX_BATCH_BYTES`] or one message). openraft 0.9 gives each
+/// AppendEntries one heartbeat interval to complete and sends the same range again when it
+/// does not, so a payload must stay small enough to cross in that time; a burst of large
+/// messages then goes over as several payloads instead of one that never arrives.
+pub const MAX_APPEND_BYTES: usize = 8 << 20;
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        self.read_entries(range, usize::MAX)
+    }
+
+    /// What replication sends: bounded by [`MAX_APPEND_BYTES`].
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        self.read_entries(start..end, MAX_APPEND_BYTES)
+    }
+}
+
+impl LogStore {
+    /// The entries in `range`, stopping before the one that would take the encoded total
+    /// past `max_bytes` (the first is always returned).
+    fn read_entries<RB: RangeBounds<u64>>(
+        &self,
+        range: RB,
+        max_bytes: usize,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
         let start = match range.start_bound() {
             Bound::Included(x) => *x,
@@ -111,6 +140,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Unbounded => 0,
         };
         let mut out = Vec::new();
+        let mut total = 0usize;
         let iter = self.db.iterator_cf(
             self.cf(cf::LOG)?,
             IteratorMode::From(&keys::log_key(start), Direction::Forward),
@@ -124,6 +154,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&index) {
                 break;
             }
+            if !out.is_empty() && total.saturating_add(v.len()) > max_bytes {
+                break;
+            }
+            total = total.saturating_add(v.len());
             out.push(
                 bincode::deserialize(&v)
                     .map_err(|e| io(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))?,

@@ -456,3 +456,18 @@ pub struct TraceRec {
     /// The timeline, in the order the store applied it.
     pub events: Vec<TraceEventRec>,
 }
+
+/// One entry of the audit log: an operator's change, who made it and when.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AuditRec {
+    /// Position in the log (1, 2, ...; the oldest are pruned past the log's bound).
+    pub seq: u64,
+    /// Unix millis, as the proposing node saw it.
+    pub at_ms: i64,
+    /// The caller: certificate identity (`spiffe://DOMAIN/tern/ROLE`) and address.
+    pub by: String,
+    /// What was done: `add-domain`, `set-password`, `add-node`, ...
+    pub action: String,
+    /// To what: a domain, an address, a node id (never a password or hash).
+    pub target: String,
+}

@@ -21,8 +21,12 @@ use tonic::transport::Channel;
 
 use crate::types::{NodeId, TypeConfig};
 
-/// Largest gRPC message between nodes (log batches carry message bodies).
-pub const MAX_RAFT_MESSAGE: usize = 512 << 20;
+/// Largest gRPC message between nodes. An AppendEntries carries at most
+/// [`crate::log_store::MAX_APPEND_BYTES`] of entries or a single entry, and an entry holds at
+/// most [`crate::proposer::MAX_BATCH_BYTES`] of commands or one message (at most
+/// [`crate::config::MAX_MESSAGE_LIMIT`]); the rest is headroom for the encoding and the
+/// other fields. Snapshots travel in chunks far below it.
+pub const MAX_RAFT_MESSAGE: usize = crate::config::MAX_MESSAGE_LIMIT as usize + (8 << 20);
 
 /// A cache of lazily connected channels, one per peer address, shared by the Raft network
 /// and by request forwarding. Every channel is mutual TLS with this node's store certificate

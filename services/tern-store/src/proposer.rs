@@ -20,8 +20,10 @@ use crate::types::Request;
 pub const MAX_IN_FLIGHT: usize = 2;
 /// Most commands in one batch.
 pub const MAX_BATCH_COMMANDS: usize = 512;
-/// Most payload octets in one batch (a single larger command still goes alone).
-pub const MAX_BATCH_BYTES: usize = 16 << 20;
+/// Most payload octets in one batch: a batch stops before a command that would take it
+/// past this, and a command larger than this (one message, up to `max_message_size`) goes
+/// alone. So one log entry holds at most this much, or one message.
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
 
 struct Pending {
     cmd: Command,
@@ -36,6 +38,7 @@ pub struct Proposer {
 fn payload_size(cmd: &Command) -> usize {
     match cmd {
         Command::Deliver { body, .. } | Command::Enqueue { body, .. } => body.len(),
+        Command::Audited { action, .. } => payload_size(action),
         _ => 64,
     }
 }
@@ -62,17 +65,30 @@ impl Proposer {
 
 async fn run(node: Weak<Node>, mut rx: mpsc::Receiver<Pending>) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    // A command taken off the queue that did not fit the last batch: it starts the next.
+    let mut carried: Option<Pending> = None;
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
         };
-        let Some(first) = rx.recv().await else { return };
+        let first = match carried.take() {
+            Some(p) => p,
+            None => {
+                let Some(p) = rx.recv().await else { return };
+                p
+            }
+        };
         let mut bytes = payload_size(&first.cmd);
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH_COMMANDS && bytes < MAX_BATCH_BYTES {
+        while batch.len() < MAX_BATCH_COMMANDS {
             match rx.try_recv() {
                 Ok(p) => {
-                    bytes += payload_size(&p.cmd);
+                    let size = payload_size(&p.cmd);
+                    if bytes + size > MAX_BATCH_BYTES {
+                        carried = Some(p);
+                        break;
+                    }
+                    bytes += size;
                     batch.push(p);
                 }
                 Err(_) => break,

@@ -69,8 +69,9 @@ fn raft_config(c: &StoreConfig) -> anyhow::Result<Arc<Config>> {
         snapshot_policy: SnapshotPolicy::LogsSinceLast(c.snapshot_logs),
         max_in_snapshot_log_to_keep: 100,
         // openraft 0.9 gives each AppendEntries one heartbeat interval to complete: keep
-        // payloads small (the proposer caps a batch at 2 MiB).
-        max_payload_entries: 8,
+        // payloads small. The log reader bounds them in bytes (log_store::MAX_APPEND_BYTES);
+        // this bounds the count of small entries.
+        max_payload_entries: 64,
         ..Default::default()
     };
     Ok(Arc::new(config.validate().context("raft config")?))
@@ -142,7 +143,7 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<Running> {
         }
     });
 
-    let a = api::api(node.clone());
+    let a = api::api(node.clone())?;
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let server = tls
         .server()

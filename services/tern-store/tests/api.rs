@@ -64,6 +64,7 @@ async fn directory_resolution_and_passwords() -> anyhow::Result<()> {
         let req = pb::CheckPasswordRequest {
             address: a.into(),
             password: p.into(),
+            ..Default::default()
         };
         async move { d.check_password(req).await.map(|r| r.into_inner().ok) }
     };

@@ -130,11 +130,12 @@ async fn a_write_without_quorum_fails_in_bounded_time() -> anyhow::Result<()> {
     seed_users(&cluster, 0, &["alice"]).await?;
     let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
     let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    // Logged in first: a password check is a linearizable read, which needs the quorum too.
+    let mut m = cluster.messages(leader, ALICE).await?;
     for i in &others {
         cluster.kill(*i);
     }
     for survivor in [leader] {
-        let mut m = cluster.messages(survivor, ALICE).await?;
         // Unavailable (not a client-side deadline) is the node's own 2 s time-out
         // answering; the outer bound only turns a hang into a failure, generous enough
         // that a loaded machine does not miss it.

@@ -171,8 +171,12 @@ async fn sessions_scope_an_access_nodes_calls_to_the_logged_in_account() -> anyh
     alice.list(list(ALICE)).await?;
     let refused = [
         alice.list(list(BOB)).await.map(|_| ()),
-        tern_testkit::fetch(&mut alice, BOB, "INBOX", uid).await.map(|_| ()),
-        tern_testkit::append(&mut alice, BOB, "INBOX", b"x", "").await.map(|_| ()),
+        tern_testkit::fetch(&mut alice, BOB, "INBOX", uid)
+            .await
+            .map(|_| ()),
+        tern_testkit::append(&mut alice, BOB, "INBOX", b"x", "")
+            .await
+            .map(|_| ()),
         pb::mailboxes_client::MailboxesClient::new(InterceptedService::new(
             access.clone(),
             StoreInterceptor::with_token(&alice_token),
@@ -204,7 +208,10 @@ async fn sessions_scope_an_access_nodes_calls_to_the_logged_in_account() -> anyh
     let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
     let forged = alice_token.replace(&hex(ALICE), &hex(BOB));
     assert_ne!(forged, alice_token);
-    let e = with_token(&forged).list(list(BOB)).await.expect_err("forged");
+    let e = with_token(&forged)
+        .list(list(BOB))
+        .await
+        .expect_err("forged");
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
 
     // A wrong password gets no token; the smtp role's password check gets none either.
@@ -213,6 +220,7 @@ async fn sessions_scope_an_access_nodes_calls_to_the_logged_in_account() -> anyh
         .check_password(pb::CheckPasswordRequest {
             address: ALICE.into(),
             password: "wrong".into(),
+            ..Default::default()
         })
         .await?
         .into_inner();
@@ -221,6 +229,7 @@ async fn sessions_scope_an_access_nodes_calls_to_the_logged_in_account() -> anyh
         .check_password(pb::CheckPasswordRequest {
             address: ALICE.into(),
             password: "pw-alice".into(),
+            ..Default::default()
         })
         .await?
         .into_inner();

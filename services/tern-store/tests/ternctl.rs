@@ -159,10 +159,68 @@ async fn operator_commands_through_a_follower() -> anyhow::Result<()> {
         .check_password(tern_proto::store::v1::CheckPasswordRequest {
             address: "carol@example.test".into(),
             password: "s3cret".into(),
+            ..Default::default()
         })
         .await?
         .into_inner();
     assert!(check.ok);
+
+    // The audit log (issue 15): each change above, newest first, by the admin certificate's
+    // identity, without the password; the refused duplicates left no record; the smtp role
+    // may not read it.
+    let audit: serde_json::Value =
+        serde_json::from_str(&ok(&ternctl(tls, ep, &["audit", "--json"], None)))?;
+    let records = audit.as_array().expect("a list");
+    // Init is recorded once a leader exists, so it may come before or after the first change.
+    let actions: Vec<(&str, &str)> = records
+        .iter()
+        .filter(|r| r["action"] != "init-cluster")
+        .map(|r| {
+            (
+                r["action"].as_str().unwrap_or_default(),
+                r["target"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            (
+                "add-list-members",
+                "staff@example.test + carol@example.test, ext@remote.test"
+            ),
+            ("add-alias", "postmaster@example.test -> carol@example.test"),
+            ("add-user", "carol@example.test quota=0"),
+            ("add-domain", "example.test"),
+        ],
+        "{audit}"
+    );
+    assert!(
+        records.iter().any(|r| r["action"] == "init-cluster"),
+        "{audit}"
+    );
+    for r in records {
+        let by = r["by"].as_str().unwrap_or_default();
+        assert_eq!(by, "spiffe://tern.test/tern/admin from 127.0.0.1", "{r}");
+        assert!(
+            r["at_ms"].as_i64().unwrap_or_default() > 1_600_000_000_000,
+            "{r}"
+        );
+    }
+    assert!(!audit.to_string().contains("s3cret"));
+    let table = ok(&ternctl(tls, ep, &["audit", "--limit", "1"], None));
+    assert!(
+        table.contains("add-list-members") && !table.contains("add-domain"),
+        "{table}"
+    );
+    let mut admin_as_smtp = tern_proto::store::v1::admin_client::AdminClient::new(
+        cluster.channel(leader, tern_trust::Role::Smtp).await?,
+    );
+    let refused = admin_as_smtp
+        .audit(tern_proto::store::v1::AuditRequest::default())
+        .await
+        .expect_err("smtp may not read the audit log");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
 
     let unreachable = ternctl(tls, "http://127.0.0.1:1", &["domain", "list"], None);
     assert!(!unreachable.status.success());

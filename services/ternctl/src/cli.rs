@@ -89,6 +89,17 @@ pub enum Command {
         /// A queue id, a trace id (32 hex digits) or a Message-ID (with or without <>).
         id: String,
     },
+    /// Show the audit log of operators' changes, newest first: when, who (the caller's
+    /// certificate identity and address), what, and to which domain, user or node. The
+    /// store keeps the newest 100,000 records.
+    Audit {
+        /// Records to show (at most 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only records older than this sequence number (to page back).
+        #[arg(long, default_value_t = 0)]
+        before: u64,
+    },
     /// Make a development cluster PKI in DIR, once: a CA (`ca.crt`, `ca.key`) and one
     /// certificate and key per role (`store.crt`, `store.key`, `admin.crt`, ...), each
     /// naming `spiffe://TRUST-DOMAIN/tern/ROLE`. Files that exist are kept. For development

@@ -92,12 +92,23 @@ def policy(sub, delay_ms):
         s.login("alice@example.test", "pw-alice")
         expect(s.docmd("AUTH", "PLAIN AA=="), 503, "5.5.1")
         expect(s.docmd("MAIL", "FROM:<bob@example.test>"), 553, "5.7.1")
+        # A null sender is the server's, for bounces; never a logged-in user's.
+        expect(s.docmd("MAIL", "FROM:<>"), 553, "5.7.1")
         expect(s.docmd("MAIL", "FROM:<alice@example.test>"), 250, "2.1.0")
         # Authenticated: relaying is allowed, unknown local users are still refused.
         expect(s.docmd("RCPT", "TO:<someone@remote.test>"), 250, "2.1.5")
         expect(s.docmd("RCPT", "TO:<nobody@example.test>"), 550, "5.1.1")
         expect(s.docmd("VRFY", "bob@example.test"), 250, "2.1.5")
         expect(s.docmd("RSET"), 250)
+        # The header From must be the user's too (the address their recipients see).
+        try:
+            s.sendmail("alice@example.test", ["bob@example.test"],
+                       b"From: Bob <bob@example.test>\r\nSubject: forged\r\n\r\nx\r\n")
+            raise AssertionError("a From header naming another user was accepted")
+        except smtplib.SMTPDataError as e:
+            assert e.smtp_code == 550 and e.smtp_error.decode().startswith("5.7.1"), e
+        s.sendmail("alice@example.test", ["bob@example.test"],
+                   b"From: Alice <alice@example.test>\r\nSubject: own\r\n\r\nx\r\n")
     print(json.dumps({"policy": "ok"}))
 
 

@@ -28,6 +28,8 @@ struct Script {
     reject: Vec<String>,
     /// Wait this long before answering the final dot.
     data_delay: Duration,
+    /// Wait this long before answering each RCPT.
+    rcpt_delay: Duration,
 }
 
 /// One transaction the peer accepted (250 to the final dot).
@@ -42,6 +44,8 @@ struct Received {
 #[derive(Default)]
 struct PeerState {
     connections: usize,
+    /// RCPT commands read (answered or not yet).
+    rcpts_seen: usize,
     transactions: Vec<Instant>,
     received: Vec<Received>,
 }
@@ -111,6 +115,8 @@ async fn serve(sock: tokio::net::TcpStream, state: Arc<Mutex<PeerState>>, script
             rcpts.clear();
             "250 2.1.0 ok\r\n".into()
         } else if upper.starts_with("RCPT TO:") {
+            state.lock().unwrap().rcpts_seen += 1;
+            tokio::time::sleep(script.rcpt_delay).await;
             let addr = cmd[8..]
                 .split_whitespace()
                 .next()
@@ -185,9 +191,7 @@ async fn enqueue(p: &Platform, from: &str, to: &[&str], body: &[u8]) -> anyhow::
 async fn inbox(p: &Platform, node: usize, user: &str) -> anyhow::Result<Vec<pb::MessageRecord>> {
     let account = format!("{user}@example.test");
     let mut m = p.cluster.messages(node, &account).await?;
-    Ok(list_all(&mut m, &account, "INBOX")
-        .await?
-        .messages)
+    Ok(list_all(&mut m, &account, "INBOX").await?.messages)
 }
 
 async fn queue_entries(p: &Platform, node: usize) -> anyhow::Result<Vec<pb::QueueEntry>> {
@@ -562,7 +566,10 @@ async fn killing_the_store_leader_during_delivery_loses_and_duplicates_nothing(
     for user in ["alice", "bob"] {
         let inbox = inbox(&p, survivor, user).await?;
         assert_eq!(inbox.len(), 40, "{user}: every message exactly once");
-        let mut m = p.cluster.messages(survivor, &format!("{user}@example.test")).await?;
+        let mut m = p
+            .cluster
+            .messages(survivor, &format!("{user}@example.test"))
+            .await?;
         let mut subjects = std::collections::HashSet::new();
         for rec in &inbox {
             let body = fetch(&mut m, &format!("{user}@example.test"), "INBOX", rec.uid).await?;
@@ -679,5 +686,136 @@ async fn an_undeclared_size_stream_needs_its_last_marker() -> anyhow::Result<()>
         body,
         b"Subject: streamed\r\n\r\nfirst half, second half\r\n"
     );
+    Ok(())
+}
+
+/// Issue 16, graceful shutdown: SIGTERM to tern-queue while the remote server sits on the
+/// final dot of DATA. The attempt finishes and records its outcome before the process
+/// exits, so the worker that takes over (leases of 3 s) finds nothing to send: the remote
+/// server has the message exactly once and no entry is left leased. (Before, the process
+/// exited at once, the lease lapsed and the second worker sent the message again.)
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_a_remote_attempt_finish_so_nothing_is_sent_twice() -> anyhow::Result<()> {
+    let peer = Peer::start(Script {
+        data_delay: Duration::from_secs(4),
+        ..Default::default()
+    })
+    .await?;
+    let dns = dns_for(&peer).await?;
+    let mut args = remote_args(&dns, &peer);
+    args.extend(
+        ["--lease-secs", "3", "--drain-secs", "20"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut p = platform(1, &args).await?;
+    enqueue(
+        &p,
+        "alice@example.test",
+        &["far@remote.example"],
+        &message(7),
+    )
+    .await?;
+    // DATA has begun at the peer; the final dot follows at once and the peer sits on it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while peer.transaction_times().is_empty() {
+        anyhow::ensure!(Instant::now() < deadline, "no remote transaction began");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.queue_mut().terminate();
+    let _second = p.add_queue(&args).await?;
+    let status = p
+        .queue_mut()
+        .wait_exit(Duration::from_secs(25))
+        .await
+        .context("tern-queue still runs after its attempt ended")?;
+    assert!(status.success(), "{status}\n{}", p.queue().log_text());
+    drained(&p, 0, Duration::from_secs(20)).await?;
+    // Past another lease time: nothing is sent again.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(peer.received().len(), 1, "the remote server has it once");
+    assert!(queue_entries(&p, 0).await?.is_empty());
+    Ok(())
+}
+
+/// Issue 16: a lease that may have lapsed stops a remote attempt before the final dot. The
+/// queue reaches the store through a fault proxy; while the remote server sits on RCPT for
+/// 6 s, the store is cut off for longer than the 3 s lease. The attempt gives up before
+/// ending DATA (the server never gets a whole message), and once the store is back a later
+/// attempt delivers exactly once. (Before, the first attempt sent the dot, could not record
+/// the outcome, and the entry was sent again.)
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attempt_whose_lease_may_have_lapsed_never_sends_the_final_dot() -> anyhow::Result<()> {
+    use tern_testkit::faultproxy::{FaultProxy, Mode};
+    use tern_testkit::queue::QueueNode;
+
+    let peer = Peer::start(Script {
+        rcpt_delay: Duration::from_secs(6),
+        ..Default::default()
+    })
+    .await?;
+    let dns = dns_for(&peer).await?;
+    let p = Platform::builder()
+        .stores(1)
+        .users(&["alice"])
+        .start()
+        .await?;
+    let proxy = FaultProxy::start().await?;
+    let store = p.store_addrs()[0].trim_start_matches("http://").parse()?;
+    proxy.set_target(store);
+    let mut args = p.cluster.cluster_args(Role::Queue);
+    args.extend(remote_args(&dns, &peer));
+    args.extend(
+        ["--lease-secs", "3", "--first-retry-secs", "1"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let queue = QueueNode::start(p.scratch(), &[proxy.addr().to_string()], &args).await?;
+    let channel = p
+        .cluster
+        .connect(&queue.grpc, Role::Smtp, Role::Queue)
+        .await?;
+    enqueue_at(
+        channel,
+        "alice@example.test",
+        &["far@remote.example"],
+        &message(9),
+    )
+    .await?;
+
+    // The attempt is at RCPT, which the server holds for 6 s: cut the store off now, past
+    // the lease, and back before the retry.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while peer.state.lock().unwrap().rcpts_seen == 0 {
+        anyhow::ensure!(Instant::now() < deadline, "no attempt reached RCPT");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.set_mode(Mode::Blackhole);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(
+        peer.received().is_empty(),
+        "a message was completed after the lease could have lapsed"
+    );
+    proxy.set_mode(Mode::Pass);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = queue_entries(&p, 0).await.unwrap_or_default();
+        if left.is_empty() && !peer.received().is_empty() {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "not delivered after the store came back: {left:#?}\n{}",
+            queue.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Past two more lease times: nothing is sent again.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(peer.received().len(), 1, "the remote server has it once");
     Ok(())
 }

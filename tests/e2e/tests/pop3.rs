@@ -229,18 +229,25 @@ async fn a_second_session_gets_in_use_on_any_access_node_and_a_dead_nodes_lock_e
         "{refused:?}"
     );
     // ...and free once the lease ran out (3 s).
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    wait_until_free(p.access().pop3_port(), Duration::from_secs(15)).await
+}
+
+/// Waits until alice's maildrop (one message) opens on `port`, every answer before that
+/// being `[IN-USE]`; an error once `within` has passed.
+async fn wait_until_free(port: u16, within: Duration) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + within;
     loop {
-        match poplib(p.access().pop3_port(), "count", &["--expect", "1"]) {
-            Ok(_) => break,
+        match poplib(port, "count", &["--expect", "1"]) {
+            Ok(_) => return Ok(()),
             Err(e) if std::time::Instant::now() < deadline => {
                 assert!(e.to_string().contains("IN-USE"), "{e}");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            Err(e) => return Err(e),
+            Err(e) => {
+                return Err(e.context(format!("the maildrop is still locked after {within:?}")))
+            }
         }
     }
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -392,5 +399,132 @@ async fn curl_lists_and_retrieves_over_pop3() -> anyhow::Result<()> {
     }
     let uidl = String::from_utf8(curl(&base, &["-X", "UIDL"])?)?;
     assert_eq!(uidl.lines().count(), 4, "{uidl}");
+    Ok(())
+}
+
+/// Issue 16: a client that stops reading in the middle of RETR of a 10 MB message loses its
+/// session within the write time-out, and with it the maildrop lock, so the maildrop can be
+/// opened again (before the write time-out it held both for as long as it kept the socket).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_during_retr_loses_its_session_and_lock() -> anyhow::Result<()>
+{
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    let p = platform(1, &["--write-timeout-secs", "3"]).await?;
+    let mut big = b"Subject: big\r\n\r\n".to_vec();
+    while big.len() < 10 << 20 {
+        big.extend_from_slice(&[b'x'; 78]);
+        big.extend_from_slice(b"\r\n");
+    }
+    deliver(&p, "alice@example.test", &[big]).await?;
+
+    // A small receive window, so the server's writes stall as soon as the kernel's buffers
+    // on both sides are full (well short of 10 MB).
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_recv_buffer_size(4096)?;
+    let stream = socket
+        .connect(([127, 0, 0, 1], p.access().pop3_port()).into())
+        .await?;
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let mut line = String::new();
+    for cmd in ["", "USER alice@example.test\r\n", "PASS pw-alice\r\n"] {
+        w.write_all(cmd.as_bytes()).await?;
+        line.clear();
+        r.read_line(&mut line).await?;
+        assert!(line.starts_with("+OK"), "{cmd:?}: {line:?}");
+    }
+    w.write_all(b"RETR 1\r\n").await?;
+    // The stalled session holds the maildrop...
+    let held = poplib(p.access().pop3_port(), "count", &["--expect", "1"])
+        .expect_err("the maildrop is locked while the stalled RETR lasts");
+    assert!(held.to_string().contains("IN-USE"), "{held}");
+    // ...until the write time-out (3 s) ends it; the socket stays open all along.
+    wait_until_free(p.access().pop3_port(), Duration::from_secs(30)).await?;
+    drop((r, w));
+    Ok(())
+}
+
+/// Issue 16, graceful shutdown: SIGTERM to tern-access closes an IMAP session in IDLE and
+/// an idle logged-in IMAP session with `* BYE`, and a logged-in POP3 session with a closing
+/// `-ERR [SYS/TEMP]` that deletes nothing and gives the maildrop lock back, all within the
+/// drain time; the process then exits cleanly.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_says_bye_to_imap_and_closes_pop3_cleanly() -> anyhow::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpStream;
+
+    /// One line from the server, within 10 s.
+    async fn line(r: &mut BufReader<TcpStream>) -> anyhow::Result<String> {
+        let mut l = String::new();
+        tokio::time::timeout(Duration::from_secs(10), r.read_line(&mut l))
+            .await
+            .context("no line within 10 s")??;
+        Ok(l)
+    }
+    /// Sends `cmd` and reads lines until one starts with `until`.
+    async fn exchange(
+        r: &mut BufReader<TcpStream>,
+        cmd: &str,
+        until: &str,
+    ) -> anyhow::Result<String> {
+        r.get_mut().write_all(cmd.as_bytes()).await?;
+        loop {
+            let l = line(r).await?;
+            if l.is_empty() {
+                bail!("{cmd:?}: connection closed before {until:?}");
+            }
+            if l.starts_with(until) {
+                return Ok(l);
+            }
+        }
+    }
+
+    let p = platform(1, &[]).await?;
+    deliver(
+        &p,
+        "alice@example.test",
+        &[b"Subject: kept\r\n\r\nbody\r\n".to_vec()],
+    )
+    .await?;
+    let mut node = p.add_access(&["--drain-secs", "10"]).await?;
+    let imap = node.imap.clone().context("IMAP listener")?;
+    let pop3 = node.pop3.clone().context("POP3 listener")?;
+
+    let mut idling = BufReader::new(TcpStream::connect(&imap).await?);
+    line(&mut idling).await?;
+    exchange(
+        &mut idling,
+        "a LOGIN alice@example.test pw-alice\r\n",
+        "a OK",
+    )
+    .await?;
+    exchange(&mut idling, "b SELECT INBOX\r\n", "b OK").await?;
+    exchange(&mut idling, "c IDLE\r\n", "+").await?;
+    let mut quiet = BufReader::new(TcpStream::connect(&imap).await?);
+    line(&mut quiet).await?;
+    exchange(&mut quiet, "a LOGIN bob@example.test pw-bob\r\n", "a OK").await?;
+    let mut pop = BufReader::new(TcpStream::connect(&pop3).await?);
+    line(&mut pop).await?;
+    exchange(&mut pop, "USER alice@example.test\r\n", "+OK").await?;
+    exchange(&mut pop, "PASS pw-alice\r\n", "+OK").await?;
+    exchange(&mut pop, "DELE 1\r\n", "+OK").await?;
+
+    node.terminate();
+    for (name, r) in [("IDLE", &mut idling), ("logged in", &mut quiet)] {
+        let bye = line(r).await?;
+        assert!(bye.starts_with("* BYE"), "{name}: {bye:?}");
+        assert_eq!(line(r).await?, "", "{name}: closed after BYE");
+    }
+    let closing = line(&mut pop).await?;
+    assert!(closing.starts_with("-ERR [SYS/TEMP]"), "{closing:?}");
+    assert_eq!(line(&mut pop).await?, "", "POP3 closed");
+    let status = node
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .context("tern-access still runs after its sessions ended")?;
+    assert!(status.success(), "{status}\n{}", node.log_text());
+    // The lock is back and the DELE without QUIT deleted nothing.
+    wait_until_free(p.access().pop3_port(), Duration::from_secs(5)).await?;
     Ok(())
 }

@@ -486,6 +486,31 @@ async fn refusals_get_their_codes_and_the_session_survives() -> anyhow::Result<(
     assert_eq!(c3.reply().await?.0, 500);
     assert_eq!(c3.reply().await?.0, 421);
     assert!(c3.closed().await);
+    // Probing for addresses counts too: unknown recipients are errors, and a message
+    // accepted clears the count (19 probes, a message, 19 more, then the 20th closes).
+    let mut c4 = Client::connect(&p2.mx).await?;
+    c4.expect("EHLO client.example", 250, "mx.example.test")
+        .await?;
+    c4.expect("MAIL FROM:<a@remote.test>", 250, "2.1.0").await?;
+    let probe = |i: usize| format!("RCPT TO:<probe-{i}@example.test>");
+    for i in 0..19 {
+        c4.expect(&probe(i), 550, "5.1.1").await?;
+    }
+    c4.expect("RCPT TO:<alice@example.test>", 250, "2.1.5")
+        .await?;
+    c4.expect("DATA", 354, "").await?;
+    c4.send(b"Subject: between probes\r\n\r\nx\r\n.\r\n")
+        .await?;
+    assert_eq!(c4.reply().await?.0, 250);
+    c4.expect("MAIL FROM:<a@remote.test>", 250, "2.1.0").await?;
+    for i in 19..38 {
+        c4.expect(&probe(i), 550, "5.1.1").await?;
+    }
+    c4.send(probe(38).as_bytes()).await?;
+    c4.send(b"\r\n").await?;
+    assert_eq!(c4.reply().await?.0, 550);
+    assert_eq!(c4.reply().await?.0, 421);
+    assert!(c4.closed().await);
     c.expect("QUIT", 221, "2.0.0").await?;
 
     // Submission: 530, 538, 535 after a delay, 553; in Python over STARTTLS.
@@ -514,6 +539,8 @@ async fn timeouts_connection_limits_and_no_quorum() -> anyhow::Result<()> {
             "2",
             "--data-timeout-secs",
             "2",
+            "--message-time-limit-secs",
+            "3",
             "--max-connections-per-ip",
             "2",
         ])
@@ -548,6 +575,32 @@ async fn timeouts_connection_limits_and_no_quorum() -> anyhow::Result<()> {
     let (code, text) = d.reply().await?;
     assert_eq!((code, &text[..5]), (421, "4.4.2"), "{text}");
     assert!(d.closed().await);
+    // A line every 300 ms keeps each read inside the data time-out (2 s) but not the
+    // message inside its time limit (3 s): 421 4.4.2 and close, well before the 12 s this
+    // sender would take.
+    let mut t = Client::connect(&limited.mx).await?;
+    t.expect("EHLO client.example", 250, "mx.example.test")
+        .await?;
+    t.expect("MAIL FROM:<a@remote.test>", 250, "2.1.0").await?;
+    t.expect("RCPT TO:<alice@example.test>", 250, "2.1.5")
+        .await?;
+    t.expect("DATA", 354, "").await?;
+    let mut lines = 0;
+    while lines < 40 {
+        t.send(b"a line of a message that trickles in\r\n").await?;
+        lines += 1;
+        // Waiting for the reply consumes nothing (fill_buf is cancel-safe).
+        if tokio::time::timeout(Duration::from_millis(300), t.r.fill_buf())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+    }
+    let (code, text) = t.reply().await?;
+    assert_eq!((code, &text[..5]), (421, "4.4.2"), "{text}");
+    assert!(lines < 30, "cut off after {lines} lines");
+    assert!(t.closed().await);
     // The bound on sessions in total.
     let one = p.add_smtp(&["--max-connections", "1"]).await?;
     let _first = Client::connect(&one.mx).await?;
@@ -825,5 +878,51 @@ async fn killing_the_store_leader_loses_no_acknowledged_message() -> anyhow::Res
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    Ok(())
+}
+
+/// SIGTERM in the middle of DATA (issue 16, graceful shutdown): the node stops accepting,
+/// an idle session is answered 421 4.3.2 at once, and the message in flight completes with
+/// 250 and is delivered; the session's next command gets 421 and the process exits cleanly.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_the_message_in_data_complete() -> anyhow::Result<()> {
+    let p = platform(&[], &[]).await?;
+    let mut smtp = p.add_smtp(&["--drain-secs", "20"]).await?;
+    let mut idle = Client::connect(&smtp.mx).await?;
+    idle.expect("EHLO idle.test", 250, "").await?;
+    let mut c = Client::connect(&smtp.mx).await?;
+    c.expect("EHLO client.test", 250, "").await?;
+    c.expect("MAIL FROM:<sender@remote.test>", 250, "2.1.0")
+        .await?;
+    c.expect("RCPT TO:<alice@example.test>", 250, "2.1.5")
+        .await?;
+    c.expect("DATA", 354, "").await?;
+    c.send(b"Subject: drained in flight\r\n\r\nfirst half\r\n")
+        .await?;
+
+    smtp.terminate();
+    // The idle session hears of the shutdown at once: the node is draining now.
+    let (code, text) = idle.reply().await?;
+    assert_eq!((code, &text[..5]), (421, "4.3.2"), "{text}");
+    assert!(idle.closed().await);
+    // No new sessions: the listener is closed.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(&smtp.mx).await.is_ok() {
+        assert!(Instant::now() < deadline, "still accepting after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    c.send(b"second half\r\n.\r\n").await?;
+    let (code, text) = c.reply().await?;
+    assert_eq!(code, 250, "the message in DATA completes: {text}");
+    let (code, text) = c.cmd("MAIL FROM:<sender@remote.test>").await?;
+    assert_eq!((code, &text[..5]), (421, "4.3.2"), "{text}");
+    assert!(c.closed().await);
+    let status = smtp
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .context("tern-smtp still runs after its sessions ended")?;
+    assert!(status.success(), "{status}\n{}", smtp.log_text());
+    wait_for(&p, "alice", "drained in flight", 1).await?;
     Ok(())
 }

@@ -125,12 +125,26 @@ pub struct StoreBackend {
     store: StoreClient,
     /// Reports whole-message fetches into the messages' delivery traces.
     retrievals: RetrievalTracer,
+    /// The client's address, for the store's failed-login counts.
+    client: Option<std::net::IpAddr>,
 }
 
 impl StoreBackend {
     /// Access through `store`; whole-message fetches are reported to `retrievals`.
     pub fn new(store: StoreClient, retrievals: RetrievalTracer) -> Self {
-        Self { store, retrievals }
+        Self {
+            store,
+            retrievals,
+            client: None,
+        }
+    }
+
+    /// The same, for a client at `ip` (failed logins are counted per client network).
+    pub fn for_client(self, ip: std::net::IpAddr) -> Self {
+        Self {
+            client: Some(ip),
+            ..self
+        }
     }
 }
 
@@ -139,10 +153,17 @@ impl ImapBackend for StoreBackend {
         let req = pb::CheckPasswordRequest {
             address: user.to_string(),
             password: password.to_string(),
+            client_ip: self.client.map(|ip| ip.to_string()).unwrap_or_default(),
         };
         let r = store_call!(self.store, directory, check_password, req)
             .map_err(error)?
             .into_inner();
+        if r.retry_later {
+            return Err(StoreError::new(
+                ErrorKind::Unavailable,
+                "too many failed logins or checks in flight; try again later",
+            ));
+        }
         Ok(match (r.ok, r.user) {
             (true, Some(u)) => {
                 if let Some(session) = r.session {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tern_net::connection::{Connection, Read as Input, Timeouts};
+use tern_net::drain::Drain;
 use tern_net::tls::ReloadingTls;
 use tern_proto::client::StoreClient;
 use tokio::net::TcpListener;
@@ -42,6 +43,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// RFC 3501 §5.4: the autologout timer is at least 30 minutes.
 pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// What a session hears when its node shuts down.
+const SHUTDOWN_BYE: &[u8] = b"* BYE [UNAVAILABLE] server shutting down, try again later\r\n";
 /// Time from connecting to logging in (a connection that never logs in is closed).
 const PREAUTH_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -72,6 +75,8 @@ pub struct LoopSettings {
     pub max_errors: u32,
     /// Largest APPEND literal (message size).
     pub max_message: u32,
+    /// Set on SIGTERM: the session says `* BYE` at its next read, or at once in IDLE.
+    pub drain: Drain,
 }
 
 impl ImapContext {
@@ -82,6 +87,7 @@ impl ImapContext {
             auth_failure_delay: self.policy.auth_failure_delay,
             max_errors: self.policy.max_errors,
             max_message: self.max_message,
+            drain: self.policy.drain.clone(),
         }
     }
 
@@ -104,20 +110,21 @@ pub fn timeouts() -> Timeouts {
 
 /// Accepts connections until the task is dropped. `implicit_tls` makes it an IMAPS listener.
 pub async fn serve(listener: TcpListener, ctx: Arc<ImapContext>, implicit_tls: bool) {
-    let limiter = ctx.policy.limiter.clone();
+    let policy = ctx.policy.clone();
     crate::accept::accept_loop(
         listener,
-        limiter,
+        &policy,
         "imap",
         implicit_tls,
         "* BYE [UNAVAILABLE]",
-        move |tcp, _peer| run(tcp, ctx.clone(), implicit_tls),
+        move |tcp, peer| run(tcp, peer, ctx.clone(), implicit_tls),
     )
     .await
 }
 
 async fn run(
     tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
     ctx: Arc<ImapContext>,
     implicit_tls: bool,
 ) -> std::io::Result<()> {
@@ -125,11 +132,12 @@ async fn run(
         let Some(tls) = &ctx.policy.tls else {
             return Ok(());
         };
-        Connection::accept_tls(tcp, &tls.acceptor(), timeouts()).await?
+        Connection::accept_tls(tcp, &tls.acceptor(), ctx.policy.timeouts).await?
     } else {
-        Connection::new(tcp, timeouts())
+        Connection::new(tcp, ctx.policy.timeouts)
     };
-    let backend = StoreBackend::new(ctx.store.for_session(), ctx.retrievals.clone());
+    let backend =
+        StoreBackend::new(ctx.store.for_session(), ctx.retrievals.clone()).for_client(peer.ip());
     let mut session = Session::new(backend, ctx.session_settings(), implicit_tls);
     converse(&mut conn, &mut session, &ctx.loop_settings()).await
 }
@@ -278,6 +286,30 @@ pub async fn converse<B: ImapBackend>(
             conn.set_deadline(None);
         }
         let idle = ctx.idle_timeout.max(MIN_IDLE_TIMEOUT);
+        // A node that is shutting down says BYE (RFC 3501 §7.1.5) instead of waiting for
+        // the next command. Only the wait for a command's first octet races the drain (that
+        // wait consumes nothing, so it may be cancelled); a command that has begun, an
+        // APPEND literal under way included, is read and answered whole.
+        if !conn.has_pipelined_input() {
+            let waited = tokio::select! {
+                biased;
+                () = ctx.drain.draining() => {
+                    conn.queue(SHUTDOWN_BYE);
+                    conn.close().await;
+                    return Ok(());
+                }
+                waited = conn.fill(idle) => waited?,
+            };
+            match waited {
+                Input::Done => {}
+                Input::Eof => return Ok(()),
+                Input::TimedOut | Input::TooLong => {
+                    conn.queue(b"* BYE autologout: idle for too long\r\n");
+                    conn.close().await;
+                    return Ok(());
+                }
+            }
+        }
         let cmd = match read_command(conn, ctx, idle, authenticated).await? {
             Read::Close => {
                 conn.close().await;
@@ -430,6 +462,11 @@ async fn idle_until_done<B: ImapBackend>(
                     return Ok(());
                 }
                 sink.flush().await?;
+            }
+            () = ctx.drain.draining() => {
+                conn.send(SHUTDOWN_BYE).await?;
+                session.force_logout();
+                return Ok(());
             }
             _ = &mut deadline => {
                 conn.send(b"* BYE autologout: idle for too long\r\n").await?;

@@ -44,6 +44,7 @@ async fn start(mem: &Mem, plaintext_auth: bool) -> Client {
         auth_failure_delay: Duration::ZERO,
         max_errors: 10,
         max_message: 1 << 20,
+        drain: Default::default(),
     };
     let backend = mem.clone();
     let task = tokio::spawn(async move {
@@ -501,9 +502,16 @@ async fn store_flags() {
     let mem = two_messages();
     let mut c = Client::selected(&mem, "INBOX").await;
     let r = c.cmd("a", "STORE 1 +FLAGS (\\Flagged work)").await;
+    // A keyword new to the mailbox is announced in FLAGS before the FETCH that names it
+    // (RFC 3501 §7.2.6).
     assert_eq!(
         r,
-        ["* 1 FETCH (FLAGS (\\Flagged work))", "a OK STORE completed"]
+        [
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft work)",
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft work \\*)] flags permitted",
+            "* 1 FETCH (FLAGS (\\Flagged work))",
+            "a OK STORE completed"
+        ]
     );
     assert_eq!(mem.flags("INBOX", 1), ["\\Flagged", "work"]);
     let r = c.cmd("b", "STORE 1 -FLAGS.SILENT (work)").await;
@@ -658,10 +666,33 @@ async fn changes_elsewhere_are_announced() {
             "a OK NOOP completed"
         ]
     );
+    // A keyword set elsewhere: announced in FLAGS before the FETCH that names it, once.
+    mem.set_flags_elsewhere("INBOX", 2, &["\\Seen", "$hello"]);
+    let r = c.cmd("k", "NOOP").await;
+    assert_eq!(
+        r,
+        [
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $hello)",
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $hello \\*)] flags permitted",
+            "* 2 FETCH (FLAGS (\\Seen $hello))",
+            "k OK NOOP completed"
+        ]
+    );
+    mem.set_flags_elsewhere("INBOX", 2, &["$hello"]);
+    let r = c.cmd("l", "NOOP").await;
+    assert_eq!(r, ["* 2 FETCH (FLAGS ($hello))", "l OK NOOP completed"]);
+    // A new message with a keyword of its own: FLAGS before EXISTS.
+    mem.deliver("INBOX", &["$label1"], MSG1);
+    let r = c.cmd("m", "NOOP").await;
+    assert!(
+        r[0].starts_with("* FLAGS (") && r[0].ends_with(" $hello $label1)"),
+        "{r:?}"
+    );
+    assert_eq!(&r[2..], ["* 4 EXISTS", "m OK NOOP completed"]);
     mem.expunge_elsewhere("INBOX", &[1]);
     // No EXPUNGE during FETCH (RFC 3501 §7.4.1); it comes at the next NOOP.
     let r = c.cmd("b", "FETCH 2 FLAGS").await;
-    assert_eq!(r, ["* 2 FETCH (FLAGS (\\Seen))", "b OK FETCH completed"]);
+    assert_eq!(r, ["* 2 FETCH (FLAGS ($hello))", "b OK FETCH completed"]);
     let r = c.cmd("c", "NOOP").await;
     assert_eq!(r, ["* 1 EXPUNGE", "c OK NOOP completed"]);
 }

@@ -13,6 +13,8 @@
 
 use std::collections::BTreeSet;
 
+use super::wire::{flag_list, SYSTEM_FLAGS};
+
 /// What the view knows of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessageMeta {
@@ -63,6 +65,9 @@ pub struct View {
     added: BTreeSet<u32>,
     /// Number of messages the client has been told exist.
     announced_exists: usize,
+    /// The keywords the client has been told of in `* FLAGS` (RFC 3501 §7.2.6): a keyword
+    /// may only appear in a FETCH FLAGS after it was announced there.
+    keywords: BTreeSet<String>,
 }
 
 impl View {
@@ -77,6 +82,12 @@ impl View {
         messages.sort_by_key(|m| m.uid);
         messages.dedup_by_key(|m| m.uid);
         let announced_exists = messages.len();
+        let keywords = messages
+            .iter()
+            .flat_map(|m| m.flags.iter())
+            .filter(|f| is_keyword(f))
+            .cloned()
+            .collect();
         Self {
             read_only,
             uid_validity,
@@ -87,6 +98,45 @@ impl View {
             flags_changed: BTreeSet::new(),
             added: BTreeSet::new(),
             announced_exists,
+            keywords,
+        }
+    }
+
+    /// Writes `* FLAGS` (the system flags and every keyword announced so far) and the
+    /// `* OK [PERMANENTFLAGS]` that goes with it: at SELECT, and again whenever a keyword
+    /// new to the mailbox appears.
+    pub fn write_flags(&self, out: &mut Vec<u8>) {
+        let mut flags: Vec<String> = SYSTEM_FLAGS.iter().map(|s| s.to_string()).collect();
+        flags.extend(self.keywords.iter().cloned());
+        out.extend_from_slice(b"* FLAGS ");
+        flag_list(out, &flags);
+        out.extend_from_slice(b"\r\n");
+        if self.read_only {
+            out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] read-only\r\n");
+        } else {
+            flags.push("\\*".into());
+            out.extend_from_slice(b"* OK [PERMANENTFLAGS ");
+            flag_list(out, &flags);
+            out.extend_from_slice(b"] flags permitted\r\n");
+        }
+    }
+
+    /// Before a FETCH names `flags`: announces the keywords among them that the client has
+    /// not been told of, with a new `* FLAGS` (RFC 3501 §7.2.6).
+    pub fn announce_keywords<'a>(
+        &mut self,
+        flags: impl IntoIterator<Item = &'a String>,
+        out: &mut Vec<u8>,
+    ) {
+        let mut grew = false;
+        for f in flags {
+            if is_keyword(f) && !self.keywords.contains(f) {
+                self.keywords.insert(f.clone());
+                grew = true;
+            }
+        }
+        if grew {
+            self.write_flags(out);
         }
     }
 
@@ -307,6 +357,19 @@ impl View {
             let gone: Vec<u32> = self.expunged.iter().copied().collect();
             self.remove(&gone, out);
         }
+        // Keywords first: the new messages and the changed flags may name ones the client
+        // has not seen in FLAGS yet.
+        let changed_flags: Vec<String> = self
+            .messages
+            .get(self.announced_exists.min(self.messages.len())..)
+            .unwrap_or_default()
+            .iter()
+            .chain(self.flags_changed.iter().filter_map(|u| self.by_uid(*u)))
+            .flat_map(|m| m.flags.iter())
+            .filter(|f| is_keyword(f) && !self.keywords.contains(*f))
+            .cloned()
+            .collect();
+        self.announce_keywords(&changed_flags, out);
         if self.announced_exists != self.messages.len() {
             self.announced_exists = self.messages.len();
             out.extend_from_slice(format!("* {} EXISTS\r\n", self.messages.len()).as_bytes());
@@ -329,6 +392,11 @@ impl View {
             }
         }
     }
+}
+
+/// A keyword (`$Forwarded`, `NonJunk`), as opposed to a system flag (`\Seen`).
+fn is_keyword(flag: &str) -> bool {
+    !flag.starts_with('\\')
 }
 
 /// Sorted, non-overlapping inclusive ranges covering the same values.

@@ -31,6 +31,8 @@ pub struct StoreBackend {
     uid_validity: AtomicU32,
     /// Reports retrievals into the messages' delivery traces.
     tracer: crate::retrieval::RetrievalTracer,
+    /// The client's address, for the store's failed-login counts.
+    client: Option<std::net::IpAddr>,
 }
 
 fn lock_name(account: &str) -> String {
@@ -71,7 +73,14 @@ impl StoreBackend {
             lock_ttl,
             renewal: Mutex::new(None),
             uid_validity: AtomicU32::new(0),
+            client: None,
         }
+    }
+
+    /// The same, for a client at `ip` (failed logins are counted per client network).
+    pub fn for_client(mut self, ip: std::net::IpAddr) -> Self {
+        self.client = Some(ip);
+        self
     }
 
     fn lock_request(&self, account: &str) -> pb::LockRequest {
@@ -122,6 +131,7 @@ impl Backend for StoreBackend {
         let req = pb::CheckPasswordRequest {
             address: user.to_string(),
             password: password.to_string(),
+            client_ip: self.client.map(|ip| ip.to_string()).unwrap_or_default(),
         };
         let resp = self
             .store
@@ -132,6 +142,11 @@ impl Backend for StoreBackend {
             .await
             .map_err(|s| unavailable("directory", s))?
             .into_inner();
+        if resp.retry_later {
+            return Err(BackendError(
+                "too many failed logins or checks in flight; try again later".into(),
+            ));
+        }
         Ok(match (resp.ok, resp.user) {
             (true, Some(u)) => {
                 if let Some(session) = resp.session {

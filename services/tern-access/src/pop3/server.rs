@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tern_net::connection::{Connection, Read, Timeouts};
+use tern_net::connection::{Connection, Read};
 use tern_proto::client::StoreClient;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -42,10 +42,10 @@ pub struct Pop3Context {
 
 /// Accepts connections until the task is dropped. `implicit_tls` makes it a POP3S listener.
 pub async fn serve(listener: TcpListener, ctx: Arc<Pop3Context>, implicit_tls: bool) {
-    let limiter = ctx.policy.limiter.clone();
+    let policy = ctx.policy.clone();
     crate::accept::accept_loop(
         listener,
-        limiter,
+        &policy,
         "pop3",
         implicit_tls,
         "-ERR [SYS/TEMP]",
@@ -59,7 +59,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Pop3Context>, implicit_tls: b
 
 async fn run(
     tcp: tokio::net::TcpStream,
-    _peer: SocketAddr,
+    peer: SocketAddr,
     ctx: &Pop3Context,
     implicit_tls: bool,
 ) -> std::io::Result<()> {
@@ -67,16 +67,17 @@ async fn run(
         let Some(tls) = &ctx.policy.tls else {
             return Ok(());
         };
-        Connection::accept_tls(tcp, &tls.acceptor(), Timeouts::default()).await?
+        Connection::accept_tls(tcp, &tls.acceptor(), ctx.policy.timeouts).await?
     } else {
-        Connection::new(tcp, Timeouts::default())
+        Connection::new(tcp, ctx.policy.timeouts)
     };
     let backend = StoreBackend::new(
         ctx.store.for_session(),
         &ctx.node,
         ctx.lock_ttl,
         ctx.retrievals.clone(),
-    );
+    )
+    .for_client(peer.ip());
     let mut session = Session::new(
         backend,
         SessionConfig {
@@ -107,7 +108,19 @@ async fn converse(
     let mut errors = 0u32;
     loop {
         out.clear();
-        let next = match conn.read_line(MAX_LINE, ctx.idle_timeout).await? {
+        // A node that is shutting down closes the session at its next read (a session
+        // without QUIT deletes nothing, RFC 1939 §6); a command already pipelined is still
+        // answered.
+        let read = tokio::select! {
+            biased;
+            () = ctx.policy.drain.draining(), if !conn.has_pipelined_input() => {
+                let _ = conn.send(b"-ERR [SYS/TEMP] server shutting down, try again later\r\n").await;
+                conn.close().await;
+                return Ok(());
+            }
+            read = conn.read_line(MAX_LINE, ctx.idle_timeout) => read?,
+        };
+        let next = match read {
             Read::TimedOut => {
                 let _ = conn.send(b"-ERR idle for too long, closing\r\n").await;
                 return Ok(());

@@ -6,11 +6,11 @@
 //! into a mailbox.
 
 mod bounce;
+mod lease;
 mod remote;
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +24,7 @@ use tern_smtp_proto::xtext;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use self::lease::Lease;
 use crate::config::QueueConfig;
 use crate::mx::MxResolver;
 use crate::pool::Pool;
@@ -47,6 +48,8 @@ pub struct Worker {
     verified: ClientConfig,
     /// Entries with an attempt running in this process.
     in_flight: Mutex<HashSet<String>>,
+    /// One permit per concurrent attempt (`concurrency`); all free when nothing runs.
+    slots: Arc<Semaphore>,
 }
 
 /// Aborts the task when dropped (also when the attempt panics), so a lease is never renewed
@@ -155,6 +158,7 @@ impl Worker {
                 config.max_connections_per_destination,
                 Duration::from_secs(config.connection_idle_secs),
             ),
+            slots: Arc::new(Semaphore::new(config.concurrency)),
             config,
             id,
             mx,
@@ -169,9 +173,27 @@ impl Worker {
         self.pool.opened()
     }
 
+    /// Waits up to `limit` for the attempts in flight to end (each records its outcome
+    /// with the store, so a message a remote server accepted is not sent again by the next
+    /// worker). Call after [`Worker::run`] has returned, so no new attempt starts. Returns
+    /// whether every attempt ended in time.
+    pub async fn drain(&self, limit: Duration) -> bool {
+        let all = u32::try_from(self.config.concurrency).unwrap_or(u32::MAX);
+        tokio::time::timeout(limit, self.slots.acquire_many(all))
+            .await
+            .is_ok()
+    }
+
+    /// Attempts running now.
+    pub fn attempts_in_flight(&self) -> usize {
+        self.config
+            .concurrency
+            .saturating_sub(self.slots.available_permits())
+    }
+
     /// Leases and delivers until `stop` turns true.
     pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let slots = Arc::new(Semaphore::new(self.config.concurrency));
+        let slots = self.slots.clone();
         let poll = Duration::from_millis(self.config.poll_ms.max(10));
         let mut last_reap = std::time::Instant::now();
         loop {
@@ -193,6 +215,8 @@ impl Worker {
             }
             let mut leased = 0;
             {
+                // The leases run from no later than this (see Lease::granted_at).
+                let asked = std::time::Instant::now();
                 match self.lease(free.min(LEASE_BATCH as usize) as u32).await {
                     Ok(entries) => {
                         leased = entries.len();
@@ -209,7 +233,7 @@ impl Worker {
                             tern_telemetry::grpc::continue_trace(&span, &entry.trace_id);
                             tokio::spawn(
                                 async move {
-                                    me.process(entry).await;
+                                    me.process(entry, asked).await;
                                     drop(permit);
                                 }
                                 .instrument(span),
@@ -243,10 +267,11 @@ impl Worker {
             .map(|r| r.into_inner().entries)
     }
 
-    /// Keeps the lease on `id` alive while the entry is being delivered; `lost` turns true
-    /// when the store says the lease is no longer ours (it expired and someone else may have
-    /// the entry now), and the attempt then stops before sending anything more.
-    fn keep_leased(&self, id: &str, lost: Arc<AtomicBool>) -> AbortOnDrop {
+    /// Keeps the lease on `id` alive while the entry is being delivered, telling `lease` of
+    /// each renewal; the lease is lost when the store says it is no longer ours (it expired
+    /// and someone else may have the entry now), and the attempt then stops before sending
+    /// anything more. When renewals fail, [`Lease::held`] turns false by itself in time.
+    fn keep_leased(&self, id: &str, lease: Arc<Lease>) -> AbortOnDrop {
         let (store, owner, id) = (self.store.clone(), self.id.clone(), id.to_string());
         let lease_ms = self.config.lease_secs * 1000;
         AbortOnDrop(tokio::spawn(async move {
@@ -257,6 +282,7 @@ impl Worker {
                     owner: owner.clone(),
                     lease_ms,
                 };
+                let sent = std::time::Instant::now();
                 let renewed = store
                     .call(|ch| {
                         let req = req.clone();
@@ -264,7 +290,7 @@ impl Worker {
                     })
                     .await;
                 match renewed {
-                    Ok(_) => {}
+                    Ok(_) => lease.renewed(sent, Duration::from_millis(lease_ms)),
                     Err(e)
                         if matches!(
                             e.code(),
@@ -272,7 +298,7 @@ impl Worker {
                         ) =>
                     {
                         tracing::warn!(queue_id = %id, error = %e.message(), "lease lost; stopping this attempt");
-                        lost.store(true, Ordering::SeqCst);
+                        lease.lose();
                         return;
                     }
                     Err(e) => {
@@ -310,7 +336,7 @@ impl Worker {
 
     /// One attempt at an entry; always ends with an Update (or leaves the lease to expire
     /// when the store cannot be reached, so another attempt happens later).
-    async fn process(&self, entry: pb::QueueEntry) {
+    async fn process(&self, entry: pb::QueueEntry, asked: std::time::Instant) {
         // This worker may lease an entry again after its own lease lapsed while an attempt
         // is still running: never run two attempts of one entry side by side.
         if !self
@@ -321,9 +347,12 @@ impl Worker {
         {
             return;
         }
-        let lost = Arc::new(AtomicBool::new(false));
-        let renewal = self.keep_leased(&entry.id, lost.clone());
-        let result = self.attempt(&entry, &lost).await;
+        let lease = Arc::new(Lease::granted_at(
+            asked,
+            Duration::from_secs(self.config.lease_secs),
+        ));
+        let renewal = self.keep_leased(&entry.id, lease.clone());
+        let result = self.attempt(&entry, &lease).await;
         drop(renewal);
         self.in_flight
             .lock()
@@ -334,7 +363,7 @@ impl Worker {
         }
     }
 
-    async fn attempt(&self, entry: &pb::QueueEntry, lost: &AtomicBool) -> anyhow::Result<()> {
+    async fn attempt(&self, entry: &pb::QueueEntry, lease: &Lease) -> anyhow::Result<()> {
         let now = now_ms();
         let body = self.fetch_blob(&entry.blob).await?;
         let mut recipients = entry.recipients.clone();
@@ -437,12 +466,14 @@ impl Worker {
             }
             crate::metrics::route_took("local", started.elapsed());
         }
-        if lost.load(Ordering::SeqCst) {
-            anyhow::bail!("the lease was lost; another worker has the entry");
+        if !lease.held() {
+            anyhow::bail!(
+                "the lease was lost or may have lapsed; another worker may have the entry"
+            );
         }
         if !remote.is_empty() {
             let started = std::time::Instant::now();
-            for (address, outcome) in self.deliver_remote(entry, &remote, &body).await {
+            for (address, outcome) in self.deliver_remote(entry, &remote, &body, lease).await {
                 remote_routes.insert(address.to_ascii_lowercase());
                 outcomes.insert(address.to_ascii_lowercase(), outcome);
             }

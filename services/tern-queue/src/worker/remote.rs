@@ -10,6 +10,7 @@ use tern_proto::store::v1::queue_recipient::State;
 use tern_smtp_proto::params::MailParams;
 use tracing::Instrument;
 
+use super::lease::Lease;
 use super::{NextHop, Outcome, Worker};
 use crate::mx::MxError;
 use crate::smtp::client::{ClientConfig, ClientError, Envelope, Rcpt};
@@ -73,6 +74,7 @@ impl Worker {
         entry: &pb::QueueEntry,
         rcpts: &[pb::QueueRecipient],
         body: &[u8],
+        lease: &Lease,
     ) -> Vec<(String, Outcome)> {
         // Group recipients by domain, and domains by their (identical) list of next hops, so
         // that one host gets one copy with all of its recipients.
@@ -108,7 +110,10 @@ impl Worker {
             }
         }
         for (hops, list, tls_required) in groups {
-            out.extend(self.send_via(entry, &hops, &list, body, tls_required).await);
+            out.extend(
+                self.send_via(entry, &hops, &list, body, tls_required, lease)
+                    .await,
+            );
         }
         out
     }
@@ -120,6 +125,7 @@ impl Worker {
         rcpts: &[pb::QueueRecipient],
         body: &[u8],
         tls_required: bool,
+        lease: &Lease,
     ) -> Vec<(String, Outcome)> {
         let envelope = Envelope {
             from: entry.sender.clone(),
@@ -140,8 +146,18 @@ impl Worker {
         let mut last = Outcome::deferred("451 4.4.1 no destination could be reached");
         for (host, addrs) in hops {
             for addr in addrs {
+                // An attempt whose lease may have lapsed sends nothing more, to no host.
+                if !lease.held() {
+                    let o = Outcome::deferred(
+                        "451 4.4.7 lease on the entry may have lapsed; attempt abandoned",
+                    );
+                    return rcpts
+                        .iter()
+                        .map(|r| (r.address.clone(), o.clone()))
+                        .collect();
+                }
                 match self
-                    .transact(*addr, host, config, tls_required, &envelope, body)
+                    .transact(*addr, host, config, tls_required, &envelope, body, lease)
                     .await
                 {
                     Ok((tx, tls)) => {
@@ -194,6 +210,7 @@ impl Worker {
         tls_required: bool,
         envelope: &Envelope,
         body: &[u8],
+        lease: &Lease,
     ) -> Result<(crate::smtp::client::Transaction, bool), TransactError> {
         // One client span per transaction, in the delivery's trace, named by the OpenTelemetry
         // conventions for a client call to a server.
@@ -218,7 +235,13 @@ impl Worker {
                 .map_err(|e| TransactError::from_client(&e, host))?;
             let tls = pooled.conn.is_tls();
             tracing::Span::current().record("tls", tls);
-            match pooled.conn.send(envelope, body).await {
+            // The final dot only while the lease holds: a server that has the message
+            // whole must not get it again from the worker that takes the entry over.
+            match pooled
+                .conn
+                .send_guarded(envelope, body, &|| lease.held())
+                .await
+            {
                 Ok(tx) => {
                     // After a clean transaction the client leaves the connection ready for
                     // the next one; a connection that saw a 421 or an error is dropped.

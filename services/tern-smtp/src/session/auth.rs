@@ -132,7 +132,12 @@ impl Session<'_> {
             Ok(credentials) => credentials,
             Err(flow) => return Ok(flow),
         };
-        match self.ctx.backend.check_password(&user, &password).await {
+        match self
+            .ctx
+            .backend
+            .check_password(&user, &password, self.peer.ip())
+            .await
+        {
             Ok(Some(account)) => {
                 tracing::info!(user = %account.address, "authenticated");
                 self.auth = Some(account);

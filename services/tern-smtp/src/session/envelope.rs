@@ -44,6 +44,15 @@ impl Session<'_> {
                 return self.reply(Reply::new(501, "5.1.7", "Bad sender address syntax"));
             }
         }
+        if self.auth.is_some() && from.is_none() {
+            // Bounces come from the server, not from a logged-in user: a null sender would
+            // let one send mail no one can reply to or be bounced for.
+            return self.reply(Reply::new(
+                553,
+                "5.7.1",
+                "A null sender is not allowed after AUTH",
+            ));
+        }
         if let (Some(account), Some(f)) = (self.auth.clone(), &from) {
             match self.ctx.backend.owns(&account, &f.address()).await {
                 Ok(true) => {}
@@ -139,6 +148,10 @@ impl Session<'_> {
                 format!("<{address}>: Recipient address rejected: User unknown"),
             ),
         };
+        if matches!(kind, Kind::Unknown) || reply.code == 554 {
+            // Probing for valid addresses (or for a relay) counts toward the error bound.
+            self.errors += 1;
+        }
         if reply.code < 300 {
             if let Some(tx) = self.tx.as_mut() {
                 tx.rcpts.push(qpb::Recipient {

@@ -50,6 +50,8 @@ struct Transaction {
 
 /// A BDAT transfer in progress.
 struct Bdat {
+    /// When the first chunk began: the message time limit counts from here.
+    started: tokio::time::Instant,
     sink: Option<MessageSink>,
     normalizer: LineNormalizer,
     composer: Composer,
@@ -106,13 +108,23 @@ impl<'a> Session<'a> {
 
     fn reply(&mut self, reply: Reply) {
         metrics::reply(self.listener.name(), reply.code);
-        // Protocol errors count toward the bound; a refused recipient does not (a sender with
-        // many stale addresses is not an attacker), as Postfix's hard error limit does not
-        // for ordinary rejections.
+        // Protocol errors count toward the bound, and so do unknown or relay-refused
+        // recipients (counted where RCPT answers): an address prober runs into it. As with
+        // Postfix's hard error limit ("errors without delivering mail"), a message accepted
+        // clears the count, so a sender with a few stale addresses per message is not cut off.
         if matches!(reply.code, 500..=504 | 530 | 535 | 538 | 555) {
             self.errors += 1;
         }
         reply.write_to(self.conn.out());
+    }
+
+    /// The final reply to a message (DATA's end, BDAT LAST): an accepted one clears the
+    /// error count.
+    fn reply_to_message(&mut self, reply: Reply) {
+        if reply.code == 250 {
+            self.errors = 0;
+        }
+        self.reply(reply);
     }
 
     /// Writes the queued replies, within the connection's write time-out.
@@ -124,6 +136,11 @@ impl<'a> Session<'a> {
     /// (its `220` sent) for the caller to upgrade it and run a new session over it.
     pub async fn run(mut self, greet: bool) -> std::io::Result<Option<Connection>> {
         let host = self.ctx.hostname.clone();
+        if greet && self.ctx.drain.is_draining() {
+            self.reply(self.shutting_down_reply());
+            self.flush().await?;
+            return Ok(None);
+        }
         if greet && !self.ctx.backend.store_up() {
             metrics::refused(self.listener.name());
             self.reply(Reply::plain(
@@ -137,12 +154,22 @@ impl<'a> Session<'a> {
             self.reply(Reply::plain(220, vec![format!("{host} ESMTP Tern")]));
             self.flush().await?;
         }
+        let drain = self.ctx.drain.clone();
         loop {
-            let flow = match self
-                .conn
-                .read_line(MAX_AUTH_LINE, self.ctx.command_timeout)
-                .await?
-            {
+            // A node that is shutting down answers the next command with 421 (RFC 5321
+            // §3.8): a command already pipelined is read first, and a message in DATA or
+            // BDAT is never waited on here, so it completes.
+            let read = tokio::select! {
+                biased;
+                // Not between the chunks of a BDAT message: its LAST chunk completes it.
+                () = drain.draining(), if !self.conn.has_pipelined_input() && !self.in_bdat() => {
+                    self.reply(self.shutting_down_reply());
+                    self.conn.close().await;
+                    return Ok(None);
+                }
+                read = self.conn.read_line(MAX_AUTH_LINE, self.ctx.command_timeout) => read?,
+            };
+            let flow = match read {
                 Read::TimedOut => {
                     self.reply(self.timeout_reply());
                     Flow::Close
@@ -329,6 +356,23 @@ impl<'a> Session<'a> {
         }
         lines.push("HELP".into());
         lines
+    }
+
+    /// Whether a BDAT message is under way (chunks received, LAST not yet).
+    fn in_bdat(&self) -> bool {
+        self.tx.as_ref().is_some_and(|t| t.bdat.is_some())
+    }
+
+    /// The 421 for a node that is shutting down (RFC 5321 §3.8, RFC 3463 X.3.2).
+    fn shutting_down_reply(&self) -> Reply {
+        Reply::new(
+            421,
+            "4.3.2",
+            format!(
+                "{} Service shutting down, try again later",
+                self.ctx.hostname
+            ),
+        )
     }
 
     /// The 421 for a client that stayed silent too long (RFC 5321 §4.5.3.2).

@@ -7,6 +7,7 @@ use tern_proto::queue::v1 as qpb;
 use tern_smtp_proto::command::Mailbox;
 use tern_smtp_proto::params::{self, MailParams};
 use tern_smtp_proto::reply::Reply;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::{random_hex, Bdat, Flow, Session, Transaction, FORWARD_CHUNK};
@@ -14,6 +15,7 @@ use crate::backend::{MessageSink, SinkError};
 use crate::compose::Composer;
 use crate::data::{DataDecoder, LineNormalizer, Outcome};
 use crate::metrics;
+use crate::sender::{header_from, HeaderFrom};
 use crate::server::Listener;
 
 impl Session<'_> {
@@ -78,6 +80,40 @@ impl Session<'_> {
         Composer::new(self.received_header(tx), adds)
     }
 
+    /// On submission (with `sender_header_check`): the refusal of a message whose header
+    /// From names an address the logged-in user does not own, or cannot be read.
+    async fn header_from_refusal(&self, composer: &Composer) -> Option<Reply> {
+        let account = self.auth.as_ref()?;
+        if !self.ctx.sender_header_check {
+            return None;
+        }
+        let refuse = |why: String| Some(Reply::new(550, "5.7.1", why));
+        let Some(header) = composer.header() else {
+            return refuse("Header section too large to check its From field".into());
+        };
+        let authors = match header_from(header) {
+            HeaderFrom::Absent => return None,
+            HeaderFrom::Unreadable => return refuse("Unreadable From header field".into()),
+            HeaderFrom::Authors(a) => a,
+        };
+        for author in authors {
+            match self.ctx.backend.owns(account, &author).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    return refuse(format!(
+                        "From header address <{author}> not owned by user {}",
+                        account.address
+                    ))
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "header sender check failed");
+                    return Some(Reply::new(451, "4.3.0", "Temporary lookup failure"));
+                }
+            }
+        }
+        None
+    }
+
     fn open_sink(&self, tx: &Transaction) -> MessageSink {
         let (helo, _) = self.helo.clone().unwrap_or_default();
         let envelope = qpb::Envelope {
@@ -114,6 +150,9 @@ impl Session<'_> {
             vec!["End data with <CR><LF>.<CR><LF>".into()],
         ));
         self.flush().await?;
+        // The whole content within the message time limit, however it trickles.
+        self.conn
+            .set_deadline(Some(Instant::now() + self.ctx.message_time_limit));
         let mut decoder = DataDecoder::new(self.ctx.max_message_size);
         let mut decoded = Vec::with_capacity(FORWARD_CHUNK);
         let mut ready = Vec::with_capacity(FORWARD_CHUNK * 2);
@@ -134,11 +173,18 @@ impl Session<'_> {
                 break outcome;
             }
         };
+        self.conn.set_deadline(None);
         let reply = match outcome {
             Outcome::Complete => {
                 composer.finish(&mut ready);
-                sink.write(&ready).instrument(tx.span.clone()).await;
-                self.commit(sink, &tx, decoder.size()).await
+                match self.header_from_refusal(&composer).await {
+                    // The sink is dropped uncommitted: the queue keeps nothing of it.
+                    Some(refusal) => refusal,
+                    None => {
+                        sink.write(&ready).instrument(tx.span.clone()).await;
+                        self.commit(sink, &tx, decoder.size()).await
+                    }
+                }
             }
             Outcome::TooBig => Reply::new(
                 552,
@@ -154,7 +200,7 @@ impl Session<'_> {
                 ),
             ),
         };
-        self.reply(reply);
+        self.reply_to_message(reply);
         Ok(Flow::Continue)
     }
 
@@ -226,6 +272,7 @@ impl Session<'_> {
         let mut bdat = match tx.bdat.take() {
             Some(b) => b,
             None => Bdat {
+                started: Instant::now(),
                 sink: Some(self.open_sink(&tx)),
                 normalizer: LineNormalizer::default(),
                 composer: self.composer(&tx),
@@ -233,11 +280,21 @@ impl Session<'_> {
                 too_big: false,
             },
         };
+        // A chunk already buffered is read without waiting, and `BDAT 0` reads nothing, so
+        // the time limit is also checked here, at every chunk: a client that sends a small
+        // chunk now and then cannot hold the transaction open past it.
+        if Instant::now() >= bdat.started + self.ctx.message_time_limit {
+            self.reply(self.timeout_reply());
+            return Ok(Flow::Close);
+        }
         bdat.octets += size;
         if bdat.octets > self.ctx.max_message_size {
             bdat.too_big = true;
             bdat.sink = None;
         }
+        // Every chunk of the message within the message time limit from the first.
+        self.conn
+            .set_deadline(Some(bdat.started + self.ctx.message_time_limit));
         let mut remaining = size;
         let mut ready = Vec::with_capacity(FORWARD_CHUNK * 2);
         let mut normalized = Vec::with_capacity(FORWARD_CHUNK);
@@ -261,6 +318,7 @@ impl Session<'_> {
                 ready.clear();
             }
         }
+        self.conn.set_deadline(None);
         if bdat.too_big {
             // The transaction is over; later chunks of it get 503 (and are read off).
             self.reply(Reply::new(
@@ -282,8 +340,11 @@ impl Session<'_> {
         bdat.normalizer.finish(&mut normalized);
         bdat.composer.push(&normalized, &mut ready);
         bdat.composer.finish(&mut ready);
-        let reply = match bdat.sink.take() {
-            Some(_) if bdat.normalizer.long_line() => Reply::new(
+        let refusal = self.header_from_refusal(&bdat.composer).await;
+        let reply = match (bdat.sink.take(), refusal) {
+            // The sink is dropped uncommitted: the queue keeps nothing of it.
+            (Some(_), Some(refusal)) => refusal,
+            (Some(_), None) if bdat.normalizer.long_line() => Reply::new(
                 554,
                 "5.6.0",
                 format!(
@@ -291,13 +352,13 @@ impl Session<'_> {
                     crate::data::MAX_LINE
                 ),
             ),
-            Some(mut sink) => {
+            (Some(mut sink), None) => {
                 sink.write(&ready).instrument(tx.span.clone()).await;
                 self.commit(sink, &tx, bdat.octets).await
             }
-            None => Reply::new(451, "4.3.0", "Error: queue unavailable, try again later"),
+            (None, _) => Reply::new(451, "4.3.0", "Error: queue unavailable, try again later"),
         };
-        self.reply(reply);
+        self.reply_to_message(reply);
         Ok(Flow::Continue)
     }
 }

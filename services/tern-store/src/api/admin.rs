@@ -98,6 +98,7 @@ impl Admin for AdminApi {
         &self,
         req: Request<pb::InitClusterRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let by = super::actor(&req);
         let members: Vec<(u64, String)> = req
             .into_inner()
             .members
@@ -108,6 +109,14 @@ impl Admin for AdminApi {
             return Err(Status::invalid_argument("init needs at least one member"));
         }
         self.0.node.initialize(&members).await?;
+        // Recorded once a leader is elected, without holding up the answer.
+        let target = members
+            .iter()
+            .map(|(id, addr)| format!("{id}={addr}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let api = self.0.clone();
+        tokio::spawn(async move { api.note_by(by, "init-cluster", target).await });
         Ok(Response::new(AdminApi::status(self)))
     }
 
@@ -115,26 +124,40 @@ impl Admin for AdminApi {
         &self,
         req: Request<pb::AddNodeRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let by = super::actor(&req);
         let r = req.into_inner();
         if r.id == 0 || r.addr.is_empty() {
             return Err(Status::invalid_argument(
                 "add-node needs an id (1 or more) and an address",
             ));
         }
-        if !self.0.node.is_leader() {
-            return self.leader_client().await?.add_node(r).await;
-        }
-        self.0.node.add_node(r.id, r.addr, r.learner_only).await?;
-        Ok(Response::new(AdminApi::status(self)))
+        let target = format!(
+            "node {} at {}{}",
+            r.id,
+            r.addr,
+            if r.learner_only { " (learner)" } else { "" }
+        );
+        let status = if self.0.node.is_leader() {
+            self.0.node.add_node(r.id, r.addr, r.learner_only).await?;
+            AdminApi::status(self)
+        } else {
+            self.leader_client().await?.add_node(r).await?.into_inner()
+        };
+        self.0.note_by(by, "add-node", target).await;
+        Ok(Response::new(status))
     }
 
     async fn remove_node(
         &self,
         req: Request<pb::RemoveNodeRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let by = super::actor(&req);
         let r = req.into_inner();
+        let target = format!("node {}", r.id);
         if !self.0.node.is_leader() {
-            return self.leader_client().await?.remove_node(r).await;
+            let status = self.leader_client().await?.remove_node(r).await?;
+            self.0.note_by(by, "remove-node", target).await;
+            return Ok(status);
         }
         let known = self
             .0
@@ -150,7 +173,33 @@ impl Admin for AdminApi {
             return Err(AppError::not_found(format!("node {} is not a member", r.id)).into());
         }
         self.0.node.remove_node(r.id).await?;
+        self.0.note_by(by, "remove-node", target).await;
         Ok(Response::new(AdminApi::status(self)))
+    }
+
+    async fn audit(
+        &self,
+        req: Request<pb::AuditRequest>,
+    ) -> Result<Response<pb::AuditResponse>, Status> {
+        let r = req.into_inner();
+        let limit = match r.limit {
+            0 => 100,
+            n => n.min(1000) as usize,
+        };
+        let entries = self
+            .0
+            .read(move |txn| crate::apply::audit::list(txn, limit, r.before))
+            .await?
+            .into_iter()
+            .map(|a| pb::AuditEntry {
+                seq: a.seq,
+                at_ms: a.at_ms,
+                by: a.by,
+                action: a.action,
+                target: a.target,
+            })
+            .collect();
+        Ok(Response::new(pb::AuditResponse { entries }))
     }
 
     async fn compact(

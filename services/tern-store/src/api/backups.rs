@@ -31,6 +31,7 @@ impl Backups for BackupsApi {
         &self,
         req: Request<pb::BackupRequest>,
     ) -> Result<Response<pb::BackupResponse>, Status> {
+        let by = super::actor(&req);
         let name = req.into_inner().name;
         if !valid_name(&name) {
             return Err(Status::invalid_argument(
@@ -68,6 +69,13 @@ impl Backups for BackupsApi {
         .map_err(|e| Status::internal(e.to_string()))??;
         let path = self.0.node.config.data_dir.join("backups").join(&name);
         tracing::info!(path = %path.display(), last_applied = applied, "backup written");
+        self.0
+            .note_by(
+                by,
+                "backup",
+                format!("{} on node {}", path.display(), self.0.node.id),
+            )
+            .await;
         Ok(Response::new(pb::BackupResponse {
             path: path.display().to_string(),
             last_applied: applied,

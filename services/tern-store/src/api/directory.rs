@@ -1,6 +1,9 @@
 //! The Directory service: domains, users, aliases, lists, password checks and recipient
 //! resolution.
 
+use std::net::IpAddr;
+use std::time::Instant;
+
 use tern_proto::store::v1 as pb;
 use tern_proto::store::v1::directory_server::Directory;
 use tonic::{Request, Response, Status};
@@ -10,14 +13,31 @@ use crate::apply::user_by_address;
 use crate::command::{Command, Reply};
 use crate::error::AppResult;
 use crate::keys::{self, cf};
+use crate::login_throttle::Throttled;
 use crate::model::{
     domain_of, normalize_address, normalize_domain, AliasRec, DomainRec, ListRec, UserRec,
 };
-use crate::password;
 use crate::txn::Txn;
 
 /// Directory service implementation.
 pub struct DirectoryApi(pub Api);
+
+impl Api {
+    /// Whether a password check for `account` from `client` may run (this node's counts).
+    fn admit_login(&self, account: &str, client: Option<IpAddr>) -> Result<(), Throttled> {
+        match self.logins.lock() {
+            Ok(t) => t.admit(account, client, Instant::now()),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Counts a failed password check.
+    fn login_failed(&self, account: &str, client: Option<IpAddr>) {
+        if let Ok(mut t) = self.logins.lock() {
+            t.failed(account, client, Instant::now());
+        }
+    }
+}
 
 fn user_pb(reply: Reply) -> Result<pb::User, Status> {
     match reply {
@@ -71,9 +91,10 @@ impl Directory for DirectoryApi {
         &self,
         req: Request<pb::AddDomainRequest>,
     ) -> Result<Response<pb::Domain>, Status> {
+        let by = super::actor(&req);
         let name = normalize_domain(&req.into_inner().name)?;
         self.0
-            .write(Command::AddDomain { name: name.clone() })
+            .write_by(by, Command::AddDomain { name: name.clone() })
             .await?;
         Ok(Response::new(pb::Domain { name }))
     }
@@ -82,10 +103,14 @@ impl Directory for DirectoryApi {
         &self,
         req: Request<pb::RemoveDomainRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
+        let by = super::actor(&req);
         self.0
-            .write(Command::RemoveDomain {
-                name: req.into_inner().name,
-            })
+            .write_by(
+                by,
+                Command::RemoveDomain {
+                    name: req.into_inner().name,
+                },
+            )
             .await?;
         Ok(Response::new(pb::Empty {}))
     }
@@ -108,17 +133,26 @@ impl Directory for DirectoryApi {
         &self,
         req: Request<pb::AddUserRequest>,
     ) -> Result<Response<pb::User>, Status> {
+        let by = super::actor(&req);
         let r = req.into_inner();
         let address = normalize_address(&r.address)?;
-        let password_hash = password::hash(r.password).await?;
+        let password_hash = self
+            .0
+            .passwords
+            .hash(r.password)
+            .await
+            .map_err(crate::error::AppError::from)?;
         let reply = self
             .0
-            .write(Command::AddUser {
-                address,
-                password_hash,
-                quota_bytes: r.quota_bytes,
-                now_ms: now_ms(),
-            })
+            .write_by(
+                by,
+                Command::AddUser {
+                    address,
+                    password_hash,
+                    quota_bytes: r.quota_bytes,
+                    now_ms: now_ms(),
+                },
+            )
             .await?;
         Ok(Response::new(user_pb(reply)?))
     }
@@ -127,10 +161,14 @@ impl Directory for DirectoryApi {
         &self,
         req: Request<pb::RemoveUserRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
+        let by = super::actor(&req);
         self.0
-            .write(Command::RemoveUser {
-                address: normalize_address(&req.into_inner().address)?,
-            })
+            .write_by(
+                by,
+                Command::RemoveUser {
+                    address: normalize_address(&req.into_inner().address)?,
+                },
+            )
             .await?;
         Ok(Response::new(pb::Empty {}))
     }
@@ -169,14 +207,23 @@ impl Directory for DirectoryApi {
         &self,
         req: Request<pb::SetPasswordRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
+        let by = super::actor(&req);
         let r = req.into_inner();
         let address = normalize_address(&r.address)?;
-        let password_hash = password::hash(r.password).await?;
+        let password_hash = self
+            .0
+            .passwords
+            .hash(r.password)
+            .await
+            .map_err(crate::error::AppError::from)?;
         self.0
-            .write(Command::SetPassword {
-                address,
-                password_hash,
-            })
+            .write_by(
+                by,
+                Command::SetPassword {
+                    address,
+                    password_hash,
+                },
+            )
             .await?;
         Ok(Response::new(pb::Empty {}))
     }
@@ -185,13 +232,17 @@ impl Directory for DirectoryApi {
         &self,
         req: Request<pb::SetQuotaRequest>,
     ) -> Result<Response<pb::User>, Status> {
+        let by = super::actor(&req);
         let r = req.into_inner();
         let reply = self
             .0
-            .write(Command::SetQuota {
-                address: normalize_address(&r.address)?,
-                quota_bytes: r.quota_bytes,
-            })
+            .write_by(
+                by,
+                Command::SetQuota {
+                    address: normalize_address(&r.address)?,
+                    quota_bytes: r.quota_bytes,
+                },
+            )
             .await?;
         Ok(Response::new(user_pb(reply)?))
     }
@@ -202,15 +253,46 @@ impl Directory for DirectoryApi {
     ) -> Result<Response<pb::CheckPasswordResponse>, Status> {
         let issue_session = super::session::from_access(&req);
         let r = req.into_inner();
-        let user = match normalize_address(&r.address) {
-            Ok(address) => {
+        let client: Option<IpAddr> = r.client_ip.parse().ok();
+        let address = normalize_address(&r.address).ok();
+        // Counted under the address as given when it is not one: a malformed name is a
+        // failure like any other.
+        let counted = address
+            .clone()
+            .unwrap_or_else(|| r.address.to_ascii_lowercase());
+        let later = || {
+            Ok(Response::new(pb::CheckPasswordResponse {
+                retry_later: true,
+                ..Default::default()
+            }))
+        };
+        if let Err(why) = self.0.admit_login(&counted, client) {
+            tracing::info!(reason = ?why, client = ?client, "password check throttled");
+            return later();
+        }
+        // Linearizable: a password changed or a user removed a moment ago on the leader is
+        // not accepted here from a lagging copy.
+        let user = match address {
+            Some(address) => {
                 self.0
-                    .read_local(move |txn| txn.get::<UserRec>(cf::DIR, &keys::user_key(&address)))
+                    .read(move |txn| txn.get::<UserRec>(cf::DIR, &keys::user_key(&address)))
                     .await?
             }
-            Err(_) => None,
+            None => None,
         };
-        let ok = password::verify(r.password, user.as_ref().map(|u| u.password_hash.clone())).await;
+        let ok = match self
+            .0
+            .passwords
+            .verify(r.password, user.as_ref().map(|u| u.password_hash.clone()))
+            .await
+        {
+            Ok(ok) => ok,
+            Err(crate::password::PasswordError::Busy) => return later(),
+            Err(e) => return Err(Status::from(crate::error::AppError::from(e))),
+        };
+        if !ok {
+            self.0.login_failed(&counted, client);
+        }
         let user = match (ok, user) {
             (true, Some(u)) => Some(
                 self.0
@@ -223,7 +305,12 @@ impl Directory for DirectoryApi {
             Some(u) if issue_session => Some(self.0.issue_session(&u.address).await?),
             _ => None,
         };
-        Ok(Response::new(pb::CheckPasswordResponse { ok, user, session }))
+        Ok(Response::new(pb::CheckPasswordResponse {
+            ok,
+            user,
+            session,
+            retry_later: false,
+        }))
     }
 
     async fn renew_session(
@@ -238,14 +325,18 @@ impl Directory for DirectoryApi {
         &self,
         req: Request<pb::AddAliasRequest>,
     ) -> Result<Response<pb::Alias>, Status> {
+        let by = super::actor(&req);
         let r = req.into_inner();
         let address = normalize_address(&r.address)?;
         match self
             .0
-            .write(Command::AddAlias {
-                address: address.clone(),
-                targets: r.targets,
-            })
+            .write_by(
+                by,
+                Command::AddAlias {
+                    address: address.clone(),
+                    targets: r.targets,
+                },
+            )
             .await?
         {
             Reply::Targets(targets) => Ok(Response::new(pb::Alias { address, targets })),
@@ -257,10 +348,14 @@ impl Directory for DirectoryApi {
         &self,
         req: Request<pb::RemoveAliasRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
+        let by = super::actor(&req);
         self.0
-            .write(Command::RemoveAlias {
-                address: req.into_inner().address,
-            })
+            .write_by(
+                by,
+                Command::RemoveAlias {
+                    address: req.into_inner().address,
+                },
+            )
             .await?;
         Ok(Response::new(pb::Empty {}))
     }
@@ -287,14 +382,18 @@ impl Directory for DirectoryApi {
         &self,
         req: Request<pb::AddListMembersRequest>,
     ) -> Result<Response<pb::MailingList>, Status> {
+        let by = super::actor(&req);
         let r = req.into_inner();
         let address = normalize_address(&r.address)?;
         match self
             .0
-            .write(Command::AddListMembers {
-                address: address.clone(),
-                members: r.members,
-            })
+            .write_by(
+                by,
+                Command::AddListMembers {
+                    address: address.clone(),
+                    members: r.members,
+                },
+            )
             .await?
         {
             Reply::Targets(members) => Ok(Response::new(pb::MailingList { address, members })),
@@ -306,14 +405,18 @@ impl Directory for DirectoryApi {
         &self,
         req: Request<pb::RemoveListMembersRequest>,
     ) -> Result<Response<pb::MailingList>, Status> {
+        let by = super::actor(&req);
         let r = req.into_inner();
         let address = normalize_address(&r.address)?;
         match self
             .0
-            .write(Command::RemoveListMembers {
-                address: address.clone(),
-                members: r.members,
-            })
+            .write_by(
+                by,
+                Command::RemoveListMembers {
+                    address: address.clone(),
+                    members: r.members,
+                },
+            )
             .await?
         {
             Reply::Targets(members) => Ok(Response::new(pb::MailingList { address, members })),
@@ -325,10 +428,14 @@ impl Directory for DirectoryApi {
         &self,
         req: Request<pb::RemoveListRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
+        let by = super::actor(&req);
         self.0
-            .write(Command::RemoveList {
-                address: req.into_inner().address,
-            })
+            .write_by(
+                by,
+                Command::RemoveList {
+                    address: req.into_inner().address,
+                },
+            )
             .await?;
         Ok(Response::new(pb::Empty {}))
     }
@@ -357,9 +464,11 @@ impl Directory for DirectoryApi {
     ) -> Result<Response<pb::ResolveResponse>, Status> {
         use pb::resolve_response::Kind;
         let address = normalize_address(&req.into_inner().address)?;
+        // Linearizable: a lagging follower must not call a domain added a moment ago on the
+        // leader "remote", nor a new user unknown (a 550 must be the truth).
         let resp = self
             .0
-            .read_local(move |txn| {
+            .read(move |txn| {
                 if let Some(u) = txn.get::<UserRec>(cf::DIR, &keys::user_key(&address))? {
                     return Ok(pb::ResolveResponse {
                         kind: Kind::LocalUser as i32,

@@ -26,9 +26,7 @@ impl LocksApi {
                 .name
                 .split_once('/')
                 .map(|(_, account)| account)
-                .ok_or_else(|| {
-                    Status::invalid_argument("a lock's name must be PURPOSE/ACCOUNT")
-                })?;
+                .ok_or_else(|| Status::invalid_argument("a lock's name must be PURPOSE/ACCOUNT"))?;
             scope.admit(account)?;
         }
         let r = req.into_inner();

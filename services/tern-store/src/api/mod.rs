@@ -36,12 +36,67 @@ pub struct Api {
     pub node: Arc<Node>,
     /// The session-token signing keys as this node last read them.
     pub sessions: Arc<session::KeyCache>,
+    /// The argon2id pool password checks and hashing run on.
+    pub passwords: Arc<crate::password::Passwords>,
+    /// Failed-login counts (this node's).
+    pub logins: Arc<std::sync::Mutex<crate::login_throttle::LoginThrottle>>,
+}
+
+/// Who made a call, as the audit log names them: the caller's certificate identity and,
+/// when known, address. `None` for a store node (it forwards a call it authorized and
+/// recorded itself) and for a call without a verified identity.
+pub fn actor<T>(req: &Request<T>) -> Option<String> {
+    let id = tern_proto::authz::caller(req)?;
+    if id.role == tern_trust::Role::Store {
+        return None;
+    }
+    let addr = req
+        .extensions()
+        .get::<tern_proto::tls::Peer>()
+        .map(|p| p.addr)
+        .or_else(|| req.remote_addr());
+    Some(match addr {
+        Some(addr) => format!("{} from {}", id.uri(), addr.ip()),
+        None => id.uri(),
+    })
 }
 
 impl Api {
     /// Commits one command and returns its reply, or its error as a gRPC status.
     pub async fn write(&self, cmd: Command) -> Result<Reply, Status> {
         self.node.write(cmd).await.map_err(Status::from)
+    }
+
+    /// Commits an operator's change (`by` from [`actor`]) together with its audit record,
+    /// in one write ([`crate::apply::audit`]).
+    pub async fn write_by(&self, by: Option<String>, cmd: Command) -> Result<Reply, Status> {
+        let cmd = match by {
+            Some(by) => Command::Audited {
+                by,
+                at_ms: now_ms(),
+                action: Box::new(cmd),
+            },
+            None => cmd,
+        };
+        self.write(cmd).await
+    }
+
+    /// Records an operator's action outside the state machine (a membership change, a
+    /// backup) after it succeeded. The action stands even if the record cannot be written
+    /// (no quorum right after an Init): that is logged, not returned.
+    pub async fn note_by(&self, by: Option<String>, action: &str, target: String) {
+        let Some(by) = by else {
+            return;
+        };
+        let note = Command::AuditNote {
+            by,
+            at_ms: now_ms(),
+            action: action.to_string(),
+            target,
+        };
+        if let Err(e) = self.write(note).await {
+            tracing::warn!(action, error = %e.message(), "recording an audit note failed");
+        }
     }
 
     /// Runs `f` against this node's state after a read barrier (linearizable).
@@ -55,7 +110,8 @@ impl Api {
     }
 
     /// Runs `f` against this node's state as applied so far (may lag the leader by
-    /// milliseconds; used where that is harmless: password checks, recipient lookups).
+    /// milliseconds; used where that is harmless: reads that follow a linearizable one, and
+    /// fetches of records the caller already knows exist).
     pub async fn read_local<T, F>(&self, f: F) -> Result<T, Status>
     where
         T: Send + 'static,
@@ -199,10 +255,14 @@ pub fn unexpected(reply: &Reply) -> Status {
     Status::internal(format!("unexpected reply {reply:?}"))
 }
 
-/// Shortcut for building a shared [`Api`].
-pub fn api(node: Arc<Node>) -> Api {
-    Api {
+/// Builds the shared [`Api`] of `node`, starting its password pool.
+pub fn api(node: Arc<Node>) -> anyhow::Result<Api> {
+    let passwords = crate::password::Passwords::start(node.config.password_pool())?;
+    let logins = node.config.login_throttle();
+    Ok(Api {
         node,
         sessions: Arc::default(),
-    }
+        passwords: Arc::new(passwords),
+        logins: Arc::new(std::sync::Mutex::new(logins)),
+    })
 }

@@ -189,12 +189,16 @@ impl Queue for QueueApi {
         &self,
         req: Request<pb::QueueIdRequest>,
     ) -> Result<Response<pb::QueueEntry>, Status> {
+        let by = super::actor(&req);
         entry_reply(
             self.0
-                .write(Command::RetryEntry {
-                    id: req.into_inner().id,
-                    now_ms: now_ms(),
-                })
+                .write_by(
+                    by,
+                    Command::RetryEntry {
+                        id: req.into_inner().id,
+                        now_ms: now_ms(),
+                    },
+                )
                 .await?,
         )
     }
@@ -203,10 +207,14 @@ impl Queue for QueueApi {
         &self,
         req: Request<pb::QueueIdRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
+        let by = super::actor(&req);
         self.0
-            .write(Command::DeleteEntry {
-                id: req.into_inner().id,
-            })
+            .write_by(
+                by,
+                Command::DeleteEntry {
+                    id: req.into_inner().id,
+                },
+            )
             .await?;
         Ok(Response::new(pb::Empty {}))
     }

@@ -6,6 +6,7 @@
 //! error becomes its replicated outcome.
 
 mod account;
+pub mod audit;
 mod directory;
 mod lock;
 mod mailbox;
@@ -153,6 +154,21 @@ fn dispatch(txn: &mut Txn<'_>, cmd: &Command) -> Outcome {
         } => trace::record(txn, trace_id, blob, event),
         PruneTraces { before_ms, max } => trace::prune(txn, *before_ms, *max),
         AddSessionKey { secret, now_ms } => session::add_key(txn, secret, *now_ms),
+        Audited { by, at_ms, action } => {
+            let reply = dispatch(txn, action)?;
+            let (what, target) = audit::describe(action);
+            audit::record(txn, by, *at_ms, &what, &target)?;
+            Ok(reply)
+        }
+        AuditNote {
+            by,
+            at_ms,
+            action,
+            target,
+        } => {
+            audit::record(txn, by, *at_ms, action, target)?;
+            Ok(crate::command::Reply::Done)
+        }
     }
 }
 

@@ -666,3 +666,90 @@ fn every_column_family_round_trips_on_rocksdb_as_in_memory() {
     let blob = &r.iter().find(|(c, _)| *c == cf::BLOB).unwrap().1;
     assert!(blob.iter().any(|(_, v)| v.len() == 64 << 10));
 }
+
+#[test]
+fn operators_changes_are_audited_with_the_change_and_only_when_it_lands() {
+    use super::audit;
+    let f = Fixture::new();
+    let by = "spiffe://tern.test/tern/admin from 127.0.0.1";
+    let audited = |action: Command| Command::Audited {
+        by: by.into(),
+        at_ms: 1_000,
+        action: Box::new(action),
+    };
+    f.ok(audited(Command::AddDomain {
+        name: "other.test".into(),
+    }));
+    f.ok(audited(Command::AddUser {
+        address: "carol@other.test".into(),
+        password_hash: "$argon2id$secret-hash".into(),
+        quota_bytes: 0,
+        now_ms: 1_000,
+    }));
+    // A change that fails (the domain exists) leaves no record.
+    assert!(f
+        .run(audited(Command::AddDomain {
+            name: "other.test".into(),
+        }))
+        .is_err());
+    f.ok(Command::AuditNote {
+        by: by.into(),
+        at_ms: 2_000,
+        action: "add-node".into(),
+        target: "node 4 at 127.0.0.1:7104".into(),
+    });
+    let txn = Txn::new(&*f.db);
+    let log = audit::list(&txn, 10, 0).unwrap();
+    let seen: Vec<(u64, &str, &str)> = log
+        .iter()
+        .map(|r| (r.seq, r.action.as_str(), r.target.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (3, "add-node", "node 4 at 127.0.0.1:7104"),
+            (2, "add-user", "carol@other.test quota=0"),
+            (1, "add-domain", "other.test"),
+        ]
+    );
+    assert!(log.iter().all(|r| r.by == by));
+    assert!(
+        !format!("{log:?}").contains("secret-hash"),
+        "no password hash in the log"
+    );
+    // The user was created by the audited command itself.
+    assert!(txn
+        .exists(cf::DIR, &crate::keys::user_key("carol@other.test"))
+        .unwrap());
+    // Paging back: older than 3, one at a time.
+    let older = audit::list(&txn, 1, 3).unwrap();
+    assert_eq!(older.len(), 1);
+    assert_eq!(older[0].seq, 2);
+}
+
+#[test]
+fn the_audit_log_keeps_a_bounded_window() {
+    use super::audit;
+    let f = Fixture::new();
+    let note = || Command::AuditNote {
+        by: "admin".into(),
+        at_ms: 1,
+        action: "backup".into(),
+        target: "b".into(),
+    };
+    f.ok(note());
+    // Jump the counter to the bound, as after 100,000 records.
+    let mut txn = Txn::new(&*f.db);
+    txn.put_raw(
+        cf::META,
+        crate::keys::meta::AUDIT_NEXT.to_vec(),
+        (audit::MAX_RECORDS + 1).to_be_bytes().to_vec(),
+    );
+    f.db.write(txn.into_batch()).unwrap();
+    f.ok(note());
+    let txn = Txn::new(&*f.db);
+    assert!(!txn.exists(cf::DIR, &crate::keys::audit_key(1)).unwrap());
+    assert!(txn
+        .exists(cf::DIR, &crate::keys::audit_key(audit::MAX_RECORDS + 1))
+        .unwrap());
+}

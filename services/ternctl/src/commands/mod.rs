@@ -3,6 +3,7 @@
 //! answer as a table or JSON.
 
 mod alias;
+mod audit;
 mod cluster;
 mod domain;
 mod lists;
@@ -94,6 +95,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(c) => cluster::run(c, &ctx).await,
         Command::Queue(c) => queue::run(c, &ctx).await,
         Command::Trace { id } => trace::run(&id, &ctx).await,
+        Command::Audit { limit, before } => audit::run(limit, before, &ctx).await,
         Command::DevPki { dir, trust_domain } => {
             // Local files only: no store, no certificate of our own needed.
             tern_trust::pki::ensure_dev_pki(&dir, &trust_domain)

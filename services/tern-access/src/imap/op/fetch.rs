@@ -153,6 +153,12 @@ impl<B: ImapBackend> Session<B> {
                 match flagged {
                     Ok(r) => {
                         if let Some(sel) = self.selected.as_mut() {
+                            // The store's flags may name a keyword another session just
+                            // set: announced before this FETCH shows it.
+                            sel.view.announce_keywords(
+                                r.updated.iter().flat_map(|rec| &rec.flags),
+                                &mut out.buf,
+                            );
                             for rec in r.updated {
                                 sel.view.set_flags(rec.uid, rec.flags, rec.modseq);
                             }

@@ -10,7 +10,6 @@ use super::{bad, mailbox_or_no, no, ok, store_no, Done};
 use crate::imap::backend::ImapBackend;
 use crate::imap::session::{Selected, Session, Sink};
 use crate::imap::view::View;
-use crate::imap::wire::{flag_list, SYSTEM_FLAGS};
 
 impl<B: ImapBackend> Session<B> {
     pub(crate) async fn select(
@@ -44,34 +43,7 @@ impl<B: ImapBackend> Session<B> {
             mb.highest_modseq,
             read_only,
         );
-        let mut keywords: Vec<String> = Vec::new();
-        for m in view.messages() {
-            for f in &m.flags {
-                if !f.starts_with('\\') && !keywords.contains(f) {
-                    keywords.push(f.clone());
-                }
-            }
-        }
-        keywords.sort();
-        let mut flags: Vec<String> = SYSTEM_FLAGS.iter().map(|s| s.to_string()).collect();
-        flags.extend(keywords);
-        let mut line = b"* FLAGS ".to_vec();
-        flag_list(&mut line, &flags);
-        out.buf.extend_from_slice(&line);
-        out.buf.extend_from_slice(b"\r\n");
-        if read_only {
-            out.line("* OK [PERMANENTFLAGS ()] read-only");
-        } else {
-            let mut perm = SYSTEM_FLAGS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>();
-            perm.push("\\*".into());
-            let mut line = b"* OK [PERMANENTFLAGS ".to_vec();
-            flag_list(&mut line, &perm);
-            out.buf.extend_from_slice(&line);
-            out.buf.extend_from_slice(b"] flags permitted\r\n");
-        }
+        view.write_flags(&mut out.buf);
         out.line(&format!("* {} EXISTS", view.exists()));
         out.line("* 0 RECENT");
         if let Some(first) = view

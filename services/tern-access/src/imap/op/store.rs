@@ -119,6 +119,9 @@ impl<B: ImapBackend> Session<B> {
         for rec in &resp.updated {
             sel.view.set_flags(rec.uid, rec.flags.clone(), rec.modseq);
         }
+        // A keyword new to the mailbox is announced in FLAGS before a FETCH names it.
+        sel.view
+            .announce_keywords(resp.updated.iter().flat_map(|r| &r.flags), &mut out.buf);
         let silent = matches!(response, StoreResponse::Silent);
         for u in &uids {
             if resp.modified.contains(u) || sel.view.is_expunged(*u) {

@@ -42,6 +42,10 @@ pub enum ClientError {
     /// An address is not ASCII and the server does not offer SMTPUTF8 (RFC 6531 §3.2).
     #[error("an address needs SMTPUTF8, which the server does not offer")]
     NeedsSmtpUtf8,
+    /// The sender withdrew before the final dot of DATA (the queue's lease on the entry
+    /// may have lapsed); the server got no complete message.
+    #[error("abandoned before the end of data")]
+    Abandoned,
 }
 
 impl ClientError {

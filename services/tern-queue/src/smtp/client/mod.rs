@@ -65,6 +65,8 @@ const READ_CHUNK: usize = 8 * 1024;
 const MAX_BUFFER: usize = reply::MAX_LINE * reply::MAX_LINES + READ_CHUNK;
 /// Message data is written in blocks of this size, each under `data_block_timeout`.
 const WRITE_CHUNK: usize = 64 * 1024;
+/// What ends DATA (after the message's last CRLF): RFC 5321 §4.1.1.4.
+const END_OF_DATA: &[u8] = b".\r\n";
 /// Most RCPT commands sent in one pipelined write.
 const PIPELINE_GROUP: usize = 100;
 /// Longest wait for the reply to a QUIT: the transaction is already over by then.
@@ -332,9 +334,23 @@ impl Connection {
         envelope: &Envelope,
         message: &[u8],
     ) -> Result<Transaction, ClientError> {
+        self.send_guarded(envelope, message, &|| true).await
+    }
+
+    /// [`Connection::send`], asking `may_end` right before the final dot of DATA: when it
+    /// says no, the dot is not sent, the transaction ends with
+    /// [`ClientError::Abandoned`] and the connection is dropped, so the server discards
+    /// what it received (RFC 5321 §4.1.1.4: no dot, no message). The queue's worker uses it
+    /// to stop when its lease may have lapsed.
+    pub async fn send_guarded(
+        &mut self,
+        envelope: &Envelope,
+        message: &[u8],
+        may_end: &(dyn Fn() -> bool + Send + Sync),
+    ) -> Result<Transaction, ClientError> {
         self.check_usable()?;
         check_envelope(envelope)?;
-        let result = self.transact(envelope, message).await;
+        let result = self.transact(envelope, message, may_end).await;
         if let Err(e) = &result {
             if !e.keeps_session() {
                 self.usable = false;
@@ -348,6 +364,7 @@ impl Connection {
         &mut self,
         envelope: &Envelope,
         message: &[u8],
+        may_end: &(dyn Fn() -> bool + Send + Sync),
     ) -> Result<Transaction, ClientError> {
         let ext = self.extensions.clone();
         let needs_utf8 =
@@ -394,9 +411,10 @@ impl Connection {
             })
             .collect();
         if ext.pipelining {
-            self.transact_pipelined(mail, &rcpts, message).await
+            self.transact_pipelined(mail, &rcpts, message, may_end)
+                .await
         } else {
-            self.transact_stepwise(mail, &rcpts, message).await
+            self.transact_stepwise(mail, &rcpts, message, may_end).await
         }
     }
 
@@ -407,6 +425,7 @@ impl Connection {
         mail: String,
         rcpts: &[String],
         message: &[u8],
+        may_end: &(dyn Fn() -> bool + Send + Sync),
     ) -> Result<Transaction, ClientError> {
         let groups: Vec<&[String]> = rcpts.chunks(PIPELINE_GROUP).collect();
         let mut out = mail.into_bytes();
@@ -442,7 +461,7 @@ impl Connection {
         if let Some(data) = &data_reply {
             if data.is_intermediate() {
                 if mail_reply.is_positive() && accepted {
-                    let end = self.send_body(message).await?;
+                    let end = self.send_body(message, may_end).await?;
                     return Ok(Transaction {
                         mail: mail_reply,
                         rcpts: rcpt_replies,
@@ -475,6 +494,7 @@ impl Connection {
         mail: String,
         rcpts: &[String],
         message: &[u8],
+        may_end: &(dyn Fn() -> bool + Send + Sync),
     ) -> Result<Transaction, ClientError> {
         let mail_reply = self.command(mail.as_bytes(), "MAIL").await?;
         if !mail_reply.is_positive() {
@@ -500,7 +520,7 @@ impl Connection {
                 .finish_failed(mail_reply, rcpt_replies, Some(data))
                 .await;
         }
-        let end = self.send_body(message).await?;
+        let end = self.send_body(message, may_end).await?;
         Ok(Transaction {
             mail: mail_reply,
             rcpts: rcpt_replies,
@@ -530,16 +550,29 @@ impl Connection {
 
     /// Sends the message as canonical CRLF, dot-stuffed, ended by CRLF.CRLF (RFC 5321
     /// §4.5.2), in blocks under the data-block deadline, and reads the final reply.
-    async fn send_body(&mut self, message: &[u8]) -> Result<Reply, ClientError> {
+    async fn send_body(
+        &mut self,
+        message: &[u8],
+        may_end: &(dyn Fn() -> bool + Send + Sync),
+    ) -> Result<Reply, ClientError> {
         let mut wire = Vec::new();
         lines::dot_stuff(&lines::canonical(message), &mut wire);
-        for block in wire.chunks(WRITE_CHUNK) {
+        // Everything but the end marker first; the marker only once `may_end` allows it.
+        let body = wire.len() - END_OF_DATA.len();
+        for block in wire[..body].chunks(WRITE_CHUNK) {
             match timeout(self.timeouts.data_block, self.stream.write_all(block)).await {
                 Err(_) => return Err(ClientError::Timeout("message data")),
                 Ok(r) => r.map_err(ClientError::Io)?,
             }
         }
         drop(wire);
+        if !may_end() {
+            return Err(ClientError::Abandoned);
+        }
+        match timeout(self.timeouts.data_block, self.stream.write_all(END_OF_DATA)).await {
+            Err(_) => return Err(ClientError::Timeout("message data")),
+            Ok(r) => r.map_err(ClientError::Io)?,
+        }
         match timeout(self.timeouts.data_block, self.stream.flush()).await {
             Err(_) => return Err(ClientError::Timeout("message data")),
             Ok(r) => r.map_err(ClientError::Io)?,
