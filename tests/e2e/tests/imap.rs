@@ -566,3 +566,78 @@ async fn a_session_outlives_its_store_token() -> anyhow::Result<()> {
     s.logout().await?;
     Ok(())
 }
+
+/// Issue 17 (changes at the next command): session A marks a message `\Deleted` and CLOSEs
+/// (which expunges it); session B's NOOP right after must report the EXPUNGE, every time,
+/// though the change reaches B's access node through the store's change feed a moment
+/// later. Twenty rounds, so a feed that lags the store shows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_noop_reports_an_expunge_committed_before_it() -> anyhow::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpStream;
+
+    /// Sends `tag command` and returns every line up to the tagged one, which must be OK.
+    async fn cmd(
+        c: &mut BufReader<TcpStream>,
+        tag: &str,
+        command: &str,
+    ) -> anyhow::Result<Vec<String>> {
+        c.get_mut()
+            .write_all(format!("{tag} {command}\r\n").as_bytes())
+            .await?;
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(10), c.read_line(&mut line))
+                .await
+                .context("no answer within 10 s")??;
+            anyhow::ensure!(n > 0, "{command}: connection closed after {lines:?}");
+            let line = line.trim_end().to_string();
+            let done = line.starts_with(&format!("{tag} "));
+            lines.push(line);
+            if done {
+                let last = lines.last().map(String::as_str).unwrap_or_default();
+                anyhow::ensure!(
+                    last.starts_with(&format!("{tag} OK")),
+                    "{command}: {lines:?}"
+                );
+                return Ok(lines);
+            }
+        }
+    }
+    async fn session(port: u16) -> anyhow::Result<BufReader<TcpStream>> {
+        let mut c = BufReader::new(TcpStream::connect(("127.0.0.1", port)).await?);
+        let mut greeting = String::new();
+        c.read_line(&mut greeting).await?;
+        cmd(&mut c, "l", "LOGIN alice@example.test pw-alice").await?;
+        cmd(&mut c, "s", "SELECT INBOX").await?;
+        Ok(c)
+    }
+
+    let p = platform(1, &[]).await?;
+    let mut m = p.cluster.messages(0, "alice@example.test").await?;
+    for i in 0..20 {
+        append(
+            &mut m,
+            "alice@example.test",
+            "INBOX",
+            format!("Subject: round {i}\r\n\r\nx\r\n").as_bytes(),
+            "",
+        )
+        .await?;
+    }
+    let port = p.access().imap_port();
+    let mut a = session(port).await?;
+    let mut b = session(port).await?;
+    for round in 0..20 {
+        cmd(&mut a, "d", "STORE 1 +FLAGS.SILENT (\\Deleted)").await?;
+        cmd(&mut a, "c", "CLOSE").await?;
+        let seen = cmd(&mut b, "n", "NOOP").await?;
+        assert!(
+            seen.iter().any(|l| l == "* 1 EXPUNGE"),
+            "round {round}: NOOP after another session's CLOSE: {seen:?}"
+        );
+        cmd(&mut a, "s", "SELECT INBOX").await?;
+    }
+    Ok(())
+}

@@ -115,6 +115,9 @@ pub struct Settings {
 }
 
 /// The selected mailbox.
+/// How long NOOP and CHECK wait for the change feed to catch up with the store.
+const CATCH_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub(crate) struct Selected {
     /// Its name in the store (UTF-8).
     pub(crate) name: String,
@@ -125,6 +128,8 @@ pub(crate) struct Selected {
     pub(crate) view: View,
     /// The store's changes of this mailbox; dropping it stops the feed.
     pub(crate) feed: ChangeFeed,
+    /// The highest modseq the feed has delivered (changes of any kind).
+    pub(crate) feed_modseq: u64,
 }
 
 /// One connection's session.
@@ -443,6 +448,37 @@ impl<B: ImapBackend> Session<B> {
         );
     }
 
+    /// Before NOOP and CHECK report changes: waits, at most [`CATCH_UP_LIMIT`], until the
+    /// change feed has delivered every change the store committed to the selected mailbox
+    /// before now (its HIGHESTMODSEQ, read linearizably). The feed follows the store a
+    /// moment behind; without this, an EXPUNGE another session has already seen answered
+    /// could come a command late.
+    pub async fn catch_up(&mut self) {
+        let account = self.account.clone().unwrap_or_default();
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        let target = match self.backend.get_mailbox(&account, &sel.name).await {
+            Ok(mb) if mb.id == sel.mailbox_id || sel.mailbox_id == 0 => mb.highest_modseq,
+            // Gone or replaced: the feed tells the session so; nothing to wait for.
+            _ => return,
+        };
+        let limit = tokio::time::sleep(CATCH_UP_LIMIT);
+        tokio::pin!(limit);
+        while sel.feed_modseq.max(sel.view.highest_modseq) < target {
+            tokio::select! {
+                change = sel.feed.changes.recv() => match change {
+                    Some(c) => sel.apply(&c),
+                    None => return,
+                },
+                () = &mut limit => {
+                    tracing::debug!(target, seen = sel.feed_modseq, "change feed behind the store after the catch-up limit");
+                    return;
+                }
+            }
+        }
+    }
+
     /// Waits for the next change of the selected mailbox (IDLE). Pending forever when
     /// nothing is selected.
     pub async fn next_change(&mut self) -> Option<Change> {
@@ -467,6 +503,7 @@ impl Selected {
             // Another mailbox (one that took this name after a rename or delete).
             return;
         }
+        self.feed_modseq = self.feed_modseq.max(c.modseq);
         let view = &mut self.view;
         match &c.kind {
             ChangeKind::Added(uids) => view.added_elsewhere(uids, c.modseq),

@@ -48,6 +48,7 @@ impl<B: ImapBackend> Session<B> {
     }
 
     pub(crate) async fn noop(&mut self, out: &mut Sink<'_>) -> io::Result<Done> {
+        self.catch_up().await;
         self.sync(out, true, false).await;
         ok("NOOP completed")
     }
@@ -56,6 +57,7 @@ impl<B: ImapBackend> Session<B> {
         if self.selected.is_none() {
             return bad("no mailbox selected");
         }
+        self.catch_up().await;
         self.sync(out, true, false).await;
         ok("CHECK completed")
     }

@@ -72,6 +72,7 @@ impl<B: ImapBackend> Session<B> {
             gone: false,
             view,
             feed,
+            feed_modseq: mb.highest_modseq,
         });
         if read_only {
             ok("[READ-ONLY] EXAMINE completed")
