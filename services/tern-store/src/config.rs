@@ -123,9 +123,13 @@ impl StoreConfig {
             failures: u32::try_from(n).unwrap_or(u32::MAX),
             window,
         };
+        // One client network may have a sixteenth of the pool (threads and queue) running
+        // or waiting: a flood from a few networks leaves room for everyone else.
+        let share = (self.password_workers + self.password_queue) / 16;
         LoginThrottle::new(
             limit(self.login_failures_per_account),
             limit(self.login_failures_per_network),
+            u32::try_from(share).unwrap_or(u32::MAX),
         )
     }
 

@@ -72,6 +72,8 @@ impl Network {
 /// Which limit refused a check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Throttled {
+    /// This client network already has its share of the checks running or waiting.
+    Share,
     /// Too many recent failures for this account from this client network.
     Account,
     /// Too many recent failures from this client network.
@@ -130,11 +132,17 @@ impl<K: Hash + Eq> Buckets<K> {
     }
 }
 
-/// Failed-login counts of one store node.
+/// Failed-login counts of one store node, and the checks each client network has running
+/// or waiting now.
 #[derive(Debug)]
 pub struct LoginThrottle {
     accounts: Buckets<(String, Option<Network>)>,
     networks: Buckets<Network>,
+    /// Checks admitted and not yet finished, per client network.
+    running: HashMap<Network, u32>,
+    /// The most a network may have in `running`: its share of the password pool, so that
+    /// a flood from a few networks leaves room in the pool's queue for everyone else.
+    share: u32,
 }
 
 /// The key of `account` from `client`: the account name cut to [`MAX_ACCOUNT_KEY`] octets
@@ -149,10 +157,41 @@ fn account_key(account: &str, client: Option<IpAddr>) -> (String, Option<Network
 
 impl LoginThrottle {
     /// Counts with these limits per account from one client network, and per client network.
-    pub fn new(account: Limit, network: Limit) -> Self {
+    pub fn new(account: Limit, network: Limit, share: u32) -> Self {
         Self {
             accounts: Buckets::new(account),
             networks: Buckets::new(network),
+            running: HashMap::new(),
+            share: share.max(1),
+        }
+    }
+
+    /// Takes one of `client`'s network's share of the pool for a check about to run
+    /// (clients without an address are not counted). Give it back with
+    /// [`LoginThrottle::finish`].
+    pub fn start(&mut self, client: Option<IpAddr>) -> Result<(), Throttled> {
+        let Some(ip) = client else {
+            return Ok(());
+        };
+        let n = self.running.entry(Network::of(ip)).or_insert(0);
+        if *n >= self.share {
+            return Err(Throttled::Share);
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    /// Gives back what [`LoginThrottle::start`] took.
+    pub fn finish(&mut self, client: Option<IpAddr>) {
+        let Some(ip) = client else {
+            return;
+        };
+        let net = Network::of(ip);
+        if let Some(n) = self.running.get_mut(&net) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.running.remove(&net);
+            }
         }
     }
 
@@ -197,7 +236,25 @@ mod tests {
                 failures: 5,
                 window: Duration::from_secs(60),
             },
+            2,
         )
+    }
+
+    #[test]
+    fn a_network_gets_its_share_of_the_pool_and_no_more() {
+        let mut t = throttle();
+        assert_eq!(t.start(ip("10.0.0.1")), Ok(()));
+        assert_eq!(t.start(ip("10.0.0.2")), Ok(()));
+        assert_eq!(t.start(ip("10.0.0.3")), Err(Throttled::Share));
+        // Another network, and a client without an address, are not affected.
+        assert_eq!(t.start(ip("10.0.1.1")), Ok(()));
+        assert_eq!(t.start(None), Ok(()));
+        t.finish(ip("10.0.0.1"));
+        assert_eq!(t.start(ip("10.0.0.3")), Ok(()));
+        for c in ["10.0.0.2", "10.0.0.3", "10.0.1.1"] {
+            t.finish(ip(c));
+        }
+        assert!(t.running.is_empty(), "nothing left once all finished");
     }
 
     fn ip(s: &str) -> Option<IpAddr> {

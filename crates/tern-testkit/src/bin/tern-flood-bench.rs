@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
+use tern_proto::client::TracedChannel;
+use tern_proto::store::v1::messages_client::MessagesClient;
 use tern_testkit::flood::{self, rss_bytes, Flood, Target};
 use tern_testkit::{fetch, list_all, Platform};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -89,13 +91,11 @@ struct Probes {
 
 /// Polls [`RECIPIENT`]'s INBOX every 200 ms and records when each probe arrives.
 async fn poll_deliveries(
-    p: &Platform,
+    mut msgs: MessagesClient<TracedChannel>,
     probes: Arc<Mutex<Probes>>,
     flood_ends: Instant,
     until: Instant,
 ) -> anyhow::Result<()> {
-    let leader = p.cluster.wait_leader(Duration::from_secs(20)).await?;
-    let mut msgs = p.cluster.messages(leader, RECIPIENT).await?;
     let mut seen = HashSet::new();
     while Instant::now() < until {
         let list = list_all(&mut msgs, RECIPIENT, "INBOX").await?;
@@ -151,6 +151,11 @@ async fn main() -> anyhow::Result<()> {
         "==> {} connections guessing one password over IMAP, POP3 and SMTP AUTH from 10 /24s for {} s",
         args.clients, args.secs
     );
+    // Logged in before the flood: the recipient's mailbox is read through it meanwhile.
+    let leader = p.cluster.wait_leader(Duration::from_secs(20)).await?;
+    let msgs = p.cluster.messages(leader, RECIPIENT).await?;
+    // The operator's view of the cluster, asked of the leader all through the flood.
+    let endpoint = p.cluster.endpoint(leader);
     let flood = Flood::start(Target::of(&p, "victim@example.test"), args.clients, 10);
     let flood_ends = Instant::now() + Duration::from_secs(args.secs);
     let probes = Arc::new(Mutex::new(Probes::default()));
@@ -183,9 +188,18 @@ async fn main() -> anyhow::Result<()> {
             }
             let t = Instant::now();
             let mut ternctl = tokio::process::Command::from(p.cluster.ternctl()?);
-            let out = ternctl.args(["cluster", "status"]).output().await?;
+            let out = ternctl
+                .args(["cluster", "status", "--endpoint", &endpoint])
+                .output()
+                .await?;
             worst_status = worst_status.max(t.elapsed());
             if !out.status.success() {
+                if status_failures == 0 {
+                    println!(
+                        "    ternctl cluster status failed: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
                 status_failures += 1;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -195,7 +209,7 @@ async fn main() -> anyhow::Result<()> {
     let (measured, polled) = tokio::join!(
         measure,
         poll_deliveries(
-            &p,
+            msgs,
             probes.clone(),
             flood_ends,
             flood_ends + Duration::from_secs(60)

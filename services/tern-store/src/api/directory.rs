@@ -37,6 +37,29 @@ impl Api {
             t.failed(account, client, Instant::now());
         }
     }
+
+    /// Takes `client`'s network's share of the password pool for one check.
+    fn pool_share(&self, client: Option<IpAddr>) -> Result<PoolShare<'_>, Throttled> {
+        if let Ok(mut t) = self.logins.lock() {
+            t.start(client)?;
+        }
+        Ok(PoolShare { api: self, client })
+    }
+}
+
+/// One check's part of its client network's share of the password pool, given back when
+/// the check ends, however it ends.
+struct PoolShare<'a> {
+    api: &'a Api,
+    client: Option<IpAddr>,
+}
+
+impl Drop for PoolShare<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.api.logins.lock() {
+            t.finish(self.client);
+        }
+    }
 }
 
 fn user_pb(reply: Reply) -> Result<pb::User, Status> {
@@ -270,6 +293,13 @@ impl Directory for DirectoryApi {
             tracing::info!(reason = ?why, client = ?client, "password check throttled");
             return later();
         }
+        let _share = match self.0.pool_share(client) {
+            Ok(share) => share,
+            Err(why) => {
+                tracing::info!(reason = ?why, client = ?client, "password check throttled");
+                return later();
+            }
+        };
         // Linearizable: a password changed or a user removed a moment ago on the leader is
         // not accepted here from a lagging copy.
         let user = match address {
