@@ -140,8 +140,10 @@ pub struct LoginThrottle {
     networks: Buckets<Network>,
     /// Checks admitted and not yet finished, per client network.
     running: HashMap<Network, u32>,
-    /// The most a network may have in `running`: its share of the password pool, so that
-    /// a flood from a few networks leaves room in the pool's queue for everyone else.
+    /// The most a network that has been failing may have in `running`: its share of the
+    /// password pool, so that a flood from a few networks leaves room in the pool's queue
+    /// for everyone else. A network without recent failures is not held to it (an office
+    /// behind one address logging in at nine is not a flood).
     share: u32,
 }
 
@@ -167,14 +169,17 @@ impl LoginThrottle {
     }
 
     /// Takes one of `client`'s network's share of the pool for a check about to run
-    /// (clients without an address are not counted). Give it back with
+    /// (clients without an address are not counted); refused when the network already has
+    /// its share running and has failed logins in its count. Give it back with
     /// [`LoginThrottle::finish`].
-    pub fn start(&mut self, client: Option<IpAddr>) -> Result<(), Throttled> {
+    pub fn start(&mut self, client: Option<IpAddr>, now: Instant) -> Result<(), Throttled> {
         let Some(ip) = client else {
             return Ok(());
         };
-        let n = self.running.entry(Network::of(ip)).or_insert(0);
-        if *n >= self.share {
+        let net = Network::of(ip);
+        let failing = self.networks.level(&net, now) >= 1.0;
+        let n = self.running.entry(net).or_insert(0);
+        if *n >= self.share && failing {
             return Err(Throttled::Share);
         }
         *n += 1;
@@ -241,16 +246,25 @@ mod tests {
     }
 
     #[test]
-    fn a_network_gets_its_share_of_the_pool_and_no_more() {
+    fn a_failing_network_gets_its_share_of_the_pool_and_no_more() {
         let mut t = throttle();
-        assert_eq!(t.start(ip("10.0.0.1")), Ok(()));
-        assert_eq!(t.start(ip("10.0.0.2")), Ok(()));
-        assert_eq!(t.start(ip("10.0.0.3")), Err(Throttled::Share));
+        let now = Instant::now();
+        // A network without failures may run more than its share (a busy NAT).
+        for _ in 0..5 {
+            assert_eq!(t.start(ip("10.0.0.1"), now), Ok(()));
+        }
+        for _ in 0..5 {
+            t.finish(ip("10.0.0.1"));
+        }
+        t.failed("x@x", ip("10.0.0.9"), now);
+        assert_eq!(t.start(ip("10.0.0.1"), now), Ok(()));
+        assert_eq!(t.start(ip("10.0.0.2"), now), Ok(()));
+        assert_eq!(t.start(ip("10.0.0.3"), now), Err(Throttled::Share));
         // Another network, and a client without an address, are not affected.
-        assert_eq!(t.start(ip("10.0.1.1")), Ok(()));
-        assert_eq!(t.start(None), Ok(()));
+        assert_eq!(t.start(ip("10.0.1.1"), now), Ok(()));
+        assert_eq!(t.start(None, now), Ok(()));
         t.finish(ip("10.0.0.1"));
-        assert_eq!(t.start(ip("10.0.0.3")), Ok(()));
+        assert_eq!(t.start(ip("10.0.0.3"), now), Ok(()));
         for c in ["10.0.0.2", "10.0.0.3", "10.0.1.1"] {
             t.finish(ip(c));
         }

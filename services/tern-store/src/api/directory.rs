@@ -41,7 +41,7 @@ impl Api {
     /// Takes `client`'s network's share of the password pool for one check.
     fn pool_share(&self, client: Option<IpAddr>) -> Result<PoolShare<'_>, Throttled> {
         if let Ok(mut t) = self.logins.lock() {
-            t.start(client)?;
+            t.start(client, Instant::now())?;
         }
         Ok(PoolShare { api: self, client })
     }
