@@ -143,6 +143,11 @@ impl Worker {
         } else {
             &self.opportunistic
         };
+        let outgoing = Outgoing {
+            envelope: &envelope,
+            body,
+            lease,
+        };
         let mut last = Outcome::deferred("451 4.4.1 no destination could be reached");
         for (host, addrs) in hops {
             for addr in addrs {
@@ -157,7 +162,7 @@ impl Worker {
                         .collect();
                 }
                 match self
-                    .transact(*addr, host, config, tls_required, &envelope, body, lease)
+                    .transact(*addr, host, config, tls_required, &outgoing)
                     .await
                 {
                     Ok((tx, tls)) => {
@@ -208,10 +213,13 @@ impl Worker {
         host: &str,
         config: &ClientConfig,
         tls_required: bool,
-        envelope: &Envelope,
-        body: &[u8],
-        lease: &Lease,
+        outgoing: &Outgoing<'_>,
     ) -> Result<(crate::smtp::client::Transaction, bool), TransactError> {
+        let Outgoing {
+            envelope,
+            body,
+            lease,
+        } = *outgoing;
         // One client span per transaction, in the delivery's trace, named by the OpenTelemetry
         // conventions for a client call to a server.
         let span = tracing::info_span!(
@@ -261,6 +269,15 @@ impl Worker {
         .instrument(span)
         .await
     }
+}
+
+/// What one attempt sends to each host it tries: the envelope, the message, and the lease
+/// that must still hold when the final dot goes.
+#[derive(Clone, Copy)]
+struct Outgoing<'a> {
+    envelope: &'a Envelope,
+    body: &'a [u8],
+    lease: &'a Lease,
 }
 
 /// A failure that concerns the whole transaction with one host.
