@@ -475,7 +475,15 @@ async fn a_new_node_joins_as_a_learner_is_promoted_and_can_be_removed() -> anyho
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn nodes_bootstrap_from_an_initial_member_list_once() -> anyhow::Result<()> {
     let mut cluster = StoreCluster::start_bootstrapped(bin(), 3, &[]).await?;
-    let status = cluster.status(1).await?;
+    // The bootstrap's membership reaches node 1 through the log: wait until it is applied.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let status = cluster.status(1).await?;
+        if status.members.len() == 3 || Instant::now() > deadline {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(status.members.len(), 3);
     assert!(status.members.iter().all(|m| m.voter));
     seed_users(&cluster, 2, &["alice"]).await?;
