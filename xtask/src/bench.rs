@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use crate::cargo;
+use crate::cargo::{self, Profile};
 use crate::prereq;
 use crate::table;
 
@@ -46,13 +46,13 @@ struct BenchResult {
     secs: f64,
 }
 
-pub fn store(quick: bool, messages: Option<u32>) -> anyhow::Result<()> {
+pub fn store(profile: Profile, quick: bool, messages: Option<u32>) -> anyhow::Result<()> {
     prereq::ensure()?;
     println!("==> building tern-store (and tern-store-bench)");
-    cargo::run(cargo::build_workspace())?;
+    cargo::run(profile.build())?;
     let target = cargo::target_dir();
-    let store_bin = cargo::debug_bin(&target, "tern-store")?;
-    let bench_bin = cargo::debug_bin(&target, "tern-store-bench")?;
+    let store_bin = cargo::bin(&target, profile, "tern-store")?;
+    let bench_bin = cargo::bin(&target, profile, "tern-store-bench")?;
     let messages = messages.unwrap_or(if quick { MESSAGES_QUICK } else { MESSAGES });
 
     let mut rows = Vec::new();
@@ -72,9 +72,14 @@ pub fn store(quick: bool, messages: Option<u32>) -> anyhow::Result<()> {
     for (k, v) in machine(&target) {
         println!("  {k:<8} {v}");
     }
+    println!("  build    {}", profile.describe());
     println!(
-        "\ntern-store appends ({messages} messages of {MESSAGE_SIZE} bytes per run, dev profile with optimized RocksDB){}",
-        if quick { ", --quick: a smoke test, not a measurement" } else { "" }
+        "\ntern-store appends ({messages} messages of {MESSAGE_SIZE} bytes per run){}",
+        if quick {
+            ", --quick: a smoke test, not a measurement"
+        } else {
+            ""
+        }
     );
     let mut lines = vec![vec![
         "NODES".to_string(),
@@ -99,8 +104,9 @@ pub fn store(quick: bool, messages: Option<u32>) -> anyhow::Result<()> {
 }
 
 /// Runs tern-flood-bench (a wrong-password flood against a whole platform).
-pub fn flood(quick: bool) -> anyhow::Result<()> {
+pub fn flood(profile: Profile, quick: bool) -> anyhow::Result<()> {
     platform_bench(
+        profile,
         "the platform and tern-flood-bench",
         "tern-flood-bench",
         &["--clients", "60", "--secs", "8"],
@@ -109,8 +115,9 @@ pub fn flood(quick: bool) -> anyhow::Result<()> {
 }
 
 /// Runs tern-queue-bench.
-pub fn queue(quick: bool) -> anyhow::Result<()> {
+pub fn queue(profile: Profile, quick: bool) -> anyhow::Result<()> {
     platform_bench(
+        profile,
         "tern-store, tern-queue and tern-queue-bench",
         "tern-queue-bench",
         &["--messages", "48"],
@@ -122,6 +129,7 @@ pub fn queue(quick: bool) -> anyhow::Result<()> {
 /// platform from `--store-bin`) with its output on the terminal, `quick_args` added for a
 /// smoke run; then prints the machine.
 fn platform_bench(
+    profile: Profile,
     building: &str,
     bench: &str,
     quick_args: &[&str],
@@ -129,10 +137,10 @@ fn platform_bench(
 ) -> anyhow::Result<()> {
     prereq::ensure()?;
     println!("==> building {building}");
-    cargo::run(cargo::build_workspace())?;
+    cargo::run(profile.build())?;
     let target = cargo::target_dir();
-    let store_bin = cargo::debug_bin(&target, "tern-store")?;
-    let bench_bin = cargo::debug_bin(&target, bench)?;
+    let store_bin = cargo::bin(&target, profile, "tern-store")?;
+    let bench_bin = cargo::bin(&target, profile, bench)?;
     let mut cmd = Command::new(&bench_bin);
     cmd.arg("--store-bin").arg(&store_bin);
     if quick {
@@ -145,17 +153,18 @@ fn platform_bench(
     if !status.success() {
         bail!("`{shown}` failed ({status})");
     }
-    print_machine(&target, quick);
+    print_machine(&target, profile, quick);
     Ok(())
 }
 
-fn print_machine(target: &Path, quick: bool) {
+fn print_machine(target: &Path, profile: Profile, quick: bool) {
     println!("\nMachine");
     for (k, v) in machine(target) {
         println!("  {k:<8} {v}");
     }
     println!(
-        "  build    Tern in the dev profile (workspace crates -O0, RocksDB -O3){}",
+        "  build    {}{}",
+        profile.describe(),
         if quick {
             "\n  --quick: a smoke test, not a measurement"
         } else {
@@ -165,8 +174,9 @@ fn print_machine(target: &Path, quick: bool) {
 }
 
 /// Runs tern-pop3-bench beside Dovecot (`xtask/scripts/dovecot.sh pop3`).
-pub fn pop3(quick: bool, no_peer: bool) -> anyhow::Result<()> {
+pub fn pop3(profile: Profile, quick: bool, no_peer: bool) -> anyhow::Result<()> {
     peer_bench(PeerBench {
+        profile,
         bench: "tern-pop3-bench",
         services: "tern-store, tern-access",
         peer: "Dovecot's POP3 server",
@@ -181,8 +191,9 @@ pub fn pop3(quick: bool, no_peer: bool) -> anyhow::Result<()> {
 }
 
 /// Runs tern-imap-bench beside Dovecot (`xtask/scripts/dovecot.sh imap`).
-pub fn imap(quick: bool, no_peer: bool) -> anyhow::Result<()> {
+pub fn imap(profile: Profile, quick: bool, no_peer: bool) -> anyhow::Result<()> {
     peer_bench(PeerBench {
+        profile,
         bench: "tern-imap-bench",
         services: "tern-store, tern-access",
         peer: "Dovecot's IMAP server",
@@ -206,8 +217,9 @@ pub fn imap(quick: bool, no_peer: bool) -> anyhow::Result<()> {
 }
 
 /// Runs tern-smtp-bench beside Postfix (xtask/scripts/postfix-smtp.sh).
-pub fn smtp(quick: bool, no_peer: bool) -> anyhow::Result<()> {
+pub fn smtp(profile: Profile, quick: bool, no_peer: bool) -> anyhow::Result<()> {
     peer_bench(PeerBench {
+        profile,
         bench: "tern-smtp-bench",
         services: "tern-store, tern-queue, tern-smtp",
         peer: "Postfix",
@@ -223,6 +235,8 @@ pub fn smtp(quick: bool, no_peer: bool) -> anyhow::Result<()> {
 
 /// A benchmark that measures Tern side by side with a peer server run by a script.
 struct PeerBench {
+    /// Which build of Tern is measured.
+    profile: Profile,
     /// The load generator binary (crates/tern-testkit).
     bench: &'static str,
     /// What is built, for the progress line.
@@ -249,10 +263,10 @@ struct PeerBench {
 fn peer_bench(b: PeerBench) -> anyhow::Result<()> {
     prereq::ensure()?;
     println!("==> building {} and {}", b.services, b.bench);
-    cargo::run(cargo::build_workspace())?;
+    cargo::run(b.profile.build())?;
     let target = cargo::target_dir();
-    let store_bin = cargo::debug_bin(&target, "tern-store")?;
-    let bench_bin = cargo::debug_bin(&target, b.bench)?;
+    let store_bin = cargo::bin(&target, b.profile, "tern-store")?;
+    let bench_bin = cargo::bin(&target, b.profile, b.bench)?;
     let script = cargo::workspace_root().join(b.script);
     let mut peer = !b.no_peer;
     if peer {
@@ -287,7 +301,7 @@ fn peer_bench(b: PeerBench) -> anyhow::Result<()> {
     if !status.success() {
         bail!("`{shown}` failed ({status})");
     }
-    print_machine(&target, b.quick);
+    print_machine(&target, b.profile, b.quick);
     println!("  peer     {}", b.peer_build);
     Ok(())
 }

@@ -135,15 +135,60 @@ fn metadata_target_dir() -> Option<PathBuf> {
     v.get("target_directory")?.as_str().map(PathBuf::from)
 }
 
-/// A binary of the dev profile, checked to exist.
-pub fn debug_bin(target: &Path, name: &str) -> anyhow::Result<PathBuf> {
+/// Which build a task runs: the dev profile everything else uses, or the release build the
+/// benchmarks' published figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Workspace crates -O0, dependencies optimized (`[profile.dev.package.*]`).
+    Dev,
+    /// `cargo build --release`: everything optimized.
+    Release,
+}
+
+impl Profile {
+    /// The build of this profile: [`build_workspace`] for dev; for release the workspace's
+    /// binaries only (tests are never run from it), always this one command, so RocksDB's
+    /// C++ is compiled once per machine for it too.
+    pub fn build(self) -> Command {
+        match self {
+            Profile::Dev => build_workspace(),
+            Profile::Release => cargo(["build", "--release", "--workspace", "--bins"]),
+        }
+    }
+
+    /// Its directory under the target directory.
+    fn dir(self) -> &'static str {
+        match self {
+            Profile::Dev => "debug",
+            Profile::Release => "release",
+        }
+    }
+
+    /// How it is built, in words, for benchmark reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Profile::Dev => {
+                "Tern in the dev profile (workspace crates -O0, dependencies optimized)"
+            }
+            Profile::Release => "Tern in the release profile (cargo build --release)",
+        }
+    }
+}
+
+/// A binary of `profile`, checked to exist.
+pub fn bin(target: &Path, profile: Profile, name: &str) -> anyhow::Result<PathBuf> {
     let path = target
-        .join("debug")
+        .join(profile.dir())
         .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     if !path.is_file() {
         bail!("{} was not built (expected at {})", name, path.display());
     }
     Ok(path)
+}
+
+/// A binary of the dev profile, checked to exist.
+pub fn debug_bin(target: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    bin(target, Profile::Dev, name)
 }
 
 /// The one build every task uses: the whole workspace with every target.

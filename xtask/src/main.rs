@@ -63,9 +63,18 @@ enum Task {
     /// Clippy over the whole workspace with warnings as errors (not part of `test`: it
     /// compiles RocksDB's C++ a second time).
     Lint,
-    /// Benchmarks.
+    /// Benchmarks (the dev profile unless `--release`).
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// Measure the release build (`cargo build --release`, its own build directory): what
+    /// published figures come from. Without it, the dev profile the tests use.
+    #[arg(long, global = true)]
+    release: bool,
     #[command(subcommand)]
-    Bench(BenchTarget),
+    target: BenchTarget,
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,12 +143,21 @@ fn main() -> ExitCode {
         Task::Up { nodes, data_dir } => up::run(nodes, data_dir),
         Task::Test { args } => suite::run(&args),
         Task::Lint => suite::lint(),
-        Task::Bench(BenchTarget::Store { quick, messages }) => bench::store(quick, messages),
-        Task::Bench(BenchTarget::Pop3 { quick, no_peer }) => bench::pop3(quick, no_peer),
-        Task::Bench(BenchTarget::Imap { quick, no_peer }) => bench::imap(quick, no_peer),
-        Task::Bench(BenchTarget::Queue { quick }) => bench::queue(quick),
-        Task::Bench(BenchTarget::Flood { quick }) => bench::flood(quick),
-        Task::Bench(BenchTarget::Smtp { quick, no_peer }) => bench::smtp(quick, no_peer),
+        Task::Bench(b) => {
+            let p = if b.release {
+                cargo::Profile::Release
+            } else {
+                cargo::Profile::Dev
+            };
+            match b.target {
+                BenchTarget::Store { quick, messages } => bench::store(p, quick, messages),
+                BenchTarget::Pop3 { quick, no_peer } => bench::pop3(p, quick, no_peer),
+                BenchTarget::Imap { quick, no_peer } => bench::imap(p, quick, no_peer),
+                BenchTarget::Queue { quick } => bench::queue(p, quick),
+                BenchTarget::Flood { quick } => bench::flood(p, quick),
+                BenchTarget::Smtp { quick, no_peer } => bench::smtp(p, quick, no_peer),
+            }
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

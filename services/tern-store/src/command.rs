@@ -229,6 +229,15 @@ pub enum Command {
         action: String,
         target: String,
     },
+    /// An IMAP session claims a mailbox's messages up to `up_to` as first seen by it (RFC 3501
+    /// \Recent): the recent marker becomes max(marker, up_to), and the reply is the marker
+    /// before ([`Reply::Count`]). `uid_validity` 0 matches any.
+    ClaimRecent {
+        account: String,
+        mailbox: String,
+        uid_validity: u32,
+        up_to: u32,
+    },
 }
 
 /// What a [`Command::Lock`] does.

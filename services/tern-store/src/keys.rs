@@ -129,7 +129,16 @@ pub fn mailbox_name_key(account: u64, name: &str) -> Vec<u8> {
     k.extend_from_slice(name.as_bytes());
     k
 }
-/// Prefix of every `mbox` key of an account (state, mailboxes, names).
+/// `mbox` key of a mailbox's recent marker: the highest UID an IMAP session has claimed as
+/// first seen (u32 BE). Kept beside the mailbox record, not in it, so that record's encoding
+/// and every stored copy of it stay as they are.
+pub fn recent_key(account: u64, mailbox: u64) -> Vec<u8> {
+    let mut k = account.to_be_bytes().to_vec();
+    k.push(3);
+    k.extend_from_slice(&mailbox.to_be_bytes());
+    k
+}
+/// Prefix of every `mbox` key of an account (state, mailboxes, names, recent markers).
 pub fn account_prefix(account: u64) -> Vec<u8> {
     account.to_be_bytes().to_vec()
 }

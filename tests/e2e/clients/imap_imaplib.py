@@ -115,7 +115,8 @@ def scenario_commands(args):
         assert typ == "OK" and b"APPENDUID" in data[0], data
     no(m.append, "Nope", None, None, msg("x"), code="TRYCREATE")
     st = ok(m.status("INBOX", "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN RECENT)"))
-    assert b"MESSAGES 5" in st[0] and b"UNSEEN 5" in st[0] and b"RECENT 0" in st[0], st
+    # No session has selected INBOX since: all five are still \\Recent to the next one.
+    assert b"MESSAGES 5" in st[0] and b"UNSEEN 5" in st[0] and b"RECENT 5" in st[0], st
     # GETQUOTAROOT answers (a user without a quota has no root).
     typ, data = m.getquotaroot("INBOX")
     assert typ == "OK", data
@@ -132,12 +133,14 @@ def scenario_commands(args):
     assert typ == "OK" and data == [b"5"], data
     assert m.untagged_responses.get("UIDVALIDITY"), m.untagged_responses
     assert m.untagged_responses.get("UIDNEXT") == [b"6"], m.untagged_responses
+    # EXAMINE took none of the five as \\Recent, so this SELECT gets all of them.
+    assert m.untagged_responses.get("RECENT") == [b"5"], m.untagged_responses
     assert m.untagged_responses.get("FLAGS"), m.untagged_responses
     uv = int(m.untagged_responses["UIDVALIDITY"][0])
     # FETCH: every data item.
     data = ok(m.fetch("1", "(FLAGS INTERNALDATE RFC822.SIZE ENVELOPE BODY BODYSTRUCTURE UID)"))
     line = data[0]
-    assert b"FLAGS (\\Flagged)" in line, line
+    assert b"FLAGS (\\Flagged \\Recent)" in line, line
     assert b'INTERNALDATE "17-May-2020' in line, line
     assert b"RFC822.SIZE %d" % len(msg("m0", "body 0\r\n")) in line, line
     assert b'ENVELOPE ("Mon, 7 Feb 1994 21:52:25 -0800" "m0" (' in line, line
@@ -176,7 +179,7 @@ def scenario_commands(args):
     data = ok(m.store("5", "-FLAGS.SILENT", "($Important)"))
     assert data == [None], data
     data = ok(m.uid("STORE", "4", "FLAGS", "(\\Answered)"))
-    assert b"UID 4" in data[0] and b"FLAGS (\\Answered)" in data[0], data
+    assert b"UID 4" in data[0] and b"FLAGS (\\Answered \\Recent)" in data[0], data
     # SEARCH and UID SEARCH.
     assert ok(m.search(None, "FLAGGED"))[0] == b"1", "FLAGGED"
     assert ok(m.search(None, "DELETED"))[0] == b"5"
@@ -408,10 +411,11 @@ def scenario_search(args):
     check(["UNSEEN"], [2, 3, 5])
     check(["KEYWORD", "$Work"], [3])
     check(["UNKEYWORD", "$Work"], [1, 2, 4, 5])
-    # Nothing is ever \Recent here, so NEW and RECENT match nothing and OLD everything.
-    check(["NEW"], [])
-    check(["RECENT"], [])
-    check(["OLD"], [1, 2, 3, 4, 5])
+    # This session's SELECT was the first to see all five, so all are \Recent here: NEW is
+    # RECENT UNSEEN, OLD is NOT RECENT.
+    check(["NEW"], [2, 3, 5])
+    check(["RECENT"], [1, 2, 3, 4, 5])
+    check(["OLD"], [])
     check(["FROM", "alice"], [1, 4])
     check(["TO", "alice@example.test"], [2, 3, 5])
     check(["CC", "dave"], [2])
@@ -500,6 +504,10 @@ def scenario_two_nodes(args):
     assert delay < 1.0, f"IDLE on B saw the APPEND on A after {delay:.3f}s"
     b.send(b"DONE\r\n")
     line = b.readline()
+    # B was the first session told of the new message (and its SELECT of the first three):
+    # RECENT follows EXISTS.
+    assert line == f"* {exists + 1} RECENT\r\n".encode(), line
+    line = b.readline()
     assert line.startswith(tag + b" OK"), line
     print(f"idle-delay-ms {delay * 1000:.1f}")
     # B's view: UIDs by sequence number.
@@ -554,6 +562,63 @@ def scenario_two_nodes(args):
     except imaplib.IMAP4.abort as e:
         assert "deleted" in str(e), e
     a.logout()
+
+
+def recent_uids(m):
+    return set(int(x) for x in ok(m.uid("SEARCH", None, "RECENT"), "UID SEARCH RECENT")[0].split())
+
+
+def scenario_recent(args):
+    """RFC 3501 \\Recent across two access nodes: the first session told of a message gets
+    it as recent and no other does; EXAMINE shows without taking; SELECT, new mail, FETCH,
+    SEARCH RECENT/NEW/OLD and STATUS RECENT agree."""
+    a = connect(args, args.port)
+    b = connect(args, args.port2)
+    for i in range(2):
+        ok(a.append("INBOX", None, None, msg(f"recent-{i}")))
+    st = ok(a.status("INBOX", "(RECENT)"))
+    assert b"RECENT 2" in st[0], st
+    # EXAMINE on B: both recent, nothing taken.
+    ok(b.select("INBOX", readonly=True))
+    assert b.untagged_responses.get("RECENT") == [b"2"], b.untagged_responses
+    typ, data = b.fetch("1:*", "(FLAGS)")
+    assert all(b"\\Recent" in d for d in data), data
+    # SELECT on A takes both; SELECT on B then sees none.
+    ok(a.select("INBOX"))
+    assert a.untagged_responses.get("RECENT") == [b"2"], a.untagged_responses
+    typ, data = a.fetch("1:*", "(FLAGS)")
+    assert all(b"\\Recent" in d for d in data), data
+    ok(b.select("INBOX"))
+    assert b.untagged_responses.get("RECENT") == [b"0"], b.untagged_responses
+    typ, data = b.fetch("1:*", "(FLAGS)")
+    assert not any(b"\\Recent" in d for d in data), data
+    assert recent_uids(a) == {1, 2} and recent_uids(b) == set()
+    ok(a.store("1", "+FLAGS", "\\Seen"))
+    assert uids_of(a, "NEW") == [2] and uids_of(a, "OLD") == [] and uids_of(b, "OLD") == [1, 2]
+    st = ok(a.status("INBOX", "(RECENT)"))
+    assert b"RECENT 0" in st[0], st
+    # New mail while both are selected, on different nodes: after both have been told, each
+    # message is recent in exactly one of them.
+    c = connect(args, args.port)
+    for i in range(5):
+        ok(c.append("INBOX", None, None, msg(f"race-{i}")))
+        uid = 3 + i
+        done = []
+        threads = [threading.Thread(target=lambda s=s: done.append(s.noop())) for s in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for s in (a, b):
+            deadline = time.monotonic() + 5
+            while uid not in uids_of(s):
+                assert time.monotonic() < deadline, f"UID {uid} never reached a session"
+                ok(s.noop())
+        ra, rb = recent_uids(a), recent_uids(b)
+        assert (uid in ra) != (uid in rb), f"UID {uid}: recent in A {ra}, in B {rb}"
+        print(f"round {i}: UID {uid} recent in {'A' if uid in ra else 'B'}")
+    for s in (a, b, c):
+        s.logout()
 
 
 def scenario_state(args):
@@ -622,6 +687,7 @@ SCENARIOS = {
     "hostile": scenario_hostile,
     "search": scenario_search,
     "two-nodes": scenario_two_nodes,
+    "recent": scenario_recent,
     "state": scenario_state,
     "append": scenario_append,
     "tls": scenario_tls,

@@ -205,6 +205,21 @@ async fn two_access_nodes_share_idle_and_expunge() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// RFC 3501 \Recent with the sessions on two access nodes of one store cluster: each new
+/// message is recent in exactly one session, EXAMINE takes none (`recent` scenario).
+#[tokio::test(flavor = "multi_thread")]
+async fn recent_goes_to_exactly_one_session_across_access_nodes() -> anyhow::Result<()> {
+    let p = platform(3, &[]).await?;
+    let b = p.add_access(&[]).await?;
+    let out = imaplib(
+        p.access().imap_port(),
+        "recent",
+        &["--port2", &b.imap_port().to_string()],
+    )?;
+    eprintln!("{}", out.trim());
+    Ok(())
+}
+
 /// Parses the `STATE ...` line of the `state` scenario.
 fn state_line(out: &str) -> anyhow::Result<String> {
     out.lines()

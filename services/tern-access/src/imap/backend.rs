@@ -79,6 +79,12 @@ pub struct MailboxInfo {
     pub unseen: u32,
     /// Messages with `\Deleted`.
     pub deleted: u64,
+    /// The highest UID an IMAP session has claimed as first seen (\Recent): messages above
+    /// it are recent to the next session that claims them.
+    pub recent_uid: u32,
+    /// Messages above `recent_uid` (STATUS RECENT); counted by [`ImapBackend::get_mailbox`]
+    /// only, 0 elsewhere.
+    pub recent: u32,
     /// In the account's subscription list.
     pub subscribed: bool,
     /// `\Sent`, `\Drafts`, `\Trash`, `\Junk` or empty.
@@ -324,6 +330,18 @@ pub trait ImapBackend: Send + Sync {
         from: &str,
         to: &str,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Claims the messages up to `up_to` as first seen by this session (RFC 3501 \Recent);
+    /// returns the mailbox's recent marker before the claim, so this session's recent
+    /// messages are those with a UID in (returned, `up_to`]. Fails with
+    /// [`ErrorKind::Rejected`] when UIDVALIDITY is no longer `uid_validity`.
+    fn claim_recent(
+        &self,
+        account: &str,
+        mailbox: &str,
+        uid_validity: u32,
+        up_to: u32,
+    ) -> impl Future<Output = StoreResult<u32>> + Send;
 
     /// Adds a mailbox to or removes it from the subscription list.
     fn subscribe(

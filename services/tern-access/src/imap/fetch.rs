@@ -9,7 +9,7 @@ use mail_parser::Message;
 use super::section::{partial, section_bytes, Section, Text};
 use super::structure::{body_structure, envelope, string};
 use super::view::MessageMeta;
-use super::wire::{flag_list, internal_date};
+use super::wire::internal_date;
 
 /// One requested data item.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,7 +324,7 @@ pub fn render(
             Item::Uid => out.extend_from_slice(format!("UID {}", meta.uid).as_bytes()),
             Item::Flags => {
                 out.extend_from_slice(b"FLAGS ");
-                flag_list(out, &meta.flags);
+                meta.write_flags(out);
                 flags_written = true;
             }
             Item::InternalDate => {
@@ -378,7 +378,7 @@ pub fn render(
         }
         sep(out);
         out.extend_from_slice(b"FLAGS ");
-        flag_list(out, &meta.flags);
+        meta.write_flags(out);
         flags_written = true;
     }
     if condstore && flags_written && !items.contains(&Item::ModSeq) {
@@ -417,6 +417,7 @@ mod tests {
             internal_date: 0,
             size: 40,
             modseq: 3,
+            recent: false,
         }
     }
 

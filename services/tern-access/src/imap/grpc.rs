@@ -70,6 +70,7 @@ fn meta(r: &pb::MessageRecord) -> MessageMeta {
         internal_date: r.internal_date,
         size: if r.wire_size > 0 { r.wire_size } else { r.size },
         modseq: r.modseq,
+        recent: false,
     }
 }
 
@@ -83,6 +84,8 @@ fn mailbox_info(m: pb::Mailbox) -> MailboxInfo {
         messages: m.messages,
         unseen: m.unseen,
         deleted: m.deleted,
+        recent_uid: m.recent_uid,
+        recent: m.recent,
         subscribed: m.subscribed,
         special_use: m.special_use,
     }
@@ -239,6 +242,23 @@ impl ImapBackend for StoreBackend {
         store_call!(self.store, mailboxes, rename, req)
             .map(|_| ())
             .map_err(error)
+    }
+
+    async fn claim_recent(
+        &self,
+        account: &str,
+        mailbox: &str,
+        uid_validity: u32,
+        up_to: u32,
+    ) -> StoreResult<u32> {
+        let req = pb::ClaimRecentRequest {
+            account: account.to_string(),
+            name: mailbox.to_string(),
+            uid_validity,
+            up_to,
+        };
+        let r = store_call!(self.store, mailboxes, claim_recent, req).map_err(error)?;
+        Ok(r.into_inner().previous)
     }
 
     async fn subscribe(&self, account: &str, name: &str, subscribed: bool) -> StoreResult<()> {

@@ -31,6 +31,8 @@ struct Folder {
     uid_validity: u32,
     uid_next: u32,
     highest_modseq: u64,
+    /// The recent marker (see [`ImapBackend::claim_recent`]).
+    recent_uid: u32,
     subscribed: bool,
     special_use: String,
     messages: Vec<Message>,
@@ -55,6 +57,12 @@ impl Folder {
                 .iter()
                 .filter(|m| has(&m.flags, "\\Deleted"))
                 .count() as u64,
+            recent_uid: self.recent_uid,
+            recent: self
+                .messages
+                .iter()
+                .filter(|m| m.uid > self.recent_uid)
+                .count() as u32,
             subscribed: self.subscribed,
             special_use: self.special_use.clone(),
         }
@@ -93,6 +101,7 @@ impl State {
             uid_validity: 1000 + self.next_id as u32,
             uid_next: 1,
             highest_modseq: 1,
+            recent_uid: 0,
             subscribed: false,
             special_use: special_use.to_string(),
             messages: Vec::new(),
@@ -233,6 +242,7 @@ fn meta(m: &Message) -> MessageMeta {
         internal_date: m.internal_date,
         size: m.data.len() as u64,
         modseq: m.modseq,
+        recent: false,
     }
 }
 
@@ -478,6 +488,24 @@ impl ImapBackend for Mem {
         }
         s.announce(id, modseq, ChangeKind::Renamed(to.to_string()));
         Ok(())
+    }
+
+    async fn claim_recent(
+        &self,
+        _account: &str,
+        mailbox: &str,
+        uid_validity: u32,
+        up_to: u32,
+    ) -> StoreResult<u32> {
+        let mut s = self.lock();
+        s.check()?;
+        let f = s.folder(mailbox)?;
+        if uid_validity != 0 && uid_validity != f.uid_validity {
+            return Err(StoreError::new(ErrorKind::Rejected, "UIDVALIDITY changed"));
+        }
+        let previous = f.recent_uid;
+        f.recent_uid = previous.max(up_to.min(f.uid_next.saturating_sub(1)));
+        Ok(previous)
     }
 
     async fn subscribe(&self, _account: &str, name: &str, subscribed: bool) -> StoreResult<()> {

@@ -3,8 +3,8 @@
 //!
 //! Sequence sets are resolved against the session's view first (the store knows UIDs only),
 //! dates become the first second of their UTC day (RFC 3501 compares dates without time or
-//! zone), and the keys about \Recent match nothing, since this server never sets \Recent
-//! (every session sees `0 RECENT`, as IMAP4rev2 allows).
+//! zone), and the keys about \Recent (RECENT, NEW, OLD) become the UIDs recent in this
+//! session, which only the session knows.
 
 use chrono::Datelike;
 use imap_codec::imap_types::core::Vec1;
@@ -98,10 +98,15 @@ fn set_key(set: &SequenceSet, view: &View, uid: bool) -> Result<pb::SearchKey, &
     } else {
         view.uids_for_seqs(&spans)?
     };
+    Ok(uids_key(&uids))
+}
+
+/// A key matching exactly `uids`.
+fn uids_key(uids: &[u32]) -> pb::SearchKey {
     if uids.is_empty() {
-        return Ok(nothing());
+        return nothing();
     }
-    Ok(wrap(Key::Uids(uid_ranges(&uids))))
+    wrap(Key::Uids(uid_ranges(uids)))
 }
 
 /// Deepest key nesting translated (the command parser already bounds parentheses; this
@@ -143,9 +148,10 @@ fn key(
         SearchKey::Unseen => flag("\\Seen", false),
         SearchKey::Keyword(k) => flag(k.inner(), true),
         SearchKey::Unkeyword(k) => flag(k.inner(), false),
-        // No message is ever \Recent here.
-        SearchKey::Recent | SearchKey::New => nothing(),
-        SearchKey::Old => wrap(Key::All(true)),
+        SearchKey::Recent => uids_key(&view.recent_uids()),
+        // NEW is RECENT UNSEEN, OLD is NOT RECENT (RFC 3501 §6.4.4).
+        SearchKey::New => and(vec![uids_key(&view.recent_uids()), flag("\\Seen", false)]),
+        SearchKey::Old => wrap(Key::Not(Box::new(uids_key(&view.recent_uids())))),
         SearchKey::Bcc(v) => header("Bcc", v),
         SearchKey::Cc(v) => header("Cc", v),
         SearchKey::From(v) => header("From", v),

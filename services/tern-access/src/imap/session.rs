@@ -419,6 +419,8 @@ impl<B: ImapBackend> Session<B> {
             sel.apply(&c);
         }
         let pending = sel.view.pending_additions();
+        // The recent marker read with the new messages, when there were any.
+        let mut marker = None;
         if let Some(&highest) = pending.iter().max() {
             // Every UID between the last known one and the highest new one: the feed may lag
             // behind the store's linearizable reads, and a UID committed before ours whose
@@ -434,18 +436,57 @@ impl<B: ImapBackend> Session<B> {
                     sel.view.add_records(l.messages);
                     // Whatever was not listed was expunged before it could be read.
                     sel.view.drop_pending_additions();
+                    marker = Some(l.mailbox.map(|m| m.recent_uid).unwrap_or(0));
                 }
                 Err(e) => {
                     tracing::debug!(error = %e.message, "reading new messages failed; retrying at the next command");
                 }
             }
         }
+        if let Some(marker) = marker {
+            self.settle_recent(marker).await;
+        }
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
         sel.view.announce(
             expunge_allowed,
             with_uid || condstore,
             condstore,
             &mut out.buf,
         );
+    }
+
+    /// Settles \Recent for the selected mailbox's messages above `marker` (its recent marker
+    /// as last read) that this session has not settled yet: a read-write session claims them
+    /// in the store, and the ones its claim won are recent here; a read-only one (EXAMINE)
+    /// claims nothing and shows everything above the marker as recent. When the store cannot
+    /// be asked, the messages count as recent (RFC 3501 §2.3.2: if it cannot be determined
+    /// whether this session is the first to be told, the message SHOULD be considered recent).
+    pub async fn settle_recent(&mut self, marker: u32) {
+        let account = self.account.clone().unwrap_or_default();
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        let Some((after, up_to)) = sel.view.recent_to_settle(marker) else {
+            return;
+        };
+        let after = if sel.view.read_only {
+            after
+        } else {
+            match self
+                .backend
+                .claim_recent(&account, &sel.name, sel.view.uid_validity, up_to)
+                .await
+            {
+                Ok(previous) => previous.max(after),
+                Err(e) => {
+                    tracing::debug!(error = %e.message, "claiming recent messages failed; showing them as recent");
+                    after
+                }
+            }
+        };
+        sel.view.mark_recent(after, up_to);
     }
 
     /// Before NOOP and CHECK report changes: waits, at most [`CATCH_UP_LIMIT`], until the

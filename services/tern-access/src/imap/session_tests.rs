@@ -108,6 +108,13 @@ impl Client {
         c
     }
 
+    /// Selected after another session took the mailbox's messages as \Recent, so none is
+    /// recent here (for tests about other things).
+    async fn selected_after_another(mem: &Mem, mailbox: &str) -> Client {
+        Client::selected(mem, mailbox).await;
+        Client::selected(mem, mailbox).await
+    }
+
     async fn selected(mem: &Mem, mailbox: &str) -> Client {
         let mut c = Client::logged_in(mem).await;
         let r = c.cmd("s", &format!("SELECT {mailbox}")).await;
@@ -271,7 +278,7 @@ async fn select_and_examine() {
         ),
         "{r:?}"
     );
-    assert!(has(&r, "* 2 EXISTS") && has(&r, "* 0 RECENT"), "{r:?}");
+    assert!(has(&r, "* 2 EXISTS") && has(&r, "* 2 RECENT"), "{r:?}");
     assert!(has(&r, "* OK [UNSEEN 1] first unseen"), "{r:?}");
     assert!(has(&r, "* OK [UIDVALIDITY 1001] UIDs valid"), "{r:?}");
     assert!(has(&r, "* OK [UIDNEXT 3] predicted next UID"), "{r:?}");
@@ -412,7 +419,7 @@ async fn status() {
     assert_eq!(
         r,
         [
-            "* STATUS \"INBOX\" (MESSAGES 2 UIDNEXT 3 UIDVALIDITY 1001 UNSEEN 1 RECENT 0)",
+            "* STATUS \"INBOX\" (MESSAGES 2 UIDNEXT 3 UIDVALIDITY 1001 UNSEEN 1 RECENT 2)",
             "a OK STATUS completed"
         ]
     );
@@ -432,7 +439,12 @@ async fn append() {
     let r = c.until("a").await;
     assert_eq!(
         r,
-        ["* 3 EXISTS", "a OK [APPENDUID 1001 3] APPEND completed"]
+        // This session is the first told of its own message: \Recent, with SELECT's two.
+        [
+            "* 3 EXISTS",
+            "* 3 RECENT",
+            "a OK [APPENDUID 1001 3] APPEND completed"
+        ]
     );
     assert_eq!(mem.flags("INBOX", 3), ["\\Flagged"]);
     // LITERAL+: no continuation.
@@ -454,7 +466,7 @@ async fn append() {
 #[tokio::test]
 async fn fetch() {
     let mem = two_messages();
-    let mut c = Client::selected(&mem, "INBOX").await;
+    let mut c = Client::selected_after_another(&mem, "INBOX").await;
     let r = c.cmd("a", "FETCH 1:2 (UID FLAGS RFC822.SIZE)").await;
     assert_eq!(
         r,
@@ -500,7 +512,7 @@ async fn fetch() {
 #[tokio::test]
 async fn store_flags() {
     let mem = two_messages();
-    let mut c = Client::selected(&mem, "INBOX").await;
+    let mut c = Client::selected_after_another(&mem, "INBOX").await;
     let r = c.cmd("a", "STORE 1 +FLAGS (\\Flagged work)").await;
     // A keyword new to the mailbox is announced in FLAGS before the FETCH that names it
     // (RFC 3501 §7.2.6).
@@ -654,7 +666,7 @@ async fn expunge_close_unselect() {
 #[tokio::test]
 async fn changes_elsewhere_are_announced() {
     let mem = two_messages();
-    let mut c = Client::selected(&mem, "INBOX").await;
+    let mut c = Client::selected_after_another(&mem, "INBOX").await;
     mem.deliver("INBOX", &[], MSG2);
     mem.set_flags_elsewhere("INBOX", 1, &["\\Deleted"]);
     let r = c.cmd("a", "NOOP").await;
@@ -662,6 +674,7 @@ async fn changes_elsewhere_are_announced() {
         r,
         [
             "* 3 EXISTS",
+            "* 1 RECENT",
             "* 1 FETCH (FLAGS (\\Deleted))",
             "a OK NOOP completed"
         ]
@@ -688,7 +701,7 @@ async fn changes_elsewhere_are_announced() {
         r[0].starts_with("* FLAGS (") && r[0].ends_with(" $hello $label1)"),
         "{r:?}"
     );
-    assert_eq!(&r[2..], ["* 4 EXISTS", "m OK NOOP completed"]);
+    assert_eq!(&r[2..], ["* 4 EXISTS", "* 2 RECENT", "m OK NOOP completed"]);
     mem.expunge_elsewhere("INBOX", &[1]);
     // No EXPUNGE during FETCH (RFC 3501 §7.4.1); it comes at the next NOOP.
     let r = c.cmd("b", "FETCH 2 FLAGS").await;
@@ -705,8 +718,9 @@ async fn idle() {
     assert_eq!(c.line().await, "+ idling");
     mem.deliver("INBOX", &[], MSG1);
     assert_eq!(c.line().await, "* 3 EXISTS");
+    assert_eq!(c.line().await, "* 3 RECENT");
     mem.set_flags_elsewhere("INBOX", 3, &["\\Flagged"]);
-    assert_eq!(c.line().await, "* 3 FETCH (FLAGS (\\Flagged))");
+    assert_eq!(c.line().await, "* 3 FETCH (FLAGS (\\Flagged \\Recent))");
     c.send("DONE\r\n").await;
     assert_eq!(c.line().await, "a OK IDLE terminated");
     c.send("b IDLE\r\n").await;
@@ -787,4 +801,68 @@ async fn store_failures_are_tagged_no() {
     mem.fail(None);
     let r = c.cmd("c", "STORE 1 +FLAGS (\\Flagged)").await;
     assert_eq!(last(&r), "c OK STORE completed");
+}
+
+/// RFC 3501 §2.3.2: \Recent goes to the first session told of a message and to no other;
+/// EXAMINE shows it without taking it; SELECT, new mail, FETCH, STORE, SEARCH and STATUS all
+/// agree on it.
+#[tokio::test]
+async fn recent_goes_to_the_first_session_only() {
+    let mem = two_messages();
+    let mut a = Client::logged_in(&mem).await;
+    let mut b = Client::logged_in(&mem).await;
+    let r = a.cmd("a1", "STATUS INBOX (RECENT)").await;
+    assert_eq!(r[0], "* STATUS \"INBOX\" (RECENT 2)", "{r:?}");
+    // EXAMINE shows both as recent and claims neither.
+    let r = a.cmd("a2", "EXAMINE INBOX").await;
+    assert!(has(&r, "* 2 RECENT"), "{r:?}");
+    let r = a.cmd("a3", "FETCH 1:* (FLAGS)").await;
+    assert_eq!(
+        &r[..2],
+        [
+            "* 1 FETCH (FLAGS (\\Recent))",
+            "* 2 FETCH (FLAGS (\\Seen \\Recent))"
+        ]
+    );
+    let r = b.cmd("b1", "STATUS INBOX (RECENT)").await;
+    assert_eq!(r[0], "* STATUS \"INBOX\" (RECENT 2)", "{r:?}");
+    // The first SELECT takes them; a second sees none.
+    let r = a.cmd("a4", "SELECT INBOX").await;
+    assert!(has(&r, "* 2 RECENT"), "{r:?}");
+    let r = b.cmd("b2", "SELECT INBOX").await;
+    assert!(has(&r, "* 0 RECENT") && has(&r, "* 2 EXISTS"), "{r:?}");
+    let r = b.cmd("b3", "FETCH 1:* (FLAGS)").await;
+    assert_eq!(
+        &r[..2],
+        ["* 1 FETCH (FLAGS ())", "* 2 FETCH (FLAGS (\\Seen))"]
+    );
+    let r = a.cmd("a5", "STATUS INBOX (RECENT)").await;
+    assert_eq!(r[0], "* STATUS \"INBOX\" (RECENT 0)", "{r:?}");
+    // SEARCH RECENT / NEW (recent and unseen) / OLD (not recent), per session.
+    assert_eq!(a.cmd("a6", "SEARCH RECENT").await[0], "* SEARCH 1 2");
+    assert_eq!(a.cmd("a7", "SEARCH NEW").await[0], "* SEARCH 1");
+    assert_eq!(a.cmd("a8", "SEARCH OLD").await[0], "* SEARCH");
+    assert_eq!(b.cmd("b4", "SEARCH RECENT").await[0], "* SEARCH");
+    assert_eq!(b.cmd("b5", "SEARCH OLD").await[0], "* SEARCH 1 2");
+    // New mail: the session told of it first gets it as recent, with RECENT after EXISTS.
+    mem.deliver("INBOX", &[], MSG1);
+    let r = b.cmd("b6", "NOOP").await;
+    assert_eq!(r, ["* 3 EXISTS", "* 1 RECENT", "b6 OK NOOP completed"]);
+    let r = a.cmd("a9", "NOOP").await;
+    assert_eq!(r, ["* 3 EXISTS", "a9 OK NOOP completed"]);
+    assert_eq!(
+        a.cmd("a10", "FETCH 3 (FLAGS)").await[0],
+        "* 3 FETCH (FLAGS ())"
+    );
+    // STORE answers with \Recent still there: a client cannot set or clear it.
+    let r = b.cmd("b7", "STORE 3 +FLAGS (\\Seen)").await;
+    assert_eq!(r[0], "* 3 FETCH (FLAGS (\\Seen \\Recent))");
+    let r = b.cmd("b8", "STORE 3 FLAGS ()").await;
+    assert_eq!(r[0], "* 3 FETCH (FLAGS (\\Recent))");
+    assert_eq!(b.cmd("b9", "SEARCH RECENT").await[0], "* SEARCH 3");
+    // Expunging a recent message takes it out of the count.
+    a.cmd("a11", "STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    let r = a.cmd("a12", "EXPUNGE").await;
+    assert!(has(&r, "* 1 EXPUNGE"), "{r:?}");
+    assert_eq!(a.cmd("a13", "SEARCH RECENT").await[0], "* SEARCH 1");
 }

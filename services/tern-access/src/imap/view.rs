@@ -28,6 +28,24 @@ pub struct MessageMeta {
     pub size: u64,
     /// The message's modseq (CONDSTORE).
     pub modseq: u64,
+    /// `\Recent` in this session (RFC 3501 §2.3.2): this session was the first to be told of
+    /// the message. Session state, never stored as a flag; see [`View::mark_recent`].
+    pub recent: bool,
+}
+
+impl MessageMeta {
+    /// Appends the message's FLAGS list as this session shows it: the stored flags, and
+    /// `\Recent` when the message is recent here.
+    pub fn write_flags(&self, out: &mut Vec<u8>) {
+        flag_list(out, &self.flags);
+        if self.recent {
+            out.pop(); // ")"
+            if !self.flags.is_empty() {
+                out.push(b' ');
+            }
+            out.extend_from_slice(b"\\Recent)");
+        }
+    }
 }
 
 /// One sequence set element after `*` is resolved: an inclusive range.
@@ -68,6 +86,11 @@ pub struct View {
     /// The keywords the client has been told of in `* FLAGS` (RFC 3501 §7.2.6): a keyword
     /// may only appear in a FETCH FLAGS after it was announced there.
     keywords: BTreeSet<String>,
+    /// Every UID up to this one has had its \Recent settled (claimed, or found claimed by
+    /// another session); only messages above it can still become recent here.
+    recent_through: u32,
+    /// The RECENT count as last told to the client.
+    announced_recent: usize,
 }
 
 impl View {
@@ -99,7 +122,55 @@ impl View {
             added: BTreeSet::new(),
             announced_exists,
             keywords,
+            recent_through: 0,
+            announced_recent: 0,
         }
+    }
+
+    /// The UIDs whose \Recent this session has yet to settle, given the mailbox's recent
+    /// marker as last read (`marker`, [`super::backend::MailboxInfo::recent_uid`]): `Some((after,
+    /// up_to))` when the view holds messages above both the marker and what was settled
+    /// already. A read-write session then claims them up to `up_to` and passes what the claim
+    /// returns to [`View::mark_recent`]; a read-only one (EXAMINE) does not claim and passes
+    /// `after` as it is. `None`: nothing new, and nothing to write (SELECT of a mailbox where
+    /// nothing arrived costs no claim).
+    pub fn recent_to_settle(&self, marker: u32) -> Option<(u32, u32)> {
+        let after = marker.max(self.recent_through);
+        let up_to = self.last_uid();
+        (up_to > after).then_some((after, up_to))
+    }
+
+    /// Marks the messages with a UID in (`after`, `up_to`] recent in this session (those
+    /// settled earlier are left as they are) and settles everything up to `up_to`.
+    pub fn mark_recent(&mut self, after: u32, up_to: u32) {
+        let after = after.max(self.recent_through);
+        let start = self.messages.partition_point(|m| m.uid <= after);
+        for m in self.messages[start..]
+            .iter_mut()
+            .take_while(|m| m.uid <= up_to)
+        {
+            m.recent = true;
+        }
+        self.recent_through = self.recent_through.max(up_to);
+    }
+
+    /// How many messages are recent in this session (`* n RECENT`).
+    pub fn recent(&self) -> usize {
+        self.messages.iter().filter(|m| m.recent).count()
+    }
+
+    /// The recent messages' UIDs, ascending (SEARCH RECENT, NEW, OLD).
+    pub fn recent_uids(&self) -> Vec<u32> {
+        self.messages
+            .iter()
+            .filter(|m| m.recent)
+            .map(|m| m.uid)
+            .collect()
+    }
+
+    /// Records that the client was told `* n RECENT` (at SELECT).
+    pub fn recent_announced(&mut self) {
+        self.announced_recent = self.recent();
     }
 
     /// Writes `* FLAGS` (the system flags and every keyword announced so far) and the
@@ -373,6 +444,12 @@ impl View {
         if self.announced_exists != self.messages.len() {
             self.announced_exists = self.messages.len();
             out.extend_from_slice(format!("* {} EXISTS\r\n", self.messages.len()).as_bytes());
+            // New messages may be recent here: RECENT goes with EXISTS (RFC 3501 §7.3.2).
+            let recent = self.recent();
+            if recent != self.announced_recent {
+                self.announced_recent = recent;
+                out.extend_from_slice(format!("* {recent} RECENT\r\n").as_bytes());
+            }
         }
         let changed: Vec<u32> = std::mem::take(&mut self.flags_changed)
             .into_iter()
@@ -387,7 +464,7 @@ impl View {
                     out.extend_from_slice(format!("MODSEQ ({}) ", m.modseq).as_bytes());
                 }
                 out.extend_from_slice(b"FLAGS ");
-                super::wire::flag_list(out, &m.flags);
+                m.write_flags(out);
                 out.extend_from_slice(b")\r\n");
             }
         }

@@ -9,6 +9,7 @@ fn meta(uid: u32, modseq: u64) -> MessageMeta {
         internal_date: 0,
         size: 10,
         modseq,
+        recent: false,
     }
 }
 

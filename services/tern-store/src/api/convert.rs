@@ -17,11 +17,13 @@ pub fn mailbox(m: &MailboxRec) -> pb::Mailbox {
         highest_modseq: m.highest_modseq,
         messages: m.messages,
         unseen: m.unseen,
-        recent: 0,
         subscribed: m.subscribed,
         special_use: m.special_use.clone(),
         size_bytes: m.size,
         deleted: m.deleted as u64,
+        // Kept beside the record (apply::recent); the callers that show it fill these in.
+        recent: 0,
+        recent_uid: 0,
     }
 }
 

@@ -5,7 +5,7 @@ use tern_proto::store::v1::mailboxes_server::Mailboxes;
 use tonic::{Request, Response, Status};
 
 use super::{convert, now_ms, unexpected, Api};
-use crate::apply::{account_id, all_mailboxes, mailbox_by_name};
+use crate::apply::{account_id, all_mailboxes, mailbox_by_name, recent};
 use crate::command::{Command, Reply};
 use crate::error::AppError;
 use crate::model::normalize_mailbox;
@@ -25,13 +25,18 @@ impl Mailboxes for MailboxesApi {
             .0
             .read(move |txn| {
                 let acct = account_id(txn, &account)?;
-                all_mailboxes(txn, acct)
+                all_mailboxes(txn, acct)?
+                    .iter()
+                    .map(|mb| {
+                        let mut shown = convert::mailbox(mb);
+                        shown.recent_uid = recent::marker(txn, acct, mb.id)?;
+                        Ok(shown)
+                    })
+                    .collect::<Result<Vec<_>, AppError>>()
             })
             .await?;
         mailboxes.sort_by(|a, b| (a.name != "INBOX", &a.name).cmp(&(b.name != "INBOX", &b.name)));
-        Ok(Response::new(pb::ListMailboxesResponse {
-            mailboxes: mailboxes.iter().map(convert::mailbox).collect(),
-        }))
+        Ok(Response::new(pb::ListMailboxesResponse { mailboxes }))
     }
 
     async fn get(
@@ -41,15 +46,20 @@ impl Mailboxes for MailboxesApi {
         self.0.scoped(&req, &req.get_ref().account).await?;
         let r = req.into_inner();
         let name = normalize_mailbox(&r.name)?;
-        let mb = self
+        let shown = self
             .0
             .read(move |txn| {
                 let acct = account_id(txn, &r.account)?;
-                mailbox_by_name(txn, acct, &name)?
-                    .ok_or_else(|| AppError::not_found(format!("no mailbox {name:?}")))
+                let mb = mailbox_by_name(txn, acct, &name)?
+                    .ok_or_else(|| AppError::not_found(format!("no mailbox {name:?}")))?;
+                let marker = recent::marker(txn, acct, mb.id)?;
+                let mut shown = convert::mailbox(&mb);
+                shown.recent_uid = marker;
+                shown.recent = recent::count_above(txn, acct, &mb, marker)?;
+                Ok(shown)
             })
             .await?;
-        Ok(Response::new(convert::mailbox(&mb)))
+        Ok(Response::new(shown))
     }
 
     async fn create(
@@ -127,5 +137,30 @@ impl Mailboxes for MailboxesApi {
             })
             .await?;
         Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn claim_recent(
+        &self,
+        req: Request<pb::ClaimRecentRequest>,
+    ) -> Result<Response<pb::ClaimRecentResponse>, Status> {
+        self.0.scoped(&req, &req.get_ref().account).await?;
+        let r = req.into_inner();
+        let mailbox = normalize_mailbox(&r.name)?;
+        match self
+            .0
+            .write(Command::ClaimRecent {
+                account: r.account,
+                mailbox,
+                uid_validity: r.uid_validity,
+                up_to: r.up_to,
+            })
+            .await?
+        {
+            // The marker is a u32 the apply step read and widened.
+            Reply::Count(previous) => Ok(Response::new(pb::ClaimRecentResponse {
+                previous: u32::try_from(previous).unwrap_or(u32::MAX),
+            })),
+            other => Err(unexpected(&other)),
+        }
     }
 }

@@ -249,8 +249,10 @@ impl Messages for MessagesApi {
                     })
                     .map(|m| convert::message(&m))
                     .collect();
+                let mut shown = convert::mailbox(&mb);
+                shown.recent_uid = crate::apply::recent::marker(txn, acct, mb.id)?;
                 Ok(pb::ListMessagesResponse {
-                    mailbox: Some(convert::mailbox(&mb)),
+                    mailbox: Some(shown),
                     messages,
                 })
             })

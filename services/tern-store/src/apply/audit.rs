@@ -160,6 +160,9 @@ pub fn describe(cmd: &Command) -> (String, String) {
         AddSessionKey { .. } => ("add-session-key", String::new()),
         Audited { action, .. } => return describe(action),
         AuditNote { action, target, .. } => return (action.clone(), target.clone()),
+        ClaimRecent {
+            account, mailbox, ..
+        } => ("claim-recent", format!("{account} {mailbox}")),
     };
     (action.to_string(), target)
 }

@@ -109,6 +109,7 @@ pub fn delete(txn: &mut Txn<'_>, account: &str, name: &str) -> Outcome {
         )));
     }
     purge_messages(txn, acct, &mb)?;
+    super::recent::forget(txn, acct, mb.id);
     txn.delete(cf::MBOX, keys::mailbox_key(acct, mb.id));
     txn.delete(cf::MBOX, keys::mailbox_name_key(acct, &name));
     let modseq = next_modseq(txn, acct)?;

@@ -12,6 +12,7 @@ mod lock;
 mod mailbox;
 mod message;
 mod queue;
+pub mod recent;
 mod session;
 pub mod trace;
 
@@ -169,6 +170,12 @@ fn dispatch(txn: &mut Txn<'_>, cmd: &Command) -> Outcome {
             audit::record(txn, by, *at_ms, action, target)?;
             Ok(crate::command::Reply::Done)
         }
+        ClaimRecent {
+            account,
+            mailbox,
+            uid_validity,
+            up_to,
+        } => recent::claim(txn, account, mailbox, *uid_validity, *up_to),
     }
 }
 

@@ -601,6 +601,97 @@ fn a_trace_records_every_step_and_is_pruned_with_its_indexes() {
 }
 
 /// Writes to every state-machine column family, with overwrites and deletes on the way.
+fn claim(f: &Fixture, account: &str, up_to: u32) -> Outcome {
+    f.run(Command::ClaimRecent {
+        account: account.into(),
+        mailbox: "INBOX".into(),
+        uid_validity: 0,
+        up_to,
+    })
+}
+
+fn marker_and_recent(f: &Fixture, account: &str) -> (u32, u32) {
+    let txn = Txn::new(&*f.db);
+    let acct = super::account_id(&txn, account).unwrap();
+    let mb = super::mailbox_by_name(&txn, acct, "INBOX")
+        .unwrap()
+        .unwrap();
+    let marker = super::recent::marker(&txn, acct, mb.id).unwrap();
+    (
+        marker,
+        super::recent::count_above(&txn, acct, &mb, marker).unwrap(),
+    )
+}
+
+#[test]
+fn recent_claims_give_each_message_to_one_claimer() {
+    let f = Fixture::new();
+    let a = f.user("a");
+    for i in 0..3 {
+        f.deliver(&[a.as_str()], b"Subject: x\r\n\r\nx\r\n", &format!("d{i}"));
+    }
+    assert_eq!(marker_and_recent(&f, &a), (0, 3));
+    // The first claim up to 2 gets 1 and 2; a second claim up to 2 gets nothing.
+    assert_eq!(claim(&f, &a, 2), Ok(Reply::Count(0)));
+    assert_eq!(claim(&f, &a, 2), Ok(Reply::Count(2)));
+    assert_eq!(marker_and_recent(&f, &a), (2, 1));
+    // A claim past the highest UID stops there; the marker never moves back.
+    assert_eq!(claim(&f, &a, 99), Ok(Reply::Count(2)));
+    assert_eq!(claim(&f, &a, 1), Ok(Reply::Count(3)));
+    assert_eq!(marker_and_recent(&f, &a), (3, 0));
+    // An expunged message above the marker is not counted.
+    f.deliver(&[a.as_str()], b"y", "d3");
+    f.deliver(&[a.as_str()], b"z", "d4");
+    f.ok(Command::StoreFlags {
+        account: a.clone(),
+        mailbox: "INBOX".into(),
+        uids: UidSet(vec![UidRange { first: 4, last: 4 }]),
+        mode: FlagMode::Add,
+        flags: vec!["\\Deleted".into()],
+        unchanged_since: 0,
+    });
+    f.ok(Command::Expunge {
+        account: a.clone(),
+        mailbox: "INBOX".into(),
+        uids: None,
+        force: false,
+    });
+    assert_eq!(marker_and_recent(&f, &a), (3, 1));
+    // A claim naming another UIDVALIDITY is refused and changes nothing.
+    let refused = f.run(Command::ClaimRecent {
+        account: a.clone(),
+        mailbox: "INBOX".into(),
+        uid_validity: 1,
+        up_to: 5,
+    });
+    assert_eq!(refused.unwrap_err().kind, ErrorKind::FailedPrecondition);
+    assert_eq!(marker_and_recent(&f, &a), (3, 1));
+}
+
+#[test]
+fn recent_counts_past_one_chunk() {
+    let f = Fixture::new();
+    let a = f.user("a");
+    let targets = |i: usize| {
+        vec![Target {
+            account: a.clone(),
+            mailbox: "INBOX".into(),
+            delivery_id: format!("bulk{i}"),
+            flags: vec![],
+        }]
+    };
+    for i in 0..2500 {
+        f.ok(Command::Deliver {
+            targets: targets(i),
+            body: b"b".to_vec(),
+            internal_date: 1,
+        });
+    }
+    assert_eq!(marker_and_recent(&f, &a), (0, 2500));
+    claim(&f, &a, 1000).unwrap();
+    assert_eq!(marker_and_recent(&f, &a), (1000, 1500));
+}
+
 fn touch_every_keyspace(f: &Fixture) {
     let a = f.user("a");
     let b = f.user("b");
@@ -649,6 +740,12 @@ fn touch_every_keyspace(f: &Fixture) {
         owner: "o".into(),
         ttl_ms: 10,
         now_ms: 0,
+    });
+    f.ok(Command::ClaimRecent {
+        account: a.clone(),
+        mailbox: "INBOX".into(),
+        uid_validity: 0,
+        up_to: 1,
     });
 }
 

@@ -43,9 +43,24 @@ impl<B: ImapBackend> Session<B> {
             mb.highest_modseq,
             read_only,
         );
+        let feed = self.backend.watch(account, &name, mb.highest_modseq);
+        self.selected = Some(Selected {
+            name,
+            mailbox_id: mb.id,
+            gone: false,
+            view,
+            feed,
+            feed_modseq: mb.highest_modseq,
+        });
+        self.settle_recent(mb.recent_uid).await;
+        let Some(sel) = self.selected.as_mut() else {
+            return no("[NONEXISTENT] no such mailbox");
+        };
+        let view = &mut sel.view;
         view.write_flags(&mut out.buf);
         out.line(&format!("* {} EXISTS", view.exists()));
-        out.line("* 0 RECENT");
+        out.line(&format!("* {} RECENT", view.recent()));
+        view.recent_announced();
         if let Some(first) = view
             .messages()
             .iter()
@@ -65,15 +80,6 @@ impl<B: ImapBackend> Session<B> {
             "* OK [HIGHESTMODSEQ {}] highest",
             view.highest_modseq.max(1)
         ));
-        let feed = self.backend.watch(account, &name, mb.highest_modseq);
-        self.selected = Some(Selected {
-            name,
-            mailbox_id: mb.id,
-            gone: false,
-            view,
-            feed,
-            feed_modseq: mb.highest_modseq,
-        });
         if read_only {
             ok("[READ-ONLY] EXAMINE completed")
         } else {

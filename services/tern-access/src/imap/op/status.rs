@@ -34,7 +34,8 @@ impl<B: ImapBackend> Session<B> {
         for i in items {
             parts.push(match i {
                 StatusDataItemName::Messages => format!("MESSAGES {}", mb.messages),
-                StatusDataItemName::Recent => "RECENT 0".into(),
+                // Not yet claimed by any session (RFC 3501 §6.3.10).
+                StatusDataItemName::Recent => format!("RECENT {}", mb.recent),
                 StatusDataItemName::UidNext => format!("UIDNEXT {}", mb.uid_next),
                 StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", mb.uid_validity),
                 StatusDataItemName::Unseen => format!("UNSEEN {}", mb.unseen),

@@ -10,7 +10,6 @@ use super::{bad, flag_name, no, ok, store_no, Done};
 use crate::imap::backend::{FlagChange, FlagMode, ImapBackend};
 use crate::imap::sequence::compact;
 use crate::imap::session::{Session, Sink};
-use crate::imap::wire::flag_list;
 
 /// A STORE command's arguments.
 pub(crate) struct StoreRequest<'a> {
@@ -142,7 +141,7 @@ impl<B: ImapBackend> Session<B> {
                     line.extend_from_slice(format!("MODSEQ ({}) ", m.modseq).as_bytes());
                 }
                 line.extend_from_slice(b"FLAGS ");
-                flag_list(&mut line, &m.flags);
+                m.write_flags(&mut line);
                 line.extend_from_slice(b")\r\n");
                 out.buf.extend_from_slice(&line);
             }
