@@ -28,6 +28,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("methods.txt"), methods)?;
     tonic_prost_build::configure().compile_fds(fds)?;
-    println!("cargo:rerun-if-changed={}", root.display());
+    // Relative to this package, not `root`: an absolute path would tie the check to the
+    // checkout that ran the script first, and another checkout's proto changes (same build
+    // cache) would go unseen, its code generated from the first checkout's files.
+    println!("cargo:rerun-if-changed=../../proto");
     Ok(())
 }

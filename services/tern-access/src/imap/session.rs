@@ -419,36 +419,60 @@ impl<B: ImapBackend> Session<B> {
             sel.apply(&c);
         }
         let pending = sel.view.pending_additions();
-        // The recent marker read with the new messages, when there were any.
-        let mut marker = None;
         if let Some(&highest) = pending.iter().max() {
             // Every UID between the last known one and the highest new one: the feed may lag
             // behind the store's linearizable reads, and a UID committed before ours whose
             // event has not arrived yet must not be skipped for good (UIDs only grow).
             let first = sel.view.last_uid().saturating_add(1);
             let account = self.account.clone().unwrap_or_default();
-            let listed = self
-                .backend
-                .list_messages(&account, &sel.name, Some((first, highest.max(first))))
-                .await;
+            let backend = &self.backend;
+            // A read-write session claims the new messages' \Recent while it reads them, not
+            // after: the claim's Raft write costs no extra round trip on top of the read.
+            let claim = async {
+                if sel.view.read_only {
+                    return None;
+                }
+                let (name, uid_validity) = (&sel.name, sel.view.uid_validity);
+                Some(
+                    backend
+                        .claim_recent(&account, name, uid_validity, highest)
+                        .await,
+                )
+            };
+            let (listed, claimed) = tokio::join!(
+                backend.list_messages(&account, &sel.name, Some((first, highest.max(first)))),
+                claim
+            );
             match listed {
                 Ok(l) => {
                     sel.view.add_records(l.messages);
                     // Whatever was not listed was expunged before it could be read.
                     sel.view.drop_pending_additions();
-                    marker = Some(l.mailbox.map(|m| m.recent_uid).unwrap_or(0));
+                    match claimed {
+                        // Ours: what lay between the marker before the claim and `highest`.
+                        Some(Ok(previous)) => sel.view.mark_recent(previous, highest),
+                        // Not knowable: recent (RFC 3501 §2.3.2's SHOULD).
+                        Some(Err(e)) => {
+                            tracing::debug!(error = %e.message, "claiming recent messages failed; showing them as recent");
+                            sel.view.mark_recent(0, highest);
+                        }
+                        // Read-only: whatever no session has claimed yet, without claiming.
+                        None => {
+                            let marker = l.mailbox.map(|m| m.recent_uid).unwrap_or(0);
+                            if let Some((after, up_to)) = sel.view.recent_to_settle(marker) {
+                                sel.view.mark_recent(after, up_to);
+                            }
+                        }
+                    }
                 }
+                // A claim that landed while the read failed is lost to this session: the retry
+                // finds the marker past these messages, and none shows as \Recent anywhere.
+                // Rare (the store answered one call and not the other), and harmless.
                 Err(e) => {
                     tracing::debug!(error = %e.message, "reading new messages failed; retrying at the next command");
                 }
             }
         }
-        if let Some(marker) = marker {
-            self.settle_recent(marker).await;
-        }
-        let Some(sel) = self.selected.as_mut() else {
-            return;
-        };
         sel.view.announce(
             expunge_allowed,
             with_uid || condstore,
