@@ -171,14 +171,32 @@ INT_TYPES = {"u8", "u16", "u32", "u64", "usize", "i32", "i64"}
 INT_BOUNDS = {"u8": 2**8 - 1, "u16": 2**16 - 1, "u32": 2**32 - 1}
 
 
-def rust_fields(component: str) -> dict[str, str]:
-    """Field name -> Rust type of the service's settings struct (all `pub`)."""
+# Groups of settings several services share (`groups: [...]` in their `settings!`), declared
+# once in tern-config between `// group NAME begin` and `// group NAME end`.
+CONFIG_GROUPS = "crates/tern-config/src/groups.rs"
+
+
+def settings_text(component: str) -> str:
+    """The service's settings struct body, with the fields of the groups it names appended."""
     rel, name = CONFIG_STRUCTS[component]
     text = (REPO_ROOT / rel).read_text()
     m = re.search(r"pub struct " + name + r" \{(.*?)\n\}", text, re.S)
     if not m:
         raise SystemExit(f"error: cannot find `pub struct {name}` in {rel}")
-    body = re.sub(r"//[^\n]*", "", m.group(1))
+    body = m.group(1)
+    g = re.search(r"^\s*groups: \[([^\]]*)\],", text, re.M)
+    groups_text = (REPO_ROOT / CONFIG_GROUPS).read_text()
+    for group in (x.strip() for x in (g.group(1).split(",") if g else []) if x.strip()):
+        gm = re.search(r"// group " + group + r" begin\n(.*?)// group " + group + r" end", groups_text, re.S)
+        if not gm:
+            raise SystemExit(f"error: cannot find the settings group {group!r} in {CONFIG_GROUPS}")
+        body += "\n" + gm.group(1)
+    return body.replace("::std::path::", "")
+
+
+def rust_fields(component: str) -> dict[str, str]:
+    """Field name -> Rust type of the service's settings struct (all `pub`)."""
+    body = re.sub(r"//[^\n]*", "", settings_text(component))
     return {f: t.strip() for f, t in re.findall(r"^\s*pub (\w+):\s*(.+),\s*$", body, re.M)}
 
 
@@ -221,8 +239,7 @@ def schema_type_ok(rust: str, prop: dict[str, Any]) -> bool:
 
 def rust_path_default(component: str, field: str) -> str | None:
     """The `#[default = PathBuf::from("...")]` of a field of the service's settings struct."""
-    rel, _ = CONFIG_STRUCTS[component]
-    text = (REPO_ROOT / rel).read_text()
+    text = settings_text(component)
     m = re.search(r'#\[default = PathBuf::from\("([^"]*)"\)\]\s*pub ' + field + r":", text)
     return m.group(1) if m else None
 

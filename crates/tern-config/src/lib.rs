@@ -41,11 +41,13 @@
 //! (already in the build through clap).
 
 mod error;
+pub mod groups;
 mod help;
 mod layers;
 pub mod value;
 
 pub use error::{Error, Origin};
+pub use groups::ClusterTlsSettings;
 pub use layers::{load, parse, Parsed};
 pub use value::{Kind, Value};
 
@@ -149,12 +151,40 @@ pub trait Settings: Default + serde::Serialize + serde::de::DeserializeOwned {
 /// depends on `serde`), `#[serde(default, deny_unknown_fields)]`, and `Default` from each
 /// field's `#[default = ...]` (or its type's default when it has none: `None`, `""`, empty,
 /// `false`). Every field needs a doc comment (it is the key's documentation); the attributes
-/// come in the order doc, `env`, `default`. `check` names a function
+/// come in the order doc, `env`, `default`. An optional `groups: [cluster_tls]` after `check`
+/// appends groups of settings that several services share ([`groups`] has them). `check` names a function
 /// taking `&mut` the struct (a `&self` method works too) and returning a `Result` whose error
 /// converts into [`BoxError`]. The declaration stays unindented inside the macro so that it
 /// reads, and is read by the chart's schema check, as the plain struct it expands to.
 #[macro_export]
 macro_rules! settings {
+    (
+        program: $program:literal,
+        about: $about:literal,
+        check: $check:path,
+        groups: [$($group:ident),* $(,)?],
+        $(#[doc = $sdoc:literal])*
+        pub struct $name:ident {
+            $(
+                $(#[doc = $doc:literal])+
+                $(#[env = $env:literal])?
+                $(#[default = $default:expr])?
+                pub $field:ident : $ty:ty
+            ),* $(,)?
+        }
+    ) => {
+        $crate::__settings_with_groups! {
+            [$($group)*] $name
+            [program: $program, about: $about, check: $check, $(#[doc = $sdoc])*]
+            {$(
+                $(#[doc = $doc])+
+                $(#[env = $env])?
+                $(#[default = $default])?
+                pub $field: $ty,
+            )*}
+            {}
+        }
+    };
     (
         program: $program:literal,
         about: $about:literal,

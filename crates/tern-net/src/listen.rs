@@ -3,10 +3,13 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+
+use crate::drain::Drain;
 
 /// The tasks a running node started (its listeners, health and metrics), all aborted when the
 /// node stops: accepting ends at once, and sessions in progress end with the process.
@@ -27,6 +30,41 @@ impl Tasks {
         for t in self.0 {
             t.abort();
         }
+    }
+}
+
+/// What a node that serves sessions keeps in order to stop: the tasks it started and the
+/// [`Drain`] its sessions watch. The two ways to stop are the same for every such service.
+#[derive(Debug)]
+pub struct Serving {
+    /// The node's listeners, health and metrics.
+    pub tasks: Tasks,
+    drain: Drain,
+    drain_time: Duration,
+}
+
+impl Serving {
+    /// No tasks yet; `drain` is the one the node's sessions watch, `drain_time` how long a
+    /// clean stop waits for them.
+    pub fn new(drain: Drain, drain_time: Duration) -> Self {
+        Self {
+            tasks: Tasks::default(),
+            drain,
+            drain_time,
+        }
+    }
+
+    /// Stops accepting; sessions in progress end with the process.
+    pub fn stop(self) {
+        self.tasks.abort_all();
+    }
+
+    /// The clean stop (SIGTERM): stops accepting, tells the sessions to finish (each
+    /// protocol decides how, at its next command) and waits up to the drain time for them.
+    /// Returns the sessions still open then.
+    pub async fn shutdown(self) -> usize {
+        self.tasks.abort_all();
+        self.drain.drain(self.drain_time).await
     }
 }
 

@@ -48,6 +48,18 @@ impl ReloadingTls {
         Ok(Self(reloading))
     }
 
+    /// [`Self::load`] when both files are configured, else no TLS (the settings' check has
+    /// already refused one without the other).
+    pub fn load_optional(
+        cert: Option<&Path>,
+        key: Option<&Path>,
+    ) -> anyhow::Result<Option<Arc<Self>>> {
+        match (cert, key) {
+            (Some(cert), Some(key)) => Ok(Some(Arc::new(Self::load(cert, key)?))),
+            _ => Ok(None),
+        }
+    }
+
     /// The acceptor for a new handshake, with the files as they are now (see
     /// [`Reloading::current`]).
     pub fn acceptor(&self) -> TlsAcceptor {

@@ -15,12 +15,14 @@
 //! server-certificate check by role), `rcgen` (the development CA and role certificates, as
 //! tern-net already makes the development server certificate), `x509-parser` (reading the
 //! URI SAN out of a certificate: neither rustls nor webpki exposes URI names), `thiserror`,
-//! `tracing` (a failed certificate reload is logged, not fatal).
+//! `tracing` (a failed certificate reload is logged, not fatal), `tern-config` (the settings'
+//! `cluster_tls` group, which [`pki::CertFiles::of`] reads).
 
 pub mod identity;
 pub mod pki;
 pub mod policy;
 pub mod reload;
 pub mod tls;
+pub mod verifier;
 
 pub use identity::{Identity, IdentityError, Role};

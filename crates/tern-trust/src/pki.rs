@@ -48,6 +48,17 @@ pub struct CertFiles {
     pub key: PathBuf,
 }
 
+impl CertFiles {
+    /// The files a service's settings name (their `cluster_tls` group).
+    pub fn of(settings: &impl tern_config::ClusterTlsSettings) -> Self {
+        Self {
+            ca: settings.cluster_ca().to_path_buf(),
+            cert: settings.cluster_cert().to_path_buf(),
+            key: settings.cluster_key().to_path_buf(),
+        }
+    }
+}
+
 /// The files of the development PKI in `dir`, for `role`.
 pub fn files(dir: &Path, role: Role) -> CertFiles {
     CertFiles {

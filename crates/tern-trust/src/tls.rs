@@ -12,16 +12,16 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{verify_server_cert_signed_by_trust_anchor, WebPkiServerVerifier};
+use rustls::client::verify_server_cert_signed_by_trust_anchor;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig};
+use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 
 use crate::identity::{Identity, Role};
 use crate::pki::CertFiles;
+use crate::verifier::{CertificateCheck, CheckedServerCert};
 
 /// Why a configuration could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -126,10 +126,10 @@ pub fn server_config(loaded: &Loaded) -> Result<ServerConfig, TlsError> {
 /// A client configuration that presents our certificate and accepts only a server whose
 /// certificate chains to the CA and names `server_role` in our trust domain.
 pub fn client_config(loaded: &Loaded, server_role: Role) -> Result<ClientConfig, TlsError> {
-    let verifier = RoleVerifier::new(
+    let verifier = role_verifier(
         loaded.roots.clone(),
         Identity::new(&loaded.identity.trust_domain, server_role),
-    )?;
+    );
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
@@ -150,43 +150,33 @@ pub fn peer_identity(
     }
 }
 
-/// Verifies a server's chain against the cluster CA and its identity against the one the
-/// client meant to reach. The DNS name the client dialled is not part of the check; the
-/// handshake signatures are rustls's own verifier's business.
+/// Accepts a server whose chain leads to the cluster CA and whose identity is the one the
+/// client meant to reach. The DNS name the client dialled is not part of the check.
 #[derive(Debug)]
-struct RoleVerifier {
+struct RoleCheck {
     roots: Arc<RootCertStore>,
     expected: Identity,
     provider: Arc<CryptoProvider>,
-    /// rustls's verifier for the same CA, used for the handshake signatures.
-    signatures: Arc<WebPkiServerVerifier>,
 }
 
-impl RoleVerifier {
-    fn new(roots: Arc<RootCertStore>, expected: Identity) -> Result<Self, TlsError> {
-        let provider = provider();
-        let signatures =
-            WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
-                .build()
-                .map_err(|e| TlsError::Verifier(e.to_string()))?;
-        Ok(Self {
-            roots,
-            expected,
-            provider,
-            signatures,
-        })
-    }
+/// The verifier of a client that means to reach `expected` (signed by `roots`).
+fn role_verifier(roots: Arc<RootCertStore>, expected: Identity) -> CheckedServerCert<RoleCheck> {
+    let provider = provider();
+    let check = RoleCheck {
+        roots,
+        expected,
+        provider: provider.clone(),
+    };
+    CheckedServerCert::new(check, provider)
 }
 
-impl ServerCertVerifier for RoleVerifier {
-    fn verify_server_cert(
+impl CertificateCheck for RoleCheck {
+    fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
         now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+    ) -> Result<(), rustls::Error> {
         let cert = ParsedCertificate::try_from(end_entity)?;
         verify_server_cert_signed_by_trust_anchor(
             &cert,
@@ -196,33 +186,11 @@ impl ServerCertVerifier for RoleVerifier {
             self.provider.signature_verification_algorithms.all,
         )?;
         match Identity::of_certificate(end_entity) {
-            Ok(id) if id == self.expected => Ok(ServerCertVerified::assertion()),
+            Ok(id) if id == self.expected => Ok(()),
             Ok(_) | Err(_) => Err(rustls::Error::InvalidCertificate(
                 CertificateError::ApplicationVerificationFailure,
             )),
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.signatures.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.signatures.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.signatures.supported_verify_schemes()
     }
 }
 
@@ -230,6 +198,7 @@ impl ServerCertVerifier for RoleVerifier {
 mod tests {
     use super::*;
     use crate::pki::{ensure_dev_pki, files};
+    use rustls::pki_types::ServerName;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpListener, TcpStream};
     use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -290,9 +259,7 @@ mod tests {
         assert!(refused.is_err(), "{refused:?}");
 
         // A client without a certificate is refused.
-        let verifier =
-            RoleVerifier::new(store.roots.clone(), Identity::new("tern.test", Role::Store))
-                .unwrap();
+        let verifier = role_verifier(store.roots.clone(), Identity::new("tern.test", Role::Store));
         let anonymous = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .unwrap()

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tern_net::connection::Connection;
 use tern_net::limit::ConnectionLimiter;
 use tern_net::tls::ReloadingTls;
 use tokio::io::AsyncWriteExt;
@@ -36,6 +37,27 @@ pub struct ListenerPolicy {
     /// Set on SIGTERM: IMAP sessions get `* BYE`, POP3 sessions a closing `-ERR`, at their
     /// next read.
     pub drain: tern_net::drain::Drain,
+}
+
+impl ListenerPolicy {
+    /// The connection for an accepted socket: TLS at once on an implicit-TLS listener,
+    /// plain otherwise. `None` for an implicit-TLS listener without a certificate (the
+    /// settings' check refuses that; a connection there is closed unanswered).
+    pub(crate) async fn open(
+        &self,
+        tcp: TcpStream,
+        implicit_tls: bool,
+    ) -> std::io::Result<Option<Connection>> {
+        if !implicit_tls {
+            return Ok(Some(Connection::new(tcp, self.timeouts)));
+        }
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        Connection::accept_tls(tcp, &tls.acceptor(), self.timeouts)
+            .await
+            .map(Some)
+    }
 }
 
 /// Accepts connections until the task is dropped. `protocol` names metrics and spans;

@@ -7,6 +7,7 @@ tern_config::settings! {
     program: "tern-access",
     about: "Tern's IMAP and POP3 access node",
     check: AccessConfig::validate,
+    groups: [cluster_tls],
 /// Effective settings of one access node.
 pub struct AccessConfig {
     /// Store nodes (`host:port`); any of them serves any request.
@@ -79,28 +80,10 @@ pub struct AccessConfig {
     /// "text" or "json".
     #[default = "text".into()]
     pub log_format: String,
-    /// The cluster CA certificate (PEM) every internal peer's certificate must chain to.
-    #[default = PathBuf::from("/etc/tern/cluster-tls/ca.crt")]
-    pub cluster_ca: PathBuf,
-    /// This process's cluster certificate (PEM); its URI names the role.
-    #[default = PathBuf::from("/etc/tern/cluster-tls/tls.crt")]
-    pub cluster_cert: PathBuf,
-    /// The key of `cluster_cert` (PEM, PKCS#8).
-    #[default = PathBuf::from("/etc/tern/cluster-tls/tls.key")]
-    pub cluster_key: PathBuf,
 }
 }
 
 impl AccessConfig {
-    /// The cluster certificate files named by the settings.
-    pub fn cluster_tls_files(&self) -> tern_trust::pki::CertFiles {
-        tern_trust::pki::CertFiles {
-            ca: self.cluster_ca.clone(),
-            cert: self.cluster_cert.clone(),
-            key: self.cluster_key.clone(),
-        }
-    }
-
     /// Refuses settings that would be unsafe or cannot work.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.store.is_empty() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tern_net::drain::Drain;
 use tern_net::limit::ConnectionLimiter;
-use tern_net::listen::{bind_optional, write_addr_file, Tasks};
+use tern_net::listen::{bind_optional, write_addr_file, Serving};
 use tern_net::tls::ReloadingTls;
 use tern_proto::client::StoreClient;
 use tern_proto::tls::ClusterTls;
@@ -32,15 +32,13 @@ pub struct Running {
     pub imaps: Option<SocketAddr>,
     /// Bound metrics/health address.
     pub metrics: SocketAddr,
-    tasks: Tasks,
-    drain: Drain,
-    drain_time: Duration,
+    serving: Serving,
 }
 
 impl Running {
     /// Stops accepting; sessions in progress end with the process.
     pub fn stop(self) {
-        self.tasks.abort_all();
+        self.serving.stop();
     }
 
     /// The clean stop (SIGTERM): stops accepting, lets each session finish the command in
@@ -48,23 +46,19 @@ impl Running {
     /// with `-ERR [SYS/TEMP]`, deleting nothing and giving its maildrop lock back), waiting
     /// up to the configured drain time. Returns the sessions still open then.
     pub async fn shutdown(self) -> usize {
-        self.tasks.abort_all();
-        self.drain.drain(self.drain_time).await
+        self.serving.shutdown().await
     }
 }
 
 /// Binds every configured listener and starts serving.
 pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
     config.validate()?;
-    let cluster =
-        ClusterTls::load_as(&config.cluster_tls_files(), Role::Access).context("cluster TLS")?;
+    let cluster = ClusterTls::load_as(&tern_trust::pki::CertFiles::of(&config), Role::Access)
+        .context("cluster TLS")?;
     let retry = Duration::from_secs(config.store_retry_secs);
     let store =
         StoreClient::new(&config.store, retry, &cluster, Role::Store).context("store addresses")?;
-    let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(Arc::new(ReloadingTls::load(cert, key)?)),
-        _ => None,
-    };
+    let tls = ReloadingTls::load_optional(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
     let pop3 = bind_optional(&config.pop3_listen, "POP3").await?;
     let pop3s = bind_optional(&config.pop3s_listen, "POP3S").await?;
     let imap = bind_optional(&config.imap_listen, "IMAP").await?;
@@ -119,32 +113,35 @@ pub async fn start(config: AccessConfig) -> anyhow::Result<Running> {
         imap: imap.as_ref().map(TcpListener::local_addr).transpose()?,
         imaps: imaps.as_ref().map(TcpListener::local_addr).transpose()?,
         metrics: metrics_listener.local_addr()?,
-        tasks: Tasks::default(),
-        drain,
-        drain_time: Duration::from_secs(config.drain_secs),
+        serving: Serving::new(drain, Duration::from_secs(config.drain_secs)),
     };
     if let Some(l) = pop3 {
-        running.tasks.spawn(serve(l, ctx.clone(), false));
+        running.serving.tasks.spawn(serve(l, ctx.clone(), false));
     }
     if let Some(l) = pop3s {
-        running.tasks.spawn(serve(l, ctx.clone(), true));
+        running.serving.tasks.spawn(serve(l, ctx.clone(), true));
     }
     if let Some(l) = imap {
         running
+            .serving
             .tasks
             .spawn(crate::imap::server::serve(l, imap_ctx.clone(), false));
     }
     if let Some(l) = imaps {
         running
+            .serving
             .tasks
             .spawn(crate::imap::server::serve(l, imap_ctx.clone(), true));
     }
     // Ready while a store quorum answers (tern_proto::client::follow_store_quorum).
-    running.tasks.extend(tern_proto::client::spawn_health(
-        store,
-        Health::default(),
-        metrics_listener,
-    ));
+    running
+        .serving
+        .tasks
+        .extend(tern_proto::client::spawn_health(
+            store,
+            Health::default(),
+            metrics_listener,
+        ));
     if let Some(path) = &config.addr_file {
         write_addr_file(
             path,

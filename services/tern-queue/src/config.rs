@@ -10,6 +10,7 @@ tern_config::settings! {
     program: "tern-queue",
     about: "Tern's queue and delivery service",
     check: QueueConfig::normalize,
+    groups: [cluster_tls],
 /// Effective settings of one queue node (API and workers).
 pub struct QueueConfig {
     /// Store nodes (`host:port`).
@@ -77,28 +78,10 @@ pub struct QueueConfig {
     /// "text" or "json".
     #[default = "text".into()]
     pub log_format: String,
-    /// The cluster CA certificate (PEM) every internal peer's certificate must chain to.
-    #[default = PathBuf::from("/etc/tern/cluster-tls/ca.crt")]
-    pub cluster_ca: PathBuf,
-    /// This process's cluster certificate (PEM); its URI names the role.
-    #[default = PathBuf::from("/etc/tern/cluster-tls/tls.crt")]
-    pub cluster_cert: PathBuf,
-    /// The key of `cluster_cert` (PEM, PKCS#8).
-    #[default = PathBuf::from("/etc/tern/cluster-tls/tls.key")]
-    pub cluster_key: PathBuf,
 }
 }
 
 impl QueueConfig {
-    /// The cluster certificate files named by the settings.
-    pub fn cluster_tls_files(&self) -> tern_trust::pki::CertFiles {
-        tern_trust::pki::CertFiles {
-            ca: self.cluster_ca.clone(),
-            cert: self.cluster_cert.clone(),
-            key: self.cluster_key.clone(),
-        }
-    }
-
     /// Lower-cases the transports' domains (the worker looks a recipient's domain up in lower
     /// case, and domain names are case-insensitive), then validates.
     fn normalize(&mut self) -> anyhow::Result<()> {

@@ -86,8 +86,8 @@ fn load_roots(
 pub async fn start(config: QueueConfig) -> anyhow::Result<Running> {
     config.validate()?;
     let drain_time = Duration::from_secs(config.drain_secs);
-    let tls =
-        ClusterTls::load_as(&config.cluster_tls_files(), Role::Queue).context("cluster TLS")?;
+    let tls = ClusterTls::load_as(&tern_trust::pki::CertFiles::of(&config), Role::Queue)
+        .context("cluster TLS")?;
     let store = StoreClient::new(&config.store, Duration::from_secs(15), &tls, Role::Store)
         .context("store addresses")?;
     let metrics_listener = TcpListener::bind(&config.metrics_listen)

@@ -7,6 +7,7 @@ tern_config::settings! {
     program: "tern-smtp",
     about: "Tern's SMTP ingress",
     check: SmtpConfig::validate,
+    groups: [cluster_tls],
 /// Effective settings of one SMTP ingress node.
 pub struct SmtpConfig {
     /// Store nodes (`host:port`), for the directory.
@@ -88,28 +89,10 @@ pub struct SmtpConfig {
     /// "text" or "json".
     #[default = "text".into()]
     pub log_format: String,
-    /// The cluster CA certificate (PEM) every internal peer's certificate must chain to.
-    #[default = PathBuf::from("/etc/tern/cluster-tls/ca.crt")]
-    pub cluster_ca: PathBuf,
-    /// This process's cluster certificate (PEM); its URI names the role.
-    #[default = PathBuf::from("/etc/tern/cluster-tls/tls.crt")]
-    pub cluster_cert: PathBuf,
-    /// The key of `cluster_cert` (PEM, PKCS#8).
-    #[default = PathBuf::from("/etc/tern/cluster-tls/tls.key")]
-    pub cluster_key: PathBuf,
 }
 }
 
 impl SmtpConfig {
-    /// The cluster certificate files named by the settings.
-    pub fn cluster_tls_files(&self) -> tern_trust::pki::CertFiles {
-        tern_trust::pki::CertFiles {
-            ca: self.cluster_ca.clone(),
-            cert: self.cluster_cert.clone(),
-            key: self.cluster_key.clone(),
-        }
-    }
-
     /// Refuses settings that would be unsafe or cannot work.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.store.is_empty() {

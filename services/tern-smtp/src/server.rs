@@ -9,7 +9,7 @@ use anyhow::Context;
 use tern_net::connection::{Connection, Timeouts};
 use tern_net::drain::Drain;
 use tern_net::limit::ConnectionLimiter;
-use tern_net::listen::{bind_optional, write_addr_file, Tasks};
+use tern_net::listen::{bind_optional, write_addr_file, Serving};
 use tern_net::tls::ReloadingTls;
 use tern_proto::client::StoreClient;
 use tern_proto::tls::ClusterTls;
@@ -95,15 +95,13 @@ pub struct Running {
     pub submissions: Option<SocketAddr>,
     /// Bound metrics/health address.
     pub metrics: SocketAddr,
-    tasks: Tasks,
-    drain: Drain,
-    drain_time: Duration,
+    serving: Serving,
 }
 
 impl Running {
     /// Stops accepting; sessions in progress end with the process.
     pub fn stop(self) {
-        self.tasks.abort_all();
+        self.serving.stop();
     }
 
     /// The clean stop (SIGTERM): stops accepting, answers each session's next command
@@ -111,8 +109,7 @@ impl Running {
     /// drain time for every session to end. Returns the sessions still open then, which
     /// end with the process.
     pub async fn shutdown(self) -> usize {
-        self.tasks.abort_all();
-        self.drain.drain(self.drain_time).await
+        self.serving.shutdown().await
     }
 }
 
@@ -120,16 +117,13 @@ impl Running {
 pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
     config.validate()?;
     let retry = Duration::from_secs(config.store_retry_secs);
-    let cluster =
-        ClusterTls::load_as(&config.cluster_tls_files(), Role::Smtp).context("cluster TLS")?;
+    let cluster = ClusterTls::load_as(&tern_trust::pki::CertFiles::of(&config), Role::Smtp)
+        .context("cluster TLS")?;
     let store =
         StoreClient::new(&config.store, retry, &cluster, Role::Store).context("store addresses")?;
     let queue =
         StoreClient::new(&config.queue, retry, &cluster, Role::Queue).context("queue addresses")?;
-    let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(Arc::new(ReloadingTls::load(cert, key)?)),
-        _ => None,
-    };
+    let tls = ReloadingTls::load_optional(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
     let mx = bind_optional(&config.mx_listen, "MX").await?;
     let submission = bind_optional(&config.submission_listen, "submission").await?;
     let submissions = bind_optional(&config.submissions_listen, "submissions").await?;
@@ -164,9 +158,7 @@ pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
         submission: addr(&submission)?,
         submissions: addr(&submissions)?,
         metrics: metrics_listener.local_addr()?,
-        tasks: Tasks::default(),
-        drain: ctx.drain.clone(),
-        drain_time: Duration::from_secs(config.drain_secs),
+        serving: Serving::new(ctx.drain.clone(), Duration::from_secs(config.drain_secs)),
     };
     for (listener, kind) in [
         (mx, Listener::Mx),
@@ -174,15 +166,18 @@ pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
         (submissions, Listener::Submissions),
     ] {
         if let Some(l) = listener {
-            running.tasks.spawn(serve(l, ctx.clone(), kind));
+            running.serving.tasks.spawn(serve(l, ctx.clone(), kind));
         }
     }
     // Ready while a store quorum answers (tern_proto::client::follow_store_quorum).
-    running.tasks.extend(tern_proto::client::spawn_health(
-        store,
-        health,
-        metrics_listener,
-    ));
+    running
+        .serving
+        .tasks
+        .extend(tern_proto::client::spawn_health(
+            store,
+            health,
+            metrics_listener,
+        ));
     if let Some(path) = &config.addr_file {
         write_addr_file(
             path,

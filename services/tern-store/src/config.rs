@@ -9,6 +9,7 @@ tern_config::settings! {
     program: "tern-store",
     about: "Tern's Raft-replicated RocksDB store",
     check: StoreConfig::validate,
+    groups: [cluster_tls],
 /// Effective settings of one node.
 pub struct StoreConfig {
     /// This node's Raft id (1, 2, 3, ...).
@@ -87,15 +88,6 @@ pub struct StoreConfig {
     /// The window in which the failure counts above drain.
     #[default = 60]
     pub login_failure_window_secs: u64,
-    /// The cluster CA certificate (PEM) every internal peer's certificate must chain to.
-    #[default = PathBuf::from("/etc/tern/cluster-tls/ca.crt")]
-    pub cluster_ca: PathBuf,
-    /// This process's cluster certificate (PEM); its URI names the role.
-    #[default = PathBuf::from("/etc/tern/cluster-tls/tls.crt")]
-    pub cluster_cert: PathBuf,
-    /// The key of `cluster_cert` (PEM, PKCS#8).
-    #[default = PathBuf::from("/etc/tern/cluster-tls/tls.key")]
-    pub cluster_key: PathBuf,
 }
 }
 
@@ -131,15 +123,6 @@ impl StoreConfig {
             limit(self.login_failures_per_network),
             u32::try_from(share).unwrap_or(u32::MAX),
         )
-    }
-
-    /// The cluster certificate files named by the settings.
-    pub fn cluster_tls_files(&self) -> tern_trust::pki::CertFiles {
-        tern_trust::pki::CertFiles {
-            ca: self.cluster_ca.clone(),
-            cert: self.cluster_cert.clone(),
-            key: self.cluster_key.clone(),
-        }
     }
 
     /// Refuses settings that cannot work.

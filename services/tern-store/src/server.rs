@@ -105,8 +105,8 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<Running> {
         Arc::new(applied_tx),
         state_lock.clone(),
     )?;
-    let tls =
-        ClusterTls::load_as(&config.cluster_tls_files(), Role::Store).context("cluster TLS")?;
+    let tls = ClusterTls::load_as(&tern_trust::pki::CertFiles::of(&config), Role::Store)
+        .context("cluster TLS")?;
     let network = Network {
         channels: Channels::new(tls.clone()),
     };

@@ -63,13 +63,8 @@ async fn run(
     ctx: &Pop3Context,
     implicit_tls: bool,
 ) -> std::io::Result<()> {
-    let mut conn = if implicit_tls {
-        let Some(tls) = &ctx.policy.tls else {
-            return Ok(());
-        };
-        Connection::accept_tls(tcp, &tls.acceptor(), ctx.policy.timeouts).await?
-    } else {
-        Connection::new(tcp, ctx.policy.timeouts)
+    let Some(mut conn) = ctx.policy.open(tcp, implicit_tls).await? else {
+        return Ok(());
     };
     let backend = StoreBackend::new(
         ctx.store.for_session(),

@@ -38,6 +38,33 @@ impl Api {
         }
     }
 
+    /// Writes a directory command whose only answer is "done".
+    async fn write_done(
+        &self,
+        by: Option<String>,
+        cmd: Command,
+    ) -> Result<Response<pb::Empty>, Status> {
+        self.write_by(by, cmd).await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    /// Writes an alias or list command; the answer is the address's targets afterwards.
+    async fn write_targets(&self, by: Option<String>, cmd: Command) -> Result<Vec<String>, Status> {
+        match self.write_by(by, cmd).await? {
+            Reply::Targets(targets) => Ok(targets),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Hashes a new password on the password pool.
+    async fn hash_password(&self, password: String) -> Result<String, Status> {
+        Ok(self
+            .passwords
+            .hash(password)
+            .await
+            .map_err(crate::error::AppError::from)?)
+    }
+
     /// Takes `client`'s network's share of the password pool for one check.
     fn pool_share(&self, client: Option<IpAddr>) -> Result<PoolShare<'_>, Throttled> {
         if let Ok(mut t) = self.logins.lock() {
@@ -126,16 +153,10 @@ impl Directory for DirectoryApi {
         &self,
         req: Request<pb::RemoveDomainRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        let by = super::actor(&req);
+        let name = req.get_ref().name.clone();
         self.0
-            .write_by(
-                by,
-                Command::RemoveDomain {
-                    name: req.into_inner().name,
-                },
-            )
-            .await?;
-        Ok(Response::new(pb::Empty {}))
+            .write_done(super::actor(&req), Command::RemoveDomain { name })
+            .await
     }
 
     async fn list_domains(
@@ -159,12 +180,7 @@ impl Directory for DirectoryApi {
         let by = super::actor(&req);
         let r = req.into_inner();
         let address = normalize_address(&r.address)?;
-        let password_hash = self
-            .0
-            .passwords
-            .hash(r.password)
-            .await
-            .map_err(crate::error::AppError::from)?;
+        let password_hash = self.0.hash_password(r.password).await?;
         let reply = self
             .0
             .write_by(
@@ -184,16 +200,10 @@ impl Directory for DirectoryApi {
         &self,
         req: Request<pb::RemoveUserRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        let by = super::actor(&req);
+        let address = normalize_address(&req.get_ref().address)?;
         self.0
-            .write_by(
-                by,
-                Command::RemoveUser {
-                    address: normalize_address(&req.into_inner().address)?,
-                },
-            )
-            .await?;
-        Ok(Response::new(pb::Empty {}))
+            .write_done(super::actor(&req), Command::RemoveUser { address })
+            .await
     }
 
     async fn list_users(
@@ -233,22 +243,12 @@ impl Directory for DirectoryApi {
         let by = super::actor(&req);
         let r = req.into_inner();
         let address = normalize_address(&r.address)?;
-        let password_hash = self
-            .0
-            .passwords
-            .hash(r.password)
-            .await
-            .map_err(crate::error::AppError::from)?;
-        self.0
-            .write_by(
-                by,
-                Command::SetPassword {
-                    address,
-                    password_hash,
-                },
-            )
-            .await?;
-        Ok(Response::new(pb::Empty {}))
+        let password_hash = self.0.hash_password(r.password).await?;
+        let cmd = Command::SetPassword {
+            address,
+            password_hash,
+        };
+        self.0.write_done(by, cmd).await
     }
 
     async fn set_quota(
@@ -358,36 +358,22 @@ impl Directory for DirectoryApi {
         let by = super::actor(&req);
         let r = req.into_inner();
         let address = normalize_address(&r.address)?;
-        match self
-            .0
-            .write_by(
-                by,
-                Command::AddAlias {
-                    address: address.clone(),
-                    targets: r.targets,
-                },
-            )
-            .await?
-        {
-            Reply::Targets(targets) => Ok(Response::new(pb::Alias { address, targets })),
-            other => Err(unexpected(&other)),
-        }
+        let cmd = Command::AddAlias {
+            address: address.clone(),
+            targets: r.targets,
+        };
+        let targets = self.0.write_targets(by, cmd).await?;
+        Ok(Response::new(pb::Alias { address, targets }))
     }
 
     async fn remove_alias(
         &self,
         req: Request<pb::RemoveAliasRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        let by = super::actor(&req);
+        let address = req.get_ref().address.clone();
         self.0
-            .write_by(
-                by,
-                Command::RemoveAlias {
-                    address: req.into_inner().address,
-                },
-            )
-            .await?;
-        Ok(Response::new(pb::Empty {}))
+            .write_done(super::actor(&req), Command::RemoveAlias { address })
+            .await
     }
 
     async fn list_aliases(
@@ -415,20 +401,12 @@ impl Directory for DirectoryApi {
         let by = super::actor(&req);
         let r = req.into_inner();
         let address = normalize_address(&r.address)?;
-        match self
-            .0
-            .write_by(
-                by,
-                Command::AddListMembers {
-                    address: address.clone(),
-                    members: r.members,
-                },
-            )
-            .await?
-        {
-            Reply::Targets(members) => Ok(Response::new(pb::MailingList { address, members })),
-            other => Err(unexpected(&other)),
-        }
+        let cmd = Command::AddListMembers {
+            address: address.clone(),
+            members: r.members,
+        };
+        let members = self.0.write_targets(by, cmd).await?;
+        Ok(Response::new(pb::MailingList { address, members }))
     }
 
     async fn remove_list_members(
@@ -438,36 +416,22 @@ impl Directory for DirectoryApi {
         let by = super::actor(&req);
         let r = req.into_inner();
         let address = normalize_address(&r.address)?;
-        match self
-            .0
-            .write_by(
-                by,
-                Command::RemoveListMembers {
-                    address: address.clone(),
-                    members: r.members,
-                },
-            )
-            .await?
-        {
-            Reply::Targets(members) => Ok(Response::new(pb::MailingList { address, members })),
-            other => Err(unexpected(&other)),
-        }
+        let cmd = Command::RemoveListMembers {
+            address: address.clone(),
+            members: r.members,
+        };
+        let members = self.0.write_targets(by, cmd).await?;
+        Ok(Response::new(pb::MailingList { address, members }))
     }
 
     async fn remove_list(
         &self,
         req: Request<pb::RemoveListRequest>,
     ) -> Result<Response<pb::Empty>, Status> {
-        let by = super::actor(&req);
+        let address = req.get_ref().address.clone();
         self.0
-            .write_by(
-                by,
-                Command::RemoveList {
-                    address: req.into_inner().address,
-                },
-            )
-            .await?;
-        Ok(Response::new(pb::Empty {}))
+            .write_done(super::actor(&req), Command::RemoveList { address })
+            .await
     }
 
     async fn list_lists(
