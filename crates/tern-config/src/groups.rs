@@ -23,6 +23,10 @@ pub trait ClusterTlsSettings {
     fn cluster_key(&self) -> &Path;
 }
 
+/// The groups: `cluster_tls` (every service: the cluster certificate files, with
+/// [`ClusterTlsSettings`]) and `internet_listener` (tern-smtp and tern-access: the TLS
+/// certificate and the connection and login limits of listeners that face the internet).
+///
 /// Appends the fields (and implements the traits) of each named group, then declares the
 /// struct with [`settings!`](crate::settings) (a helper of that macro).
 #[doc(hidden)]
@@ -31,6 +35,34 @@ macro_rules! __settings_with_groups {
     ([] $name:ident [$($head:tt)*] { $($fields:tt)* } { $($impls:tt)* }) => {
         $crate::settings! { $($head)* pub struct $name { $($fields)* } }
         $($impls)*
+    };
+    ([internet_listener $($group:ident)*] $name:ident [$($head:tt)*] { $($fields:tt)* } { $($impls:tt)* }) => {
+        $crate::__settings_with_groups! {
+            [$($group)*] $name [$($head)*]
+            {
+                $($fields)*
+                // group internet_listener begin
+                /// TLS certificate chain (PEM) for STARTTLS and the implicit-TLS listeners;
+                /// reloaded when the file changes.
+                pub tls_cert: Option<::std::path::PathBuf>,
+                /// TLS private key (PEM) of `tls_cert`.
+                pub tls_key: Option<::std::path::PathBuf>,
+                /// Sessions in total on this node.
+                #[default = 10_000]
+                pub max_connections: usize,
+                /// Sessions from one client address.
+                #[default = 50]
+                pub max_connections_per_ip: usize,
+                /// Pause before answering a wrong password, in milliseconds.
+                #[default = 2_000]
+                pub auth_failure_delay_ms: u64,
+                /// Wrong passwords in one session before it is closed.
+                #[default = 3]
+                pub max_auth_failures: u32,
+                // group internet_listener end
+            }
+            { $($impls)* }
+        }
     };
     ([cluster_tls $($group:ident)*] $name:ident [$($head:tt)*] { $($fields:tt)* } { $($impls:tt)* }) => {
         $crate::__settings_with_groups! {

@@ -7,7 +7,7 @@ tern_config::settings! {
     program: "tern-access",
     about: "Tern's IMAP and POP3 access node",
     check: AccessConfig::validate,
-    groups: [cluster_tls],
+    groups: [internet_listener, cluster_tls],
 /// Effective settings of one access node.
 pub struct AccessConfig {
     /// Store nodes (`host:port`); any of them serves any request.
@@ -30,10 +30,6 @@ pub struct AccessConfig {
     /// Largest message APPEND accepts, in octets (the literal is refused above it).
     #[default = 25 << 20]
     pub max_message_bytes: u32,
-    /// TLS certificate chain (PEM); reloaded when the file changes.
-    pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM).
-    pub tls_key: Option<PathBuf>,
     /// Development only: allow USER/PASS and AUTH on unencrypted connections. Refused
     /// unless every plain-text listener is bound to a loopback address.
     pub loopback_plaintext_auth: bool,
@@ -42,12 +38,6 @@ pub struct AccessConfig {
     pub metrics_listen: String,
     /// Written after binding: `pop3=…`, `pop3s=…`, `imap=…`, `imaps=…`, `metrics=…` lines.
     pub addr_file: Option<PathBuf>,
-    /// Sessions in total on this node.
-    #[default = 10_000]
-    pub max_connections: usize,
-    /// Sessions from one client address.
-    #[default = 50]
-    pub max_connections_per_ip: usize,
     /// Idle time before a session is closed (RFC 1939 asks for at least 10 minutes).
     #[default = 600]
     pub idle_timeout_secs: u64,
@@ -60,12 +50,6 @@ pub struct AccessConfig {
     /// chart's terminationGracePeriodSeconds is this plus a margin.
     #[default = 30]
     pub drain_secs: u64,
-    /// Pause after a wrong password, in milliseconds.
-    #[default = 2_000]
-    pub auth_failure_delay_ms: u64,
-    /// Wrong passwords before the connection is closed.
-    #[default = 3]
-    pub max_auth_failures: u32,
     /// Failed commands before the connection is closed.
     #[default = 20]
     pub max_errors: u32,

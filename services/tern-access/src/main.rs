@@ -22,7 +22,7 @@ async fn main() -> anyhow::Result<()> {
     let running = tern_access::server::start(config).await?;
     tern_telemetry::shutdown_signal().await?;
     tracing::info!("shutting down: draining sessions");
-    let left = running.shutdown().await;
+    let left = running.serving.shutdown().await;
     tracing::info!(sessions_cut = left, "stopped");
     Ok(())
 }

@@ -32,22 +32,11 @@ pub struct Running {
     pub imaps: Option<SocketAddr>,
     /// Bound metrics/health address.
     pub metrics: SocketAddr,
-    serving: Serving,
-}
-
-impl Running {
-    /// Stops accepting; sessions in progress end with the process.
-    pub fn stop(self) {
-        self.serving.stop();
-    }
-
-    /// The clean stop (SIGTERM): stops accepting, lets each session finish the command in
-    /// progress and then closes it (IMAP with `* BYE`, at once when idle or in IDLE; POP3
-    /// with `-ERR [SYS/TEMP]`, deleting nothing and giving its maildrop lock back), waiting
-    /// up to the configured drain time. Returns the sessions still open then.
-    pub async fn shutdown(self) -> usize {
-        self.serving.shutdown().await
-    }
+    /// Stopping: `serving.shutdown()` is the clean stop (SIGTERM). It stops accepting, lets
+    /// each session finish the command in progress and then closes it (IMAP with `* BYE`,
+    /// at once when idle or in IDLE; POP3 with `-ERR [SYS/TEMP]`, deleting nothing and giving
+    /// its maildrop lock back), waiting up to the configured drain time.
+    pub serving: Serving,
 }
 
 /// Binds every configured listener and starts serving.

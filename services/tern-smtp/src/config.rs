@@ -7,7 +7,7 @@ tern_config::settings! {
     program: "tern-smtp",
     about: "Tern's SMTP ingress",
     check: SmtpConfig::validate,
-    groups: [cluster_tls],
+    groups: [internet_listener, cluster_tls],
 /// Effective settings of one SMTP ingress node.
 pub struct SmtpConfig {
     /// Store nodes (`host:port`), for the directory.
@@ -26,10 +26,6 @@ pub struct SmtpConfig {
     pub submission_listen: String,
     /// Submissions listener (port 465, implicit TLS, RFC 8314); empty = off.
     pub submissions_listen: String,
-    /// TLS certificate chain (PEM); reloaded when the file changes.
-    pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM).
-    pub tls_key: Option<PathBuf>,
     /// Development only: allow AUTH on unencrypted submission connections. Refused unless
     /// the submission listener is bound to a loopback address.
     pub loopback_plaintext_auth: bool,
@@ -40,12 +36,6 @@ pub struct SmtpConfig {
     pub metrics_listen: String,
     /// Written after binding: `mx=…`, `submission=…`, `submissions=…`, `metrics=…` lines.
     pub addr_file: Option<PathBuf>,
-    /// Sessions in total on this node.
-    #[default = 10_000]
-    pub max_connections: usize,
-    /// Sessions from one client address.
-    #[default = 50]
-    pub max_connections_per_ip: usize,
     /// Largest message in octets (advertised with SIZE).
     #[default = 25 << 20]
     pub max_message_size: u64,
@@ -60,12 +50,6 @@ pub struct SmtpConfig {
     /// user does not own (their own address, or an alias that delivers to them).
     #[default = true]
     pub sender_header_check: bool,
-    /// Wrong passwords before 421 and close.
-    #[default = 3]
-    pub max_auth_failures: u32,
-    /// Pause before answering a wrong password, in milliseconds.
-    #[default = 2_000]
-    pub auth_failure_delay_ms: u64,
     /// Wait for the next command (RFC 5321 §4.5.3.2.7: at least 5 minutes).
     #[default = 300]
     pub command_timeout_secs: u64,

@@ -95,22 +95,10 @@ pub struct Running {
     pub submissions: Option<SocketAddr>,
     /// Bound metrics/health address.
     pub metrics: SocketAddr,
-    serving: Serving,
-}
-
-impl Running {
-    /// Stops accepting; sessions in progress end with the process.
-    pub fn stop(self) {
-        self.serving.stop();
-    }
-
-    /// The clean stop (SIGTERM): stops accepting, answers each session's next command
-    /// with 421, lets a message in DATA or BDAT complete, and waits up to the configured
-    /// drain time for every session to end. Returns the sessions still open then, which
-    /// end with the process.
-    pub async fn shutdown(self) -> usize {
-        self.serving.shutdown().await
-    }
+    /// Stopping: `serving.shutdown()` is the clean stop (SIGTERM). It stops accepting,
+    /// answers each session's next command with 421, lets a message in DATA or BDAT complete,
+    /// and waits up to the configured drain time for every session to end.
+    pub serving: Serving,
 }
 
 /// Binds every configured listener and starts serving.
