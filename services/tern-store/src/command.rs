@@ -238,6 +238,36 @@ pub enum Command {
         uid_validity: u32,
         up_to: u32,
     },
+    /// Begin a new retention epoch at `now_ms` (the leader's clock), once per retention
+    /// period: see [`crate::apply::retention`]. The reply is the new epoch ([`Reply::Count`]).
+    AdvanceRetention { now_ms: i64 },
+    /// Remove up to `max` idempotency records and change-feed entries written two or more
+    /// retention epochs ago; the reply is how many ([`Reply::Count`]).
+    PruneRetained { max: u32 },
+}
+
+impl Command {
+    /// Whether the command stores new data (a message, a queue entry, a user, a mailbox, a
+    /// copy): what a node low on disk space refuses ([`crate::disk`]). Removals, expunges,
+    /// flag changes, moves and queue progress are small or free space, and stay allowed.
+    pub fn adds_data(&self) -> bool {
+        use Command::*;
+        match self {
+            AddDomain { .. }
+            | AddUser { .. }
+            | AddAlias { .. }
+            | AddListMembers { .. }
+            | CreateMailbox { .. }
+            | Deliver { .. }
+            | Copy {
+                remove_source: false,
+                ..
+            }
+            | Enqueue { .. } => true,
+            Audited { action, .. } => action.adds_data(),
+            _ => false,
+        }
+    }
 }
 
 /// What a [`Command::Lock`] does.

@@ -55,6 +55,22 @@ pub struct StoreConfig {
     /// Days a message's recorded timeline (`ternctl trace`) is kept; 0 keeps it forever.
     #[default = 14]
     pub trace_retention_days: u64,
+    /// How long delivery ids, enqueue ids and change-feed entries are kept: at least this
+    /// long and at most twice as long (the leader begins a retention epoch every period and
+    /// prunes what is two epochs old). A retried delivery or enqueue is recognized within
+    /// it; an IMAP session that falls further behind its mailbox's feed is closed. 1 s (for
+    /// tests) to 365 days.
+    #[default = 3 * 24 * 3600]
+    pub record_retention_secs: u64,
+    /// Free space (MiB) the data directory's filesystem must keep: below it, writes that add
+    /// data (deliveries, enqueues, new users, mailboxes, copies) are refused with
+    /// UNAVAILABLE, which clients turn into "try again later", while removals, expunges and
+    /// queue progress still go through so that space can be freed. 0 never refuses.
+    #[default = 256]
+    pub min_free_mb: u64,
+    /// Backups kept under `data_dir/backups`: writing one more removes the oldest.
+    #[default = 7]
+    pub max_backups: u64,
     /// Lifetime of a session token (what an access node shows to read one account's mail);
     /// access nodes renew it at half-life while the session lasts. 2 s to 12 h.
     #[default = 900]
@@ -151,6 +167,12 @@ impl StoreConfig {
             anyhow::bail!(
                 "max_message_size is at most {MAX_MESSAGE_LIMIT} (one Raft payload carries one message)"
             );
+        }
+        if !(1..=365 * 24 * 3600).contains(&self.record_retention_secs) {
+            anyhow::bail!("record_retention_secs must be from 1 to 31536000");
+        }
+        if self.max_backups == 0 {
+            anyhow::bail!("max_backups must be at least 1");
         }
         if self.login_failures_per_account == 0
             || self.login_failures_per_network == 0

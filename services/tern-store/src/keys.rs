@@ -54,6 +54,11 @@ pub mod meta {
     pub const SESSION_KEYS: &[u8] = b"session_keys";
     /// The sequence number the next audit record gets.
     pub const AUDIT_NEXT: &[u8] = b"audit_next";
+    /// The retention epoch (u64 BE): records written now are indexed under it, and those of
+    /// epochs two or more behind are pruned ([`crate::apply::retention`]).
+    pub const RETENTION_EPOCH: &[u8] = b"retention_epoch";
+    /// When the leader began the current retention epoch (Unix millis, i64 BE).
+    pub const RETENTION_EPOCH_MS: &[u8] = b"retention_epoch_ms";
 }
 
 /// Keys of the `raft` column family.
@@ -138,6 +143,13 @@ pub fn recent_key(account: u64, mailbox: u64) -> Vec<u8> {
     k.extend_from_slice(&mailbox.to_be_bytes());
     k
 }
+/// `mbox` key of an account's change-feed floor (u64 BE): changes below this modseq may
+/// have been pruned, so a feed cannot be followed from before it.
+pub fn feed_floor_key(account: u64) -> Vec<u8> {
+    let mut k = account.to_be_bytes().to_vec();
+    k.push(4);
+    k
+}
 /// Prefix of every `mbox` key of an account (state, mailboxes, names, recent markers).
 pub fn account_prefix(account: u64) -> Vec<u8> {
     account.to_be_bytes().to_vec()
@@ -161,6 +173,37 @@ pub fn change_key(account: u64, modseq: u64) -> Vec<u8> {
     let mut k = account.to_be_bytes().to_vec();
     k.extend_from_slice(&modseq.to_be_bytes());
     k
+}
+
+/// `changes` prefix of the change feed's retention index. Account id `u64::MAX` is never
+/// given to an account (ids count up from 1), so the index sorts after every account's feed
+/// and no account's prefix scan meets it.
+pub const CHANGE_RETENTION_PREFIX: [u8; 8] = [0xff; 8];
+
+/// `changes` key of the retention index: `[ff × 8] <epoch u64 BE> <change key>` → empty.
+pub fn change_retention_key(epoch: u64, change_key: &[u8]) -> Vec<u8> {
+    let mut k = CHANGE_RETENTION_PREFIX.to_vec();
+    k.extend_from_slice(&epoch.to_be_bytes());
+    k.extend_from_slice(change_key);
+    k
+}
+
+/// `dedup` prefix of the idempotency records' retention index.
+pub const DEDUP_RETENTION_PREFIX: &[u8] = b"X/";
+
+/// `dedup` key of the retention index: `X/<epoch u64 BE><record key>` → empty.
+pub fn dedup_retention_key(epoch: u64, record_key: &[u8]) -> Vec<u8> {
+    let mut k = DEDUP_RETENTION_PREFIX.to_vec();
+    k.extend_from_slice(&epoch.to_be_bytes());
+    k.extend_from_slice(record_key);
+    k
+}
+
+/// The epoch and the indexed key of a retention-index key whose prefix is `prefix`.
+pub fn of_retention_key<'k>(prefix: &[u8], key: &'k [u8]) -> Option<(u64, &'k [u8])> {
+    let rest = key.strip_prefix(prefix)?;
+    let epoch = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    Some((epoch, rest.get(8..)?))
 }
 
 /// `queue` key of an entry.

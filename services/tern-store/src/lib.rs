@@ -34,12 +34,14 @@
 //! - `tern-config`: settings from the file, `TERN_*` variables and flags.
 //! - `tracing`/`tern-telemetry`/`prometheus`: logs, traces, metrics and health.
 //! - `rand`: salts, snapshot and queue ids. `thiserror`/`anyhow`: errors.
+//! - `rustix`: `statvfs` for the data directory's free space ([`disk`]), without `unsafe`.
 
 pub mod api;
 pub mod apply;
 pub mod command;
 pub mod config;
 pub mod db;
+pub mod disk;
 pub mod engine;
 pub mod error;
 pub mod keys;

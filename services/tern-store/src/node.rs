@@ -39,6 +39,8 @@ pub struct Node {
     pub applied: watch::Receiver<crate::state_machine::Applied>,
     /// Settings.
     pub config: StoreConfig,
+    /// The data directory's free space, sampled by [`crate::disk::watch_free_space`].
+    pub free_space: crate::disk::FreeSpace,
     proposer: Proposer,
 }
 
@@ -64,6 +66,7 @@ impl Node {
             db,
             channels,
             applied,
+            free_space: crate::disk::FreeSpace::new(config.min_free_mb.saturating_mul(1 << 20)),
             config,
             proposer: Proposer::start(weak.clone()),
         })
@@ -80,6 +83,7 @@ impl Node {
     /// Commits one command through Raft and returns its outcome. Concurrent calls are
     /// batched into shared log entries (group commit).
     pub async fn write(&self, cmd: Command) -> Outcome {
+        self.free_space.check(self.id, std::iter::once(&cmd))?;
         let started = std::time::Instant::now();
         let outcome = self.proposer.propose(cmd).await;
         crate::metrics::commit_observed(started);
@@ -181,6 +185,7 @@ impl Node {
         if !self.is_leader() {
             return Err(tonic::Status::failed_precondition(NOT_LEADER));
         }
+        self.free_space.check(self.id, req.commands.iter())?;
         match timeout_at(
             Instant::now() + self.write_timeout(),
             self.raft.client_write(req),

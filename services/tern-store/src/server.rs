@@ -193,6 +193,11 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<Running> {
     if config.trace_retention_days > 0 {
         tokio::spawn(prune_traces(node.clone(), config.trace_retention_days));
     }
+    tokio::spawn(retain_records(
+        node.clone(),
+        Duration::from_secs(config.record_retention_secs),
+    ));
+    tokio::spawn(crate::disk::watch_free_space(node.clone()));
     if let Some(spec) = &config.initial_members {
         let members = parse_members(spec)?;
         tokio::spawn(bootstrap(node.clone(), members));
@@ -232,6 +237,48 @@ async fn prune_traces(node: Arc<Node>, retention_days: u64) {
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "pruning old message timelines failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Keeps delivery ids, enqueue ids and the change feed within the retention (see
+/// [`crate::apply::retention`]): on the leader only, begins a new epoch once per `period`
+/// (the epoch's start is replicated, so a new leader keeps the pace) and prunes what is two
+/// epochs old in bounded batches, each one Raft command.
+async fn retain_records(node: Arc<Node>, period: Duration) {
+    use crate::command::{Command, Reply};
+    const BATCH: u32 = 500;
+    let tick = (period / 4).clamp(Duration::from_millis(250), Duration::from_secs(60));
+    let period_ms = i64::try_from(period.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tokio::time::sleep(tick).await;
+        if !node.is_leader() {
+            continue;
+        }
+        let started = node.state.read(crate::apply::retention::epoch_started_ms);
+        let now = crate::api::now_ms();
+        match started {
+            Ok(started) if now.saturating_sub(started) >= period_ms => {
+                if let Err(e) = node.write(Command::AdvanceRetention { now_ms: now }).await {
+                    tracing::warn!(error = %e, "beginning a retention epoch failed");
+                    continue;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the retention epoch failed");
+                continue;
+            }
+        }
+        loop {
+            match node.write(Command::PruneRetained { max: BATCH }).await {
+                Ok(Reply::Count(n)) if n == u64::from(BATCH) => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning old delivery ids and changes failed");
                     break;
                 }
             }

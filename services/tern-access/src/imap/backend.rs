@@ -263,6 +263,9 @@ pub enum ChangeKind {
     Renamed(String),
     /// The mailbox was deleted.
     Deleted,
+    /// The feed cannot be followed from where the session is (the store pruned it): the
+    /// session no longer knows the mailbox's state and must end.
+    Lost,
     /// Anything else (subscriptions, other mailboxes).
     Other,
 }

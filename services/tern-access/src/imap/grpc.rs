@@ -509,6 +509,10 @@ impl ImapBackend for StoreBackend {
     }
 }
 
+/// The start of the store's message for a watch whose start was pruned (tern-store's
+/// `api::watch::FEED_PRUNED`).
+const FEED_PRUNED: &str = "change feed pruned";
+
 /// Follows the store's change feed for one mailbox, reconnecting (from the last modseq
 /// seen) when a store node goes away, until the session drops the receiver.
 async fn watch(
@@ -534,7 +538,25 @@ async fn watch(
         match stream {
             Ok(s) => {
                 let mut s = s.into_inner();
-                while let Ok(Some(c)) = s.message().await {
+                loop {
+                    let c = match s.message().await {
+                        Ok(Some(c)) => c,
+                        // The store pruned the feed past where this session is: it cannot
+                        // catch up, and must end rather than go on with a gap.
+                        Err(st)
+                            if st.code() == Code::FailedPrecondition
+                                && st.message().starts_with(FEED_PRUNED) =>
+                        {
+                            let lost = Change {
+                                modseq: from,
+                                mailbox_id: 0,
+                                kind: ChangeKind::Lost,
+                            };
+                            let _ = tx.send(lost).await;
+                            return;
+                        }
+                        Ok(None) | Err(_) => break,
+                    };
                     backoff = Duration::from_millis(200);
                     from = from.max(c.modseq);
                     if c.kind() == pb::change::Kind::MailboxRenamed && !c.mailbox.is_empty() {

@@ -227,6 +227,17 @@ impl Mem {
         }
     }
 
+    /// Tells the sessions watching `mailbox` that its feed was pruned past them, as the
+    /// store does to a session that fell more than the retention period behind.
+    pub fn lose_feed(&self, mailbox: &str) {
+        let mut s = self.lock();
+        let id = match s.folder(mailbox) {
+            Ok(f) => f.id,
+            Err(e) => panic!("test feed loss failed: {e}"),
+        };
+        s.announce(id, 0, ChangeKind::Lost);
+    }
+
     /// Expunges as another session would (the messages need `\Deleted`).
     pub fn expunge_elsewhere(&self, mailbox: &str, uids: &[u32]) {
         if let Err(e) = expunge(&mut self.lock(), mailbox, Some(uids)) {

@@ -450,8 +450,8 @@ async fn idle_until_done<B: ImapBackend>(
                 }
                 let mut sink = Sink::new(conn);
                 session.sync(&mut sink, true, false).await;
-                if session.mailbox_gone() {
-                    sink.buf.extend_from_slice(b"* BYE the selected mailbox was deleted\r\n");
+                if let Some(why) = session.mailbox_gone() {
+                    sink.buf.extend_from_slice(format!("* BYE {why}\r\n").as_bytes());
                     sink.flush().await?;
                     session.force_logout();
                     return Ok(());

@@ -123,8 +123,9 @@ pub(crate) struct Selected {
     pub(crate) name: String,
     /// Its id in the store: a mailbox created later under the same name is another one.
     pub(crate) mailbox_id: u64,
-    /// Deleted (by anyone) while selected: the session ends with BYE, as Dovecot does.
-    pub(crate) gone: bool,
+    /// Deleted (by anyone) while selected, or its feed lost: the session ends with BYE and
+    /// this text, as Dovecot does for a deleted mailbox.
+    pub(crate) gone: Option<&'static str>,
     pub(crate) view: View,
     /// The store's changes of this mailbox; dropping it stops the feed.
     pub(crate) feed: ChangeFeed,
@@ -192,8 +193,8 @@ impl<B: ImapBackend> Session<B> {
     }
 
     /// Whether the selected mailbox was deleted (by this session or any other).
-    pub fn mailbox_gone(&self) -> bool {
-        self.selected.as_ref().is_some_and(|s| s.gone)
+    pub fn mailbox_gone(&self) -> Option<&'static str> {
+        self.selected.as_ref().and_then(|s| s.gone)
     }
 
     /// Runs one command, writing its untagged responses and its tagged result.
@@ -202,10 +203,10 @@ impl<B: ImapBackend> Session<B> {
         let mut next = Next::Continue;
         let name = cmd.body.name();
         let done = self.dispatch(&tag, cmd.body, out, &mut next).await?;
-        if self.mailbox_gone() {
+        if let Some(why) = self.mailbox_gone() {
             // The session cannot go on without its mailbox: BYE instead of the tagged
             // reply, as Dovecot does (RFC 3501 §7.1.5 lets BYE come at any time).
-            out.line("* BYE the selected mailbox was deleted");
+            out.line(&format!("* BYE {why}"));
             self.force_logout();
             return Ok(Next::Close);
         }
@@ -580,7 +581,12 @@ impl Selected {
             }
             // Renamed (by anyone): the session follows it under its new name.
             ChangeKind::Renamed(name) => self.name = name.clone(),
-            ChangeKind::Deleted => self.gone = true,
+            ChangeKind::Deleted => self.gone = Some("the selected mailbox was deleted"),
+            ChangeKind::Lost => {
+                self.gone = Some(
+                    "the selected mailbox's changes can no longer be followed; select it again",
+                )
+            }
             ChangeKind::Other => {}
         }
     }

@@ -711,6 +711,30 @@ async fn changes_elsewhere_are_announced() {
 }
 
 #[tokio::test]
+async fn a_session_whose_feed_was_pruned_ends_with_bye_in_idle_and_at_the_next_command() {
+    let mem = two_messages();
+    let mut c = Client::selected(&mem, "INBOX").await;
+    c.send("a IDLE\r\n").await;
+    assert_eq!(c.line().await, "+ idling");
+    mem.lose_feed("INBOX");
+    assert_eq!(
+        c.line().await,
+        "* BYE the selected mailbox's changes can no longer be followed; select it again"
+    );
+    assert_eq!(c.line().await, EOF);
+
+    // Outside IDLE the session learns it at its next command, and answers BYE, not OK.
+    let mut c = Client::selected(&mem, "INBOX").await;
+    mem.lose_feed("INBOX");
+    c.send("b NOOP\r\n").await;
+    assert_eq!(
+        c.line().await,
+        "* BYE the selected mailbox's changes can no longer be followed; select it again"
+    );
+    assert_eq!(c.line().await, EOF);
+}
+
+#[tokio::test]
 async fn idle() {
     let mem = two_messages();
     let mut c = Client::selected(&mem, "INBOX").await;

@@ -25,6 +25,23 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
 }
 
+/// The backups in `dir` beyond the newest `keep`, oldest first (by modification time, then
+/// name). Only directories with a valid backup name count: nothing else there is touched.
+pub fn oldest_beyond(dir: &std::path::Path, keep: usize) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut backups: Vec<(std::time::SystemTime, std::path::PathBuf)> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|e| valid_name(&e.file_name().to_string_lossy()))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    backups.sort();
+    let excess = backups.len().saturating_sub(keep);
+    backups.into_iter().take(excess).map(|(_, p)| p).collect()
+}
+
 #[tonic::async_trait]
 impl Backups for BackupsApi {
     async fn create(
@@ -63,6 +80,14 @@ impl Backups for BackupsApi {
             rocksdb::checkpoint::Checkpoint::new(&node.db)
                 .and_then(|c| c.create_checkpoint(&path))
                 .map_err(|e| Status::internal(format!("checkpoint {}: {e}", path.display())))?;
+            for old in oldest_beyond(&dir, node.config.max_backups as usize) {
+                match std::fs::remove_dir_all(&old) {
+                    Ok(()) => tracing::info!(path = %old.display(), "old backup removed"),
+                    Err(e) => {
+                        tracing::warn!(path = %old.display(), error = %e, "removing an old backup failed")
+                    }
+                }
+            }
             Ok(applied)
         })
         .await
@@ -85,7 +110,7 @@ impl Backups for BackupsApi {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_name;
+    use super::{oldest_beyond, valid_name};
 
     #[test]
     fn names_cannot_leave_the_backup_directory() {
@@ -104,5 +129,27 @@ mod tests {
         ] {
             assert!(!valid_name(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn only_the_oldest_backups_beyond_the_limit_are_chosen() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, name) in ["b1", "b2", "b3"].iter().enumerate() {
+            let p = dir.path().join(name);
+            std::fs::create_dir(&p).unwrap();
+            let t = std::time::SystemTime::UNIX_EPOCH
+                + std::time::Duration::from_secs(1_000 + i as u64);
+            std::fs::File::open(&p).unwrap().set_modified(t).unwrap();
+        }
+        // Not backups: a file, and a directory with a name the API never gives.
+        std::fs::write(dir.path().join("notes"), b"x").unwrap();
+        std::fs::create_dir(dir.path().join(".hidden")).unwrap();
+        assert_eq!(oldest_beyond(dir.path(), 2), vec![dir.path().join("b1")]);
+        assert_eq!(
+            oldest_beyond(dir.path(), 1),
+            vec![dir.path().join("b1"), dir.path().join("b2")]
+        );
+        assert!(oldest_beyond(dir.path(), 3).is_empty());
+        assert!(oldest_beyond(&dir.path().join("missing"), 1).is_empty());
     }
 }

@@ -14,23 +14,35 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use super::{convert, Api};
-use crate::apply::{account_id, mailbox_by_name};
+use crate::apply::{account_id, mailbox_by_name, retention};
 use crate::engine::LocalState;
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::keys::{self, cf};
 use crate::model::{normalize_mailbox, ChangeRec};
 
 /// Watch service implementation.
 pub struct WatchApi(pub Api);
 
+/// Start of the message of a watch refused because its start was pruned.
+pub const FEED_PRUNED: &str = "change feed pruned";
+
 /// Changes sent per feed read.
 const PAGE: usize = 512;
 
-/// Up to [`PAGE`] changes of `account`'s feed after modseq `after`, in modseq order.
+/// Up to [`PAGE`] changes of `account`'s feed after modseq `after`, in modseq order; a
+/// precondition failure when changes after `after` have been pruned already (the reader fell
+/// more than the retention period behind), so that no reader ever follows a feed with a gap.
 fn read_page(state: &LocalState, account: u64, after: u64) -> AppResult<Vec<ChangeRec>> {
     let prefix = keys::account_prefix(account);
     let start = keys::change_key(account, after.saturating_add(1));
     state.read(|txn| {
+        let floor = retention::feed_floor(txn, account)?;
+        if after.saturating_add(1) < floor {
+            return Err(AppError::precondition(format!(
+                "{FEED_PRUNED}: changes before modseq {floor} are gone (kept for the retention \
+                 period); read the mailbox again"
+            )));
+        }
         txn.scan_from(cf::CHANGES, &prefix, &start, PAGE)?
             .into_iter()
             .map(|(_, v)| Ok(bincode::deserialize(&v)?))
@@ -213,5 +225,28 @@ mod tests {
             (PAGE as u64 + 1..=PAGE as u64 + 5).collect::<Vec<_>>()
         );
         assert!(read_page(&state, 9, 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_read_from_below_the_pruned_floor_is_refused_not_given_a_gap() {
+        let engine = Arc::new(MemoryEngine::new());
+        let state = LocalState::new(engine.clone(), StateLock::default());
+        let mut batch = Batch::new();
+        for m in 5..=7 {
+            put_change(&mut batch, 7, m);
+        }
+        // Changes 1..=4 were pruned: the floor is 5.
+        batch.put(
+            cf::MBOX,
+            keys::feed_floor_key(7),
+            5u64.to_be_bytes().to_vec(),
+        );
+        engine.write(batch).unwrap();
+        let gap = read_page(&state, 7, 2).unwrap_err();
+        assert_eq!(gap.kind, crate::error::ErrorKind::FailedPrecondition);
+        assert!(gap.message.starts_with(FEED_PRUNED), "{}", gap.message);
+        // A reader that saw modseq 4 misses nothing.
+        let page = read_page(&state, 7, 4).unwrap();
+        assert_eq!(page.iter().map(|c| c.modseq).collect::<Vec<_>>(), [5, 6, 7]);
     }
 }

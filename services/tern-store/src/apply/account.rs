@@ -135,11 +135,9 @@ pub fn change(modseq: u64, mb: &MailboxRec, kind: ChangeKind) -> ChangeRec {
 
 /// Appends to the account's change feed.
 pub fn record_change(txn: &mut Txn<'_>, account: u64, change: ChangeRec) -> AppResult<()> {
-    txn.put(
-        cf::CHANGES,
-        keys::change_key(account, change.modseq),
-        &change,
-    )
+    let key = keys::change_key(account, change.modseq);
+    super::retention::index_change(txn, &key)?;
+    txn.put(cf::CHANGES, key, &change)
 }
 
 /// SHA-256 of a body.

@@ -157,6 +157,8 @@ pub fn describe(cmd: &Command) -> (String, String) {
         ),
         RecordTrace { trace_id, .. } => ("record-trace", trace_id.clone()),
         PruneTraces { .. } => ("prune-traces", String::new()),
+        AdvanceRetention { .. } => ("advance-retention", String::new()),
+        PruneRetained { .. } => ("prune-retained", String::new()),
         AddSessionKey { .. } => ("add-session-key", String::new()),
         Audited { action, .. } => return describe(action),
         AuditNote { action, target, .. } => return (action.clone(), target.clone()),

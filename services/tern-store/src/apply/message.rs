@@ -122,7 +122,9 @@ fn deliver_one(
         uid: rec.uid,
     };
     if !t.delivery_id.is_empty() {
-        txn.put(cf::DEDUP, dedup_key(&t.delivery_id), &done)?;
+        let key = dedup_key(&t.delivery_id);
+        super::retention::index_dedup(txn, &key)?;
+        txn.put(cf::DEDUP, key, &done)?;
     }
     super::trace::on_stored(txn, hash, internal_date.saturating_mul(1000), || {
         format!(

@@ -13,6 +13,7 @@ mod mailbox;
 mod message;
 mod queue;
 pub mod recent;
+pub mod retention;
 mod session;
 pub mod trace;
 
@@ -170,6 +171,8 @@ fn dispatch(txn: &mut Txn<'_>, cmd: &Command) -> Outcome {
             audit::record(txn, by, *at_ms, action, target)?;
             Ok(crate::command::Reply::Done)
         }
+        AdvanceRetention { now_ms } => retention::advance(txn, *now_ms),
+        PruneRetained { max } => retention::prune(txn, *max),
         ClaimRecent {
             account,
             mailbox,

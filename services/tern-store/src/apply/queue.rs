@@ -84,7 +84,9 @@ pub fn enqueue(txn: &mut Txn<'_>, entry: &QueueEntryRec, body: &[u8], request_id
     save(txn, None, &e)?;
     super::trace::on_enqueue(txn, &e, request_id)?;
     if !request_id.is_empty() {
-        txn.put_raw(cf::DEDUP, enqueue_key(request_id), e.id.as_bytes().to_vec());
+        let key = enqueue_key(request_id);
+        super::retention::index_dedup(txn, &key)?;
+        txn.put_raw(cf::DEDUP, key, e.id.as_bytes().to_vec());
     }
     Ok(Reply::Entry(Box::new(e)))
 }

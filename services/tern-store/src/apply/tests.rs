@@ -850,3 +850,66 @@ fn the_audit_log_keeps_a_bounded_window() {
         .exists(cf::DIR, &crate::keys::audit_key(audit::MAX_RECORDS + 1))
         .unwrap());
 }
+
+#[test]
+fn delivery_and_enqueue_ids_and_the_change_feed_are_pruned_after_two_epochs() {
+    use super::retention;
+    let f = Fixture::new();
+    let a = f.user("alice");
+    let delivered_once = |id: &str| -> bool {
+        let Reply::Delivered { results, .. } = f.deliver(&[&a], b"x", id) else {
+            panic!()
+        };
+        results[0].result.clone().unwrap().duplicate
+    };
+    assert!(!delivered_once("old"));
+    f.ok(Command::Enqueue {
+        entry: Box::new(entry("E1")),
+        body: b"m".to_vec(),
+        request_id: "r-old".into(),
+    });
+    f.ok(Command::DeleteEntry { id: "E1".into() });
+    let (dedup_before, changes_before) = (f.count(cf::DEDUP), f.count(cf::CHANGES));
+
+    // Epoch 1: nothing is old enough yet; a record written now belongs to epoch 1.
+    assert_eq!(
+        f.ok(Command::AdvanceRetention { now_ms: 1_000 }),
+        Reply::Count(1)
+    );
+    assert!(!delivered_once("new"));
+    assert_eq!(f.ok(Command::PruneRetained { max: 100 }), Reply::Count(0));
+    assert!(
+        delivered_once("old"),
+        "a retry within the retention is still recognized"
+    );
+
+    // Epoch 2: epoch 0's records go, in bounded batches.
+    f.ok(Command::AdvanceRetention { now_ms: 2_000 });
+    assert_eq!(f.ok(Command::PruneRetained { max: 1 }), Reply::Count(1));
+    let Reply::Count(rest) = f.ok(Command::PruneRetained { max: 1_000 }) else {
+        panic!()
+    };
+    assert!(rest > 1, "{rest}");
+    assert_eq!(f.ok(Command::PruneRetained { max: 1_000 }), Reply::Count(0));
+    assert!(f.count(cf::DEDUP) < dedup_before);
+    assert!(f.count(cf::CHANGES) < changes_before);
+    let txn = Txn::new(&*f.db);
+    assert_eq!(retention::epoch(&txn).unwrap(), 2);
+    assert_eq!(retention::epoch_started_ms(&txn).unwrap(), 2_000);
+    let account = super::account_id(&txn, &a).unwrap();
+    assert!(
+        retention::feed_floor(&txn, account).unwrap() > 1,
+        "the feed's floor rose past what was pruned"
+    );
+    drop(txn);
+
+    // The pruned ids are forgotten, the newer one is not.
+    assert!(delivered_once("new"));
+    assert!(!delivered_once("old"), "a pruned delivery id is forgotten");
+    let again = f.ok(Command::Enqueue {
+        entry: Box::new(entry("E2")),
+        body: b"m".to_vec(),
+        request_id: "r-old".into(),
+    });
+    assert!(matches!(again, Reply::Entry(e) if e.id == "E2"));
+}

@@ -47,7 +47,7 @@ impl<B: ImapBackend> Session<B> {
         self.selected = Some(Selected {
             name,
             mailbox_id: mb.id,
-            gone: false,
+            gone: None,
             view,
             feed,
             feed_modseq: mb.highest_modseq,
