@@ -262,9 +262,10 @@ fn apply_entries(
         return Ok((responses, 0, Vec::new()));
     };
     // The accounts whose change feed this batch extends (a change key starts with the
-    // account id).
+    // account id; the feed's retention index is no account's).
     let mut accounts: Vec<u64> = txn
         .written_keys(cf::CHANGES)
+        .filter(|k| !k.starts_with(&keys::CHANGE_RETENTION_PREFIX))
         .filter_map(|k| k.get(..8)?.try_into().ok().map(u64::from_be_bytes))
         .collect();
     accounts.sort_unstable();
