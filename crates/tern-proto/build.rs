@@ -27,7 +27,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("methods.txt"), methods)?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // Message content on the Enqueue paths is `Bytes`: tern-queue keeps the pieces as they
+    // arrived and hands the same buffers to every store attempt, with no copy per attempt.
+    tonic_prost_build::configure()
+        .bytes(".tern.queue.v1.EnqueueRequest.chunk")
+        .bytes(".tern.store.v1.EnqueueRequest.chunk")
+        .compile_fds(fds)?;
     // Relative to this package, not `root`: an absolute path would tie the check to the
     // checkout that ran the script first, and another checkout's proto changes (same build
     // cache) would go unseen, its code generated from the first checkout's files.

@@ -307,6 +307,12 @@ impl Connection {
         self.out.extend_from_slice(bytes);
     }
 
+    /// The buffer of queued replies, for a writer that formats a long reply straight into it
+    /// (POP3's RETR) and [`Self::flush`]es as it fills.
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
     /// Writes the output buffer and flushes it, within the write time-out.
     pub async fn flush(&mut self) -> io::Result<()> {
         let Self { stream, out, .. } = self;

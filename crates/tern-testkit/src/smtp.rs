@@ -72,6 +72,11 @@ impl SmtpNode {
         self.process.log_text()
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
     /// SIGKILLs the process.
     pub fn kill(&mut self) {
         self.process.kill();

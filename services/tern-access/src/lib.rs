@@ -12,7 +12,8 @@
 //! the selected mailbox; changes made anywhere reach it through the store's Watch stream.
 //!
 //! Protocol code is pure ([`pop3::command`] parses, [`pop3::session`] is a state machine over
-//! a storage trait, [`pop3::wire`] shapes output; [`imap::command`], [`imap::structure`],
+//! a storage trait that hands a message over in pieces, `tern_mail::lines::DotStuffer` shapes
+//! its output; [`imap::command`], [`imap::structure`],
 //! [`imap::section`], [`imap::fetch`], [`imap::view`] and [`imap::utf7`] likewise) so it is
 //! unit-tested and fuzzed without sockets; the `server` feature (on by default) adds the
 //! listeners, the store sessions and the binary.

@@ -4,6 +4,7 @@
 //! later step of its delivery belongs to the same trace.
 
 use futures::StreamExt;
+use prost::bytes::Bytes;
 use tern_proto::client::StoreClient;
 use tern_proto::queue::v1 as qpb;
 use tern_proto::queue::v1::queue_server::Queue;
@@ -20,6 +21,24 @@ pub const MAX_MESSAGE: u64 = 64 << 20;
 pub struct QueueApi {
     /// The store.
     pub store: StoreClient,
+    /// What this node may hold of messages in flight.
+    pub budget: crate::budget::EnqueueBudget,
+}
+
+/// How much of a message's start is searched for its Message-ID.
+const HEADER_PEEK: usize = 64 * 1024;
+
+/// The first [`HEADER_PEEK`] octets of a message kept in pieces.
+fn head_of(body: &[Bytes]) -> Vec<u8> {
+    let mut head = Vec::with_capacity(HEADER_PEEK.min(body.iter().map(Bytes::len).sum()));
+    for piece in body {
+        let room = HEADER_PEEK - head.len();
+        head.extend_from_slice(&piece[..piece.len().min(room)]);
+        if head.len() == HEADER_PEEK {
+            break;
+        }
+    }
+    head
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -49,12 +68,21 @@ impl Queue for QueueApi {
             )));
         }
         // The whole message is collected before it goes on, so a store failover can be
-        // retried with the same request id (bounded by the declared size, or by MAX_MESSAGE
-        // when the size is not declared).
+        // retried with the same request id; what it holds counts against the node's budget
+        // (all of a declared size at once, so no stream holds part of the budget while it
+        // waits for the rest; an undeclared one as it arrives). The pieces are kept as they
+        // arrived and shared, not copied, by every attempt.
         let declared = (envelope.size > 0).then_some(envelope.size);
         let bound = declared.unwrap_or(MAX_MESSAGE);
-        let mut body = Vec::with_capacity(declared.unwrap_or(0) as usize);
-        body.extend_from_slice(&first.chunk);
+        let mut held = self.budget.none();
+        if let Some(size) = declared {
+            self.budget.cover(&mut held, size).await?;
+        }
+        let mut len = first.chunk.len() as u64;
+        if declared.is_none() {
+            self.budget.cover(&mut held, len).await?;
+        }
+        let mut body: Vec<Bytes> = vec![first.chunk];
         let mut ended = first.last;
         while let Some(msg) = stream.next().await {
             let msg = msg?;
@@ -64,7 +92,8 @@ impl Queue for QueueApi {
             if ended {
                 return Err(Status::invalid_argument("data after the last request"));
             }
-            if (body.len() + msg.chunk.len()) as u64 > bound {
+            len += msg.chunk.len() as u64;
+            if len > bound {
                 return Err(match declared {
                     Some(_) => Status::invalid_argument("more octets than the declared size"),
                     None => Status::resource_exhausted(format!(
@@ -72,14 +101,16 @@ impl Queue for QueueApi {
                     )),
                 });
             }
-            body.extend_from_slice(&msg.chunk);
+            if declared.is_none() {
+                self.budget.cover(&mut held, len).await?;
+            }
+            body.push(msg.chunk);
             ended = msg.last;
         }
         match declared {
-            Some(size) if body.len() as u64 != size => {
+            Some(size) if len != size => {
                 return Err(Status::invalid_argument(format!(
-                    "the stream ended after {} of {size} octets",
-                    body.len()
+                    "the stream ended after {len} of {size} octets"
                 )));
             }
             None if !ended => {
@@ -118,23 +149,23 @@ impl Queue for QueueApi {
             // The Message-ID names the message in `ternctl trace`; the envelope has it only
             // when the sender knew it before the body, so the header section is asked too.
             message_id: if envelope.message_id.is_empty() {
-                tern_mail::header::first_field(&body, "Message-ID").unwrap_or_default()
+                tern_mail::header::first_field(&head_of(&body), "Message-ID").unwrap_or_default()
             } else {
                 envelope.message_id
             },
             request_id,
-            size: body.len() as u64,
+            size: len,
         };
         let queued = self
             .store
             .call(|ch| {
                 let mut msgs = vec![pb::EnqueueRequest {
                     header: Some(header.clone()),
-                    chunk: vec![],
+                    chunk: Bytes::new(),
                 }];
-                msgs.extend(body.chunks(1 << 20).map(|c| pb::EnqueueRequest {
+                msgs.extend(body.iter().map(|c| pb::EnqueueRequest {
                     header: None,
-                    chunk: c.to_vec(),
+                    chunk: c.clone(),
                 }));
                 async move {
                     QueueClient::new(ch)
@@ -147,7 +178,8 @@ impl Queue for QueueApi {
         // (`completed`) when it was delivered meanwhile: either way the message was accepted
         // once, which is what the caller must hear.
         let queue_id = queued?.into_inner().id;
-        tracing::info!(%queue_id, %trace_id, size = body.len(), "queued");
+        tracing::info!(%queue_id, %trace_id, size = len, "queued");
+        drop(held);
         crate::metrics::enqueued();
         Ok(Response::new(qpb::EnqueueResponse { queue_id, trace_id }))
     }

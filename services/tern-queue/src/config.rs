@@ -75,6 +75,16 @@ pub struct QueueConfig {
     /// Seconds an idle connection is kept for reuse.
     #[default = 30]
     pub connection_idle_secs: u64,
+    /// Octets (MiB) of messages this node holds in memory at once while handing them to the
+    /// store: an Enqueue that would go over waits (and stops reading its stream, so HTTP/2
+    /// flow control holds the sender back) for up to `enqueue_wait_ms`, then fails
+    /// UNAVAILABLE ("try again later"). A message larger than all of it waits for all of it.
+    /// At least 1.
+    #[default = 256]
+    pub enqueue_memory_mb: u64,
+    /// How long an Enqueue waits for room in `enqueue_memory_mb`.
+    #[default = 10_000]
+    pub enqueue_wait_ms: u64,
     /// "text" or "json".
     #[default = "text".into()]
     pub log_format: String,
@@ -102,6 +112,9 @@ impl QueueConfig {
         }
         if self.first_retry_secs == 0 || self.max_retry_secs < self.first_retry_secs {
             anyhow::bail!("retry delays must satisfy 0 < first_retry_secs <= max_retry_secs");
+        }
+        if self.enqueue_memory_mb == 0 || self.enqueue_memory_mb > 1 << 20 {
+            anyhow::bail!("enqueue_memory_mb must be from 1 to 1048576");
         }
         if self.lease_secs < 2 {
             anyhow::bail!("lease_secs must be at least 2");

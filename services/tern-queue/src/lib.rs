@@ -23,6 +23,7 @@
 //! `thiserror`/`anyhow` for errors.
 
 pub mod api;
+pub mod budget;
 pub mod config;
 pub mod dsn;
 pub mod metrics;

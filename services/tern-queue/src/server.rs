@@ -122,6 +122,10 @@ pub async fn start(config: QueueConfig) -> anyhow::Result<Running> {
         let (_reporter, health_service) = tern_telemetry::tonic_health::server::health_reporter();
         let api = QueueApi {
             store: store.clone(),
+            budget: crate::budget::EnqueueBudget::new(
+                config.enqueue_memory_mb,
+                Duration::from_millis(config.enqueue_wait_ms),
+            ),
         };
         let server = tls
             .server()

@@ -237,7 +237,7 @@ impl MessageSink {
         let chunk = std::mem::replace(&mut self.pending, Vec::with_capacity(CHUNK));
         let req = qpb::EnqueueRequest {
             envelope: self.envelope.take(),
-            chunk,
+            chunk: chunk.into(),
             last,
         };
         let Some(tx) = &self.tx else { return };

@@ -333,7 +333,7 @@ async fn queue_entries_are_leased_renewed_and_completed() -> anyhow::Result<()> 
     let req = || {
         futures::stream::iter(vec![pb::EnqueueRequest {
             header: Some(header.clone()),
-            chunk: b"Subject: q\r\n\r\n".to_vec(),
+            chunk: b"Subject: q\r\n\r\n".to_vec().into(),
         }])
     };
     let e1 = q.enqueue(req()).await?.into_inner();

@@ -241,7 +241,7 @@ async fn enqueue_at(
             size: body.len() as u64,
             ..Default::default()
         }),
-        chunk: body.to_vec(),
+        chunk: body.to_vec().into(),
         last: true,
     };
     Ok(client
@@ -641,7 +641,7 @@ async fn an_undeclared_size_stream_needs_its_last_marker() -> anyhow::Result<()>
     };
     let chunk = |envelope: Option<qpb::Envelope>, data: &[u8], last: bool| qpb::EnqueueRequest {
         envelope,
-        chunk: data.to_vec(),
+        chunk: data.to_vec().into(),
         last,
     };
     let mut client = EnqueueClient::new(p.queue_channel().await?);
@@ -817,5 +817,91 @@ async fn an_attempt_whose_lease_may_have_lapsed_never_sends_the_final_dot() -> a
     // Past two more lease times: nothing is sent again.
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(peer.received().len(), 1, "the remote server has it once");
+    Ok(())
+}
+
+/// Issue 16, item 3: a queue node holds at most `enqueue_memory_mb` of messages at once.
+/// With 1 MiB and a 1 s wait, a stream that declared 1 MiB and stalls after its first piece
+/// holds all of it: other Enqueues wait, then are refused UNAVAILABLE (which tern-smtp turns
+/// into "try again later") instead of piling up in memory. When the stalled stream completes,
+/// the room is given back and the next message goes through. Every accepted message is
+/// delivered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queue_node_holds_a_bounded_amount_of_messages_in_flight() -> anyhow::Result<()> {
+    let p = platform(
+        1,
+        &["--enqueue-memory-mb", "1", "--enqueue-wait-ms", "1000"],
+    )
+    .await?;
+    let mut big = b"Subject: big\r\n\r\n".to_vec();
+    big.resize(1 << 20, b'x');
+    big.splice(big.len() - 2.., *b"\r\n");
+    let envelope = qpb::Envelope {
+        sender: "someone@remote.example".into(),
+        recipients: vec![qpb::Recipient {
+            address: "alice@example.test".into(),
+            ..Default::default()
+        }],
+        received_from: "test".into(),
+        size: big.len() as u64,
+        ..Default::default()
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<qpb::EnqueueRequest>(4);
+    tx.send(qpb::EnqueueRequest {
+        envelope: Some(envelope),
+        chunk: big[..100].to_vec().into(),
+        last: false,
+    })
+    .await?;
+    let pieces = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let mut client = EnqueueClient::new(p.queue_channel().await?);
+    let stalled = tokio::spawn(async move { client.enqueue(pieces).await });
+
+    // Small messages go through until the stalled stream has taken its room; then one waits
+    // and is refused.
+    let mut accepted_before = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        let small = format!("Subject: small {accepted_before}\r\n\r\nx\r\n");
+        match enqueue_at(
+            p.queue_channel().await?,
+            "someone@remote.example",
+            &["alice@example.test"],
+            small.as_bytes(),
+        )
+        .await
+        {
+            Ok(_) => accepted_before += 1,
+            Err(e) => break e,
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no Enqueue was held back while 1 MiB was in flight"
+        );
+    };
+    let status = refused
+        .downcast_ref::<tonic::Status>()
+        .with_context(|| format!("{refused:#}"))?;
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("enqueue_memory_mb"), "{status:?}");
+
+    // The stalled message completes, gives its room back, and the next one goes through.
+    tx.send(qpb::EnqueueRequest {
+        envelope: None,
+        chunk: big[100..].to_vec().into(),
+        last: true,
+    })
+    .await?;
+    drop(tx);
+    stalled.await??;
+    enqueue_at(
+        p.queue_channel().await?,
+        "someone@remote.example",
+        &["alice@example.test"],
+        b"Subject: after\r\n\r\nx\r\n",
+    )
+    .await?;
+    drained(&p, 0, Duration::from_secs(30)).await?;
+    assert_eq!(inbox(&p, 0, "alice").await?.len(), accepted_before + 2);
     Ok(())
 }

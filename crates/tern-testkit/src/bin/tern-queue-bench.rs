@@ -111,7 +111,7 @@ async fn enqueue_all(platform: &Platform, args: &Args, rcpts: &[String]) -> anyh
                         size: body.len() as u64,
                         ..Default::default()
                     }),
-                    chunk: body.to_vec(),
+                    chunk: body.to_vec().into(),
                     last: true,
                 };
                 client.enqueue(futures::stream::iter(vec![req])).await?;

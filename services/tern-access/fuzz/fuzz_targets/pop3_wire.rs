@@ -1,10 +1,20 @@
 //! Fuzzes the POP3 wire form: the announced size is the size of what RETR sends, stuffing
-//! round-trips, TOP never reads past the message, and nothing panics.
+//! round-trips, a message sent in pieces is the same as sent whole, TOP sends a prefix of
+//! what RETR sends, and nothing panics.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tern_access::pop3::wire::top;
-use tern_mail::lines::{canonical, dot_stuff, size};
+use tern_mail::lines::{canonical, dot_stuff, size, DotStuffer};
+
+/// The wire form of `data` fed in pieces of `piece` octets.
+fn sent(data: &[u8], piece: usize, mut w: DotStuffer) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in data.chunks(piece.max(1)) {
+        w.push(chunk, &mut out);
+    }
+    w.finish(&mut out);
+    out
+}
 
 fuzz_target!(|data: &[u8]| {
     let c = canonical(data);
@@ -18,6 +28,11 @@ fuzz_target!(|data: &[u8]| {
         read.extend_from_slice(line.strip_prefix(b".").unwrap_or(line));
     }
     assert_eq!(read, c);
-    let n = data.first().copied().unwrap_or(0) as u32;
-    assert!(c.starts_with(top(&c, n)));
+    let piece = data.first().copied().unwrap_or(1) as usize;
+    assert_eq!(sent(data, piece, DotStuffer::whole()), wire);
+    let n = data.get(1).copied().unwrap_or(0) as u32;
+    let top = sent(data, piece, DotStuffer::top(n));
+    let top_body = top.strip_suffix(b".\r\n").expect("terminated");
+    assert!(body.starts_with(top_body));
+    assert_eq!(top, sent(data, data.len().max(1), DotStuffer::top(n)));
 });

@@ -14,10 +14,48 @@ use tern_proto::store::v1::locks_client::LocksClient;
 use tern_proto::store::v1::messages_client::MessagesClient;
 use tokio::task::JoinHandle;
 
-use super::session::{Backend, BackendError, Maildrop, MessageInfo, Open};
+use super::session::{Backend, BackendError, Content, Maildrop, MessageInfo, Open};
 
 /// Largest store response accepted (a listing of a very large INBOX).
 const MAX_RESPONSE: usize = 256 << 20;
+
+/// A message's content as the store streams it.
+pub struct StoreContent {
+    stream: tonic::Streaming<pb::FetchChunk>,
+    /// The first piece, read while the store call could still fail over.
+    first: Option<pb::FetchChunk>,
+    /// Reported into the message's delivery trace once the whole message has been read.
+    trace: Option<(crate::retrieval::RetrievalTracer, String, u32)>,
+    trace_id: String,
+}
+
+impl Content for StoreContent {
+    async fn next_piece(&mut self) -> Result<Option<Vec<u8>>, BackendError> {
+        let chunk = match self.first.take() {
+            Some(c) => Some(c),
+            None => self
+                .stream
+                .next()
+                .await
+                .transpose()
+                .map_err(|s| unavailable("reading the message", s))?,
+        };
+        match chunk {
+            Some(c) => {
+                if self.trace_id.is_empty() {
+                    self.trace_id = c.trace_id;
+                }
+                Ok(Some(c.data))
+            }
+            None => {
+                if let Some((tracer, account, uid)) = self.trace.take() {
+                    tracer.retrieved(&self.trace_id, "POP3 RETR/TOP", &account, "INBOX", uid);
+                }
+                Ok(None)
+            }
+        }
+    }
+}
 
 /// One session's view of the store.
 pub struct StoreBackend {
@@ -242,7 +280,9 @@ impl Backend for StoreBackend {
         Ok(Open::Opened(maildrop))
     }
 
-    async fn retrieve(&self, account: &str, uid: u32) -> Result<Vec<u8>, BackendError> {
+    type Content = StoreContent;
+
+    async fn retrieve(&self, account: &str, uid: u32) -> Result<StoreContent, BackendError> {
         let req = pb::FetchRequest {
             account: account.to_string(),
             mailbox: "INBOX".into(),
@@ -251,30 +291,26 @@ impl Backend for StoreBackend {
             length: 0,
             uid_validity: self.uid_validity.load(Ordering::Relaxed),
         };
-        let (body, trace_id) = self
+        // Failing over between store nodes is possible until the first piece: the stream is
+        // opened (and its first piece read) under the client's retry.
+        let (stream, first) = self
             .store
             .call(|ch| {
                 let req = req.clone();
                 async move {
                     let mut stream = messages(ch).fetch(req).await?.into_inner();
-                    let mut body = Vec::new();
-                    let mut trace_id = None;
-                    while let Some(chunk) = stream.next().await {
-                        let chunk = chunk?;
-                        if trace_id.is_none() {
-                            body.reserve(chunk.total_size as usize);
-                            trace_id = Some(chunk.trace_id);
-                        }
-                        body.extend_from_slice(&chunk.data);
-                    }
-                    Ok((body, trace_id.unwrap_or_default()))
+                    let first = stream.next().await.transpose()?;
+                    Ok((stream, first))
                 }
             })
             .await
             .map_err(|s| unavailable("reading the message", s))?;
-        self.tracer
-            .retrieved(&trace_id, "POP3 RETR/TOP", account, "INBOX", uid);
-        Ok(body)
+        Ok(StoreContent {
+            stream,
+            first,
+            trace: Some((self.tracer.clone(), account.to_string(), uid)),
+            trace_id: String::new(),
+        })
     }
 
     async fn mark_seen(&self, account: &str, uids: &[u32]) -> Result<(), BackendError> {

@@ -6,7 +6,6 @@ pub mod command;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod session;
-pub mod wire;
 
 #[cfg(test)]
 mod session_tests;

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use super::backend::StoreBackend;
-use super::session::{Config as SessionConfig, Next, Session};
+use super::session::{Config as SessionConfig, Next, Output, Session};
 use crate::accept::ListenerPolicy;
 use crate::metrics;
 
@@ -91,6 +91,19 @@ async fn run(
     result
 }
 
+/// The connection as a RETR writes to it.
+struct ConnOutput<'c>(&'c mut Connection);
+
+impl Output for ConnOutput<'_> {
+    fn buf(&mut self) -> &mut Vec<u8> {
+        self.0.buffer()
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().await
+    }
+}
+
 async fn converse(
     conn: &mut Connection,
     session: &mut Session<StoreBackend>,
@@ -127,15 +140,35 @@ async fn converse(
             }
             Read::Done => session.handle(conn.line(), &mut out).await,
         };
+        // RETR and TOP: the message goes out in pieces, straight into the connection's
+        // buffer (after any replies pipelined before it), flushed as it fills.
+        let (next, sent) = match next {
+            Next::Send(r) => {
+                let sent = session.send_message(r, &mut ConnOutput(conn)).await?;
+                (Next::Continue, Some(sent))
+            }
+            other => (other, None),
+        };
         if session.is_authenticated() {
             conn.set_deadline(None);
         }
-        if out.starts_with(b"-ERR") {
-            errors += 1;
-            metrics::command_answered("pop3", "err");
-            metrics::command_failed("pop3");
-        } else if out.starts_with(b"+OK") {
-            metrics::command_answered("pop3", "ok");
+        let answered_ok = sent.or_else(|| {
+            if out.starts_with(b"-ERR") {
+                Some(false)
+            } else if out.starts_with(b"+OK") {
+                Some(true)
+            } else {
+                None
+            }
+        });
+        match answered_ok {
+            Some(false) => {
+                errors += 1;
+                metrics::command_answered("pop3", "err");
+                metrics::command_failed("pop3");
+            }
+            Some(true) => metrics::command_answered("pop3", "ok"),
+            None => {}
         }
         conn.queue(&out);
         if errors >= ctx.policy.max_errors && next != Next::Close {
@@ -149,7 +182,8 @@ async fn converse(
             conn.flush().await?;
         }
         match next {
-            Next::Continue => {}
+            // Send was carried out above.
+            Next::Continue | Next::Send(_) => {}
             Next::Close => {
                 conn.close().await;
                 return Ok(());

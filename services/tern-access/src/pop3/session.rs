@@ -11,7 +11,6 @@ use std::future::Future;
 use base64::Engine;
 
 use super::command::{parse, Command, ParseError};
-use super::wire;
 use tern_mail::lines;
 
 /// One message of the maildrop as fixed at login.
@@ -37,6 +36,34 @@ pub struct Maildrop {
 #[error("{0}")]
 pub struct BackendError(pub String);
 
+/// A message's stored content as it arrives from the store, so that RETR holds one piece at
+/// a time, not the message.
+pub trait Content: Send {
+    /// The next piece; `None` after the last.
+    fn next_piece(&mut self) -> impl Future<Output = Result<Option<Vec<u8>>, BackendError>> + Send;
+}
+
+/// Where a multi-line reply goes while it is written: the server's connection. A RETR of a
+/// large message is sent in pieces, flushed as they fill [`Output::buf`].
+pub trait Output: Send {
+    /// The reply buffer.
+    fn buf(&mut self) -> &mut Vec<u8>;
+    /// Sends what the buffer holds and empties it.
+    fn flush(&mut self) -> impl Future<Output = std::io::Result<()>> + Send;
+}
+
+/// Octets of reply buffered before a RETR's pieces are flushed.
+const SEND_AT: usize = 64 * 1024;
+
+/// A RETR or TOP whose message the server sends with [`Session::send_message`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retrieval {
+    /// Index in the maildrop.
+    index: usize,
+    /// TOP's line count; `None` for RETR.
+    top: Option<u32>,
+}
+
 /// What opening a maildrop can answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Open {
@@ -56,12 +83,15 @@ pub trait Backend {
     ) -> impl Future<Output = Result<Option<String>, BackendError>> + Send;
     /// Takes the maildrop lock and lists the INBOX.
     fn open(&self, account: &str) -> impl Future<Output = Result<Open, BackendError>> + Send;
-    /// The stored content of a message.
+    /// A message's stored content, read piece by piece.
+    type Content: Content;
+    /// Starts reading a message's stored content (an error here is answered `-ERR`; one
+    /// after the first piece ends the connection, since the reply has begun).
     fn retrieve(
         &self,
         account: &str,
         uid: u32,
-    ) -> impl Future<Output = Result<Vec<u8>, BackendError>> + Send;
+    ) -> impl Future<Output = Result<Self::Content, BackendError>> + Send;
     /// Marks messages \Seen (RETR in keep mode leaves that trace for IMAP users). Called in
     /// batches, not once per RETR: one store write per message would cost a Raft commit each.
     fn mark_seen(
@@ -105,6 +135,9 @@ pub enum Next {
     Close,
     /// The credentials were wrong: wait a little before reading on (slows guessing).
     DelayThenContinue,
+    /// Send a message with [`Session::send_message`] (nothing is buffered for it yet), then
+    /// read the next line.
+    Send(Retrieval),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -410,10 +443,7 @@ impl<B: Backend> Session<B> {
 
     async fn transaction(&mut self, cmd: Command, out: &mut Vec<u8>) -> Next {
         let State::Transaction {
-            account,
-            maildrop,
-            deleted,
-            seen,
+            maildrop, deleted, ..
         } = &mut self.state
         else {
             return Next::Continue;
@@ -475,43 +505,16 @@ impl<B: Backend> Session<B> {
                 ),
                 Err(e) => err(out, e),
             },
-            Command::Retr(n) | Command::Top { msg: n, .. } => {
-                let i = match live(n, deleted) {
-                    Ok(i) => i,
-                    Err(e) => {
-                        err(out, e);
-                        return Next::Continue;
-                    }
-                };
-                let uid = maildrop.messages[i].uid;
-                let stored = match self.backend.retrieve(account, uid).await {
-                    Ok(b) => b,
-                    Err(e) => {
-                        err(out, &format!("[SYS/TEMP] {e}"));
-                        return Next::Continue;
-                    }
-                };
-                let canonical = lines::canonical(&stored);
-                match cmd {
-                    Command::Top { lines, .. } => {
-                        ok(out, "top of message follows");
-                        lines::dot_stuff(wire::top(&canonical, lines), out);
-                    }
-                    _ => {
-                        ok(out, &format!("{} octets", canonical.len()));
-                        lines::dot_stuff(&canonical, out);
-                        // Keep mode leaves a trace for IMAP users, recorded in batches.
-                        if !seen.contains(&uid) {
-                            seen.push(uid);
-                        }
-                        if seen.len() >= SEEN_BATCH {
-                            let batch = std::mem::take(seen);
-                            let account = account.clone();
-                            self.flush_seen(&account, &batch).await;
-                        }
-                    }
+            Command::Retr(n) | Command::Top { msg: n, .. } => match live(n, deleted) {
+                Ok(index) => {
+                    let top = match cmd {
+                        Command::Top { lines, .. } => Some(lines),
+                        _ => None,
+                    };
+                    return Next::Send(Retrieval { index, top });
                 }
-            }
+                Err(e) => err(out, e),
+            },
             Command::Dele(n) => match live(n, deleted) {
                 Ok(i) => {
                     deleted[i] = true;
@@ -536,6 +539,76 @@ impl<B: Backend> Session<B> {
     }
 
     /// QUIT in TRANSACTION: commit the deletions, then answer.
+    /// Sends the message of a RETR or TOP: `+OK` once the store starts sending it (`-ERR`
+    /// if it cannot), then its lines as they arrive, flushed every [`SEND_AT`] octets, so a
+    /// session holds one piece of a large message, not the whole of it. Returns whether the
+    /// answer was `+OK`. An error after `+OK` (the store went away mid-message) is an I/O
+    /// error: the reply cannot be finished, so the connection must end.
+    pub async fn send_message<O: Output>(
+        &mut self,
+        r: Retrieval,
+        out: &mut O,
+    ) -> std::io::Result<bool> {
+        let State::Transaction {
+            account,
+            maildrop,
+            seen,
+            ..
+        } = &mut self.state
+        else {
+            return Ok(false);
+        };
+        let Some(info) = maildrop.messages.get(r.index) else {
+            err(out.buf(), "no such message");
+            return Ok(false);
+        };
+        let (uid, size) = (info.uid, info.size);
+        let mut content = match self.backend.retrieve(account, uid).await {
+            Ok(c) => c,
+            Err(e) => {
+                err(out.buf(), &format!("[SYS/TEMP] {e}"));
+                return Ok(false);
+            }
+        };
+        let mut wire = match r.top {
+            Some(lines) => {
+                ok(out.buf(), "top of message follows");
+                lines::DotStuffer::top(lines)
+            }
+            None => {
+                ok(out.buf(), &format!("{size} octets"));
+                lines::DotStuffer::whole()
+            }
+        };
+        loop {
+            match content.next_piece().await {
+                Ok(Some(piece)) => wire.push(&piece, out.buf()),
+                Ok(None) => break,
+                Err(e) => return Err(std::io::Error::other(format!("reading the message: {e}"))),
+            }
+            if wire.is_done() {
+                // TOP has its lines: the rest is not read (dropping the content ends it).
+                break;
+            }
+            if out.buf().len() >= SEND_AT {
+                out.flush().await?;
+            }
+        }
+        wire.finish(out.buf());
+        if r.top.is_none() {
+            // Keep mode leaves a trace for IMAP users, recorded in batches.
+            if !seen.contains(&uid) {
+                seen.push(uid);
+            }
+            if seen.len() >= SEEN_BATCH {
+                let batch = std::mem::take(seen);
+                let account = account.clone();
+                self.flush_seen(&account, &batch).await;
+            }
+        }
+        Ok(true)
+    }
+
     async fn update(&mut self, out: &mut Vec<u8>) -> Next {
         let State::Transaction {
             account,

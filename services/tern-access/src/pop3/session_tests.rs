@@ -12,6 +12,8 @@ struct Store {
     boxes: HashMap<String, Vec<(u32, Vec<u8>, bool)>>,
     locked: HashSet<String>,
     fail_delete: bool,
+    /// RETR's content fails after its first piece (the store went away mid-message).
+    fail_mid_message: bool,
     /// Calls of mark_seen (each is one store write).
     seen_calls: usize,
 }
@@ -73,13 +75,21 @@ impl Backend for Mem {
             messages,
         }))
     }
-    async fn retrieve(&self, account: &str, uid: u32) -> Result<Vec<u8>, BackendError> {
+    type Content = Pieces;
+
+    async fn retrieve(&self, account: &str, uid: u32) -> Result<Pieces, BackendError> {
         let s = self.0.lock().unwrap();
-        s.boxes[account]
+        let body = s.boxes[account]
             .iter()
             .find(|m| m.0 == uid)
             .map(|m| m.1.clone())
-            .ok_or_else(|| BackendError("gone".into()))
+            .ok_or_else(|| BackendError("gone".into()))?;
+        // Small pieces, so that line endings and dots fall across their edges.
+        Ok(Pieces {
+            pieces: body.chunks(7).map(<[u8]>::to_vec).collect(),
+            fail_after_first: s.fail_mid_message,
+            given: 0,
+        })
     }
     async fn mark_seen(&self, account: &str, uids: &[u32]) -> Result<(), BackendError> {
         let mut s = self.0.lock().unwrap();
@@ -110,6 +120,42 @@ impl Backend for Mem {
     }
 }
 
+/// A message's content in small pieces.
+struct Pieces {
+    pieces: std::collections::VecDeque<Vec<u8>>,
+    fail_after_first: bool,
+    given: usize,
+}
+
+impl Content for Pieces {
+    async fn next_piece(&mut self) -> Result<Option<Vec<u8>>, BackendError> {
+        if self.fail_after_first && self.given == 1 {
+            return Err(BackendError("the store went away".into()));
+        }
+        self.given += 1;
+        Ok(self.pieces.pop_front())
+    }
+}
+
+/// The connection as a RETR sees it: what was sent, and the most buffered at any flush.
+#[derive(Default)]
+struct Wire {
+    buf: Vec<u8>,
+    sent: Vec<u8>,
+    largest: usize,
+}
+
+impl Output for Wire {
+    fn buf(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.largest = self.largest.max(self.buf.len());
+        self.sent.append(&mut self.buf);
+        Ok(())
+    }
+}
+
 fn config(plaintext: bool) -> Config {
     Config {
         plaintext_auth_allowed: plaintext,
@@ -120,9 +166,20 @@ fn config(plaintext: bool) -> Config {
 
 /// Sends `line` and returns (response text, what the connection should do).
 async fn send(s: &mut Session<Mem>, line: &str) -> (String, Next) {
-    let mut out = Vec::new();
-    let next = s.handle(line.as_bytes(), &mut out).await;
-    (String::from_utf8_lossy(&out).into_owned(), next)
+    let (wire, next) = send_wire(s, line).await;
+    (String::from_utf8_lossy(&wire.sent).into_owned(), next)
+}
+
+/// [`send`], as the server does it: a RETR or TOP is sent with `send_message`.
+async fn send_wire(s: &mut Session<Mem>, line: &str) -> (Wire, Next) {
+    let mut wire = Wire::default();
+    let mut next = s.handle(line.as_bytes(), &mut wire.buf).await;
+    if let Next::Send(r) = next {
+        s.send_message(r, &mut wire).await.expect("sent");
+        next = Next::Continue;
+    }
+    wire.flush().await.expect("flushed");
+    (wire, next)
 }
 
 async fn login(s: &mut Session<Mem>) {
@@ -427,4 +484,58 @@ async fn a_long_session_marks_seen_in_batches() {
     send(&mut s, "QUIT").await;
     assert_eq!(mem.seen().len(), 150);
     assert_eq!(mem.0.lock().unwrap().seen_calls, 3);
+}
+
+#[tokio::test]
+async fn a_large_retr_is_sent_in_pieces_never_held_whole() {
+    let mut big = b"Subject: big\r\n\r\n".to_vec();
+    while big.len() < 1 << 20 {
+        big.extend_from_slice(b".a line that starts with a dot\nand one that does not\r\n");
+    }
+    let mem = Mem::with_messages(&[&big]);
+    let mut s = Session::new(mem.clone(), config(true));
+    login(&mut s).await;
+    let (wire, _) = send_wire(&mut s, "RETR 1").await;
+    let mut expected = format!("+OK {} octets\r\n", lines::size(&big)).into_bytes();
+    lines::dot_stuff(&lines::canonical(&big), &mut expected);
+    assert!(
+        wire.sent == expected,
+        "RETR sent other bytes than the whole-message form"
+    );
+    assert!(
+        wire.largest < 80 * 1024,
+        "{} octets were buffered at once for a 1 MiB message",
+        wire.largest
+    );
+}
+
+#[tokio::test]
+async fn a_store_failure_before_the_message_is_an_err_and_after_its_start_ends_the_connection() {
+    let mem = Mem::with_messages(&[M1, M2]);
+    let mut s = Session::new(mem.clone(), config(true));
+    login(&mut s).await;
+    mem.0.lock().unwrap().fail_mid_message = true;
+    let mut wire = Wire::default();
+    let Next::Send(r) = s.handle(b"RETR 1", &mut wire.buf).await else {
+        panic!("RETR 1 is sent")
+    };
+    let sent = s.send_message(r, &mut wire).await;
+    assert!(sent.is_err(), "a reply cut short must end the connection");
+    assert!(String::from_utf8_lossy(&wire.buf).starts_with("+OK"));
+    assert!(
+        mem.seen().is_empty(),
+        "a message not sent whole is not marked seen"
+    );
+    // A message that is gone before it starts is an -ERR, and the session goes on.
+    mem.0.lock().unwrap().fail_mid_message = false;
+    mem.0
+        .lock()
+        .unwrap()
+        .boxes
+        .get_mut("alice@example.test")
+        .unwrap()
+        .remove(1);
+    let (r, next) = send(&mut s, "RETR 2").await;
+    assert!(r.starts_with("-ERR [SYS/TEMP]"), "{r}");
+    assert_eq!(next, Next::Continue);
 }

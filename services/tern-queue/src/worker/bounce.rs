@@ -92,7 +92,7 @@ impl Worker {
             .call(|ch| {
                 let msgs = vec![pb::EnqueueRequest {
                     header: Some(header.clone()),
-                    chunk: message.clone(),
+                    chunk: message.clone().into(),
                 }];
                 async move {
                     QueueClient::new(ch)

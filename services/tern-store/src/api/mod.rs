@@ -163,7 +163,7 @@ macro_rules! body_request {
         impl BodyRequest for pb::$req {
             type Header = pb::$header;
             fn split(self) -> (Option<pb::$header>, Vec<u8>) {
-                (self.header, self.chunk)
+                (self.header, self.chunk.into())
             }
             fn declared_size(header: &pb::$header) -> u64 {
                 header.size
