@@ -7,9 +7,15 @@
 //! threads of their own do the hashing; requests wait in a bounded queue and, when it is
 //! full or they waited too long, fail fast with [`PasswordError::Busy`], which the protocols
 //! answer with "try again later". Memory is then bounded by `workers × memory_kib`.
+//!
+//! The queue is fair between client networks ([`FairQueue`]): each network (/24, /64) waits
+//! in a line of its own and the threads take the lines in turn, so a flood from a few
+//! networks, however many requests it queues, delays a check from anywhere else by at most
+//! one check per flooding network, not by the whole queue.
 
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::OsRng;
@@ -18,6 +24,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::oneshot;
 
 use crate::error::AppError;
+use crate::login_throttle::Network;
 
 /// Longest password accepted (argon2 takes any length; this bounds the work per request).
 pub const MAX_PASSWORD: usize = 1024;
@@ -83,9 +90,105 @@ struct Job {
     work: Work,
 }
 
+/// Whose line a request waits in: the client network of a check; `None` for work no client
+/// asked for (hashing a new password for an operator).
+pub type Line = Option<Network>;
+
+/// A bounded queue with one line per client network, served in turn.
+pub struct FairQueue {
+    state: Mutex<Lines>,
+    ready: Condvar,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct Lines {
+    waiting: HashMap<Line, VecDeque<Job>>,
+    /// The lines with requests, in the order they are served next.
+    turn: VecDeque<Line>,
+    len: usize,
+    closed: bool,
+}
+
+impl FairQueue {
+    /// A queue of at most `capacity` requests in all.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            state: Mutex::default(),
+            ready: Condvar::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lines> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `job` in `line`'s line; `Busy` when the queue is full.
+    fn push(&self, line: Line, job: Job) -> Result<(), PasswordError> {
+        let mut s = self.lock();
+        if s.closed {
+            return Err(PasswordError::Internal(
+                "the hashing threads are gone".into(),
+            ));
+        }
+        if s.len >= self.capacity {
+            return Err(PasswordError::Busy);
+        }
+        let queue = s.waiting.entry(line).or_default();
+        queue.push_back(job);
+        if queue.len() == 1 {
+            s.turn.push_back(line);
+        }
+        s.len += 1;
+        drop(s);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// The next request, taking the lines in turn; `None` once the queue is closed.
+    fn pop(&self) -> Option<Job> {
+        let mut s = self.lock();
+        loop {
+            if s.closed {
+                return None;
+            }
+            if let Some(line) = s.turn.pop_front() {
+                let Some(queue) = s.waiting.get_mut(&line) else {
+                    continue;
+                };
+                let job = queue.pop_front();
+                if queue.is_empty() {
+                    s.waiting.remove(&line);
+                } else {
+                    s.turn.push_back(line);
+                }
+                if let Some(job) = job {
+                    s.len -= 1;
+                    return Some(job);
+                }
+                continue;
+            }
+            s = self.ready.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Wakes every thread to end.
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+}
+
 /// The pool: cheap to share (`Arc` it); its threads end when it is dropped.
 pub struct Passwords {
-    jobs: SyncSender<Job>,
+    jobs: Arc<FairQueue>,
+}
+
+impl Drop for Passwords {
+    fn drop(&mut self) {
+        self.jobs.close();
+    }
 }
 
 impl Passwords {
@@ -93,31 +196,24 @@ impl Passwords {
     pub fn start(config: PoolConfig) -> Result<Self, PasswordError> {
         let params = Params::new(config.memory_kib, config.passes, 1, None)
             .map_err(|e| PasswordError::Internal(format!("argon2 parameters: {e}")))?;
-        let (jobs, rx) = mpsc::sync_channel(config.queue.max(1));
-        let rx = Arc::new(Mutex::new(rx));
+        let jobs = Arc::new(FairQueue::new(config.queue));
         let worker = Arc::new(Worker::new(params, config.max_wait)?);
         for i in 0..config.workers.max(1) {
-            let (rx, worker) = (rx.clone(), worker.clone());
+            let (jobs, worker) = (jobs.clone(), worker.clone());
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
-                .spawn(move || worker.run(&rx))
+                .spawn(move || worker.run(&jobs))
                 .map_err(|e| PasswordError::Internal(format!("starting a hashing thread: {e}")))?;
         }
         Ok(Self { jobs })
     }
 
-    fn submit(&self, work: Work) -> Result<(), PasswordError> {
+    fn submit(&self, line: Line, work: Work) -> Result<(), PasswordError> {
         let job = Job {
             queued: Instant::now(),
             work,
         };
-        match self.jobs.try_send(job) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(PasswordError::Busy),
-            Err(TrySendError::Disconnected(_)) => Err(PasswordError::Internal(
-                "the hashing threads are gone".into(),
-            )),
-        }
+        self.jobs.push(line, job)
     }
 
     /// Hashes a password into a PHC string with this pool's parameters.
@@ -128,22 +224,24 @@ impl Passwords {
             )));
         }
         let (tx, rx) = oneshot::channel();
-        self.submit(Work::Hash(password, tx))?;
+        self.submit(None, Work::Hash(password, tx))?;
         rx.await.unwrap_or(Err(PasswordError::Busy))
     }
 
     /// Checks `password` against `hash`, or against a dummy hash when `hash` is `None`, so
-    /// that an unknown address takes as long as a wrong password.
+    /// that an unknown address takes as long as a wrong password. The check waits in the
+    /// line of `client`'s network.
     pub async fn verify(
         &self,
         password: String,
         hash: Option<String>,
+        client: Option<IpAddr>,
     ) -> Result<bool, PasswordError> {
         if password.len() > MAX_PASSWORD {
             return Ok(false);
         }
         let (tx, rx) = oneshot::channel();
-        self.submit(Work::Verify(password, hash, tx))?;
+        self.submit(client.map(Network::of), Work::Verify(password, hash, tx))?;
         rx.await.map_err(|_| PasswordError::Busy)
     }
 }
@@ -167,15 +265,8 @@ impl Worker {
         })
     }
 
-    fn run(&self, rx: &Mutex<Receiver<Job>>) {
-        loop {
-            let job = match rx.lock() {
-                Ok(rx) => match rx.recv() {
-                    Ok(job) => job,
-                    Err(_) => return,
-                },
-                Err(_) => return,
-            };
+    fn run(&self, jobs: &FairQueue) {
+        while let Some(job) = jobs.pop() {
             // A request that waited past its bound, or whose caller went away, is not worth
             // 19 MiB and tens of milliseconds: under a flood this is what keeps the queue
             // moving.
@@ -244,9 +335,12 @@ mod tests {
         let p = small(1, 4);
         let h = p.hash("s3cret".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{h}");
-        assert!(p.verify("s3cret".into(), Some(h.clone())).await.unwrap());
-        assert!(!p.verify("wrong".into(), Some(h)).await.unwrap());
-        assert!(!p.verify("s3cret".into(), None).await.unwrap());
+        assert!(p
+            .verify("s3cret".into(), Some(h.clone()), None)
+            .await
+            .unwrap());
+        assert!(!p.verify("wrong".into(), Some(h), None).await.unwrap());
+        assert!(!p.verify("s3cret".into(), None, None).await.unwrap());
         assert!(matches!(
             p.hash(String::new()).await,
             Err(PasswordError::Invalid(_))
@@ -264,7 +358,7 @@ mod tests {
             ..PoolConfig::default()
         })
         .unwrap();
-        assert!(p.verify("pw".into(), Some(old)).await.unwrap());
+        assert!(p.verify("pw".into(), Some(old), None).await.unwrap());
         assert!(p.hash("pw".into()).await.unwrap().contains("m=2048,t=2"));
     }
 
@@ -286,9 +380,9 @@ mod tests {
         let mut tasks = Vec::new();
         for _ in 0..20 {
             let (p, h) = (p.clone(), h.clone());
-            tasks.push(tokio::spawn(
-                async move { p.verify("pw".into(), Some(h)).await },
-            ));
+            tasks.push(tokio::spawn(async move {
+                p.verify("pw".into(), Some(h), None).await
+            }));
         }
         let (mut ok, mut busy) = (0, 0);
         for t in tasks {
@@ -320,9 +414,9 @@ mod tests {
         let mut tasks = Vec::new();
         for _ in 0..8 {
             let p = p.clone();
-            tasks.push(tokio::spawn(
-                async move { p.verify("pw".into(), None).await },
-            ));
+            tasks.push(tokio::spawn(async move {
+                p.verify("pw".into(), None, None).await
+            }));
         }
         let mut busy = 0;
         for t in tasks {
@@ -334,5 +428,44 @@ mod tests {
             busy >= 1,
             "every request ran although they queued past max_wait"
         );
+    }
+
+    fn job(tag: &str) -> Job {
+        let (tx, _rx) = oneshot::channel();
+        Job {
+            queued: Instant::now(),
+            work: Work::Hash(tag.to_string(), tx),
+        }
+    }
+
+    fn tag(job: Job) -> String {
+        match job.work {
+            Work::Hash(p, _) | Work::Verify(p, _, _) => p,
+        }
+    }
+
+    #[test]
+    fn lines_are_served_in_turn_so_a_flood_does_not_starve_another_network() {
+        let q = FairQueue::new(100);
+        let flood = Some(Network::of("127.1.0.1".parse().unwrap()));
+        let other = Some(Network::of("127.2.0.1".parse().unwrap()));
+        for i in 0..5 {
+            q.push(flood, job(&format!("f{i}"))).unwrap();
+        }
+        q.push(other, job("o0")).unwrap();
+        q.push(None, job("admin")).unwrap();
+        q.push(flood, job("f5")).unwrap();
+        let order: Vec<String> = (0..8).map(|_| tag(q.pop().unwrap())).collect();
+        assert_eq!(order, ["f0", "o0", "admin", "f1", "f2", "f3", "f4", "f5"]);
+        // Bounded in all, and closed wakes and ends every taker.
+        let small = FairQueue::new(2);
+        small.push(flood, job("1")).unwrap();
+        small.push(other, job("2")).unwrap();
+        assert!(matches!(
+            small.push(other, job("3")),
+            Err(PasswordError::Busy)
+        ));
+        small.close();
+        assert!(small.pop().is_none());
     }
 }

@@ -313,7 +313,11 @@ impl Directory for DirectoryApi {
         let ok = match self
             .0
             .passwords
-            .verify(r.password, user.as_ref().map(|u| u.password_hash.clone()))
+            .verify(
+                r.password,
+                user.as_ref().map(|u| u.password_hash.clone()),
+                client,
+            )
             .await
         {
             Ok(ok) => ok,
