@@ -125,6 +125,32 @@ pub fn queue(profile: Profile, quick: bool) -> anyhow::Result<()> {
     )
 }
 
+/// `cargo xtask chaos`: builds, then runs tern-chaos against the built tern-store.
+pub fn chaos(profile: Profile, minutes: f64, nodes: u16, seed: Option<u64>) -> anyhow::Result<()> {
+    prereq::ensure()?;
+    println!("==> building tern-store and tern-chaos");
+    cargo::run(profile.build())?;
+    let target = cargo::target_dir();
+    let mut cmd = Command::new(cargo::bin(&target, profile, "tern-chaos")?);
+    cmd.arg("--store-bin")
+        .arg(cargo::bin(&target, profile, "tern-store")?)
+        .arg("--nodes")
+        .arg(nodes.to_string())
+        .arg("--minutes")
+        .arg(minutes.to_string());
+    if let Some(seed) = seed {
+        cmd.arg("--seed").arg(seed.to_string());
+    }
+    let shown = cargo::display(&cmd);
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start `{shown}`"))?;
+    if !status.success() {
+        bail!("`{shown}` found a fault ({status}): see its last lines");
+    }
+    Ok(())
+}
+
 /// Builds the workspace and runs `bench` (a tern-testkit benchmark binary that starts its own
 /// platform from `--store-bin`) with its output on the terminal, `quick_args` added for a
 /// smoke run; then prints the machine.

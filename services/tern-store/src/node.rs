@@ -120,6 +120,9 @@ impl Node {
                 self.config.write_timeout_ms
             ))
         };
+        // Whether an attempt may have reached a leader: then running out of time is an
+        // unknown outcome, not a definite "nothing was done".
+        let mut maybe_sent = false;
         loop {
             if self.is_leader() || self.leader().is_none() {
                 match timeout_at(deadline, self.raft.client_write(req.clone())).await {
@@ -139,11 +142,19 @@ impl Node {
                     match self.forward(&addr, &req, deadline).await {
                         Ok(resp) => return Ok(resp),
                         Err(ForwardError::NotLeader) => {}
+                        // The leader could not be reached (it died, or is cut off): try again
+                        // until the deadline, at whichever node leads by then. Safe even if
+                        // the batch did reach it: the state machine applies a request id
+                        // once and answers a second copy with the first one's outcome.
+                        Err(ForwardError::Unreached) => maybe_sent = true,
                         Err(ForwardError::Failed(e)) => return Err(e),
                     }
                 }
             }
             if Instant::now() + Duration::from_millis(50) >= deadline {
+                if maybe_sent {
+                    return Err(unknown());
+                }
                 return Err(AppError::unavailable(
                     "no leader elected within the write timeout",
                 ));
@@ -173,6 +184,10 @@ impl Node {
             Err(s) if s.code() == tonic::Code::FailedPrecondition && s.message() == NOT_LEADER => {
                 Err(ForwardError::NotLeader)
             }
+            // A status with a source is the client's own transport failure (connecting, the
+            // TLS handshake, a connection cut): the leader did not answer. One without came
+            // from the leader, which decided.
+            Err(s) if std::error::Error::source(&s).is_some() => Err(ForwardError::Unreached),
             Err(s) => Err(ForwardError::Failed(AppError::unavailable(format!(
                 "forwarding to the leader at {addr} failed ({}); the outcome is unknown",
                 s.message()
@@ -371,6 +386,11 @@ impl Node {
 }
 
 enum ForwardError {
+    /// The node asked is not the leader: nothing was done.
     NotLeader,
+    /// The leader could not be reached or did not answer: the batch may or may not have
+    /// reached it.
+    Unreached,
+    /// The leader answered with an error.
     Failed(AppError),
 }

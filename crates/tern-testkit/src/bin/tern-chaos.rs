@@ -1,0 +1,617 @@
+//! `tern-chaos`: a store cluster under a seeded schedule of faults while clients append
+//! messages and change and read their flags; the recorded histories are then checked with
+//! `tern-history`. Run through `cargo xtask chaos [--minutes N] [--nodes N] [--seed S]`.
+//!
+//! What this first version covers, and what it does not (issue 18 asks for more):
+//! - faults: SIGKILL of the leader or a follower and its restart, SIGSTOP/SIGCONT, and the
+//!   isolation of one node (the leader or not) through the fault proxy in front of its
+//!   advertised address (a symmetric partition: majority and minority);
+//! - load: APPEND with a delivery id (resubmitted with the same Message-ID and id after an
+//!   unknown outcome), STORE +FLAGS/-FLAGS and FETCH FLAGS through the store API on any node;
+//! - checks: nothing acknowledged lost, duplicated, corrupted or made up; UIDs never reused
+//!   and growing in append order; each message's flags linearizable.
+//!
+//! Not covered yet: SMTP, IMAP, POP3 and the queue in the loop, one-way cuts, bridges, added
+//! delay, disk-full and clock faults, 5-node runs' own schedules beyond what `--nodes` gives.
+//! The same seed gives the same fault schedule and the same client choices; the timing of a
+//! real cluster makes the outcomes differ between runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use tern_history::mail::{self, Appended, Found, Outcome, Submitted, UidSeen};
+use tern_history::models::{Flags, FlagsAnswer, FlagsOp};
+use tern_history::{linearizable_by_key, Operation};
+use tern_proto::client::TracedChannel;
+use tern_proto::store::v1 as pb;
+use tern_proto::store::v1::messages_client::MessagesClient;
+use tern_testkit::faultproxy::Mode;
+use tern_testkit::{append, fetch, list_all, seed_users, StoreCluster};
+
+const ACCOUNT: &str = "alice@example.test";
+const KEYWORDS: [&str; 4] = ["\\Flagged", "\\Answered", "$chaos1", "$chaos2"];
+/// Longest a client waits for one operation before it counts the outcome as unknown.
+const OP_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    store: tern_testkit::bench::StoreArgs,
+    /// The schedule's seed (default: from the clock; printed either way).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// How long faults are injected.
+    #[arg(long, default_value_t = 1.0)]
+    minutes: f64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 4)]
+    clients: u32,
+}
+
+/// splitmix64: a small, well-known generator, so a seed means the same schedule everywhere.
+#[derive(Clone)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    fn millis(&mut self, from: u64, to: u64) -> Duration {
+        Duration::from_millis(from + self.below(to - from + 1))
+    }
+}
+
+/// Everything the clients saw.
+#[derive(Default)]
+struct Record {
+    submitted: BTreeMap<String, Submitted>,
+    appends: Vec<Appended>,
+    uids: Vec<UidSeen>,
+    flag_ops: Vec<(u32, Operation<FlagsOp, FlagsAnswer>)>,
+    /// UIDs acknowledged, for the flag operations to choose from.
+    known: Vec<u32>,
+    operations: u64,
+    unknown: u64,
+    /// What the unknown outcomes said, for the report.
+    unknown_causes: BTreeMap<String, u64>,
+    /// Completion times (µs) of successful operations.
+    successes: Vec<u64>,
+}
+
+fn digest(body: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut h);
+    h.finish()
+}
+
+/// Whether a failed call may still have taken effect. A connection that was refused never
+/// carried the request, and the store says when a write was not appended; everything else
+/// that is not a definite refusal (a time-out, a cut connection, "outcome unknown") may have.
+fn outcome_unknown(status: &tonic::Status) -> bool {
+    let text = status.message();
+    let never_sent = text.contains("Connection refused")
+        || text.contains("tcp connect error")
+        || text.contains("no leader elected")
+        || text.contains("not the leader");
+    if never_sent {
+        return false;
+    }
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Unknown
+            | tonic::Code::Internal
+            | tonic::Code::Cancelled
+    )
+}
+
+/// The cause of an unknown outcome, shortened for the report.
+fn cause<T>(result: &Result<Result<T, tonic::Status>, tokio::time::error::Elapsed>) -> String {
+    match result {
+        Err(_) => format!("no answer within {OP_TIMEOUT:?}"),
+        Ok(Err(s)) => {
+            let text: String = s.message().chars().take(70).collect();
+            format!("{:?}: {text}", s.code())
+        }
+        Ok(Ok(_)) => String::new(),
+    }
+}
+
+/// Pause after a failed operation, so a client does not spin against a node that is down.
+const BACKOFF: Duration = Duration::from_millis(100);
+
+struct Client {
+    id: u32,
+    rng: Rng,
+    nodes: Vec<MessagesClient<TracedChannel>>,
+    record: Arc<Mutex<Record>>,
+    started: Instant,
+    sent: u64,
+}
+
+impl Client {
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
+    fn pick(&mut self) -> MessagesClient<TracedChannel> {
+        let i = self.rng.below(self.nodes.len() as u64) as usize;
+        self.nodes[i].clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Record> {
+        self.record.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn run(mut self, until: Instant) {
+        while Instant::now() < until {
+            let known = self.lock().known.clone();
+            let ok = match self.rng.below(4) {
+                0 | 1 => self.append().await,
+                _ if known.is_empty() => self.append().await,
+                2 => {
+                    let uid = known[self.rng.below(known.len() as u64) as usize];
+                    self.store(uid).await
+                }
+                _ => {
+                    let uid = known[self.rng.below(known.len() as u64) as usize];
+                    self.fetch_flags(uid).await
+                }
+            };
+            if !ok {
+                tokio::time::sleep(BACKOFF).await;
+            }
+        }
+    }
+
+    /// Appends one message; after an unknown outcome, submits it again with the same
+    /// Message-ID and delivery id (up to three times), as a careful client does.
+    async fn append(&mut self) -> bool {
+        self.sent += 1;
+        let message_id = format!("<c{}-{}@chaos.test>", self.id, self.sent);
+        let body = format!(
+            "Message-ID: {message_id}\r\nSubject: chaos\r\n\r\nclient {} message {}\r\n",
+            self.id, self.sent
+        )
+        .into_bytes();
+        self.lock().submitted.insert(
+            message_id.clone(),
+            Submitted {
+                message_id: message_id.clone(),
+                digest: digest(&body),
+                outcomes: Vec::new(),
+            },
+        );
+        // The message may take effect in any of its submissions: its interval starts at the
+        // first (a resubmission that finds it stored answers with the first one's UID).
+        let first_call = self.now();
+        for _ in 0..4 {
+            let mut node = self.pick();
+            let result = tokio::time::timeout(
+                OP_TIMEOUT,
+                append(&mut node, ACCOUNT, "INBOX", &body, &message_id),
+            )
+            .await;
+            let ret = self.now();
+            let outcome = {
+                let mut r = self.lock();
+                r.operations += 1;
+                let outcome = match result {
+                    Ok(Ok(resp)) => {
+                        r.appends.push(Appended {
+                            mailbox: "INBOX".into(),
+                            call: first_call,
+                            ret,
+                            uid_validity: resp.uid_validity,
+                            uid: resp.uid,
+                        });
+                        r.uids.push(UidSeen {
+                            mailbox: "INBOX".into(),
+                            uid_validity: resp.uid_validity,
+                            uid: resp.uid,
+                            message_id: message_id.clone(),
+                        });
+                        r.known.push(resp.uid);
+                        r.successes.push(ret);
+                        Outcome::Accepted
+                    }
+                    Ok(Err(s)) if !outcome_unknown(&s) => Outcome::Refused,
+                    _ => {
+                        r.unknown += 1;
+                        *r.unknown_causes.entry(cause(&result)).or_default() += 1;
+                        Outcome::Unknown
+                    }
+                };
+                if let Some(s) = r.submitted.get_mut(&message_id) {
+                    s.outcomes.push(outcome);
+                }
+                outcome
+            };
+            match outcome {
+                Outcome::Accepted => return true,
+                Outcome::Refused => return false,
+                Outcome::Unknown => tokio::time::sleep(BACKOFF).await,
+            }
+        }
+        false
+    }
+
+    async fn store(&mut self, uid: u32) -> bool {
+        let flag = KEYWORDS[self.rng.below(KEYWORDS.len() as u64) as usize].to_string();
+        let add = self.rng.below(2) == 0;
+        let set: BTreeSet<String> = [flag.clone()].into();
+        let input = if add {
+            FlagsOp::Add(set)
+        } else {
+            FlagsOp::Remove(set)
+        };
+        let mut node = self.pick();
+        let call = self.now();
+        let req = pb::StoreFlagsRequest {
+            account: ACCOUNT.into(),
+            mailbox: "INBOX".into(),
+            uids: Some(pb::UidSet {
+                ranges: vec![pb::UidRange {
+                    first: uid,
+                    last: uid,
+                }],
+            }),
+            mode: if add {
+                pb::store_flags_request::Mode::Add
+            } else {
+                pb::store_flags_request::Mode::Remove
+            } as i32,
+            flags: vec![flag],
+            unchanged_since: 0,
+        };
+        let result = tokio::time::timeout(OP_TIMEOUT, node.store_flags(req)).await;
+        let ret = self.now();
+        let client = self.id;
+        let mut r = self.lock();
+        r.operations += 1;
+        let op = match result {
+            Ok(Ok(resp)) => {
+                r.successes.push(ret);
+                let answer = resp
+                    .into_inner()
+                    .updated
+                    .into_iter()
+                    .find(|m| m.uid == uid)
+                    .map(|m| FlagsAnswer::Flags(m.flags.into_iter().collect()));
+                Operation {
+                    client,
+                    call,
+                    ret: Some(ret),
+                    input,
+                    output: answer,
+                }
+            }
+            Ok(Err(s)) if !outcome_unknown(&s) => return false,
+            _ => {
+                r.unknown += 1;
+                *r.unknown_causes.entry(cause(&result)).or_default() += 1;
+                Operation::unknown(client, call, input)
+            }
+        };
+        let ok = op.ret.is_some();
+        r.flag_ops.push((uid, op));
+        ok
+    }
+
+    async fn fetch_flags(&mut self, uid: u32) -> bool {
+        let mut node = self.pick();
+        let call = self.now();
+        let req = pb::ListMessagesRequest {
+            account: ACCOUNT.into(),
+            mailbox: "INBOX".into(),
+            uids: Some(pb::UidSet {
+                ranges: vec![pb::UidRange {
+                    first: uid,
+                    last: uid,
+                }],
+            }),
+            changed_since: 0,
+        };
+        let result = tokio::time::timeout(OP_TIMEOUT, node.list(req)).await;
+        let ret = self.now();
+        let client = self.id;
+        let mut r = self.lock();
+        r.operations += 1;
+        match result {
+            Ok(Ok(resp)) => {
+                r.successes.push(ret);
+                let answer = match resp
+                    .into_inner()
+                    .messages
+                    .into_iter()
+                    .find(|m| m.uid == uid)
+                {
+                    Some(m) => FlagsAnswer::Flags(m.flags.into_iter().collect()),
+                    None => FlagsAnswer::Gone,
+                };
+                r.flag_ops.push((
+                    uid,
+                    Operation::done(client, call, ret, FlagsOp::Fetch, answer),
+                ));
+                true
+            }
+            // A read changes nothing: one that failed, whatever the cause, had no outcome to
+            // know, and is left out of the history.
+            _ => false,
+        }
+    }
+}
+
+/// What the fault schedule did.
+#[derive(Default)]
+struct Faults {
+    total: u32,
+    leader_kills: u32,
+    partitions: u32,
+    /// When each fault began (µs since the start).
+    began: Vec<u64>,
+}
+
+async fn inject(
+    cluster: &mut StoreCluster,
+    rng: &mut Rng,
+    until: Instant,
+    started: Instant,
+) -> anyhow::Result<Faults> {
+    let mut f = Faults::default();
+    let n = cluster.nodes.len();
+    while Instant::now() + Duration::from_secs(8) < until {
+        tokio::time::sleep(rng.millis(2_000, 5_000)).await;
+        let leader = cluster.wait_leader(Duration::from_secs(15)).await.ok();
+        let kind = rng.below(4);
+        let target = match (kind, leader) {
+            (0, Some(l)) => l,
+            (2, Some(l)) if rng.below(2) == 0 => l,
+            _ => rng.below(n as u64) as usize,
+        };
+        f.total += 1;
+        f.began.push(started.elapsed().as_micros() as u64);
+        let hold = rng.millis(2_000, 5_000);
+        match kind {
+            0 | 1 => {
+                if Some(target) == leader {
+                    f.leader_kills += 1;
+                }
+                println!(
+                    "fault {}: SIGKILL node {} for {hold:?}",
+                    f.total,
+                    target + 1
+                );
+                cluster.kill(target);
+                tokio::time::sleep(hold).await;
+                cluster.spawn(target).await?;
+            }
+            2 => {
+                f.partitions += 1;
+                println!(
+                    "fault {}: node {}{} cut off from its peers for {hold:?}",
+                    f.total,
+                    target + 1,
+                    if Some(target) == leader {
+                        " (leader)"
+                    } else {
+                        ""
+                    }
+                );
+                cluster.proxies[target].set_mode(Mode::Blackhole);
+                tokio::time::sleep(hold).await;
+                cluster.proxies[target].set_mode(Mode::Pass);
+            }
+            _ => {
+                println!(
+                    "fault {}: SIGSTOP node {} for {hold:?}",
+                    f.total,
+                    target + 1
+                );
+                let pid = cluster.nodes[target].pid();
+                signal(pid, libc::SIGSTOP);
+                tokio::time::sleep(hold).await;
+                signal(pid, libc::SIGCONT);
+            }
+        }
+    }
+    Ok(f)
+}
+
+fn signal(pid: Option<u32>, sig: libc::c_int) {
+    if let Some(pid) = pid {
+        // SAFETY: kill(2) with a pid this program started and a valid signal number.
+        unsafe {
+            libc::kill(pid as libc::pid_t, sig);
+        }
+    }
+}
+
+/// Reads every message back from the leader once the cluster has settled.
+async fn settle_and_read(
+    cluster: &StoreCluster,
+) -> anyhow::Result<(Vec<Found>, Vec<UidSeen>, Vec<pb::MessageRecord>)> {
+    let leader = cluster.wait_leader(Duration::from_secs(60)).await?;
+    let applied = cluster.status(leader).await?.last_applied;
+    for i in 0..cluster.nodes.len() {
+        cluster
+            .wait_applied(i, applied, Duration::from_secs(60))
+            .await?;
+    }
+    let mut msgs = cluster.messages(leader, ACCOUNT).await?;
+    let listing = list_all(&mut msgs, ACCOUNT, "INBOX").await?;
+    let uid_validity = listing.mailbox.as_ref().map_or(0, |m| m.uid_validity);
+    let mut found = Vec::new();
+    let mut uids = Vec::new();
+    for m in &listing.messages {
+        let body = fetch(&mut msgs, ACCOUNT, "INBOX", m.uid).await?;
+        let message_id = tern_mail::header::first_field(&body, "Message-ID").unwrap_or_default();
+        uids.push(UidSeen {
+            mailbox: "INBOX".into(),
+            uid_validity,
+            uid: m.uid,
+            message_id: message_id.clone(),
+        });
+        found.push(Found {
+            message_id,
+            digest: digest(&body),
+        });
+    }
+    Ok((found, uids, listing.messages))
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+    });
+    println!(
+        "chaos: seed {seed}, {} store nodes, {} clients, {} minutes",
+        args.store.nodes, args.clients, args.minutes
+    );
+    let mut cluster =
+        StoreCluster::start_proxied(&args.store.store_bin, args.store.nodes, &[]).await?;
+    seed_users(&cluster, 0, &["alice"]).await?;
+    let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
+    let mut nodes = Vec::new();
+    for i in 0..cluster.nodes.len() {
+        nodes.push(cluster.messages(i, ACCOUNT).await?);
+    }
+    let _ = leader;
+    let started = Instant::now();
+    let until = started + Duration::from_secs_f64(args.minutes * 60.0);
+    let record = Arc::new(Mutex::new(Record::default()));
+    let mut rng = Rng(seed);
+    let mut tasks = Vec::new();
+    for id in 0..args.clients {
+        let client = Client {
+            id,
+            rng: Rng(rng.next()),
+            nodes: nodes.clone(),
+            record: record.clone(),
+            started,
+            sent: 0,
+        };
+        tasks.push(tokio::spawn(client.run(until)));
+    }
+    let faults = inject(&mut cluster, &mut rng, until, started).await?;
+    for t in tasks {
+        t.await?;
+    }
+    for p in &cluster.proxies {
+        p.set_mode(Mode::Pass);
+    }
+    let (found, final_uids, final_records) = settle_and_read(&cluster).await?;
+
+    let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
+    // The final flags, read after everything, close each message's flag history.
+    let end = started.elapsed().as_micros() as u64 + 1;
+    for m in &final_records {
+        r.flag_ops.push((
+            m.uid,
+            Operation::done(
+                u32::MAX,
+                end,
+                end + 1,
+                FlagsOp::Fetch,
+                FlagsAnswer::Flags(m.flags.iter().cloned().collect()),
+            ),
+        ));
+    }
+    let submitted: Vec<Submitted> = r.submitted.values().cloned().collect();
+    let delivery = mail::check_delivery(&submitted, &found);
+    let mut seen = r.uids.clone();
+    seen.extend(final_uids);
+    let reused = mail::reused_uids(&seen);
+    let disordered = mail::uids_out_of_order(&r.appends);
+    let ops: Vec<Operation<FlagsOp, FlagsAnswer>> =
+        r.flag_ops.iter().map(|(_, o)| o.clone()).collect();
+    let keys: Vec<u32> = r.flag_ops.iter().map(|(k, _)| *k).collect();
+    let indexed: Vec<(usize, Operation<FlagsOp, FlagsAnswer>)> =
+        ops.into_iter().enumerate().collect();
+    // Partition by message (the key travels with each operation).
+    let mut by_uid: BTreeMap<u32, Vec<Operation<FlagsOp, FlagsAnswer>>> = BTreeMap::new();
+    for (i, op) in indexed {
+        by_uid.entry(keys[i]).or_default().push(op);
+    }
+    let mut linearizable = true;
+    for (uid, ops) in &by_uid {
+        if let Err((_, verdict)) = linearizable_by_key(&Flags, ops, |_| *uid) {
+            linearizable = false;
+            println!("flags of UID {uid} are not linearizable: {verdict:?}");
+        }
+    }
+    let worst_recovery = faults
+        .began
+        .iter()
+        .filter_map(|&t| r.successes.iter().filter(|&&s| s > t).min().map(|s| s - t))
+        .max()
+        .unwrap_or(0);
+    for (what, list) in [
+        ("lost", &delivery.lost),
+        ("duplicated", &delivery.duplicated),
+        (
+            "duplicated after an unknown outcome (the client resubmitted)",
+            &delivery.duplicated_after_unknown,
+        ),
+        ("corrupted", &delivery.corrupted),
+        ("found but never accepted", &delivery.phantom),
+    ] {
+        if !list.is_empty() {
+            println!("{what}: {}", list.join(" "));
+        }
+    }
+    for u in &reused {
+        println!(
+            "UID reused: {} {}/{} for {}",
+            u.mailbox, u.uid_validity, u.uid, u.message_id
+        );
+    }
+    for (a, b) in &disordered {
+        println!(
+            "UIDs out of append order: {} (returned before) >= {}",
+            a.uid, b.uid
+        );
+    }
+    for (why, n) in &r.unknown_causes {
+        println!("unknown outcomes: {n} × {why}");
+    }
+    let unknown_ok = r.unknown * 100 <= r.operations;
+    if !unknown_ok {
+        println!("more than 1% of the operations had an unknown outcome");
+    }
+    let clean = delivery.is_clean() && reused.is_empty() && disordered.is_empty();
+    println!(
+        "chaos: seed {seed}, {} faults ({} leader kills, {} partitions), {} operations, {} unknown outcomes, lost {}, duplicated {}, linearizable {}, worst recovery {:.1} s",
+        faults.total,
+        faults.leader_kills,
+        faults.partitions,
+        r.operations,
+        r.unknown,
+        delivery.lost.len(),
+        delivery.duplicated.len(),
+        if linearizable { "yes" } else { "no" },
+        worst_recovery as f64 / 1e6,
+    );
+    if !(clean && linearizable && unknown_ok) {
+        std::process::exit(1);
+    }
+    Ok(())
+}
