@@ -11,6 +11,10 @@
 //! `charts/tern/ci/*-values.yaml`, and each rendered object is validated offline against the
 //! Kubernetes schemas. It needs Python 3.12+ (found in the prerequisites step) and no build.
 //!
+//! Tests marked `#[ignore = "heavy: ..."]` (a GiB through the cluster, say) run after the
+//! others, in a step of their own and one at a time, so they do not compete with the rest of
+//! the suite for the machine's cores; `cargo test` alone skips them.
+//!
 //! The last steps run every cargo-fuzz target for a bounded time ([`FUZZ`]), starting from the
 //! committed seeds (`fuzz/seeds/TARGET`), with new inputs kept outside the clone (in the
 //! target directory).
@@ -41,7 +45,7 @@ const FUZZ: [(&str, &str, u32); 11] = [
 
 pub fn run(extra_test_args: &[String]) -> anyhow::Result<()> {
     let started = Instant::now();
-    let total = 6 + FUZZ.len();
+    let total = 7 + FUZZ.len();
     println!("==> [1/{total}] prerequisites");
     prereq::ensure()?;
     prereq::ensure_cargo_component("fmt", "rustfmt")?;
@@ -59,6 +63,17 @@ pub fn run(extra_test_args: &[String]) -> anyhow::Result<()> {
         ("Helm chart".into(), chart_check(&python)),
         ("build".into(), cargo::build_workspace()),
         ("tests".into(), test),
+        (
+            "heavy tests, alone".into(),
+            cargo([
+                "test",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "--ignored",
+                "--test-threads=1",
+            ]),
+        ),
         ("doc tests".into(), cargo(["test", "--workspace", "--doc"])),
     ];
     for (dir, target, secs) in FUZZ {

@@ -14,6 +14,9 @@ use crate::xtext;
 
 /// Longest ENVID value accepted (RFC 3461 §4.4 allows 100 characters).
 pub const MAX_ENVID: usize = 100;
+/// Longest submitter identity a queue entry keeps (an address is at most 254 octets; a SASL
+/// identity is bounded the same way).
+pub const MAX_SUBMITTER: usize = 320;
 /// Longest ORCPT value accepted, type and address (RFC 3461 §4.2 allows 500 characters).
 pub const MAX_ORCPT: usize = 500;
 
@@ -48,8 +51,10 @@ pub struct MailParams {
     pub ret: Option<Ret>,
     /// ENVID as received, still xtext-encoded (it is relayed as it came).
     pub envid: Option<String>,
-    /// AUTH= (RFC 4954 §5) as received: accepted, and trusted from no one, so the server
-    /// does not pass it on.
+    /// AUTH= (RFC 4954 §5), xtext. As received from a client it is accepted and trusted from
+    /// no one, so tern-smtp does not pass it on. In a queue entry's stored parameters it is
+    /// what tern-queue wrote from the envelope's `submitter` (the identity tern-smtp
+    /// authenticated, or `<>` for mail from outside); see [`MailParams::submitter`].
     pub auth: Option<String>,
 }
 
@@ -138,10 +143,21 @@ impl MailParams {
                 ("SMTPUTF8", _) => out.smtputf8 = true,
                 ("RET", Some(v)) => out.ret = ret(v),
                 ("ENVID", Some(v)) => out.envid = Some(v.to_string()),
+                ("AUTH", Some(v)) => out.auth = Some(v.to_string()),
                 _ => {}
             }
         }
         out
+    }
+
+    /// Who submitted a queued message, from its stored `AUTH=`: the authenticated identity,
+    /// or `None` for mail from a client that did not authenticate (`AUTH=<>`), from an entry
+    /// queued before the queue kept it, or an unreadable value.
+    pub fn submitter(&self) -> Option<String> {
+        match self.auth.as_deref() {
+            None | Some("<>") => None,
+            Some(v) => xtext::decode(v).filter(|s| !s.is_empty()),
+        }
     }
 
     /// The DSN parameters relayed to the next hop when it offers DSN: `RET=` and `ENVID=`.
@@ -169,6 +185,9 @@ impl fmt::Display for MailParams {
             words.push("SMTPUTF8".to_string());
         }
         words.extend(self.dsn_params());
+        if let Some(a) = &self.auth {
+            words.push(format!("AUTH={a}"));
+        }
         f.write_str(&words.join(" "))
     }
 }
@@ -291,6 +310,29 @@ mod tests {
         );
         assert_eq!(p.dsn_params(), ["RET=HDRS", "ENVID=x+2By"]);
         assert_eq!(MailParams::default().to_string(), "");
+    }
+
+    #[test]
+    fn the_submitter_is_kept_as_auth_and_read_back() {
+        let authenticated = MailParams {
+            body: Some(Body::EightBitMime),
+            auth: Some(xtext::encode("alice+x=y@example.test")),
+            ..MailParams::default()
+        };
+        let text = authenticated.to_string();
+        assert_eq!(text, "BODY=8BITMIME AUTH=alice+2Bx+3Dy@example.test");
+        assert_eq!(
+            MailParams::from_stored(&text).submitter().as_deref(),
+            Some("alice+x=y@example.test")
+        );
+        // From outside, from an entry queued before AUTH= was kept, or unreadable: nobody.
+        for stored in ["AUTH=<>", "BODY=7BIT", "AUTH=bad+zz", "AUTH="] {
+            assert_eq!(
+                MailParams::from_stored(stored).submitter(),
+                None,
+                "{stored}"
+            );
+        }
     }
 
     #[test]

@@ -141,10 +141,7 @@ impl Queue for QueueApi {
             trace_id: trace_id.clone(),
             // The store keeps the parameters in their canonical text (as entries always were
             // kept); the worker reads them back with `MailParams::from_stored`.
-            mail_params: match &envelope.params {
-                Some(p) => mail_params(p)?.to_string(),
-                None => String::new(),
-            },
+            mail_params: stored_params(envelope.params.as_ref(), &envelope.submitter)?,
             received_from: envelope.received_from,
             // The Message-ID names the message in `ternctl trace`; the envelope has it only
             // when the sender knew it before the body, so the header section is asked too.
@@ -189,6 +186,25 @@ impl Queue for QueueApi {
 /// version does not know is taken as absent. An ENVID that is not xtext is refused: it is
 /// relayed on a MAIL command and kept in the entry's parameter text, where a space would
 /// add parameters.
+/// The MAIL parameters as the entry keeps them: the typed ones, and `AUTH=` naming who
+/// submitted the message (`<>`: a client that did not authenticate), which the worker reads
+/// back for its bounce policy.
+fn stored_params(p: Option<&qpb::MailParams>, submitter: &str) -> Result<String, Status> {
+    let mut params = match p {
+        Some(p) => mail_params(p)?,
+        None => MailParams::default(),
+    };
+    if submitter.len() > params::MAX_SUBMITTER {
+        return Err(Status::invalid_argument("the submitter is too long"));
+    }
+    params.auth = Some(if submitter.is_empty() {
+        "<>".to_string()
+    } else {
+        xtext::encode(submitter)
+    });
+    Ok(params.to_string())
+}
+
 fn mail_params(p: &qpb::MailParams) -> Result<MailParams, Status> {
     use qpb::mail_params::{Body, Ret};
     if !p.envid.is_empty()

@@ -35,6 +35,8 @@ pub struct Final {
     pub original: String,
     /// Where it goes.
     pub route: Route,
+    /// Reached through an alias or a list (not addressed directly).
+    pub expanded: bool,
 }
 
 /// The directory's answer for one address.
@@ -103,6 +105,7 @@ pub async fn expand(
                     address: final_address,
                     original: original.clone(),
                     route,
+                    expanded: depth > 0,
                 });
                 if produced >= MAX_EXPANSION {
                     tracing::warn!(%original, "expansion stopped at {MAX_EXPANSION} recipients");
@@ -117,6 +120,7 @@ pub async fn expand(
                 address: original.clone(),
                 original: original.clone(),
                 route: Route::Unknown,
+                expanded: false,
             });
         }
     }

@@ -188,6 +188,47 @@ async fn enqueue(p: &Platform, from: &str, to: &[&str], body: &[u8]) -> anyhow::
     enqueue_at(p.queue_channel().await?, from, to, body).await
 }
 
+/// [`enqueue`] as tern-smtp does for a client that authenticated as `submitter`.
+async fn enqueue_as(
+    p: &Platform,
+    submitter: &str,
+    from: &str,
+    to: &[&str],
+    body: &[u8],
+) -> anyhow::Result<String> {
+    let mut client = EnqueueClient::new(p.queue_channel().await?);
+    let req = qpb::EnqueueRequest {
+        envelope: Some(qpb::Envelope {
+            submitter: submitter.into(),
+            ..envelope(from, to, body.len())
+        }),
+        chunk: body.to_vec().into(),
+        last: true,
+    };
+    Ok(client
+        .enqueue(futures::stream::iter(vec![req]))
+        .await?
+        .into_inner()
+        .queue_id)
+}
+
+/// The envelope tern-smtp sends for a client that did not authenticate.
+fn envelope(from: &str, to: &[&str], size: usize) -> qpb::Envelope {
+    qpb::Envelope {
+        sender: from.into(),
+        recipients: to
+            .iter()
+            .map(|a| qpb::Recipient {
+                address: a.to_string(),
+                ..Default::default()
+            })
+            .collect(),
+        received_from: "test".into(),
+        size: size as u64,
+        ..Default::default()
+    }
+}
+
 async fn inbox(p: &Platform, node: usize, user: &str) -> anyhow::Result<Vec<pb::MessageRecord>> {
     let account = format!("{user}@example.test");
     let mut m = p.cluster.messages(node, &account).await?;
@@ -228,19 +269,7 @@ async fn enqueue_at(
 ) -> anyhow::Result<String> {
     let mut client = EnqueueClient::new(channel);
     let req = qpb::EnqueueRequest {
-        envelope: Some(qpb::Envelope {
-            sender: from.into(),
-            recipients: to
-                .iter()
-                .map(|a| qpb::Recipient {
-                    address: a.to_string(),
-                    ..Default::default()
-                })
-                .collect(),
-            received_from: "test".into(),
-            size: body.len() as u64,
-            ..Default::default()
-        }),
+        envelope: Some(envelope(from, to, body.len())),
         chunk: body.to_vec().into(),
         last: true,
     };
@@ -466,6 +495,70 @@ async fn a_refused_recipient_is_bounced_with_a_dsn_and_the_other_delivered() -> 
         String::from_utf8_lossy(&dsn).contains("Subject: test 7"),
         "the original's headers come back"
     );
+    Ok(())
+}
+
+/// Issue 16, item 9: mail from outside (a client that did not authenticate) for a hosted
+/// alias that forwards to a remote address the remote refuses is not bounced to its
+/// unverified sender, which anyone could forge to aim bounces at a third party
+/// (backscatter); the same failure of mail an authenticated user submitted is bounced.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alias_does_not_turn_mail_from_outside_into_backscatter() -> anyhow::Result<()> {
+    let peer = Peer::start(Script {
+        reject: vec!["gone@remote.example".into()],
+        ..Default::default()
+    })
+    .await?;
+    let dns = dns_for(&peer).await?;
+    let args = remote_args(&dns, &peer);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let p = platform(1, &args).await?;
+    let mut dir = tern_proto::store::v1::directory_client::DirectoryClient::new(
+        p.cluster.channel(0, Role::Admin).await?,
+    );
+    dir.add_alias(pb::AddAliasRequest {
+        address: "fwd@example.test".into(),
+        targets: vec!["gone@remote.example".into()],
+    })
+    .await?;
+    dir.add_list_members(pb::AddListMembersRequest {
+        address: "news@example.test".into(),
+        members: vec!["gone@remote.example".into(), "carol@example.test".into()],
+    })
+    .await?;
+    // From outside, claiming to be bob: neither the alias nor the list bounces to bob.
+    enqueue(
+        &p,
+        "bob@example.test",
+        &["fwd@example.test", "news@example.test"],
+        &message(1),
+    )
+    .await?;
+    drained(&p, 0, Duration::from_secs(20)).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(queue_entries(&p, 0).await?.is_empty(), "no DSN was queued");
+    assert!(inbox(&p, 0, "bob").await?.is_empty(), "bob got backscatter");
+    assert_eq!(inbox(&p, 0, "carol").await?.len(), 1, "the list delivered");
+    // Submitted by alice (authenticated): the failure is bounced to her.
+    enqueue_as(
+        &p,
+        "alice@example.test",
+        "alice@example.test",
+        &["fwd@example.test"],
+        &message(2),
+    )
+    .await?;
+    drained(&p, 0, Duration::from_secs(20)).await?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while inbox(&p, 0, "alice").await?.is_empty() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "alice got no DSN\nqueue log:\n{}",
+            p.queue().log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(peer.received().is_empty(), "the remote refused every copy");
     Ok(())
 }
 

@@ -100,10 +100,15 @@ impl Client {
 
     /// Reads one (possibly multi-line) reply: the code and the text of all lines.
     async fn reply(&mut self) -> anyhow::Result<(u16, String)> {
+        self.reply_within(Duration::from_secs(30)).await
+    }
+
+    /// [`Client::reply`], waiting up to `limit` for each line.
+    async fn reply_within(&mut self, limit: Duration) -> anyhow::Result<(u16, String)> {
         let mut text = String::new();
         loop {
             let mut line = String::new();
-            let n = tokio::time::timeout(Duration::from_secs(30), self.r.read_line(&mut line))
+            let n = tokio::time::timeout(limit, self.r.read_line(&mut line))
                 .await
                 .context("reply timed out")??;
             if n == 0 {
@@ -924,5 +929,96 @@ async fn sigterm_lets_the_message_in_data_complete() -> anyhow::Result<()> {
         .context("tern-smtp still runs after its sessions ended")?;
     assert!(status.success(), "{status}\n{}", smtp.log_text());
     wait_for(&p, "alice", "drained in flight", 1).await?;
+    Ok(())
+}
+
+/// Issue 16, item 2: large messages cannot wedge replication. Twenty 24 MiB messages at once
+/// through SMTP (twenty sessions, the queue allowed to hold all of them), then a small one:
+/// every one is acknowledged and delivered, and every follower applies the leader's last
+/// index within 30 s. A log entry carries at most 4 MiB of commands or one message, and one
+/// AppendEntries at most 8 MiB of entries or one entry, so no payload outgrows the heartbeat
+/// interval openraft 0.9 gives each AppendEntries (before, a burst rode in payloads of
+/// hundreds of MiB that timed out and were sent again and again, and a follower stayed
+/// hundreds of entries behind).
+///
+/// About a GiB crosses the cluster (each body is accepted, then delivered: two replicated
+/// writes), so the suite runs this test alone, in its own step (`--ignored`), where it does
+/// not compete with every other test for two cores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "heavy: `cargo xtask test` runs it alone in its own step (cargo test --workspace --all-targets -- --ignored)"]
+async fn twenty_large_messages_through_smtp_reach_every_follower() -> anyhow::Result<()> {
+    let p = Platform::builder()
+        .users(&["alice"])
+        .queue(&["--enqueue-memory-mb", "640"])
+        .smtp(&[])
+        .start()
+        .await?;
+    let addr = p.smtp().mx.clone();
+    let mut sessions = Vec::new();
+    for n in 0..20 {
+        let addr = addr.clone();
+        sessions.push(tokio::spawn(async move {
+            let mut body = format!("Subject: big {n}\r\nX-Tag: <big-{n}>\r\n\r\n").into_bytes();
+            while body.len() < 24 << 20 {
+                body.extend_from_slice(&[b'x'; 998]);
+                body.extend_from_slice(b"\r\n");
+            }
+            let data = stuffed(&body);
+            drop(body);
+            let mut c = Client::connect(&addr).await?;
+            c.expect("EHLO big.example", 250, "").await?;
+            c.expect("MAIL FROM:<big@remote.test>", 250, "").await?;
+            c.expect("RCPT TO:<alice@example.test>", 250, "").await?;
+            c.expect("DATA", 354, "").await?;
+            c.send(&data).await?;
+            let (code, text) = c.reply_within(Duration::from_secs(240)).await?;
+            anyhow::ensure!(code == 250, "big {n}: final dot answered {code} {text}");
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for s in sessions {
+        s.await??;
+    }
+    let mut c = Client::connect(&addr).await?;
+    c.expect("EHLO small.example", 250, "").await?;
+    c.expect("MAIL FROM:<small@remote.test>", 250, "").await?;
+    c.expect("RCPT TO:<alice@example.test>", 250, "").await?;
+    c.expect("DATA", 354, "").await?;
+    c.send(&stuffed(b"Subject: small\r\nX-Tag: <small>\r\n\r\nx\r\n"))
+        .await?;
+    let (code, text) = c.reply_within(Duration::from_secs(120)).await?;
+    anyhow::ensure!(code == 250, "small: final dot answered {code} {text}");
+
+    // Every message delivered: twenty large ones and the small one.
+    let leader = p.cluster.wait_leader(Duration::from_secs(20)).await?;
+    let mut msgs = p.cluster.messages(leader, "alice@example.test").await?;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let listed = list_all(&mut msgs, "alice@example.test", "INBOX").await?;
+        let large = listed
+            .messages
+            .iter()
+            .filter(|m| m.size >= 24 << 20)
+            .count();
+        if large == 20 && listed.messages.len() == 21 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "INBOX holds {} messages ({large} large) of 21\nqueue log:\n{}",
+            listed.messages.len(),
+            p.queue().log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Every follower catches up with the leader within 30 s.
+    let leader = p.cluster.wait_leader(Duration::from_secs(20)).await?;
+    let target = p.cluster.status(leader).await?.last_applied;
+    for f in (0..p.cluster.nodes.len()).filter(|i| *i != leader) {
+        p.cluster
+            .wait_applied(f, target, Duration::from_secs(30))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}\n{}", p.cluster.log_tail(f)))?;
+    }
     Ok(())
 }

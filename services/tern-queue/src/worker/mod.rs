@@ -20,6 +20,7 @@ use tern_proto::store::v1 as pb;
 use tern_proto::store::v1::messages_client::MessagesClient;
 use tern_proto::store::v1::queue_client::QueueClient;
 use tern_proto::store::v1::queue_recipient::State;
+use tern_smtp_proto::params::MailParams;
 use tern_smtp_proto::xtext;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
@@ -395,6 +396,13 @@ impl Worker {
         let mut kept: Vec<pb::QueueRecipient> =
             recipients.drain(..).filter(|r| !is_active(r)).collect();
         let mut routes: BTreeMap<String, Route> = BTreeMap::new();
+        // Mail from a client that did not authenticate has an unverified sender (no SPF check
+        // yet): a failure of a recipient an alias or list led to is not bounced to it, or
+        // anyone could aim bounces at a third party through a hosted alias (backscatter).
+        let from_outside = MailParams::from_stored(&entry.mail_params)
+            .submitter()
+            .is_none();
+        let mut unbounced: Vec<String> = Vec::new();
         for f in &finals {
             let old = entry
                 .recipients
@@ -424,7 +432,10 @@ impl Worker {
                         .filter(|o| !o.is_empty())
                         .unwrap_or_else(|| format!("rfc822;{}", xtext::encode(&f.original)));
                 }
-                if r.notify.is_empty() {
+                if f.expanded && from_outside {
+                    r.notify = "NEVER".into();
+                    unbounced.push(f.address.clone());
+                } else if r.notify.is_empty() {
                     if let Some(o) = original {
                         r.notify = o.notify.clone();
                     }
@@ -439,6 +450,17 @@ impl Worker {
             events.push(event(
                 "routed",
                 format!("{} -> {}", before.join(", "), after.join(", ")),
+            ));
+        }
+        if !unbounced.is_empty() {
+            events.push(event(
+                "no-bounce",
+                format!(
+                    "{}: reached through an alias or list by mail from a client that did not \
+                     authenticate; NOTIFY=NEVER, so a failure is not bounced to the unverified \
+                     sender (backscatter)",
+                    unbounced.join(", ")
+                ),
             ));
         }
 

@@ -124,6 +124,11 @@ impl Session<'_> {
             message_id: String::new(),
             request_id: random_hex(16),
             size: 0,
+            submitter: self
+                .auth
+                .as_ref()
+                .map(|a| a.address.clone())
+                .unwrap_or_default(),
         };
         let _enter = tx.span.enter();
         self.ctx.backend.open(envelope)
