@@ -6,8 +6,17 @@
 //! partition as the network makes one: bytes stop flowing both ways on open connections
 //! and new ones are accepted but never forwarded, so peers see time-outs, not resets.
 //! [`Mode::Reset`] closes every connection and refuses new ones at once.
+//!
+//! [`FaultProxy::block_from`] cuts only the connections that given processes opened: every
+//! node reaches a peer through that peer's proxy, so blocking node A's process at node B's
+//! proxy cuts A→B (A's requests to B, and B's answers to them) while B→A, through A's proxy,
+//! still flows. That is how a test makes one-way cuts, majority/minority splits and bridges
+//! with one proxy per node. The proxy finds which process opened a connection the way `ss
+//! -p` does: the client socket's inode from `/proc/net/tcp`, then the inode among the
+//! blocked processes' file descriptors (Linux only, loopback IPv4 only, as the tests are).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -29,6 +38,7 @@ pub struct FaultProxy {
     addr: SocketAddr,
     mode: watch::Sender<Mode>,
     target: watch::Sender<Option<SocketAddr>>,
+    blocked: watch::Sender<Arc<Vec<u32>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -41,11 +51,13 @@ impl FaultProxy {
         let addr = listener.local_addr()?;
         let (mode, mode_rx) = watch::channel(Mode::Pass);
         let (target, target_rx) = watch::channel(None);
-        let task = tokio::spawn(accept(listener, mode_rx, target_rx));
+        let (blocked, blocked_rx) = watch::channel(Arc::new(Vec::new()));
+        let task = tokio::spawn(accept(listener, mode_rx, target_rx, blocked_rx));
         Ok(Self {
             addr,
             mode,
             target,
+            blocked,
             task,
         })
     }
@@ -64,6 +76,12 @@ impl FaultProxy {
     pub fn set_mode(&self, mode: Mode) {
         self.mode.send_replace(mode);
     }
+
+    /// Blackholes the connections these processes open (open ones too) while the mode is
+    /// Pass; an empty list lets every process through again.
+    pub fn block_from(&self, pids: &[u32]) {
+        self.blocked.send_replace(Arc::new(pids.to_vec()));
+    }
 }
 
 impl Drop for FaultProxy {
@@ -76,10 +94,14 @@ async fn accept(
     listener: TcpListener,
     mode: watch::Receiver<Mode>,
     target: watch::Receiver<Option<SocketAddr>>,
+    blocked: watch::Receiver<Arc<Vec<u32>>>,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
+    let Ok(own) = listener.local_addr() else {
+        return;
+    };
     loop {
-        let Ok((client, _)) = listener.accept().await else {
+        let Ok((client, peer)) = listener.accept().await else {
             continue;
         };
         // Reap finished connection tasks so the set stays small.
@@ -88,16 +110,85 @@ async fn accept(
             drop(client);
             continue;
         }
-        let (mode, target) = (mode.clone(), *target.borrow());
+        let (mode, blocked, target) = (mode.clone(), blocked.clone(), *target.borrow());
         tasks.spawn(async move {
             let Some(target) = target else { return };
+            // The client socket is the one whose local end is `peer` and remote end `own`.
+            let inode = socket_inode(peer, own);
+            let first = effective_mode(*mode.borrow(), inode, &blocked.borrow());
+            let (effective, rx) = watch::channel(first);
+            let judge = tokio::spawn(judge(inode, mode, blocked, effective));
             if let Ok(server) = TcpStream::connect(target).await {
                 let _ = client.set_nodelay(true);
                 let _ = server.set_nodelay(true);
-                forward(client, server, mode).await;
+                forward(client, server, rx).await;
             }
+            judge.abort();
         });
     }
+}
+
+/// Keeps `effective` at what one connection gets: the proxy's mode, or Blackhole while the
+/// process that opened it (the owner of socket `inode`) is blocked.
+async fn judge(
+    inode: Option<u64>,
+    mut mode: watch::Receiver<Mode>,
+    mut blocked: watch::Receiver<Arc<Vec<u32>>>,
+    effective: watch::Sender<Mode>,
+) {
+    loop {
+        let m = *mode.borrow_and_update();
+        let pids = blocked.borrow_and_update().clone();
+        let e = effective_mode(m, inode, &pids);
+        effective.send_if_modified(|old| std::mem::replace(old, e) != e);
+        tokio::select! {
+            r = mode.changed() => if r.is_err() { return },
+            r = blocked.changed() => if r.is_err() { return },
+            _ = effective.closed() => return,
+        }
+    }
+}
+
+/// What a connection from the owner of socket `inode` gets under `mode` with `blocked`
+/// processes.
+fn effective_mode(mode: Mode, inode: Option<u64>, blocked: &[u32]) -> Mode {
+    match (mode, inode) {
+        (Mode::Pass, Some(inode)) if blocked.iter().any(|&p| owns_socket(p, inode)) => {
+            Mode::Blackhole
+        }
+        (m, _) => m,
+    }
+}
+
+/// The inode of the IPv4 TCP socket with this local and remote address, from
+/// `/proc/net/tcp` (addresses there are hex, the IPv4 address in host byte order).
+fn socket_inode(local: SocketAddr, remote: SocketAddr) -> Option<u64> {
+    let hex = |a: SocketAddr| match a.ip() {
+        IpAddr::V4(ip) => Some(format!(
+            "{:08X}:{:04X}",
+            u32::from_ne_bytes(ip.octets()),
+            a.port()
+        )),
+        IpAddr::V6(_) => None,
+    };
+    let (l, r) = (hex(local)?, hex(remote)?);
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.len() > 9 && f[1] == l && f[2] == r)
+            .then(|| f[9].parse().ok())
+            .flatten()
+    })
+}
+
+/// Whether process `pid` holds socket `inode` among its file descriptors.
+fn owns_socket(pid: u32, inode: u64) -> bool {
+    let wanted = format!("socket:[{inode}]");
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten()
+        .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == wanted.as_str()))
 }
 
 /// Copies both ways while the mode is Pass; holds still while Blackhole; returns (closing
@@ -211,5 +302,30 @@ mod tests {
         let mut b = [0u8; 1];
         let r = tokio::time::timeout(Duration::from_secs(2), fresh.read(&mut b)).await;
         assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "{r:?}");
+    }
+
+    /// A connection this process opened is cut while this process is blocked (open ones
+    /// and new ones alike), and flows again when it is not; blocking another process
+    /// changes nothing for it.
+    #[tokio::test]
+    async fn blocks_the_connections_a_process_opened() {
+        let proxy = FaultProxy::start().await.unwrap();
+        proxy.set_target(echo().await);
+        let mut open = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(roundtrip(&mut open).await.as_deref(), Some(&b"ping"[..]));
+        let me = std::process::id();
+        proxy.block_from(&[me + 1_000_000]);
+        assert_eq!(roundtrip(&mut open).await.as_deref(), Some(&b"ping"[..]));
+        proxy.block_from(&[me]);
+        assert_eq!(
+            roundtrip(&mut open).await,
+            None,
+            "an open connection is cut"
+        );
+        let mut fresh = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(roundtrip(&mut fresh).await, None, "so is a new one");
+        proxy.block_from(&[]);
+        let mut again = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(roundtrip(&mut again).await.as_deref(), Some(&b"ping"[..]));
     }
 }

@@ -182,10 +182,6 @@ impl Queue for QueueApi {
     }
 }
 
-/// The MAIL parameters of the queue API as the SMTP crate types them; an enum value this
-/// version does not know is taken as absent. An ENVID that is not xtext is refused: it is
-/// relayed on a MAIL command and kept in the entry's parameter text, where a space would
-/// add parameters.
 /// The MAIL parameters as the entry keeps them: the typed ones, and `AUTH=` naming who
 /// submitted the message (`<>`: a client that did not authenticate), which the worker reads
 /// back for its bounce policy.
@@ -205,6 +201,10 @@ fn stored_params(p: Option<&qpb::MailParams>, submitter: &str) -> Result<String,
     Ok(params.to_string())
 }
 
+/// The MAIL parameters of the queue API as the SMTP crate types them; an enum value this
+/// version does not know is taken as absent. An ENVID that is not xtext is refused: it is
+/// relayed on a MAIL command and kept in the entry's parameter text, where a space would
+/// add parameters.
 fn mail_params(p: &qpb::MailParams) -> Result<MailParams, Status> {
     use qpb::mail_params::{Body, Ret};
     if !p.envid.is_empty()

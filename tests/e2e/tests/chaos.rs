@@ -1,7 +1,8 @@
 //! Issue 18: the fault run of `cargo xtask chaos`, short, in the suite, so every change is
-//! checked under faults: a three-node store cluster, 30 s of a seeded fault schedule (SIGKILL
-//! and restart of the leader or a follower, SIGSTOP, a node cut off from its peers) while
-//! four clients append, change and read flags; then nothing acknowledged may be lost or
+//! checked under faults: a three-node store cluster, 2 minutes of a seeded fault schedule
+//! (SIGKILL and restart of the leader or a follower, SIGSTOP, a node isolated, minority and
+//! majority split, one-way cuts, bridges, connections reset) while four clients append,
+//! change and read flags; then nothing acknowledged may be lost or
 //! duplicated, UIDs never reused or out of append order, each message's flags linearizable,
 //! and at most 1% of the operations of unknown outcome. `tern-chaos` exits nonzero otherwise.
 
@@ -10,11 +11,12 @@ use std::process::Command;
 use tern_testkit::bins::workspace_bin;
 
 #[test]
+#[ignore = "heavy: `cargo xtask test` runs it alone in its own step (cargo test --workspace --all-targets -- --ignored)"]
 fn a_short_fault_run_loses_and_duplicates_nothing_and_stays_linearizable() -> anyhow::Result<()> {
     let out = Command::new(workspace_bin("tern-chaos")?)
         .arg("--store-bin")
         .arg(workspace_bin("tern-store")?)
-        .args(["--nodes", "3", "--minutes", "0.5", "--seed", "20261205"])
+        .args(["--nodes", "3", "--minutes", "2", "--seed", "20261205"])
         .output()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));

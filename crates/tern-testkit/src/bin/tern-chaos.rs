@@ -2,17 +2,21 @@
 //! messages and change and read their flags; the recorded histories are then checked with
 //! `tern-history`. Run through `cargo xtask chaos [--minutes N] [--nodes N] [--seed S]`.
 //!
-//! What this first version covers, and what it does not (issue 18 asks for more):
-//! - faults: SIGKILL of the leader or a follower and its restart, SIGSTOP/SIGCONT, and the
-//!   isolation of one node (the leader or not) through the fault proxy in front of its
-//!   advertised address (a symmetric partition: majority and minority);
+//! What this version covers, and what it does not (issue 18 asks for more):
+//! - faults ([`SCHEDULE`]): SIGKILL of the leader, of a follower, or (5 nodes or more) of
+//!   the leader and a follower at once, each restarted after the hold; SIGSTOP/SIGCONT;
+//!   network partitions through the fault proxy in front of each node's advertised address,
+//!   which cuts the connections given processes open ([`tern_testkit::faultproxy::FaultProxy::block_from`]): a node
+//!   isolated, a minority (with or without the leader) split from the majority, a one-way
+//!   cut between the leader and a follower, a bridge (two groups apart, one node reaching
+//!   both); every connection to a node reset;
 //! - load: APPEND with a delivery id (resubmitted with the same Message-ID and id after an
 //!   unknown outcome), STORE +FLAGS/-FLAGS and FETCH FLAGS through the store API on any node;
 //! - checks: nothing acknowledged lost, duplicated, corrupted or made up; UIDs never reused
 //!   and growing in append order; each message's flags linearizable.
 //!
-//! Not covered yet: SMTP, IMAP, POP3 and the queue in the loop, one-way cuts, bridges, added
-//! delay, disk-full and clock faults, 5-node runs' own schedules beyond what `--nodes` gives.
+//! Not covered yet: SMTP, IMAP, POP3 and the queue in the loop, added delay, disk-full and
+//! clock faults.
 //! The same seed gives the same fault schedule and the same client choices; the timing of a
 //! real cluster makes the outcomes differ between runs.
 
@@ -361,8 +365,93 @@ struct Faults {
     total: u32,
     leader_kills: u32,
     partitions: u32,
-    /// When each fault began (µs since the start).
-    began: Vec<u64>,
+    /// When each fault began and when it was healed (µs since the start).
+    spans: Vec<(u64, u64)>,
+}
+
+/// The faults a schedule draws from, with their weights (out of 100).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// SIGKILL the leader, restart it after the hold.
+    KillLeader,
+    /// SIGKILL a follower.
+    KillFollower,
+    /// SIGKILL the leader and a follower at once (5 nodes or more: a majority survives).
+    KillTwo,
+    /// SIGSTOP a node (the leader half the time), SIGCONT after the hold.
+    Pause,
+    /// A node (the leader half the time) cut off from every peer, both ways.
+    Isolate,
+    /// A minority (with the leader half the time) cut off from the majority, both ways.
+    Split,
+    /// One node cannot reach another (the leader a follower, or a follower the leader);
+    /// the other way still works.
+    OneWay,
+    /// Two groups that cannot reach each other, and one node that reaches both.
+    Bridge,
+    /// Every connection to a node reset at once (and refused for the hold).
+    DropConnections,
+}
+
+const SCHEDULE: [(Kind, u64); 9] = [
+    (Kind::KillLeader, 46),
+    (Kind::KillFollower, 4),
+    (Kind::KillTwo, 6),
+    (Kind::Pause, 6),
+    (Kind::Isolate, 10),
+    (Kind::Split, 10),
+    (Kind::OneWay, 8),
+    (Kind::Bridge, 6),
+    (Kind::DropConnections, 4),
+];
+
+fn draw(rng: &mut Rng) -> Kind {
+    let mut x = rng.below(SCHEDULE.iter().map(|(_, w)| w).sum());
+    for (kind, w) in SCHEDULE {
+        if x < w {
+            return kind;
+        }
+        x -= w;
+    }
+    Kind::KillLeader
+}
+
+/// Makes the links `(from, to)` (from cannot reach to) the cluster's only cuts: each node's
+/// proxy blocks the processes of the nodes that may not reach it.
+fn cut(cluster: &StoreCluster, links: &[(usize, usize)]) {
+    for (j, proxy) in cluster.proxies.iter().enumerate() {
+        let pids: Vec<u32> = links
+            .iter()
+            .filter(|(_, to)| *to == j)
+            .filter_map(|(from, _)| cluster.nodes[*from].pid())
+            .collect();
+        proxy.block_from(&pids);
+    }
+}
+
+/// Every link between the two groups, both ways.
+fn between(a: &[usize], b: &[usize]) -> Vec<(usize, usize)> {
+    let mut links = Vec::new();
+    for &x in a {
+        for &y in b {
+            links.push((x, y));
+            links.push((y, x));
+        }
+    }
+    links
+}
+
+fn shuffled(rng: &mut Rng, mut v: Vec<usize>) -> Vec<usize> {
+    for i in (1..v.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        v.swap(i, j);
+    }
+    v
+}
+
+fn names(nodes: &[usize]) -> String {
+    let v: Vec<String> = nodes.iter().map(|i| (i + 1).to_string()).collect();
+    v.join(",")
 }
 
 async fn inject(
@@ -373,60 +462,155 @@ async fn inject(
 ) -> anyhow::Result<Faults> {
     let mut f = Faults::default();
     let n = cluster.nodes.len();
+    let now = |started: Instant| started.elapsed().as_micros() as u64;
     while Instant::now() + Duration::from_secs(8) < until {
-        tokio::time::sleep(rng.millis(2_000, 5_000)).await;
+        tokio::time::sleep(rng.millis(1_000, 3_000)).await;
         let leader = cluster.wait_leader(Duration::from_secs(15)).await.ok();
-        let kind = rng.below(4);
-        let target = match (kind, leader) {
-            (0, Some(l)) => l,
-            (2, Some(l)) if rng.below(2) == 0 => l,
+        let all: Vec<usize> = (0..n).collect();
+        let others = |x: usize| -> Vec<usize> { all.iter().copied().filter(|&i| i != x).collect() };
+        let any = |rng: &mut Rng| rng.below(n as u64) as usize;
+        let follower = |rng: &mut Rng| {
+            let fs: Vec<usize> = all.iter().copied().filter(|&i| Some(i) != leader).collect();
+            fs[rng.below(fs.len() as u64) as usize]
+        };
+        let leader_or_any = |rng: &mut Rng| match leader {
+            Some(l) if rng.below(2) == 0 => l,
             _ => rng.below(n as u64) as usize,
         };
-        f.total += 1;
-        f.began.push(started.elapsed().as_micros() as u64);
+        let mut kind = draw(rng);
+        if kind == Kind::KillTwo && n < 5 {
+            kind = Kind::KillLeader;
+        }
         let hold = rng.millis(2_000, 5_000);
+        f.total += 1;
+        let began = now(started);
+        let tag = format!("fault {} ({:.1} s)", f.total, began as f64 / 1e6);
+        let is_leader = |i: usize| if Some(i) == leader { " (leader)" } else { "" };
         match kind {
-            0 | 1 => {
-                if Some(target) == leader {
+            Kind::KillLeader | Kind::KillFollower | Kind::KillTwo => {
+                let mut victims = match (kind, leader) {
+                    (Kind::KillFollower, _) | (_, None) => vec![follower(rng)],
+                    (_, Some(l)) => vec![l],
+                };
+                if kind == Kind::KillTwo {
+                    let second = follower(rng);
+                    if !victims.contains(&second) {
+                        victims.push(second);
+                    }
+                }
+                if victims.iter().any(|&v| Some(v) == leader) {
                     f.leader_kills += 1;
                 }
-                println!(
-                    "fault {}: SIGKILL node {} for {hold:?}",
-                    f.total,
-                    target + 1
-                );
-                cluster.kill(target);
+                let shown: Vec<String> = victims
+                    .iter()
+                    .map(|&v| format!("{}{}", v + 1, is_leader(v)))
+                    .collect();
+                println!("{tag}: SIGKILL node {} for {hold:?}", shown.join(" and "));
+                for &v in &victims {
+                    cluster.kill(v);
+                }
                 tokio::time::sleep(hold).await;
-                cluster.spawn(target).await?;
+                for &v in &victims {
+                    cluster.spawn(v).await?;
+                }
             }
-            2 => {
-                f.partitions += 1;
+            Kind::Pause => {
+                let target = leader_or_any(rng);
                 println!(
-                    "fault {}: node {}{} cut off from its peers for {hold:?}",
-                    f.total,
+                    "{tag}: SIGSTOP node {}{} for {hold:?}",
                     target + 1,
-                    if Some(target) == leader {
-                        " (leader)"
-                    } else {
-                        ""
-                    }
-                );
-                cluster.proxies[target].set_mode(Mode::Blackhole);
-                tokio::time::sleep(hold).await;
-                cluster.proxies[target].set_mode(Mode::Pass);
-            }
-            _ => {
-                println!(
-                    "fault {}: SIGSTOP node {} for {hold:?}",
-                    f.total,
-                    target + 1
+                    is_leader(target)
                 );
                 let pid = cluster.nodes[target].pid();
                 signal(pid, libc::SIGSTOP);
                 tokio::time::sleep(hold).await;
                 signal(pid, libc::SIGCONT);
             }
+            Kind::DropConnections => {
+                let target = any(rng);
+                println!(
+                    "{tag}: connections to node {}{} reset and refused for {hold:?}",
+                    target + 1,
+                    is_leader(target)
+                );
+                cluster.proxies[target].set_mode(Mode::Reset);
+                tokio::time::sleep(hold).await;
+                cluster.proxies[target].set_mode(Mode::Pass);
+            }
+            Kind::Isolate | Kind::Split | Kind::OneWay | Kind::Bridge => {
+                f.partitions += 1;
+                let links = match kind {
+                    Kind::Isolate => {
+                        let target = leader_or_any(rng);
+                        println!(
+                            "{tag}: node {}{} isolated for {hold:?}",
+                            target + 1,
+                            is_leader(target)
+                        );
+                        between(&[target], &others(target))
+                    }
+                    Kind::Split => {
+                        // The minority: with the leader half the time.
+                        let order = match leader {
+                            Some(l) if rng.below(2) == 0 => {
+                                let mut v = vec![l];
+                                v.extend(shuffled(rng, others(l)));
+                                v
+                            }
+                            _ => shuffled(rng, all.clone()),
+                        };
+                        let (minority, majority) = order.split_at((n - 1) / 2);
+                        println!(
+                            "{tag}: nodes {} | {} split for {hold:?}{}",
+                            names(minority),
+                            names(majority),
+                            if leader.is_some_and(|l| minority.contains(&l)) {
+                                " (leader in the minority)"
+                            } else {
+                                ""
+                            }
+                        );
+                        between(minority, majority)
+                    }
+                    Kind::OneWay => {
+                        let (from, to) = match leader {
+                            Some(l) if rng.below(2) == 0 => (l, follower(rng)),
+                            Some(l) => (follower(rng), l),
+                            None => {
+                                let a = any(rng);
+                                (a, others(a)[0])
+                            }
+                        };
+                        println!(
+                            "{tag}: node {}{} cannot reach node {}{} for {hold:?}",
+                            from + 1,
+                            is_leader(from),
+                            to + 1,
+                            is_leader(to)
+                        );
+                        vec![(from, to)]
+                    }
+                    _ => {
+                        let order = shuffled(rng, all.clone());
+                        let bridge = order[0];
+                        let rest = &order[1..];
+                        let (a, b) = rest.split_at(rest.len() / 2);
+                        println!(
+                            "{tag}: nodes {} | {} apart, bridged by node {}{} for {hold:?}",
+                            names(a),
+                            names(b),
+                            bridge + 1,
+                            is_leader(bridge)
+                        );
+                        between(a, b)
+                    }
+                };
+                cut(cluster, &links);
+                tokio::time::sleep(hold).await;
+                cut(cluster, &[]);
+            }
         }
+        f.spans.push((began, now(started)));
     }
     Ok(f)
 }
@@ -517,6 +701,7 @@ async fn main() -> anyhow::Result<()> {
     }
     for p in &cluster.proxies {
         p.set_mode(Mode::Pass);
+        p.block_from(&[]);
     }
     let (found, final_uids, final_records) = settle_and_read(&cluster).await?;
 
@@ -558,10 +743,14 @@ async fn main() -> anyhow::Result<()> {
             println!("flags of UID {uid} are not linearizable: {verdict:?}");
         }
     }
+    // Recovery: from a fault's start, and from its healing, to the next operation that
+    // succeeded; the worst of either over every fault.
+    let next_success = |t: u64| r.successes.iter().filter(|&&s| s > t).min().map(|s| s - t);
     let worst_recovery = faults
-        .began
+        .spans
         .iter()
-        .filter_map(|&t| r.successes.iter().filter(|&&s| s > t).min().map(|s| s - t))
+        .flat_map(|&(began, healed)| [next_success(began), next_success(healed)])
+        .flatten()
         .max()
         .unwrap_or(0);
     for (what, list) in [
