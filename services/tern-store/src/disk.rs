@@ -9,8 +9,9 @@
 //! be freed. When space returns, writes are accepted again with no restart.
 //!
 //! Each node checks its own disk for the writes it receives, and the leader for every batch
-//! forwarded to it. Not covered: a follower whose disk fills while the leader's has room
-//! (it still receives the log; the README says so).
+//! forwarded to it. A follower below the margin refuses AppendEntries that carry entries
+//! (heartbeats still pass, so it starts no election): it falls behind while the leader
+//! keeps sending, and catches up once space returns, as a slow follower does.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,7 +94,7 @@ pub async fn watch_free_space(node: Arc<Node>) {
                         tracing::error!(
                             free_mib = free >> 20,
                             min_free_mb = node.config.min_free_mb,
-                            "disk space low: refusing writes that add data"
+                            "disk space low: refusing writes that add data, and log entries from the leader"
                         );
                     } else {
                         tracing::warn!(

@@ -1,7 +1,8 @@
 //! Nothing grows forever (issue 16, item 8), on real store processes: delivery ids are
 //! forgotten after the retention period, and a data directory on a small filesystem that
 //! fills refuses writes that add data with a clear error, then accepts them again once space
-//! is freed, without a restart.
+//! is freed, without a restart; a follower whose disk fills falls behind instead of
+//! stopping, and catches up once space returns.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -71,6 +72,79 @@ exec unshare --user --map-root-user --mount sh -c 'mount -t tmpfs -o size={size}
     Ok(script)
 }
 
+/// The store's view of node `i`'s `db/` directory, through its own mount namespace.
+fn db_dir(cluster: &StoreCluster, i: usize) -> anyhow::Result<PathBuf> {
+    let pid = cluster.nodes[i].pid().context("store pid")?;
+    Ok(PathBuf::from(format!("/proc/{pid}/root"))
+        .join(cluster.data_dir(i).strip_prefix("/")?)
+        .join("db"))
+}
+
+/// Fills `db` until `left` bytes are free; returns the filler file.
+fn fill(db: &Path, left: u64) -> anyhow::Result<PathBuf> {
+    let free = tern_store::disk::free_bytes(db)?;
+    anyhow::ensure!(
+        free < 300 << 20,
+        "db/ is not on the small tmpfs ({free} bytes free)"
+    );
+    let filler = db.join("filler");
+    let mut f = std::fs::File::create(&filler)?;
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..(free.saturating_sub(left) >> 20) {
+        f.write_all(&chunk)?;
+    }
+    f.sync_all()?;
+    Ok(filler)
+}
+
+/// A follower whose disk fills while the leader's has room: it refuses the log below its
+/// margin (and says why in its log) while the majority goes on committing, and catches up,
+/// in the same process, once space is freed. Before, it appended until RocksDB failed on the
+/// full disk, and its Raft stopped for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_with_a_full_disk_falls_behind_and_catches_up() -> anyhow::Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let wrapper = tmpfs_wrapper(scratch.path(), "256m")?;
+    let cluster = StoreCluster::start(&wrapper, 3, &["--min-free-mb", "64"]).await?;
+    seed_users(&cluster, 0, &["alice"]).await?;
+    let leader = cluster.wait_leader(Duration::from_secs(20)).await?;
+    let follower = (leader + 1) % 3;
+    let pid = cluster.nodes[follower].pid().context("follower pid")?;
+    // 40 MiB left, 64 MiB kept free: the follower is below its margin.
+    let filler = fill(&db_dir(&cluster, follower)?, 40 << 20)?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut msgs = cluster.messages(leader, ALICE).await?;
+    let mut body = b"Subject: big\r\n\r\n".to_vec();
+    body.resize(4 << 20, b'x');
+    // 48 MiB of messages: more than the follower has left.
+    for n in 0..12 {
+        append(&mut msgs, ALICE, "INBOX", &body, &format!("f{n}"))
+            .await
+            .with_context(|| format!("append {n}: the majority should still commit"))?;
+    }
+    let target = cluster.status(leader).await?.last_applied;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let behind = cluster.status(follower).await?.last_applied;
+    anyhow::ensure!(
+        behind < target,
+        "the follower applied {behind} of {target} on a full disk"
+    );
+    assert!(
+        std::fs::read_to_string(cluster.data_dir(follower).join("log"))?.contains("disk space low"),
+        "the follower's log says why it falls behind"
+    );
+    std::fs::remove_file(&filler)?;
+    cluster
+        .wait_applied(follower, target, Duration::from_secs(30))
+        .await?;
+    assert_eq!(
+        cluster.nodes[follower].pid(),
+        Some(pid),
+        "the follower did not restart"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_writes_clearly_and_recovers_when_space_is_freed() -> anyhow::Result<()>
 {
@@ -89,26 +163,9 @@ async fn a_full_disk_refuses_writes_clearly_and_recovers_when_space_is_freed() -
     )
     .await?;
 
-    // The store's view of its db/ directory, through its own mount namespace.
     let pid = cluster.nodes[0].pid().context("store pid")?;
-    let db = PathBuf::from(format!("/proc/{pid}/root"))
-        .join(cluster.data_dir(0).strip_prefix("/")?)
-        .join("db");
-    let free = tern_store::disk::free_bytes(&db)?;
-    anyhow::ensure!(
-        free < 300 << 20,
-        "db/ is not on the small tmpfs ({free} bytes free)"
-    );
     // Fill it up to 32 MiB from the end: below the 64 MiB margin.
-    let filler = db.join("filler");
-    {
-        let mut f = std::fs::File::create(&filler)?;
-        let chunk = vec![0u8; 1 << 20];
-        for _ in 0..(free.saturating_sub(32 << 20) >> 20) {
-            f.write_all(&chunk)?;
-        }
-        f.sync_all()?;
-    }
+    let filler = fill(&db_dir(&cluster, 0)?, 32 << 20)?;
 
     // Within a few samples, a delivery is refused: UNAVAILABLE, naming the cause.
     let deadline = Instant::now() + Duration::from_secs(15);

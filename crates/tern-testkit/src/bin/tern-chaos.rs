@@ -134,6 +134,16 @@ fn cause<T>(result: &Result<Result<T, tonic::Status>, tokio::time::error::Elapse
     }
 }
 
+/// The set of one UID.
+fn one_uid(uid: u32) -> Option<pb::UidSet> {
+    Some(pb::UidSet {
+        ranges: vec![pb::UidRange {
+            first: uid,
+            last: uid,
+        }],
+    })
+}
+
 /// Pause after a failed operation, so a client does not spin against a node that is down.
 const BACKOFF: Duration = Duration::from_millis(100);
 
@@ -267,12 +277,7 @@ impl Client {
         let req = pb::StoreFlagsRequest {
             account: ACCOUNT.into(),
             mailbox: "INBOX".into(),
-            uids: Some(pb::UidSet {
-                ranges: vec![pb::UidRange {
-                    first: uid,
-                    last: uid,
-                }],
-            }),
+            uids: one_uid(uid),
             mode: if add {
                 pb::store_flags_request::Mode::Add
             } else {
@@ -321,12 +326,7 @@ impl Client {
         let req = pb::ListMessagesRequest {
             account: ACCOUNT.into(),
             mailbox: "INBOX".into(),
-            uids: Some(pb::UidSet {
-                ranges: vec![pb::UidRange {
-                    first: uid,
-                    last: uid,
-                }],
-            }),
+            uids: one_uid(uid),
             changed_since: 0,
         };
         let result = tokio::time::timeout(OP_TIMEOUT, node.list(req)).await;

@@ -8,7 +8,8 @@ use tern_proto::raft::v1::raft_server::Raft as RaftService;
 use tonic::{Request, Response, Status};
 
 use crate::node::Node;
-use crate::types::Request as Batch;
+use crate::types::{Request as Batch, TypeConfig};
+use openraft::raft::AppendEntriesRequest;
 
 /// Raft transport implementation.
 pub struct RaftApi(pub Arc<Node>);
@@ -37,7 +38,15 @@ impl RaftService for RaftApi {
         &self,
         req: Request<pb::RaftPayload>,
     ) -> Result<Response<pb::RaftPayload>, Status> {
-        let rpc = decode(&req.into_inner().data)?;
+        let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.into_inner().data)?;
+        // A follower low on disk takes no more log: it refuses entries (not heartbeats, so it
+        // starts no election) and falls behind, and the leader sends them again until space
+        // returns, instead of appending until RocksDB fails and the node stops.
+        if !rpc.entries.is_empty() {
+            if let Some(low) = self.0.free_space.refusal(self.0.id) {
+                return Err(Status::from(low));
+            }
+        }
         encode(&self.0.raft.append_entries(rpc).await)
     }
 
