@@ -307,6 +307,21 @@ fn remote_args(dns: &DnsServer, peer: &Peer) -> Vec<String> {
     ]
 }
 
+/// A one-node platform whose remote mail goes to a peer that refuses `rejected` (and
+/// accepts everyone else); the DNS server must live as long as the platform.
+async fn refusing(rejected: &[&str]) -> anyhow::Result<(Peer, DnsServer, Platform)> {
+    let peer = Peer::start(Script {
+        reject: rejected.iter().map(|r| r.to_string()).collect(),
+        ..Default::default()
+    })
+    .await?;
+    let dns = dns_for(&peer).await?;
+    let args = remote_args(&dns, &peer);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let p = platform(1, &args).await?;
+    Ok((peer, dns, p))
+}
+
 // ------------------------------------------------------------------ tests
 
 #[tokio::test(flavor = "multi_thread")]
@@ -432,15 +447,7 @@ async fn a_temporary_failure_is_retried_until_it_is_delivered() -> anyhow::Resul
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_recipient_is_bounced_with_a_dsn_and_the_other_delivered() -> anyhow::Result<()> {
-    let peer = Peer::start(Script {
-        reject: vec!["nobody@remote.example".into()],
-        ..Default::default()
-    })
-    .await?;
-    let dns = dns_for(&peer).await?;
-    let args = remote_args(&dns, &peer);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let p = platform(1, &args).await?;
+    let (peer, _dns, p) = refusing(&["nobody@remote.example"]).await?;
     enqueue(
         &p,
         "alice@example.test",
@@ -504,15 +511,7 @@ async fn a_refused_recipient_is_bounced_with_a_dsn_and_the_other_delivered() -> 
 /// (backscatter); the same failure of mail an authenticated user submitted is bounced.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_alias_does_not_turn_mail_from_outside_into_backscatter() -> anyhow::Result<()> {
-    let peer = Peer::start(Script {
-        reject: vec!["gone@remote.example".into()],
-        ..Default::default()
-    })
-    .await?;
-    let dns = dns_for(&peer).await?;
-    let args = remote_args(&dns, &peer);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let p = platform(1, &args).await?;
+    let (peer, _dns, p) = refusing(&["gone@remote.example"]).await?;
     let mut dir = tern_proto::store::v1::directory_client::DirectoryClient::new(
         p.cluster.channel(0, Role::Admin).await?,
     );
@@ -564,15 +563,7 @@ async fn an_alias_does_not_turn_mail_from_outside_into_backscatter() -> anyhow::
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mail_from_the_null_path_is_not_bounced() -> anyhow::Result<()> {
-    let peer = Peer::start(Script {
-        reject: vec!["nobody@remote.example".into()],
-        ..Default::default()
-    })
-    .await?;
-    let dns = dns_for(&peer).await?;
-    let args = remote_args(&dns, &peer);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let p = platform(1, &args).await?;
+    let (_peer, _dns, p) = refusing(&["nobody@remote.example"]).await?;
     enqueue(&p, "", &["nobody@remote.example"], &message(1)).await?;
     // And an unknown local user from <> too.
     enqueue(&p, "", &["ghost@example.test"], &message(2)).await?;
