@@ -38,6 +38,8 @@ pub mod queue;
 pub mod service;
 /// Real tern-smtp processes.
 pub mod smtp;
+/// One SMTP submission and what its answer means for a sender that keeps histories.
+pub mod smtp_client;
 
 use tern_proto::client::TracedChannel;
 use tern_proto::store::v1 as pb;

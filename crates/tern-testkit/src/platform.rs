@@ -35,6 +35,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone)]
 pub struct PlatformBuilder {
     stores: usize,
+    proxied: bool,
     store_bin: Option<PathBuf>,
     store_args: Vec<String>,
     users: Vec<String>,
@@ -78,6 +79,7 @@ impl Default for PlatformBuilder {
     fn default() -> Self {
         PlatformBuilder {
             stores: 3,
+            proxied: false,
             store_bin: None,
             store_args: Vec::new(),
             users: Vec::new(),
@@ -99,6 +101,14 @@ impl PlatformBuilder {
     /// Number of store nodes (default 3).
     pub fn stores(mut self, n: usize) -> Self {
         self.stores = n;
+        self
+    }
+
+    /// Puts a fault-injecting proxy in front of every store node's advertised address
+    /// ([`StoreCluster::start_proxied`]): the nodes reach each other through them, the
+    /// services and the test reach the nodes directly.
+    pub fn proxied_stores(mut self) -> Self {
+        self.proxied = true;
         self
     }
 
@@ -186,7 +196,11 @@ impl PlatformBuilder {
             None => workspace_bin("tern-store")?,
         };
         let store_args: Vec<&str> = self.store_args.iter().map(String::as_str).collect();
-        let cluster = StoreCluster::start(&store_bin, self.stores, &store_args).await?;
+        let cluster = if self.proxied {
+            StoreCluster::start_proxied(&store_bin, self.stores, &store_args).await?
+        } else {
+            StoreCluster::start(&store_bin, self.stores, &store_args).await?
+        };
         let users: Vec<&str> = self.users.iter().map(String::as_str).collect();
         seed_users(&cluster, 0, &users).await?;
         let mut p = Platform {

@@ -3,7 +3,7 @@
 //! `tern-history`. Run through `cargo xtask chaos [--minutes N] [--nodes N] [--seed S]`.
 //!
 //! What this version covers, and what it does not (issue 18 asks for more):
-//! - faults ([`SCHEDULE`]): SIGKILL of the leader, of a follower, or (5 nodes or more) of
+//! - faults ([`faults::SCHEDULE`]): SIGKILL of the leader, of a follower, or (5 nodes or more) of
 //!   the leader and a follower at once, each restarted after the hold; SIGSTOP/SIGCONT;
 //!   network partitions through the fault proxy in front of each node's advertised address,
 //!   which cuts the connections given processes open ([`tern_testkit::faultproxy::FaultProxy::block_from`]): a node
@@ -32,8 +32,16 @@ use tern_history::{linearizable_by_key, Operation};
 use tern_proto::client::TracedChannel;
 use tern_proto::store::v1 as pb;
 use tern_proto::store::v1::messages_client::MessagesClient;
+use tern_proto::store::v1::queue_client::QueueClient as StoreQueueClient;
 use tern_testkit::faultproxy::Mode;
-use tern_testkit::{append, fetch, list_all, seed_users, StoreCluster};
+use tern_testkit::smtp_client::{submit, Submission};
+use tern_testkit::{append, fetch, list_all, Platform, StoreCluster};
+use tern_trust::Role;
+
+#[path = "chaos/faults.rs"]
+mod faults;
+
+use faults::{inject, Rng};
 
 const ACCOUNT: &str = "alice@example.test";
 const KEYWORDS: [&str; 4] = ["\\Flagged", "\\Answered", "$chaos1", "$chaos2"];
@@ -50,31 +58,13 @@ struct Args {
     /// How long faults are injected.
     #[arg(long, default_value_t = 1.0)]
     minutes: f64,
-    /// Concurrent clients.
+    /// Concurrent clients of the store API.
     #[arg(long, default_value_t = 4)]
     clients: u32,
-}
-
-/// splitmix64: a small, well-known generator, so a seed means the same schedule everywhere.
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
-    fn millis(&mut self, from: u64, to: u64) -> Duration {
-        Duration::from_millis(from + self.below(to - from + 1))
-    }
+    /// Concurrent SMTP senders (through tern-smtp, tern-queue and local delivery); 0 runs
+    /// the store alone.
+    #[arg(long, default_value_t = 2)]
+    smtp_clients: u32,
 }
 
 /// Everything the clients saw.
@@ -359,269 +349,112 @@ impl Client {
     }
 }
 
-/// What the fault schedule did.
-#[derive(Default)]
-struct Faults {
-    total: u32,
-    leader_kills: u32,
-    partitions: u32,
-    /// When each fault began and when it was healed (µs since the start).
-    spans: Vec<(u64, u64)>,
-}
-
-/// The faults a schedule draws from, with their weights (out of 100).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// SIGKILL the leader, restart it after the hold.
-    KillLeader,
-    /// SIGKILL a follower.
-    KillFollower,
-    /// SIGKILL the leader and a follower at once (5 nodes or more: a majority survives).
-    KillTwo,
-    /// SIGSTOP a node (the leader half the time), SIGCONT after the hold.
-    Pause,
-    /// A node (the leader half the time) cut off from every peer, both ways.
-    Isolate,
-    /// A minority (with the leader half the time) cut off from the majority, both ways.
-    Split,
-    /// One node cannot reach another (the leader a follower, or a follower the leader);
-    /// the other way still works.
-    OneWay,
-    /// Two groups that cannot reach each other, and one node that reaches both.
-    Bridge,
-    /// Every connection to a node reset at once (and refused for the hold).
-    DropConnections,
-}
-
-const SCHEDULE: [(Kind, u64); 9] = [
-    (Kind::KillLeader, 46),
-    (Kind::KillFollower, 4),
-    (Kind::KillTwo, 6),
-    (Kind::Pause, 6),
-    (Kind::Isolate, 10),
-    (Kind::Split, 10),
-    (Kind::OneWay, 8),
-    (Kind::Bridge, 6),
-    (Kind::DropConnections, 4),
-];
-
-fn draw(rng: &mut Rng) -> Kind {
-    let mut x = rng.below(SCHEDULE.iter().map(|(_, w)| w).sum());
-    for (kind, w) in SCHEDULE {
-        if x < w {
-            return kind;
-        }
-        x -= w;
-    }
-    Kind::KillLeader
-}
-
-/// Makes the links `(from, to)` (from cannot reach to) the cluster's only cuts: each node's
-/// proxy blocks the processes of the nodes that may not reach it.
-fn cut(cluster: &StoreCluster, links: &[(usize, usize)]) {
-    for (j, proxy) in cluster.proxies.iter().enumerate() {
-        let pids: Vec<u32> = links
-            .iter()
-            .filter(|(_, to)| *to == j)
-            .filter_map(|(from, _)| cluster.nodes[*from].pid())
-            .collect();
-        proxy.block_from(&pids);
-    }
-}
-
-/// Every link between the two groups, both ways.
-fn between(a: &[usize], b: &[usize]) -> Vec<(usize, usize)> {
-    let mut links = Vec::new();
-    for &x in a {
-        for &y in b {
-            links.push((x, y));
-            links.push((y, x));
-        }
-    }
-    links
-}
-
-fn shuffled(rng: &mut Rng, mut v: Vec<usize>) -> Vec<usize> {
-    for i in (1..v.len()).rev() {
-        let j = rng.below(i as u64 + 1) as usize;
-        v.swap(i, j);
-    }
-    v
-}
-
-fn names(nodes: &[usize]) -> String {
-    let v: Vec<String> = nodes.iter().map(|i| (i + 1).to_string()).collect();
-    v.join(",")
-}
-
-async fn inject(
-    cluster: &mut StoreCluster,
-    rng: &mut Rng,
-    until: Instant,
+/// A sender through tern-smtp: each message has its own Message-ID; after an unknown
+/// outcome (a 4xx or no answer to the end of DATA) it is sent again, unchanged, up to three
+/// more times, as a sending MTA would.
+struct SmtpSender {
+    id: u32,
+    addr: String,
+    record: Arc<Mutex<Record>>,
     started: Instant,
-) -> anyhow::Result<Faults> {
-    let mut f = Faults::default();
-    let n = cluster.nodes.len();
-    let now = |started: Instant| started.elapsed().as_micros() as u64;
-    while Instant::now() + Duration::from_secs(8) < until {
-        tokio::time::sleep(rng.millis(1_000, 3_000)).await;
-        let leader = cluster.wait_leader(Duration::from_secs(15)).await.ok();
-        let all: Vec<usize> = (0..n).collect();
-        let others = |x: usize| -> Vec<usize> { all.iter().copied().filter(|&i| i != x).collect() };
-        let any = |rng: &mut Rng| rng.below(n as u64) as usize;
-        let follower = |rng: &mut Rng| {
-            let fs: Vec<usize> = all.iter().copied().filter(|&i| Some(i) != leader).collect();
-            fs[rng.below(fs.len() as u64) as usize]
-        };
-        let leader_or_any = |rng: &mut Rng| match leader {
-            Some(l) if rng.below(2) == 0 => l,
-            _ => rng.below(n as u64) as usize,
-        };
-        let mut kind = draw(rng);
-        if kind == Kind::KillTwo && n < 5 {
-            kind = Kind::KillLeader;
-        }
-        let hold = rng.millis(2_000, 5_000);
-        f.total += 1;
-        let began = now(started);
-        let tag = format!("fault {} ({:.1} s)", f.total, began as f64 / 1e6);
-        let is_leader = |i: usize| if Some(i) == leader { " (leader)" } else { "" };
-        match kind {
-            Kind::KillLeader | Kind::KillFollower | Kind::KillTwo => {
-                let mut victims = match (kind, leader) {
-                    (Kind::KillFollower, _) | (_, None) => vec![follower(rng)],
-                    (_, Some(l)) => vec![l],
-                };
-                if kind == Kind::KillTwo {
-                    let second = follower(rng);
-                    if !victims.contains(&second) {
-                        victims.push(second);
-                    }
-                }
-                if victims.iter().any(|&v| Some(v) == leader) {
-                    f.leader_kills += 1;
-                }
-                let shown: Vec<String> = victims
-                    .iter()
-                    .map(|&v| format!("{}{}", v + 1, is_leader(v)))
-                    .collect();
-                println!("{tag}: SIGKILL node {} for {hold:?}", shown.join(" and "));
-                for &v in &victims {
-                    cluster.kill(v);
-                }
-                tokio::time::sleep(hold).await;
-                for &v in &victims {
-                    cluster.spawn(v).await?;
-                }
-            }
-            Kind::Pause => {
-                let target = leader_or_any(rng);
-                println!(
-                    "{tag}: SIGSTOP node {}{} for {hold:?}",
-                    target + 1,
-                    is_leader(target)
-                );
-                let pid = cluster.nodes[target].pid();
-                signal(pid, libc::SIGSTOP);
-                tokio::time::sleep(hold).await;
-                signal(pid, libc::SIGCONT);
-            }
-            Kind::DropConnections => {
-                let target = any(rng);
-                println!(
-                    "{tag}: connections to node {}{} reset and refused for {hold:?}",
-                    target + 1,
-                    is_leader(target)
-                );
-                cluster.proxies[target].set_mode(Mode::Reset);
-                tokio::time::sleep(hold).await;
-                cluster.proxies[target].set_mode(Mode::Pass);
-            }
-            Kind::Isolate | Kind::Split | Kind::OneWay | Kind::Bridge => {
-                f.partitions += 1;
-                let links = match kind {
-                    Kind::Isolate => {
-                        let target = leader_or_any(rng);
-                        println!(
-                            "{tag}: node {}{} isolated for {hold:?}",
-                            target + 1,
-                            is_leader(target)
-                        );
-                        between(&[target], &others(target))
-                    }
-                    Kind::Split => {
-                        // The minority: with the leader half the time.
-                        let order = match leader {
-                            Some(l) if rng.below(2) == 0 => {
-                                let mut v = vec![l];
-                                v.extend(shuffled(rng, others(l)));
-                                v
-                            }
-                            _ => shuffled(rng, all.clone()),
-                        };
-                        let (minority, majority) = order.split_at((n - 1) / 2);
-                        println!(
-                            "{tag}: nodes {} | {} split for {hold:?}{}",
-                            names(minority),
-                            names(majority),
-                            if leader.is_some_and(|l| minority.contains(&l)) {
-                                " (leader in the minority)"
-                            } else {
-                                ""
-                            }
-                        );
-                        between(minority, majority)
-                    }
-                    Kind::OneWay => {
-                        let (from, to) = match leader {
-                            Some(l) if rng.below(2) == 0 => (l, follower(rng)),
-                            Some(l) => (follower(rng), l),
-                            None => {
-                                let a = any(rng);
-                                (a, others(a)[0])
-                            }
-                        };
-                        println!(
-                            "{tag}: node {}{} cannot reach node {}{} for {hold:?}",
-                            from + 1,
-                            is_leader(from),
-                            to + 1,
-                            is_leader(to)
-                        );
-                        vec![(from, to)]
-                    }
-                    _ => {
-                        let order = shuffled(rng, all.clone());
-                        let bridge = order[0];
-                        let rest = &order[1..];
-                        let (a, b) = rest.split_at(rest.len() / 2);
-                        println!(
-                            "{tag}: nodes {} | {} apart, bridged by node {}{} for {hold:?}",
-                            names(a),
-                            names(b),
-                            bridge + 1,
-                            is_leader(bridge)
-                        );
-                        between(a, b)
-                    }
-                };
-                cut(cluster, &links);
-                tokio::time::sleep(hold).await;
-                cut(cluster, &[]);
-            }
-        }
-        f.spans.push((began, now(started)));
-    }
-    Ok(f)
 }
 
-fn signal(pid: Option<u32>, sig: libc::c_int) {
-    if let Some(pid) = pid {
-        // SAFETY: kill(2) with a pid this program started and a valid signal number.
-        unsafe {
-            libc::kill(pid as libc::pid_t, sig);
+impl SmtpSender {
+    async fn run(self, until: Instant) {
+        let mut sent = 0u64;
+        while Instant::now() < until {
+            sent += 1;
+            let message_id = format!("<s{}-{sent}@chaos.test>", self.id);
+            let body = format!(
+                "Message-ID: {message_id}\r\nSubject: chaos smtp\r\n\r\nsender {} message {sent}\r\n",
+                self.id
+            )
+            .into_bytes();
+            self.record
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .submitted
+                .insert(
+                    message_id.clone(),
+                    Submitted {
+                        message_id: message_id.clone(),
+                        digest: digest(&body),
+                        outcomes: Vec::new(),
+                    },
+                );
+            for _ in 0..4 {
+                let answer = submit(
+                    &self.addr,
+                    "chaos@remote.test",
+                    ACCOUNT,
+                    &body,
+                    Duration::from_secs(30),
+                )
+                .await;
+                let ret = self.started.elapsed().as_micros() as u64;
+                let outcome = {
+                    let mut r = self.record.lock().unwrap_or_else(|p| p.into_inner());
+                    r.operations += 1;
+                    let outcome = match &answer {
+                        Submission::Accepted => {
+                            r.successes.push(ret);
+                            Outcome::Accepted
+                        }
+                        Submission::Refused(_) => Outcome::Refused,
+                        Submission::Unknown(why) => {
+                            r.unknown += 1;
+                            let why: String = why.chars().take(70).collect();
+                            *r.unknown_causes.entry(format!("SMTP: {why}")).or_default() += 1;
+                            Outcome::Unknown
+                        }
+                    };
+                    if let Some(s) = r.submitted.get_mut(&message_id) {
+                        s.outcomes.push(outcome);
+                    }
+                    outcome
+                };
+                match outcome {
+                    Outcome::Accepted => break,
+                    // Not taken: a sender would try again later; this one moves on.
+                    Outcome::Refused => {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        break;
+                    }
+                    Outcome::Unknown => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
         }
     }
+}
+
+/// Waits until the store's queue is empty (every accepted message delivered), for up to
+/// `limit`.
+async fn queue_drained(cluster: &StoreCluster, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
+        let mut q = StoreQueueClient::new(cluster.channel(leader, Role::Admin).await?);
+        if let Ok(list) = q.list(pb::ListQueueRequest { limit: 10 }).await {
+            if list.into_inner().entries.is_empty() {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the queue still holds entries {limit:?} after the faults ended"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Where the first line that starts with `prefix` starts.
+fn find_line(body: &[u8], prefix: &[u8]) -> Option<usize> {
+    if body.starts_with(prefix) {
+        return Some(0);
+    }
+    body.windows(prefix.len() + 2)
+        .position(|w| w.starts_with(b"\r\n") && &w[2..] == prefix)
+        .map(|at| at + 2)
 }
 
 /// Reads every message back from the leader once the cluster has settled.
@@ -649,9 +482,12 @@ async fn settle_and_read(
             uid: m.uid,
             message_id: message_id.clone(),
         });
+        // A message that came through SMTP starts with the trace fields tern-smtp added
+        // (Received:); what was sent starts at its Message-ID field.
+        let sent = find_line(&body, b"Message-ID:").map_or(&body[..], |at| &body[at..]);
         found.push(Found {
             message_id,
-            digest: digest(&body),
+            digest: digest(sent),
         });
     }
     Ok((found, uids, listing.messages))
@@ -667,12 +503,20 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(1)
     });
     println!(
-        "chaos: seed {seed}, {} store nodes, {} clients, {} minutes",
-        args.store.nodes, args.clients, args.minutes
+        "chaos: seed {seed}, {} store nodes, {} store clients, {} SMTP senders, {} minutes",
+        args.store.nodes, args.clients, args.smtp_clients, args.minutes
     );
-    let mut cluster =
-        StoreCluster::start_proxied(&args.store.store_bin, args.store.nodes, &[]).await?;
-    seed_users(&cluster, 0, &["alice"]).await?;
+    let mut platform = Platform::builder()
+        .stores(args.store.nodes as usize)
+        .store_bin(&args.store.store_bin)
+        .proxied_stores()
+        .users(&["alice"]);
+    if args.smtp_clients > 0 {
+        platform = platform.smtp(&[]);
+    }
+    let mut platform = platform.start().await?;
+    let smtp_addr = (args.smtp_clients > 0).then(|| platform.smtp().mx.clone());
+    let cluster = &mut platform.cluster;
     let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
     let mut nodes = Vec::new();
     for i in 0..cluster.nodes.len() {
@@ -695,7 +539,18 @@ async fn main() -> anyhow::Result<()> {
         };
         tasks.push(tokio::spawn(client.run(until)));
     }
-    let faults = inject(&mut cluster, &mut rng, until, started).await?;
+    if let Some(addr) = smtp_addr {
+        for id in 0..args.smtp_clients {
+            let sender = SmtpSender {
+                id,
+                addr: addr.clone(),
+                record: record.clone(),
+                started,
+            };
+            tasks.push(tokio::spawn(sender.run(until)));
+        }
+    }
+    let faults = inject(cluster, &mut rng, until, started).await?;
     for t in tasks {
         t.await?;
     }
@@ -703,7 +558,10 @@ async fn main() -> anyhow::Result<()> {
         p.set_mode(Mode::Pass);
         p.block_from(&[]);
     }
-    let (found, final_uids, final_records) = settle_and_read(&cluster).await?;
+    if args.smtp_clients > 0 {
+        queue_drained(cluster, Duration::from_secs(180)).await?;
+    }
+    let (found, final_uids, final_records) = settle_and_read(cluster).await?;
 
     let mut r = record.lock().unwrap_or_else(|p| p.into_inner());
     // The final flags, read after everything, close each message's flag history.
@@ -782,6 +640,14 @@ async fn main() -> anyhow::Result<()> {
     for (why, n) in &r.unknown_causes {
         println!("unknown outcomes: {n} × {why}");
     }
+    let through_smtp = submitted
+        .iter()
+        .filter(|s| s.message_id.starts_with("<s") && s.outcomes.contains(&Outcome::Accepted))
+        .count();
+    println!(
+        "{through_smtp} messages accepted through SMTP, {} appended",
+        r.appends.len()
+    );
     let unknown_ok = r.unknown * 100 <= r.operations;
     if !unknown_ok {
         println!("more than 1% of the operations had an unknown outcome");
