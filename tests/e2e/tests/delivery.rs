@@ -196,20 +196,11 @@ async fn enqueue_as(
     to: &[&str],
     body: &[u8],
 ) -> anyhow::Result<String> {
-    let mut client = EnqueueClient::new(p.queue_channel().await?);
-    let req = qpb::EnqueueRequest {
-        envelope: Some(qpb::Envelope {
-            submitter: submitter.into(),
-            ..envelope(from, to, body.len())
-        }),
-        chunk: body.to_vec().into(),
-        last: true,
+    let envelope = qpb::Envelope {
+        submitter: submitter.into(),
+        ..envelope(from, to, body.len())
     };
-    Ok(client
-        .enqueue(futures::stream::iter(vec![req]))
-        .await?
-        .into_inner()
-        .queue_id)
+    enqueue_whole(p.queue_channel().await?, envelope, body).await
 }
 
 /// The envelope tern-smtp sends for a client that did not authenticate.
@@ -267,13 +258,21 @@ async fn enqueue_at(
     to: &[&str],
     body: &[u8],
 ) -> anyhow::Result<String> {
-    let mut client = EnqueueClient::new(channel);
+    enqueue_whole(channel, envelope(from, to, body.len()), body).await
+}
+
+/// Enqueues `body` in one request; returns the queue id.
+async fn enqueue_whole(
+    channel: tonic::transport::Channel,
+    envelope: qpb::Envelope,
+    body: &[u8],
+) -> anyhow::Result<String> {
     let req = qpb::EnqueueRequest {
-        envelope: Some(envelope(from, to, body.len())),
+        envelope: Some(envelope),
         chunk: body.to_vec().into(),
         last: true,
     };
-    Ok(client
+    Ok(EnqueueClient::new(channel)
         .enqueue(futures::stream::iter(vec![req]))
         .await?
         .into_inner()
