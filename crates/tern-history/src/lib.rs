@@ -15,6 +15,8 @@
 //!   message's flags, a set of mailbox names).
 //! - [`mail`]: the invariants that are not about order: every acknowledged message is in its
 //!   mailbox exactly once with its content, and UIDs only grow within a UIDVALIDITY.
+//! - [`placement`]: where a message may be after its client appended, moved and deleted it
+//!   (outcomes unknown included), and whether it is found there exactly once.
 //!
 //! An operation whose outcome is unknown may have taken effect at any instant after its
 //! invocation, or never; it is given a return time after every other operation and any
@@ -23,6 +25,7 @@
 
 pub mod mail;
 pub mod models;
+pub mod placement;
 mod search;
 
 pub use search::{linearizable, linearizable_by_key, Verdict};

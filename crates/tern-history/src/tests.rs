@@ -269,3 +269,95 @@ fn uids_are_never_reused_and_grow_with_append_order() {
     let wrong = uids_out_of_order(&[append(0, 10, 5), append(20, 30, 3)]);
     assert_eq!(wrong.len(), 1);
 }
+
+mod placement_histories {
+    use crate::mail::{Found, Outcome::*};
+    use crate::placement::*;
+
+    fn placed(steps: Vec<(Step, crate::mail::Outcome)>) -> Placed {
+        Placed {
+            message_id: "<m>".into(),
+            digest: 7,
+            steps,
+        }
+    }
+    fn found(mailbox: &str) -> FoundIn {
+        FoundIn {
+            mailbox: mailbox.into(),
+            message: Found {
+                message_id: "<m>".into(),
+                digest: 7,
+            },
+        }
+    }
+    fn append() -> Step {
+        Step::Append("W".into())
+    }
+    fn mv() -> Step {
+        Step::Move {
+            from: "W".into(),
+            to: "A".into(),
+        }
+    }
+
+    #[test]
+    fn acknowledged_moves_and_deletes_fix_the_place() {
+        let m = placed(vec![(append(), Accepted), (mv(), Accepted)]);
+        assert!(check_placement(&[m.clone()], &[found("A")]).is_clean());
+        let r = check_placement(&[m.clone()], &[found("W")]);
+        assert_eq!(r.misplaced, vec![("<m>".into(), "W".into())], "moved back");
+        assert_eq!(
+            check_placement(&[m.clone()], &[]).lost,
+            vec!["<m>".to_string()]
+        );
+        let r = check_placement(&[m], &[found("A"), found("W")]);
+        assert_eq!(r.duplicated, vec!["<m>".to_string()], "a move that copied");
+
+        let d = placed(vec![
+            (append(), Accepted),
+            (mv(), Accepted),
+            (Step::Delete("A".into()), Accepted),
+        ]);
+        assert!(check_placement(&[d.clone()], &[]).is_clean());
+        assert!(
+            !check_placement(&[d], &[found("A")]).is_clean(),
+            "resurrected"
+        );
+    }
+
+    #[test]
+    fn unknown_outcomes_allow_both_and_refusals_change_nothing() {
+        let m = placed(vec![(append(), Accepted), (mv(), Unknown)]);
+        assert!(check_placement(&[m.clone()], &[found("W")]).is_clean());
+        assert!(check_placement(&[m.clone()], &[found("A")]).is_clean());
+        assert!(!check_placement(&[m], &[]).is_clean(), "lost either way");
+
+        let u = placed(vec![(append(), Unknown)]);
+        assert!(check_placement(&[u.clone()], &[]).is_clean());
+        assert!(check_placement(&[u], &[found("W")]).is_clean());
+
+        let r = placed(vec![
+            (append(), Accepted),
+            (Step::Delete("W".into()), Refused),
+        ]);
+        assert!(
+            !check_placement(&[r.clone()], &[]).is_clean(),
+            "a refused delete"
+        );
+        assert!(check_placement(&[r], &[found("W")]).is_clean());
+        let never = placed(vec![(append(), Refused)]);
+        assert!(!check_placement(&[never], &[found("W")]).is_clean());
+    }
+
+    #[test]
+    fn content_and_strangers_are_checked() {
+        let m = placed(vec![(append(), Accepted)]);
+        let mut changed = found("W");
+        changed.message.digest = 8;
+        assert_eq!(check_placement(&[m.clone()], &[changed]).corrupted.len(), 1);
+        let mut stranger = found("W");
+        stranger.message.message_id = "<x>".into();
+        let r = check_placement(&[m], &[found("W"), stranger]);
+        assert_eq!(r.phantom, vec!["<x>".to_string()]);
+    }
+}

@@ -14,9 +14,13 @@
 //! with one proxy per node. The proxy finds which process opened a connection the way `ss
 //! -p` does: the client socket's inode from `/proc/net/tcp`, then the inode among the
 //! blocked processes' file descriptors (Linux only, loopback IPv4 only, as the tests are).
+//!
+//! [`FaultProxy::set_delay`] adds latency: every chunk is forwarded that long after it
+//! arrived, without holding back the chunks behind it (a slow link, not a slow reader).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -39,6 +43,7 @@ pub struct FaultProxy {
     mode: watch::Sender<Mode>,
     target: watch::Sender<Option<SocketAddr>>,
     blocked: watch::Sender<Arc<Vec<u32>>>,
+    delay: watch::Sender<Duration>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -52,12 +57,20 @@ impl FaultProxy {
         let (mode, mode_rx) = watch::channel(Mode::Pass);
         let (target, target_rx) = watch::channel(None);
         let (blocked, blocked_rx) = watch::channel(Arc::new(Vec::new()));
-        let task = tokio::spawn(accept(listener, mode_rx, target_rx, blocked_rx));
+        let (delay, delay_rx) = watch::channel(Duration::ZERO);
+        let links = Links {
+            mode: mode_rx,
+            target: target_rx,
+            blocked: blocked_rx,
+            delay: delay_rx,
+        };
+        let task = tokio::spawn(accept(listener, links));
         Ok(Self {
             addr,
             mode,
             target,
             blocked,
+            delay,
             task,
         })
     }
@@ -82,6 +95,20 @@ impl FaultProxy {
     pub fn block_from(&self, pids: &[u32]) {
         self.blocked.send_replace(Arc::new(pids.to_vec()));
     }
+
+    /// Forwards every chunk `delay` after it arrived, on open connections too
+    /// (`Duration::ZERO` for none).
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay.send_replace(delay);
+    }
+}
+
+/// What the accept loop watches.
+struct Links {
+    mode: watch::Receiver<Mode>,
+    target: watch::Receiver<Option<SocketAddr>>,
+    blocked: watch::Receiver<Arc<Vec<u32>>>,
+    delay: watch::Receiver<Duration>,
 }
 
 impl Drop for FaultProxy {
@@ -90,12 +117,13 @@ impl Drop for FaultProxy {
     }
 }
 
-async fn accept(
-    listener: TcpListener,
-    mode: watch::Receiver<Mode>,
-    target: watch::Receiver<Option<SocketAddr>>,
-    blocked: watch::Receiver<Arc<Vec<u32>>>,
-) {
+async fn accept(listener: TcpListener, links: Links) {
+    let Links {
+        mode,
+        target,
+        blocked,
+        delay,
+    } = links;
     let mut tasks = tokio::task::JoinSet::new();
     let Ok(own) = listener.local_addr() else {
         return;
@@ -111,6 +139,7 @@ async fn accept(
             continue;
         }
         let (mode, blocked, target) = (mode.clone(), blocked.clone(), *target.borrow());
+        let delay = delay.clone();
         tasks.spawn(async move {
             let Some(target) = target else { return };
             // The client socket is the one whose local end is `peer` and remote end `own`.
@@ -121,7 +150,7 @@ async fn accept(
             if let Ok(server) = TcpStream::connect(target).await {
                 let _ = client.set_nodelay(true);
                 let _ = server.set_nodelay(true);
-                forward(client, server, rx).await;
+                forward(client, server, rx, delay).await;
             }
             judge.abort();
         });
@@ -193,11 +222,16 @@ fn owns_socket(pid: u32, inode: u64) -> bool {
 
 /// Copies both ways while the mode is Pass; holds still while Blackhole; returns (closing
 /// both sides) on Reset or when either side closes.
-async fn forward(client: TcpStream, server: TcpStream, mode: watch::Receiver<Mode>) {
+async fn forward(
+    client: TcpStream,
+    server: TcpStream,
+    mode: watch::Receiver<Mode>,
+    delay: watch::Receiver<Duration>,
+) {
     let (cr, cw) = client.into_split();
     let (sr, sw) = server.into_split();
-    let mut up = tokio::spawn(pump(cr, sw, mode.clone()));
-    let mut down = tokio::spawn(pump(sr, cw, mode));
+    let mut up = tokio::spawn(pump(cr, sw, mode.clone(), delay.clone()));
+    let mut down = tokio::spawn(pump(sr, cw, mode, delay));
     // Either direction ending ends the connection (dropping the halves closes both sides).
     tokio::select! {
         _ = &mut up => {}
@@ -207,10 +241,43 @@ async fn forward(client: TcpStream, server: TcpStream, mode: watch::Receiver<Mod
     down.abort();
 }
 
+/// Chunks in flight on a delayed link; reading stops while this many wait.
+const IN_FLIGHT: usize = 256;
+
+/// Reads from one side and hands each chunk, with the time it is due, to [`deliver`].
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
+    to: tokio::net::tcp::OwnedWriteHalf,
     mut mode: watch::Receiver<Mode>,
+    delay: watch::Receiver<Duration>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(IN_FLIGHT);
+    let mut writer = tokio::spawn(deliver(rx, to));
+    tokio::select! {
+        _ = read_side(&mut from, &mut mode, &delay, tx) => {}
+        _ = &mut writer => {}
+    }
+    writer.abort();
+}
+
+/// Writes each chunk once it is due; ends when the reader does or the write fails.
+async fn deliver(
+    mut rx: tokio::sync::mpsc::Receiver<(tokio::time::Instant, Vec<u8>)>,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+) {
+    while let Some((due, chunk)) = rx.recv().await {
+        tokio::time::sleep_until(due).await;
+        if to.write_all(&chunk).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn read_side(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    mode: &mut watch::Receiver<Mode>,
+    delay: &watch::Receiver<Duration>,
+    to: tokio::sync::mpsc::Sender<(tokio::time::Instant, Vec<u8>)>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -237,7 +304,8 @@ async fn pump(
                 if *mode.borrow() != Mode::Pass {
                     continue;
                 }
-                if to.write_all(&buf[..n]).await.is_err() {
+                let due = tokio::time::Instant::now() + *delay.borrow();
+                if to.send((due, buf[..n].to_vec())).await.is_err() {
                     return;
                 }
             }
@@ -327,5 +395,34 @@ mod tests {
         proxy.block_from(&[]);
         let mut again = TcpStream::connect(proxy.addr()).await.unwrap();
         assert_eq!(roundtrip(&mut again).await.as_deref(), Some(&b"ping"[..]));
+    }
+
+    /// A delayed link forwards everything, each way that much later, and is fast again when
+    /// the delay is taken away.
+    #[tokio::test]
+    async fn delays_both_ways() {
+        let proxy = FaultProxy::start().await.unwrap();
+        proxy.set_target(echo().await);
+        let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
+        assert_eq!(roundtrip(&mut s).await.as_deref(), Some(&b"ping"[..]));
+        proxy.set_delay(Duration::from_millis(120));
+        let t = std::time::Instant::now();
+        s.write_all(b"ping").await.unwrap();
+        let mut b = [0u8; 4];
+        s.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"ping");
+        assert!(
+            t.elapsed() >= Duration::from_millis(240),
+            "{:?}",
+            t.elapsed()
+        );
+        proxy.set_delay(Duration::ZERO);
+        let t = std::time::Instant::now();
+        assert_eq!(roundtrip(&mut s).await.as_deref(), Some(&b"ping"[..]));
+        assert!(
+            t.elapsed() < Duration::from_millis(200),
+            "{:?}",
+            t.elapsed()
+        );
     }
 }

@@ -28,6 +28,8 @@ pub mod dovecot;
 pub mod faultproxy;
 /// A wrong-password flood over IMAP, POP3 and SMTP from many loopback networks.
 pub mod flood;
+/// A small IMAP client (benchmarks, chaos load).
+pub mod imap_client;
 /// Probing internal ports as an outsider: plaintext, strangers' certificates, raw calls.
 pub mod mtls;
 

@@ -105,8 +105,8 @@ impl PlatformBuilder {
     }
 
     /// Puts a fault-injecting proxy in front of every store node's advertised address
-    /// ([`StoreCluster::start_proxied`]): the nodes reach each other through them, the
-    /// services and the test reach the nodes directly.
+    /// ([`StoreCluster::start_proxied`]): the nodes and the services reach each node
+    /// through its proxy; the test's own store clients reach the nodes directly.
     pub fn proxied_stores(mut self) -> Self {
         self.proxied = true;
         self
@@ -259,9 +259,16 @@ impl Platform {
             .await
     }
 
-    /// gRPC addresses of the store nodes.
+    /// gRPC addresses of the store nodes as the services reach them: each node's fault
+    /// proxy on a platform built with [`PlatformBuilder::proxied_stores`], so a test can cut
+    /// a service off from a node ([`crate::faultproxy::FaultProxy::block_from`] with
+    /// the service's pid) as it cuts nodes off from each other.
     pub fn store_addrs(&self) -> Vec<String> {
-        self.cluster.nodes.iter().map(|n| n.addr.clone()).collect()
+        self.cluster
+            .nodes
+            .iter()
+            .map(|n| n.advertise.clone().unwrap_or_else(|| n.addr.clone()))
+            .collect()
     }
 
     /// The queue node. Panics when the platform was built without one: a mistake in the

@@ -47,6 +47,11 @@ impl QueueNode {
         self.process.log_text()
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
     /// SIGKILLs the process.
     pub fn kill(&mut self) {
         self.process.kill();

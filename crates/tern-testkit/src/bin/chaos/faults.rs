@@ -60,10 +60,21 @@ pub enum Kind {
     Bridge,
     /// Every connection to a node reset at once (and refused for the hold).
     DropConnections,
+    /// Every link to a node (the leader half the time) 50 to 400 ms slower, both ways.
+    Delay,
+    /// A service (tern-queue, tern-smtp or tern-access) cut off from one store node (the
+    /// leader half the time) or, one time in three, from all of them.
+    ServiceCut,
+    /// Stalled clients: [`STALLED`] connections to a public listener (SMTP, IMAP, POP3)
+    /// that send the start of a command and then nothing, until the hold ends.
+    Stall,
 }
 
-pub const SCHEDULE: [(Kind, u64); 9] = [
-    (Kind::KillLeader, 46),
+/// Connections a stall fault opens.
+pub const STALLED: usize = 64;
+
+pub const SCHEDULE: [(Kind, u64); 12] = [
+    (Kind::KillLeader, 36),
     (Kind::KillFollower, 4),
     (Kind::KillTwo, 6),
     (Kind::Pause, 6),
@@ -72,7 +83,45 @@ pub const SCHEDULE: [(Kind, u64); 9] = [
     (Kind::OneWay, 8),
     (Kind::Bridge, 6),
     (Kind::DropConnections, 4),
+    (Kind::Delay, 4),
+    (Kind::ServiceCut, 4),
+    (Kind::Stall, 2),
 ];
+
+/// A service process the schedule may cut off from the store: its name and pid.
+pub struct Service {
+    pub name: &'static str,
+    pub pid: u32,
+}
+
+/// A public listener the schedule may stall: its name, address, and the start of a
+/// command its stalled clients send (then nothing more).
+pub struct Listener {
+    pub name: &'static str,
+    pub addr: String,
+    pub opening: &'static [u8],
+}
+
+/// What besides the store nodes the schedule may hit.
+#[derive(Default)]
+pub struct Targets {
+    pub services: Vec<Service>,
+    pub listeners: Vec<Listener>,
+}
+
+/// Opens `n` connections to `l` and sends each the opening; returns those that connected.
+async fn stall(l: &Listener, n: usize) -> Vec<tokio::net::TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let mut open = Vec::new();
+    for _ in 0..n {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(&l.addr).await {
+            if s.write_all(l.opening).await.is_ok() {
+                open.push(s);
+            }
+        }
+    }
+    open
+}
 
 fn draw(rng: &mut Rng) -> Kind {
     let mut x = rng.below(SCHEDULE.iter().map(|(_, w)| w).sum());
@@ -88,12 +137,18 @@ fn draw(rng: &mut Rng) -> Kind {
 /// Makes the links `(from, to)` (from cannot reach to) the cluster's only cuts: each node's
 /// proxy blocks the processes of the nodes that may not reach it.
 fn cut(cluster: &StoreCluster, links: &[(usize, usize)]) {
+    cut_with(cluster, links, &[]);
+}
+
+/// [`cut`], and also the processes `others` (pid, node) from those nodes.
+fn cut_with(cluster: &StoreCluster, links: &[(usize, usize)], others: &[(u32, usize)]) {
     for (j, proxy) in cluster.proxies.iter().enumerate() {
-        let pids: Vec<u32> = links
+        let mut pids: Vec<u32> = links
             .iter()
             .filter(|(_, to)| *to == j)
             .filter_map(|(from, _)| cluster.nodes[*from].pid())
             .collect();
+        pids.extend(others.iter().filter(|(_, to)| *to == j).map(|(p, _)| *p));
         proxy.block_from(&pids);
     }
 }
@@ -125,6 +180,7 @@ fn names(nodes: &[usize]) -> String {
 
 pub async fn inject(
     cluster: &mut StoreCluster,
+    targets: &Targets,
     rng: &mut Rng,
     until: Instant,
     started: Instant,
@@ -149,6 +205,13 @@ pub async fn inject(
         let mut kind = draw(rng);
         if kind == Kind::KillTwo && n < 5 {
             kind = Kind::KillLeader;
+        }
+        let services = &targets.services;
+        if kind == Kind::ServiceCut && services.is_empty() {
+            kind = Kind::Isolate;
+        }
+        if kind == Kind::Stall && targets.listeners.is_empty() {
+            kind = Kind::Pause;
         }
         let hold = rng.millis(2_000, 5_000);
         f.total += 1;
@@ -205,6 +268,51 @@ pub async fn inject(
                 cluster.proxies[target].set_mode(Mode::Reset);
                 tokio::time::sleep(hold).await;
                 cluster.proxies[target].set_mode(Mode::Pass);
+            }
+            Kind::Delay => {
+                let target = leader_or_any(rng);
+                let delay = rng.millis(50, 400);
+                println!(
+                    "{tag}: links to node {}{} {delay:?} slower for {hold:?}",
+                    target + 1,
+                    is_leader(target)
+                );
+                cluster.proxies[target].set_delay(delay);
+                tokio::time::sleep(hold).await;
+                cluster.proxies[target].set_delay(Duration::ZERO);
+            }
+            Kind::ServiceCut => {
+                f.partitions += 1;
+                let service = &services[rng.below(services.len() as u64) as usize];
+                let nodes = if rng.below(3) == 0 {
+                    all.clone()
+                } else {
+                    vec![leader_or_any(rng)]
+                };
+                println!(
+                    "{tag}: {} cut off from node {} for {hold:?}",
+                    service.name,
+                    nodes
+                        .iter()
+                        .map(|&v| format!("{}{}", v + 1, is_leader(v)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let others: Vec<(u32, usize)> = nodes.iter().map(|&v| (service.pid, v)).collect();
+                cut_with(cluster, &[], &others);
+                tokio::time::sleep(hold).await;
+                cut(cluster, &[]);
+            }
+            Kind::Stall => {
+                let l = &targets.listeners[rng.below(targets.listeners.len() as u64) as usize];
+                let open = stall(l, STALLED).await;
+                println!(
+                    "{tag}: {} stalled {} connections for {hold:?}",
+                    l.name,
+                    open.len()
+                );
+                tokio::time::sleep(hold).await;
+                drop(open);
             }
             Kind::Isolate | Kind::Split | Kind::OneWay | Kind::Bridge => {
                 f.partitions += 1;
