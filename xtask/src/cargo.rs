@@ -186,11 +186,6 @@ pub fn bin(target: &Path, profile: Profile, name: &str) -> anyhow::Result<PathBu
     Ok(path)
 }
 
-/// A binary of the dev profile, checked to exist.
-pub fn debug_bin(target: &Path, name: &str) -> anyhow::Result<PathBuf> {
-    bin(target, Profile::Dev, name)
-}
-
 /// The one build every task uses: the whole workspace with every target.
 ///
 /// Always this exact command, never `-p PACKAGE`: cargo unifies features differently for a

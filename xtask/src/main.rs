@@ -50,6 +50,10 @@ enum Task {
         /// Where node data, logs and the dev password live. Default: .tern/dev in the workspace.
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
+        /// Run the release build (`cargo build --release`, its own build directory; the
+        /// first one compiles RocksDB again), for measuring with your own tools.
+        #[arg(long)]
+        release: bool,
     },
     /// Run the whole suite as CI does: fmt check, build, tests (clippy is `lint`).
     ///
@@ -159,7 +163,19 @@ enum BenchTarget {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Task::Up { nodes, data_dir } => up::run(nodes, data_dir),
+        Task::Up {
+            nodes,
+            data_dir,
+            release,
+        } => up::run(
+            nodes,
+            data_dir,
+            if release {
+                cargo::Profile::Release
+            } else {
+                cargo::Profile::Dev
+            },
+        ),
         Task::Test { args } => suite::run(&args),
         Task::Lint => suite::lint(),
         Task::Chaos {

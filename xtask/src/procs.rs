@@ -117,6 +117,10 @@ pub fn spawn(
         dir.display().to_string(),
         "--initial-members".into(),
         initial_members(nodes),
+        // A development cluster is always this version: local users get a message in the
+        // write that accepts it.
+        "--deliver-on-accept".into(),
+        "true".into(),
     ];
     args.extend_from_slice(extra);
     let mut node = spawn_service(store_bin, &format!("tern-store node {id}"), &dir, &args)?;

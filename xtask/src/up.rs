@@ -51,30 +51,30 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
-pub fn run(nodes: u16, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+pub fn run(nodes: u16, data_dir: Option<PathBuf>, profile: cargo::Profile) -> anyhow::Result<()> {
     signals::install()?;
     prereq::ensure()?;
     let data_dir = prepare_data_dir(data_dir)?;
     check_cluster_size(&data_dir, nodes)?;
 
-    println!("==> building the platform");
-    let built = cargo::run(cargo::build_workspace());
+    println!("==> building the platform: {}", profile.describe());
+    let built = cargo::run(profile.build());
     if signals::interrupted() {
         println!("interrupted");
         return Ok(());
     }
     built?;
     let target = cargo::target_dir();
-    let store_bin = cargo::debug_bin(&target, "tern-store")?;
+    let store_bin = cargo::bin(&target, profile, "tern-store")?;
     let ctl = Ternctl {
-        bin: cargo::debug_bin(&target, "ternctl")?,
+        bin: cargo::bin(&target, profile, "ternctl")?,
         profile: data_dir.join(PROFILE),
     };
     ctl.make_cluster_pki(&data_dir)?;
 
-    let access_bin = cargo::debug_bin(&target, "tern-access")?;
-    let queue_bin = cargo::debug_bin(&target, "tern-queue")?;
-    let smtp_bin = cargo::debug_bin(&target, "tern-smtp")?;
+    let access_bin = cargo::bin(&target, profile, "tern-access")?;
+    let queue_bin = cargo::bin(&target, profile, "tern-queue")?;
+    let smtp_bin = cargo::bin(&target, profile, "tern-smtp")?;
     procs::check_ports_free(
         nodes,
         &[

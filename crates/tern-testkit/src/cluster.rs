@@ -411,7 +411,10 @@ impl StoreCluster {
         i: usize,
         account: &str,
     ) -> anyhow::Result<MessagesClient<TracedChannel>> {
-        Ok(MessagesClient::new(self.session(i, account).await?))
+        // A long run's mailbox lists as one response of many MiB (80,000 records after a
+        // 30-minute chaos run): more than tonic's 4 MiB default.
+        Ok(MessagesClient::new(self.session(i, account).await?)
+            .max_decoding_message_size(256 << 20))
     }
 
     /// Waits until a running node reports a leader that is running; returns its index.

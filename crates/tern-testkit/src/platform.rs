@@ -38,6 +38,7 @@ pub struct PlatformBuilder {
     proxied: bool,
     store_bin: Option<PathBuf>,
     store_args: Vec<String>,
+    deliver_on_accept: bool,
     users: Vec<String>,
     queue: Option<Vec<String>>,
     smtp: Option<Vec<String>>,
@@ -82,6 +83,7 @@ impl Default for PlatformBuilder {
             proxied: false,
             store_bin: None,
             store_args: Vec::new(),
+            deliver_on_accept: true,
             users: Vec::new(),
             queue: None,
             smtp: None,
@@ -115,6 +117,13 @@ impl PlatformBuilder {
     /// The tern-store binary (default: the workspace's, checked fresh).
     pub fn store_bin(mut self, bin: &Path) -> Self {
         self.store_bin = Some(bin.to_path_buf());
+        self
+    }
+
+    /// Whether the store nodes deliver to local users at acceptance (default: yes, as a new
+    /// cluster runs; no puts every message through a delivery worker).
+    pub fn deliver_on_accept(mut self, on: bool) -> Self {
+        self.deliver_on_accept = on;
         self
     }
 
@@ -195,7 +204,8 @@ impl PlatformBuilder {
             Some(b) => b.clone(),
             None => workspace_bin("tern-store")?,
         };
-        let store_args: Vec<&str> = self.store_args.iter().map(String::as_str).collect();
+        let mut store_args: Vec<&str> = self.store_args.iter().map(String::as_str).collect();
+        store_args.extend(["--deliver-on-accept", bool_arg(self.deliver_on_accept)]);
         let cluster = if self.proxied {
             StoreCluster::start_proxied(&store_bin, self.stores, &store_args).await?
         } else {
@@ -232,6 +242,14 @@ impl PlatformBuilder {
         }
         p.wait_ready(READY_TIMEOUT).await?;
         Ok(p)
+    }
+}
+
+fn bool_arg(b: bool) -> &'static str {
+    if b {
+        "true"
+    } else {
+        "false"
     }
 }
 

@@ -174,8 +174,16 @@ impl Queue for QueueApi {
         // A retry of a request that did commit answers with the first entry, or only its id
         // (`completed`) when it was delivered meanwhile: either way the message was accepted
         // once, which is what the caller must hear.
-        let queue_id = queued?.into_inner().id;
-        tracing::info!(%queue_id, %trace_id, size = len, "queued");
+        let entry = queued?.into_inner();
+        // Recipients the store delivered at acceptance (local users) count as this queue's
+        // local deliveries (not in the delivery-time histogram: they spent no time queued).
+        for r in &entry.recipients {
+            if r.state == tern_proto::store::v1::queue_recipient::State::Delivered as i32 {
+                crate::metrics::outcome("local", "delivered", None);
+            }
+        }
+        let queue_id = entry.id;
+        tracing::info!(%queue_id, %trace_id, size = len, delivered_at_acceptance = entry.completed, "queued");
         drop(held);
         crate::metrics::enqueued();
         Ok(Response::new(qpb::EnqueueResponse { queue_id, trace_id }))

@@ -244,6 +244,15 @@ pub enum Command {
     /// Remove up to `max` idempotency records and change-feed entries written two or more
     /// retention epochs ago; the reply is how many ([`Reply::Count`]).
     PruneRetained { max: u32 },
+    /// Put a message in the queue, delivering its recipients that are local users into
+    /// their INBOX in the same command (see `apply::accept`); last in this enum so that the
+    /// encoding of every older command stays as it was.
+    Accept {
+        entry: Box<QueueEntryRec>,
+        #[serde(with = "serde_bytes_compat")]
+        body: Vec<u8>,
+        request_id: String,
+    },
 }
 
 impl Command {
@@ -263,7 +272,8 @@ impl Command {
                 remove_source: false,
                 ..
             }
-            | Enqueue { .. } => true,
+            | Enqueue { .. }
+            | Accept { .. } => true,
             Audited { action, .. } => action.adds_data(),
             _ => false,
         }

@@ -104,6 +104,13 @@ pub struct StoreConfig {
     /// The window in which the failure counts above drain.
     #[default = 60]
     pub login_failure_window_secs: u64,
+    /// Deliver an accepted message to its recipients that are local users in the same
+    /// Raft command that accepts it (one replicated write instead of four). Off by default
+    /// because a node of a version without it cannot apply that command: turn it on once
+    /// every store node runs this version or later (new clusters: from the start; the chart
+    /// does for new installs).
+    #[default = false]
+    pub deliver_on_accept: bool,
 }
 }
 

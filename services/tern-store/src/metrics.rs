@@ -10,7 +10,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use prometheus::{Histogram, HistogramOpts, IntGauge, IntGaugeVec, Opts};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts};
 
 use crate::keys::{self, cf};
 use crate::node::Node;
@@ -26,6 +26,7 @@ struct Metrics {
     rocksdb_bytes: IntGaugeVec,
     queue_entries: IntGauge,
     queue_oldest_age: IntGauge,
+    applied_commands: IntCounterVec,
 }
 
 fn metrics() -> &'static Metrics {
@@ -65,6 +66,15 @@ fn metrics() -> &'static Metrics {
             "Age of the oldest queue entry (0 when the queue is empty)",
         )
         .expect("static metric definition");
+        let applied_commands = IntCounterVec::new(
+            Opts::new(
+                "tern_store_applied_commands_total",
+                "State-machine commands this node has applied, by kind (accept, enqueue, lease, deliver, update-entry, ...): the replicated writes the services cost",
+            ),
+            &["kind"],
+        )
+        .expect("static metric definition");
+        let _ = registry.register(Box::new(applied_commands.clone()));
         let _ = registry.register(Box::new(commit_seconds.clone()));
         let _ = registry.register(Box::new(follower_lag.clone()));
         let _ = registry.register(Box::new(rocksdb_bytes.clone()));
@@ -76,6 +86,7 @@ fn metrics() -> &'static Metrics {
             rocksdb_bytes,
             queue_entries,
             queue_oldest_age,
+            applied_commands,
         }
     })
 }
@@ -83,6 +94,11 @@ fn metrics() -> &'static Metrics {
 /// Registers every metric, so a scrape lists them before their first sample.
 pub fn register() {
     let _ = metrics();
+}
+
+/// Counts one applied command of this kind.
+pub fn command_applied(kind: &str) {
+    metrics().applied_commands.with_label_values(&[kind]).inc();
 }
 
 /// Observes one write's commit latency.

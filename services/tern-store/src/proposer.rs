@@ -37,7 +37,9 @@ pub struct Proposer {
 
 fn payload_size(cmd: &Command) -> usize {
     match cmd {
-        Command::Deliver { body, .. } | Command::Enqueue { body, .. } => body.len(),
+        Command::Deliver { body, .. }
+        | Command::Enqueue { body, .. }
+        | Command::Accept { body, .. } => body.len(),
         Command::Audited { action, .. } => payload_size(action),
         _ => 64,
     }

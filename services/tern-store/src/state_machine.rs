@@ -230,7 +230,10 @@ fn apply_entries(
                 let outcomes: Vec<Outcome> = req
                     .commands
                     .iter()
-                    .map(|c| apply_command(&mut txn, c))
+                    .map(|c| {
+                        crate::metrics::command_applied(&crate::apply::audit::describe(c).0);
+                        apply_command(&mut txn, c)
+                    })
                     .collect();
                 if let Some(e) = outcomes.iter().find_map(storage_failure) {
                     return Err(sm_err(

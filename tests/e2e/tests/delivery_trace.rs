@@ -345,7 +345,7 @@ async fn one_trace_follows_a_message_through_every_service() -> anyhow::Result<(
         }
         let got: BTreeSet<&str> = by_service.keys().map(String::as_str).collect();
         // The hops the issue names: acceptance, enqueue, each delivery (with its SMTP
-        // client span for the remote host), the store's commit, and both retrievals joined
+        // client span for the remote host), the store's commit (local delivery included), and both retrievals joined
         // to the delivery's trace. Spans arrive in export batches, so wait for all of them.
         let names = |svc: &str| by_service.get(svc).cloned().unwrap_or_default();
         let has = |svc: &str, f: &dyn Fn(&str) -> bool| names(svc).iter().any(|n| f(n));
@@ -354,7 +354,9 @@ async fn one_trace_follows_a_message_through_every_service() -> anyhow::Result<(
             && has("tern-queue", &|n| n.ends_with("Queue/Enqueue"))
             && has("tern-queue", &|n| n == "deliver")
             && has("tern-queue", &|n| n == "SMTP send")
-            && has("tern-store", &|n| n.ends_with("Messages/Deliver"))
+            // The local copies are stored by the write that accepts the message (the
+            // store's Enqueue); a worker's Deliver would be a span of its own.
+            && has("tern-store", &|n| n.ends_with("Queue/Enqueue"))
             && has("tern-store", &|n| n.ends_with("Queue/RecordTrace"))
             && has("tern-access", &|n| n == "IMAP FETCH retrieve")
             && has("tern-access", &|n| n == "POP3 RETR/TOP retrieve");

@@ -61,7 +61,17 @@ fn has_metric(samples: &[Sample], metric: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metrics_endpoint_parses_and_the_counters_move() -> anyhow::Result<()> {
-    let mut p = Platform::start(&["alice", "bob", "carol"], &[]).await?;
+    // Every message through a delivery worker, so the queue's attempt metrics move (with
+    // delivery at acceptance, local-only mail never reaches a worker).
+    let mut p = Platform::builder()
+        .users(&["alice", "bob", "carol"])
+        .deliver_on_accept(false)
+        .queue(&[])
+        .smtp(&[])
+        .access(&[])
+        .access_tls(true)
+        .start()
+        .await?;
     let before = scrape_all(&p, false).await?;
 
     // Mail in (submission, two local recipients), then read over IMAP and POP3.

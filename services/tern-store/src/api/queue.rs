@@ -84,15 +84,35 @@ impl Queue for QueueApi {
             }],
             message_id: h.message_id,
         };
-        entry_reply(
-            self.0
-                .write(Command::Enqueue {
-                    entry: Box::new(entry),
-                    body,
-                    request_id: h.request_id,
-                })
-                .await?,
-        )
+        let (entry, request_id) = (Box::new(entry), h.request_id);
+        let accepting = self.0.node.config.deliver_on_accept;
+        let cmd = if accepting {
+            Command::Accept {
+                entry,
+                body,
+                request_id,
+            }
+        } else {
+            Command::Enqueue {
+                entry,
+                body,
+                request_id,
+            }
+        };
+        // An entry with nothing left to deliver was completed at acceptance: not queued.
+        let reply = self.0.write(cmd).await?;
+        let done = match &reply {
+            Reply::Entry(e) if accepting => !e.recipients.iter().any(|r| {
+                matches!(
+                    r.state,
+                    crate::model::RcptState::Pending | crate::model::RcptState::Deferred
+                )
+            }),
+            _ => false,
+        };
+        let mut answer = entry_reply(reply)?;
+        answer.get_mut().completed |= done;
+        Ok(answer)
     }
 
     async fn lease(
@@ -100,11 +120,28 @@ impl Queue for QueueApi {
         req: Request<pb::LeaseRequest>,
     ) -> Result<Response<pb::LeaseResponse>, Status> {
         let r = req.into_inner();
+        let now = now_ms();
+        // An idle worker polls: ask with a linearizable read whether anything is due before
+        // proposing a lease, so an idle queue costs read-index rounds, not log entries and
+        // fsyncs on every node.
+        let next_due = self
+            .0
+            .read(|txn| {
+                Ok(txn
+                    .scan_prefix_limit(cf::QUEUE, keys::QUEUE_DUE_PREFIX, 1)?
+                    .first()
+                    // A key that does not parse is left to the lease, which skips it.
+                    .map(|(k, _)| keys::due_of_queue_due_key(k).map_or(i64::MIN, |(due, _)| due)))
+            })
+            .await?;
+        if next_due.is_none_or(|due| due > now) {
+            return Ok(Response::new(pb::LeaseResponse { entries: vec![] }));
+        }
         let cmd = Command::Lease {
             owner: r.owner,
             max_entries: r.max_entries.min(MAX_LEASE),
             lease_ms: r.lease_ms,
-            now_ms: now_ms(),
+            now_ms: now,
         };
         match self.0.write(cmd).await? {
             Reply::Entries(es) => Ok(Response::new(pb::LeaseResponse {

@@ -142,6 +142,7 @@ pub fn describe(cmd: &Command) -> (String, String) {
             format!("{account} {mailbox} -> {target}"),
         ),
         Enqueue { entry, .. } => ("enqueue", entry.id.clone()),
+        Accept { entry, .. } => ("accept", entry.id.clone()),
         Lease { owner, .. } => ("lease", owner.clone()),
         Renew { id, .. } => ("renew", id.clone()),
         UpdateEntry { id, .. } => ("update-entry", id.clone()),

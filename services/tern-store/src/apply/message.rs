@@ -54,7 +54,7 @@ pub fn deliver(txn: &mut Txn<'_>, targets: &[Target], body: &[u8], internal_date
     let mut results = Vec::with_capacity(targets.len());
     for t in targets {
         let savepoint = txn.savepoint();
-        let result = deliver_one(txn, t, &hash, body, internal_date);
+        let result = deliver_one(txn, t, &hash, body, internal_date, None);
         if result.is_err() {
             txn.rollback_to(savepoint);
         }
@@ -69,12 +69,15 @@ pub fn deliver(txn: &mut Txn<'_>, targets: &[Target], body: &[u8], internal_date
     })
 }
 
-fn deliver_one(
+/// Delivers one copy; `traced_at_ms` is when the trace records it (default: the internal
+/// date, in whole seconds).
+pub(super) fn deliver_one(
     txn: &mut Txn<'_>,
     t: &Target,
     hash: &[u8; 32],
     body: &[u8],
     internal_date: i64,
+    traced_at_ms: Option<i64>,
 ) -> AppResult<Delivered> {
     if !t.delivery_id.is_empty() {
         if let Some(done) = txn.get::<DeliveryDone>(cf::DEDUP, &dedup_key(&t.delivery_id))? {
@@ -126,7 +129,8 @@ fn deliver_one(
         super::retention::index_dedup(txn, &key)?;
         txn.put(cf::DEDUP, key, &done)?;
     }
-    super::trace::on_stored(txn, hash, internal_date.saturating_mul(1000), || {
+    let at = traced_at_ms.unwrap_or_else(|| internal_date.saturating_mul(1000));
+    super::trace::on_stored(txn, hash, at, || {
         format!(
             "{address} {name} uid {} (UIDVALIDITY {}, modseq {modseq})",
             rec.uid, mb.uid_validity

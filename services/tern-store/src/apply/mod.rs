@@ -5,6 +5,7 @@
 //! rolled back to the savepoint taken before it, so its partial writes never land, and its
 //! error becomes its replicated outcome.
 
+mod accept;
 mod account;
 pub mod audit;
 mod directory;
@@ -109,7 +110,12 @@ fn dispatch(txn: &mut Txn<'_>, cmd: &Command) -> Outcome {
             entry,
             body,
             request_id,
-        } => queue::enqueue(txn, entry, body, request_id),
+        } => queue::enqueue(txn, entry, body, request_id, false),
+        Accept {
+            entry,
+            body,
+            request_id,
+        } => queue::enqueue(txn, entry, body, request_id, true),
         Lease {
             owner,
             max_entries,

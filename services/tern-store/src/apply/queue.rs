@@ -8,7 +8,7 @@
 use crate::command::{Outcome, Reply};
 use crate::error::{AppError, AppResult};
 use crate::keys::{self, cf};
-use crate::model::{QueueEntryRec, QueueEventRec, QueueRcpt};
+use crate::model::{QueueEntryRec, QueueEventRec, QueueRcpt, RcptState};
 use crate::txn::Txn;
 
 use super::account;
@@ -56,7 +56,16 @@ fn push_events(e: &mut QueueEntryRec, events: &[QueueEventRec]) {
     }
 }
 
-pub fn enqueue(txn: &mut Txn<'_>, entry: &QueueEntryRec, body: &[u8], request_id: &str) -> Outcome {
+/// Records a new entry (`deliver_local`: delivering its local recipients first, see
+/// [`super::accept`]); an entry with nothing left to deliver is completed at once and kept
+/// only in its trace. A `request_id` seen before returns the first outcome.
+pub fn enqueue(
+    txn: &mut Txn<'_>,
+    entry: &QueueEntryRec,
+    body: &[u8],
+    request_id: &str,
+    deliver_local: bool,
+) -> Outcome {
     if !request_id.is_empty() {
         if let Some(id) = txn.get_raw(cf::DEDUP, &enqueue_key(request_id))? {
             let id =
@@ -80,9 +89,28 @@ pub fn enqueue(txn: &mut Txn<'_>, entry: &QueueEntryRec, body: &[u8], request_id
     let mut e = entry.clone();
     e.blob = account::blob_hash(body);
     e.size = body.len() as u64;
-    account::blob_incref(txn, &e.blob, Some(body), 1)?;
-    save(txn, None, &e)?;
     super::trace::on_enqueue(txn, &e, request_id)?;
+    let delivered = if deliver_local {
+        super::accept::deliver_local(txn, &mut e, body)?
+    } else {
+        Vec::new()
+    };
+    push_events(&mut e, &delivered);
+    let left = e
+        .recipients
+        .iter()
+        .any(|r| matches!(r.state, RcptState::Pending | RcptState::Deferred));
+    // Enqueue keeps every entry, as it always did (replaying an old log must give the same
+    // state); only Accept completes one at once.
+    if left || !deliver_local {
+        account::blob_incref(txn, &e.blob, Some(body), 1)?;
+        save(txn, None, &e)?;
+        if !delivered.is_empty() {
+            super::trace::on_update(txn, &e, &delivered, false)?;
+        }
+    } else {
+        super::trace::on_update(txn, &e, &delivered, true)?;
+    }
     if !request_id.is_empty() {
         let key = enqueue_key(request_id);
         super::retention::index_dedup(txn, &key)?;

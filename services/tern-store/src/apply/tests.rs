@@ -913,3 +913,6 @@ fn delivery_and_enqueue_ids_and_the_change_feed_are_pruned_after_two_epochs() {
     });
     assert!(matches!(again, Reply::Entry(e) if e.id == "E2"));
 }
+
+#[path = "accept_tests.rs"]
+mod accept;
