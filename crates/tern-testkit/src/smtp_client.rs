@@ -71,7 +71,8 @@ pub async fn submit(
             }
         }
         match reply(&mut r, limit).await {
-            Ok((code, _)) if code == wanted => {}
+            // Any code of the wanted class: RCPT to an alias that forwards elsewhere is 251.
+            Ok((code, _)) if code / 100 == wanted / 100 => {}
             Ok((_, text)) => return refused(text),
             Err(e) => return refused(e),
         }

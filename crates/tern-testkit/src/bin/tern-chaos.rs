@@ -39,11 +39,8 @@ use tern_history::{linearizable_by_key, Operation};
 use tern_proto::client::TracedChannel;
 use tern_proto::store::v1 as pb;
 use tern_proto::store::v1::messages_client::MessagesClient;
-use tern_proto::store::v1::queue_client::QueueClient as StoreQueueClient;
 use tern_testkit::faultproxy::Mode;
-use tern_testkit::smtp_client::{submit, Submission};
 use tern_testkit::{append, fetch, list_all, Platform, StoreCluster};
-use tern_trust::Role;
 
 #[path = "chaos/faults.rs"]
 mod faults;
@@ -51,6 +48,10 @@ mod faults;
 mod mailboxes;
 #[path = "chaos/pop3.rs"]
 mod pop3;
+#[path = "chaos/sink.rs"]
+mod sink;
+#[path = "chaos/smtp.rs"]
+mod smtp;
 
 use faults::{inject, Listener, Rng, Service, Targets};
 use mailboxes::{ImapWorker, IMAP_USER, POP3_USER};
@@ -88,6 +89,8 @@ struct Args {
 #[derive(Default)]
 struct Record {
     submitted: BTreeMap<String, Submitted>,
+    /// Messages sent through tern-smtp to the remote recipient (checked at the sink).
+    submitted_remote: BTreeMap<String, Submitted>,
     /// What the IMAP and POP3 workers did to each of their messages.
     placed: BTreeMap<String, Placed>,
     appends: Vec<Appended>,
@@ -101,6 +104,17 @@ struct Record {
     unknown_causes: BTreeMap<String, u64>,
     /// Completion times (µs) of successful operations.
     successes: Vec<u64>,
+}
+
+impl Record {
+    /// Where a submission is recorded: with the mailbox's, or the remote recipient's.
+    fn submissions(&mut self, remote: bool) -> &mut BTreeMap<String, Submitted> {
+        if remote {
+            &mut self.submitted_remote
+        } else {
+            &mut self.submitted
+        }
+    }
 }
 
 fn digest(body: &[u8]) -> u64 {
@@ -368,104 +382,6 @@ impl Client {
     }
 }
 
-/// A sender through tern-smtp: each message has its own Message-ID; after an unknown
-/// outcome (a 4xx or no answer to the end of DATA) it is sent again, unchanged, up to three
-/// more times, as a sending MTA would.
-struct SmtpSender {
-    id: u32,
-    addr: String,
-    record: Arc<Mutex<Record>>,
-    started: Instant,
-}
-
-impl SmtpSender {
-    async fn run(self, until: Instant) {
-        let mut sent = 0u64;
-        while Instant::now() < until {
-            sent += 1;
-            let message_id = format!("<s{}-{sent}@chaos.test>", self.id);
-            let body = format!(
-                "Message-ID: {message_id}\r\nSubject: chaos smtp\r\n\r\nsender {} message {sent}\r\n",
-                self.id
-            )
-            .into_bytes();
-            self.record
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .submitted
-                .insert(
-                    message_id.clone(),
-                    Submitted {
-                        message_id: message_id.clone(),
-                        digest: digest(&body),
-                        outcomes: Vec::new(),
-                    },
-                );
-            for _ in 0..4 {
-                let answer = submit(
-                    &self.addr,
-                    "chaos@remote.test",
-                    ACCOUNT,
-                    &body,
-                    Duration::from_secs(30),
-                )
-                .await;
-                let ret = self.started.elapsed().as_micros() as u64;
-                let outcome = {
-                    let mut r = self.record.lock().unwrap_or_else(|p| p.into_inner());
-                    r.operations += 1;
-                    let outcome = match &answer {
-                        Submission::Accepted => {
-                            r.successes.push(ret);
-                            Outcome::Accepted
-                        }
-                        Submission::Refused(_) => Outcome::Refused,
-                        Submission::Unknown(why) => {
-                            r.unknown += 1;
-                            let why: String = why.chars().take(70).collect();
-                            *r.unknown_causes.entry(format!("SMTP: {why}")).or_default() += 1;
-                            Outcome::Unknown
-                        }
-                    };
-                    if let Some(s) = r.submitted.get_mut(&message_id) {
-                        s.outcomes.push(outcome);
-                    }
-                    outcome
-                };
-                match outcome {
-                    Outcome::Accepted => break,
-                    // Not taken: a sender would try again later; this one moves on.
-                    Outcome::Refused => {
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        break;
-                    }
-                    Outcome::Unknown => tokio::time::sleep(Duration::from_millis(500)).await,
-                }
-            }
-        }
-    }
-}
-
-/// Waits until the store's queue is empty (every accepted message delivered), for up to
-/// `limit`.
-async fn queue_drained(cluster: &StoreCluster, limit: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
-        let mut q = StoreQueueClient::new(cluster.channel(leader, Role::Admin).await?);
-        if let Ok(list) = q.list(pb::ListQueueRequest { limit: 10 }).await {
-            if list.into_inner().entries.is_empty() {
-                return Ok(());
-            }
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the queue still holds entries {limit:?} after the faults ended"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 /// Where the first line that starts with `prefix` starts.
 fn find_line(body: &[u8], prefix: &[u8]) -> Option<usize> {
     if body.starts_with(prefix) {
@@ -535,8 +451,10 @@ async fn main() -> anyhow::Result<()> {
         .store_bin(&args.store.store_bin)
         .proxied_stores()
         .users(&["alice", IMAP_USER, POP3_USER]);
+    let sink = sink::Sink::start().await?;
     if args.smtp_clients > 0 {
-        platform = platform.smtp(&[]);
+        let transport = format!("remote.test=127.0.0.1:{}", sink.addr.port());
+        platform = platform.queue(&["--transports", &transport]).smtp(&[]);
     }
     if args.imap_clients > 0 {
         platform = platform.access(&[]);
@@ -588,6 +506,9 @@ async fn main() -> anyhow::Result<()> {
     if let Some((imap, _)) = access_ports {
         mailboxes::prepare(imap, args.imap_clients).await?;
     }
+    if args.smtp_clients > 0 {
+        smtp::add_remote_alias(&platform.cluster).await?;
+    }
     let cluster = &mut platform.cluster;
     let leader = cluster.wait_leader(Duration::from_secs(30)).await?;
     let mut nodes = Vec::new();
@@ -613,7 +534,7 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(addr) = smtp_addr {
         for id in 0..args.smtp_clients {
-            let sender = SmtpSender {
+            let sender = smtp::SmtpSender {
                 id,
                 addr: addr.clone(),
                 record: record.clone(),
@@ -658,7 +579,7 @@ async fn main() -> anyhow::Result<()> {
         p.block_from(&[]);
     }
     if args.smtp_clients > 0 {
-        queue_drained(cluster, Duration::from_secs(180)).await?;
+        smtp::queue_drained(cluster, Duration::from_secs(180)).await?;
     }
     let (found, final_uids, final_records) = settle_and_read(cluster).await?;
     let (found_in, worker_uids) = if args.imap_clients > 0 {
@@ -684,6 +605,20 @@ async fn main() -> anyhow::Result<()> {
     }
     let submitted: Vec<Submitted> = r.submitted.values().cloned().collect();
     let delivery = mail::check_delivery(&submitted, &found);
+    // What reached the remote side: each message the sink acknowledged, by its Message-ID.
+    let at_sink: Vec<Found> = sink
+        .received()
+        .iter()
+        .map(|m| {
+            let sent = find_line(m, b"Message-ID:").map_or(&m[..], |at| &m[at..]);
+            Found {
+                message_id: tern_mail::header::first_field(m, "Message-ID").unwrap_or_default(),
+                digest: digest(sent),
+            }
+        })
+        .collect();
+    let remote: Vec<Submitted> = r.submitted_remote.values().cloned().collect();
+    let relayed = mail::check_delivery(&remote, &at_sink);
     let placed: Vec<Placed> = r.placed.values().cloned().collect();
     let placement = check_placement(&placed, &found_in);
     let mut seen = r.uids.clone();
@@ -727,6 +662,14 @@ async fn main() -> anyhow::Result<()> {
         ),
         ("corrupted", &delivery.corrupted),
         ("found but never accepted", &delivery.phantom),
+        ("relayed: lost", &relayed.lost),
+        ("relayed: sent to the sink twice", &relayed.duplicated),
+        (
+            "relayed: twice after an unknown outcome (the client resubmitted)",
+            &relayed.duplicated_after_unknown,
+        ),
+        ("relayed: corrupted", &relayed.corrupted),
+        ("relayed: never accepted", &relayed.phantom),
     ] {
         if !list.is_empty() {
             println!("{what}: {}", list.join(" "));
@@ -762,6 +705,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let through_smtp = submitted
         .iter()
+        .chain(&remote)
         .filter(|s| s.message_id.starts_with("<s") && s.outcomes.contains(&Outcome::Accepted))
         .count();
     let steps = |f: fn(&tern_history::placement::Step) -> bool| {
@@ -773,7 +717,8 @@ async fn main() -> anyhow::Result<()> {
     };
     use tern_history::placement::Step;
     println!(
-        "{through_smtp} messages accepted through SMTP, {} appended through the store API; through tern-access: {} appended, {} moved, {} deleted ({} left)",
+        "{through_smtp} messages accepted through SMTP ({} relayed to the remote sink), {} appended through the store API; through tern-access: {} appended, {} moved, {} deleted ({} left)",
+        at_sink.len(),
         r.appends.iter().filter(|a| a.mailbox == "INBOX").count(),
         steps(|s| matches!(s, Step::Append(_))),
         steps(|s| matches!(s, Step::Move { .. })),
@@ -793,8 +738,8 @@ async fn main() -> anyhow::Result<()> {
         faults.partitions,
         r.operations,
         r.unknown,
-        delivery.lost.len() + placement.lost.len(),
-        delivery.duplicated.len() + placement.duplicated.len(),
+        delivery.lost.len() + placement.lost.len() + relayed.lost.len(),
+        delivery.duplicated.len() + placement.duplicated.len() + relayed.duplicated.len(),
         if linearizable { "yes" } else { "no" },
         worst_recovery as f64 / 1e6,
     );
