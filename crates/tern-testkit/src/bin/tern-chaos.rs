@@ -20,7 +20,8 @@
 //! - checks: nothing acknowledged lost, duplicated, corrupted or made up; UIDs never reused
 //!   and growing in append order; each message's flags linearizable; every message the IMAP
 //!   and POP3 workers touched found exactly once where their acknowledged and unknown
-//!   changes allow ([`tern_history::placement`]).
+//!   changes allow ([`tern_history::placement`]); HIGHESTMODSEQ never going back within an
+//!   IMAP session; every message relayed to the remote sink there exactly once.
 //!
 //! Not covered: directory changes in the load, disk-full and clock faults during the run (a
 //! full disk has its own test in tern-store).
@@ -93,6 +94,8 @@ struct Record {
     submitted_remote: BTreeMap<String, Submitted>,
     /// What the IMAP and POP3 workers did to each of their messages.
     placed: BTreeMap<String, Placed>,
+    /// HIGHESTMODSEQ going back within an IMAP session.
+    modseq_backwards: Vec<String>,
     appends: Vec<Appended>,
     uids: Vec<UidSeen>,
     flag_ops: Vec<(u32, Operation<FlagsOp, FlagsAnswer>)>,
@@ -553,6 +556,7 @@ async fn main() -> anyhow::Result<()> {
                 rng: Rng(rng.next()),
                 record: record.clone(),
                 started,
+                modseqs: Default::default(),
             };
             tasks.push(tokio::spawn(worker.run(until)));
         }
@@ -565,6 +569,7 @@ async fn main() -> anyhow::Result<()> {
                 rng: Rng(rng.next()),
                 record: record.clone(),
                 started,
+                modseqs: Default::default(),
             },
             pop3_port,
         };
@@ -684,6 +689,9 @@ async fn main() -> anyhow::Result<()> {
         if !list.is_empty() {
             println!("{what}: {}", list.join(" "));
         }
+    }
+    for v in &r.modseq_backwards {
+        println!("modseq went back: {v}");
     }
     for (id, mailbox) in &placement.misplaced {
         println!("IMAP/POP3 misplaced: {id} found in {mailbox}, where it cannot be");

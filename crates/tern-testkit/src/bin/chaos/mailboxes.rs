@@ -7,6 +7,7 @@
 //! checks. [`read_placed`] reads every mailbox back at the end for
 //! [`tern_history::placement::check_placement`].
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,9 @@ pub fn mailboxes(imap_workers: u32) -> Vec<(&'static str, String)> {
 pub async fn login(port: u16, user: &str) -> anyhow::Result<Imap> {
     let mut s = tokio::time::timeout(OP_TIMEOUT, Imap::connect(port, 16 << 10)).await??;
     tokio::time::timeout(OP_TIMEOUT, s.login(&address(user), &format!("pw-{user}"))).await??;
+    // CONDSTORE on: SELECT reports HIGHESTMODSEQ, which must never go back in a session.
+    let mut reply = Reply::default();
+    tokio::time::timeout(OP_TIMEOUT, s.command("ENABLE CONDSTORE", &mut reply)).await??;
     Ok(s)
 }
 
@@ -108,6 +112,8 @@ pub struct ImapWorker {
     pub rng: Rng,
     pub record: Arc<Mutex<Record>>,
     pub started: Instant,
+    /// HIGHESTMODSEQ of each mailbox as this session's SELECTs saw it.
+    pub modseqs: BTreeMap<String, u64>,
 }
 
 impl ImapWorker {
@@ -166,7 +172,10 @@ impl ImapWorker {
             let (mut s, selected) = match session.take() {
                 Some(s) => s,
                 None => match login(self.port, self.user).await {
-                    Ok(s) => (s, String::new()),
+                    Ok(s) => {
+                        self.modseqs.clear();
+                        (s, String::new())
+                    }
                     Err(_) => {
                         tokio::time::sleep(BACKOFF).await;
                         continue;
@@ -279,7 +288,7 @@ impl ImapWorker {
         in_work: &mut Vec<Held>,
         in_archive: &mut Vec<Held>,
     ) -> Option<String> {
-        if !select(s, selected, work).await? {
+        if !self.select(s, selected, work).await? {
             in_work.push(held);
             return Some(String::new());
         }
@@ -319,7 +328,7 @@ impl ImapWorker {
         mailbox: &str,
         list: &mut Vec<Held>,
     ) -> Option<String> {
-        if !select(s, selected, mailbox).await? {
+        if !self.select(s, selected, mailbox).await? {
             list.push(held);
             return Some(String::new());
         }
@@ -349,22 +358,44 @@ impl ImapWorker {
     }
 }
 
-/// SELECTs `mailbox` unless it is selected: Some(true) when it is, Some(false) when the
-/// server refused, None when the exchange broke.
-async fn select(s: &mut Imap, selected: &str, mailbox: &str) -> Option<bool> {
-    if selected == mailbox {
-        return Some(true);
-    }
-    let mut reply = Reply::default();
-    match tokio::time::timeout(
-        OP_TIMEOUT,
-        s.command(&format!("SELECT {mailbox}"), &mut reply),
-    )
-    .await
-    {
-        Ok(Ok(())) => Some(true),
-        Ok(Err(e)) if refused(&e) => Some(false),
-        _ => None,
+/// The number of a `[HIGHESTMODSEQ n]` response code (a 63-bit value: not a UID).
+fn highest_modseq(line: &str) -> Option<u64> {
+    let at = line.find("[HIGHESTMODSEQ ")? + "[HIGHESTMODSEQ ".len();
+    let digits: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+impl ImapWorker {
+    /// SELECTs `mailbox` unless it is selected: Some(true) when it is, Some(false) when the
+    /// server refused, None when the exchange broke. A HIGHESTMODSEQ lower than this session
+    /// saw before for the mailbox is recorded as a violation (RFC 7162 section 3.1.2: the
+    /// mod-sequence only grows).
+    async fn select(&mut self, s: &mut Imap, selected: &str, mailbox: &str) -> Option<bool> {
+        if selected == mailbox {
+            return Some(true);
+        }
+        let mut reply = Reply::default();
+        let cmd = format!("SELECT {mailbox}");
+        match tokio::time::timeout(OP_TIMEOUT, s.command(&cmd, &mut reply)).await {
+            Ok(Ok(())) => {
+                let highest = reply.untagged.iter().find_map(|l| highest_modseq(l));
+                if let Some(h) = highest {
+                    let before = self.modseqs.insert(mailbox.to_string(), h).unwrap_or(0);
+                    if h < before {
+                        self.lock().modseq_backwards.push(format!(
+                            "{} {mailbox}: HIGHESTMODSEQ {h} after {before}",
+                            address(self.user)
+                        ));
+                    }
+                }
+                Some(true)
+            }
+            Ok(Err(e)) if refused(&e) => Some(false),
+            _ => None,
+        }
     }
 }
 
