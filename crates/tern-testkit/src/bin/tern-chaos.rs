@@ -16,15 +16,16 @@
 //!   unknown outcome), STORE +FLAGS/-FLAGS and FETCH FLAGS through the store API on any node;
 //!   SMTP submissions through tern-smtp, tern-queue and local delivery; IMAP APPEND, UID MOVE,
 //!   STORE \Deleted with UID EXPUNGE, and POP3 DELE and QUIT through tern-access
-//!   ([`mailboxes`], [`pop3`]);
+//!   ([`mailboxes`], [`pop3`]); alias and mailbox-list changes and reads ([`names`]);
 //! - checks: nothing acknowledged lost, duplicated, corrupted or made up; UIDs never reused
 //!   and growing in append order; each message's flags linearizable; every message the IMAP
 //!   and POP3 workers touched found exactly once where their acknowledged and unknown
 //!   changes allow ([`tern_history::placement`]); HIGHESTMODSEQ never going back within an
-//!   IMAP session; every message relayed to the remote sink there exactly once.
+//!   IMAP session; every message relayed to the remote sink there exactly once; aliases
+//!   and the mailbox list linearizable.
 //!
-//! Not covered: directory changes in the load, disk-full and clock faults during the run (a
-//! full disk has its own test in tern-store).
+//! Not covered: users and domains changing in the load, disk-full and clock faults during
+//! the run (a full disk has its own test in tern-store).
 //! The same seed gives the same fault schedule and the same client choices; the timing of a
 //! real cluster makes the outcomes differ between runs.
 
@@ -47,6 +48,8 @@ use tern_testkit::{append, fetch, list_all, Platform, StoreCluster};
 mod faults;
 #[path = "chaos/mailboxes.rs"]
 mod mailboxes;
+#[path = "chaos/names.rs"]
+mod names;
 #[path = "chaos/pop3.rs"]
 mod pop3;
 #[path = "chaos/sink.rs"]
@@ -80,6 +83,9 @@ struct Args {
     /// the store alone.
     #[arg(long, default_value_t = 2)]
     smtp_clients: u32,
+    /// Concurrent clients changing aliases and alice's mailbox names (and reading them).
+    #[arg(long, default_value_t = 1)]
+    name_clients: u32,
     /// Concurrent IMAP workers through tern-access (APPEND, MOVE, delete), and with any,
     /// one POP3 worker (DELE); 0 runs without tern-access.
     #[arg(long, default_value_t = 2)]
@@ -575,6 +581,22 @@ async fn main() -> anyhow::Result<()> {
         };
         tasks.push(tokio::spawn(worker.run(until)));
     }
+    let name_history = Arc::new(Mutex::new(names::NameHistory::default()));
+    if args.name_clients > 0 {
+        let (directories, mailboxes) = names::clients(cluster).await?;
+        for id in 0..args.name_clients {
+            let client = names::NameClient {
+                id,
+                rng: Rng(rng.next()),
+                cluster_nodes: cluster.nodes.len(),
+                directories: directories.clone(),
+                mailboxes: mailboxes.clone(),
+                record: record.clone(),
+                started,
+            };
+            tasks.push(tokio::spawn(client.run(until, name_history.clone())));
+        }
+    }
     let faults = inject(cluster, &targets, &mut rng, until, started).await?;
     for t in tasks {
         t.await?;
@@ -647,6 +669,9 @@ async fn main() -> anyhow::Result<()> {
             linearizable = false;
             println!("flags of UID {uid} are not linearizable: {verdict:?}");
         }
+    }
+    if !names::check(&name_history.lock().unwrap_or_else(|p| p.into_inner())) {
+        linearizable = false;
     }
     // Recovery: from a fault's start, and from its healing, to the next operation that
     // succeeded; the worst of either over every fault.
