@@ -253,6 +253,13 @@ pub enum Command {
         body: Vec<u8>,
         request_id: String,
     },
+    /// Deliver content the store already holds (a queue entry's blob) to targets: a
+    /// worker's local delivery without the body in the log. Last in the enum (see Accept).
+    DeliverStored {
+        targets: Vec<Target>,
+        blob: [u8; 32],
+        internal_date: i64,
+    },
 }
 
 impl Command {
@@ -273,7 +280,8 @@ impl Command {
                 ..
             }
             | Enqueue { .. }
-            | Accept { .. } => true,
+            | Accept { .. }
+            | DeliverStored { .. } => true,
             Audited { action, .. } => action.adds_data(),
             _ => false,
         }

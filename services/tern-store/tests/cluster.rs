@@ -364,6 +364,7 @@ hello
         targets,
         internal_date: 0,
         size: body.len() as u64,
+        blob: String::new(),
     };
     let resp = q
         .deliver(futures::stream::iter(vec![pb::DeliverRequest {

@@ -91,3 +91,38 @@ async fn a_local_only_message_leaves_no_queue_entry_in_flight() -> anyhow::Resul
     assert_eq!(applied(&after, "deliver"), applied(&before, "deliver"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_delivers_an_alias_by_naming_the_stored_content() -> anyhow::Result<()> {
+    let p = platform(1, &[]).await?;
+    let mut dir = tern_proto::store::v1::directory_client::DirectoryClient::new(
+        p.cluster.channel(0, tern_trust::Role::Admin).await?,
+    );
+    dir.add_alias(tern_proto::store::v1::AddAliasRequest {
+        address: "team@example.test".into(),
+        targets: vec!["bob@example.test".into(), "carol@example.test".into()],
+    })
+    .await?;
+    let before = scrape(&p).await?;
+    enqueue(
+        &p,
+        "sender@example.test",
+        &["team@example.test"],
+        &message(3),
+    )
+    .await?;
+    drained(&p, 0, Duration::from_secs(30)).await?;
+    for user in ["bob", "carol"] {
+        assert_eq!(inbox(&p, 0, user).await?.len(), 1, "{user}");
+    }
+    let after = scrape(&p).await?;
+    let delta = |kind: &str| applied(&after, kind) - applied(&before, kind);
+    assert_eq!(delta("accept"), 1);
+    assert_eq!(
+        delta("deliver-stored"),
+        1,
+        "one write for both, naming the content"
+    );
+    assert_eq!(delta("deliver"), 0, "no write that carries the body again");
+    Ok(())
+}

@@ -366,7 +366,6 @@ impl Worker {
 
     async fn attempt(&self, entry: &pb::QueueEntry, lease: &Lease) -> anyhow::Result<()> {
         let now = now_ms();
-        let body = self.fetch_blob(&entry.blob).await?;
         let mut recipients = entry.recipients.clone();
         let mut events: Vec<pb::QueueEvent> = Vec::new();
         let event = |kind: &str, detail: String| pb::QueueEvent {
@@ -483,7 +482,7 @@ impl Worker {
         let mut remote_routes = std::collections::HashSet::new();
         if !local.is_empty() {
             let started = std::time::Instant::now();
-            for (address, outcome) in self.deliver_local(entry, &local, &body).await {
+            for (address, outcome) in self.deliver_local(entry, &local).await {
                 outcomes.insert(address.to_ascii_lowercase(), outcome);
             }
             crate::metrics::route_took("local", started.elapsed());
@@ -494,6 +493,8 @@ impl Worker {
             );
         }
         if !remote.is_empty() {
+            // Only remote delivery needs the content here; local delivery names it.
+            let body = self.fetch_blob(&entry.blob).await?;
             let started = std::time::Instant::now();
             for (address, outcome) in self.deliver_remote(entry, &remote, &body, lease).await {
                 remote_routes.insert(address.to_ascii_lowercase());
@@ -619,11 +620,12 @@ impl Worker {
         Ok(())
     }
 
+    /// Delivers the entry's content, which the store holds, into the accounts' INBOXes: the
+    /// request names it by hash, so it crosses neither the network nor the Raft log again.
     async fn deliver_local(
         &self,
         entry: &pb::QueueEntry,
         accounts: &[String],
-        body: &[u8],
     ) -> Vec<(String, Outcome)> {
         let header = pb::DeliverHeader {
             targets: accounts
@@ -636,19 +638,16 @@ impl Worker {
                 })
                 .collect(),
             internal_date: 0,
-            size: body.len() as u64,
+            size: 0,
+            blob: entry.blob.clone(),
         };
         let result = self
             .store
             .call(|ch| {
-                let mut msgs = vec![pb::DeliverRequest {
+                let msgs = vec![pb::DeliverRequest {
                     header: Some(header.clone()),
                     chunk: vec![],
                 }];
-                msgs.extend(body.chunks(1 << 20).map(|c| pb::DeliverRequest {
-                    header: None,
-                    chunk: c.to_vec(),
-                }));
                 async move {
                     MessagesClient::new(ch)
                         .deliver(futures::stream::iter(msgs))

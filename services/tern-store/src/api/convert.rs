@@ -161,3 +161,11 @@ pub fn trace(t: &crate::model::TraceRec) -> pb::Trace {
             .collect(),
     }
 }
+
+/// A blob named in a request: 64 hex digits of its SHA-256.
+pub fn blob_hash(hex_text: &str) -> Result<[u8; 32], tonic::Status> {
+    hex::decode(hex_text)
+        .ok()
+        .and_then(|h| <[u8; 32]>::try_from(h).ok())
+        .ok_or_else(|| tonic::Status::invalid_argument("blob must be 64 hex digits"))
+}

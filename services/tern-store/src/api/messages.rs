@@ -186,14 +186,44 @@ impl Messages for MessagesApi {
             .into_iter()
             .map(target)
             .collect::<Result<Vec<_>, _>>()?;
-        let reply = self
-            .0
-            .write(Command::Deliver {
+        let internal_date = internal_date(h.internal_date);
+        let cmd = if h.blob.is_empty() {
+            Command::Deliver {
                 targets,
                 body,
-                internal_date: internal_date(h.internal_date),
-            })
-            .await?;
+                internal_date,
+            }
+        } else {
+            if !body.is_empty() {
+                return Err(Status::invalid_argument(
+                    "a delivery carries a body or names a stored one, not both",
+                ));
+            }
+            let blob = convert::blob_hash(&h.blob)?;
+            if self.0.node.config.deliver_on_accept {
+                Command::DeliverStored {
+                    targets,
+                    blob,
+                    internal_date,
+                }
+            } else {
+                // A node that must not propose the newer commands (a rolling upgrade) reads
+                // the content itself and proposes the delivery as before.
+                let body = self
+                    .0
+                    .read(move |txn| {
+                        txn.get_raw(cf::BLOB, &blob)?
+                            .ok_or_else(|| AppError::not_found("the stored content is gone"))
+                    })
+                    .await?;
+                Command::Deliver {
+                    targets,
+                    body,
+                    internal_date,
+                }
+            }
+        };
+        let reply = self.0.write(cmd).await?;
         let Reply::Delivered { results, blob } = reply else {
             return Err(unexpected(&reply));
         };
@@ -312,10 +342,7 @@ impl Messages for MessagesApi {
         req: Request<pb::FetchBlobRequest>,
     ) -> Result<Response<Self::FetchBlobStream>, Status> {
         let r = req.into_inner();
-        let hash = hex::decode(&r.blob)
-            .ok()
-            .filter(|h| h.len() == 32)
-            .ok_or_else(|| Status::invalid_argument("blob must be 64 hex digits"))?;
+        let hash = convert::blob_hash(&r.blob)?;
         let (data, total) = self
             .0
             .read(move |txn| blob_slice(txn, &hash, r.offset, r.length))

@@ -123,3 +123,38 @@ fn enqueue_still_delivers_nothing_itself() {
     assert_eq!(states(&e), [RcptState::Pending]);
     assert_eq!(f.count(cf::MSG), 0);
 }
+
+#[test]
+fn a_worker_delivers_stored_content_by_its_hash() {
+    let f = Fixture::new();
+    let a = f.user("a");
+    f.ok(Command::AddAlias {
+        address: "team@example.test".into(),
+        targets: vec![a.clone()],
+    });
+    let e = accepted(&f, to(&["team@example.test"]), "r5");
+    assert_eq!(blob_refs(&f, &e.blob), 1, "the entry's");
+    let target = crate::command::Target {
+        account: a,
+        mailbox: "INBOX".into(),
+        delivery_id: "A1/a@example.test".into(),
+        flags: vec![],
+    };
+    let Reply::Delivered { results, blob } = f.ok(Command::DeliverStored {
+        targets: vec![target.clone()],
+        blob: e.blob,
+        internal_date: 1,
+    }) else {
+        panic!()
+    };
+    assert!(results[0].result.is_ok(), "{results:?}");
+    assert_eq!(blob, e.blob);
+    assert_eq!(f.count(cf::MSG), 1);
+    assert_eq!(blob_refs(&f, &e.blob), 2, "the entry's and the copy's");
+    let gone = f.run(Command::DeliverStored {
+        targets: vec![target],
+        blob: [7; 32],
+        internal_date: 1,
+    });
+    assert_eq!(gone.unwrap_err().kind, crate::error::ErrorKind::NotFound);
+}

@@ -143,6 +143,14 @@ pub fn describe(cmd: &Command) -> (String, String) {
         ),
         Enqueue { entry, .. } => ("enqueue", entry.id.clone()),
         Accept { entry, .. } => ("accept", entry.id.clone()),
+        DeliverStored { targets, .. } => (
+            "deliver-stored",
+            targets
+                .iter()
+                .map(|t| t.account.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         Lease { owner, .. } => ("lease", owner.clone()),
         Renew { id, .. } => ("renew", id.clone()),
         UpdateEntry { id, .. } => ("update-entry", id.clone()),

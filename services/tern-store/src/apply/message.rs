@@ -69,6 +69,19 @@ pub fn deliver(txn: &mut Txn<'_>, targets: &[Target], body: &[u8], internal_date
     })
 }
 
+/// [`deliver`] of content already stored under `blob` (a queue entry's).
+pub fn deliver_stored(
+    txn: &mut Txn<'_>,
+    targets: &[Target],
+    blob: &[u8; 32],
+    internal_date: i64,
+) -> Outcome {
+    let body = txn
+        .get_raw(cf::BLOB, blob)?
+        .ok_or_else(|| AppError::not_found("the stored content is gone"))?;
+    deliver(txn, targets, &body, internal_date)
+}
+
 /// Delivers one copy; `traced_at_ms` is when the trace records it (default: the internal
 /// date, in whole seconds).
 pub(super) fn deliver_one(

@@ -116,6 +116,11 @@ fn dispatch(txn: &mut Txn<'_>, cmd: &Command) -> Outcome {
             body,
             request_id,
         } => queue::enqueue(txn, entry, body, request_id, true),
+        DeliverStored {
+            targets,
+            blob,
+            internal_date,
+        } => message::deliver_stored(txn, targets, blob, *internal_date),
         Lease {
             owner,
             max_entries,
