@@ -16,15 +16,15 @@
 //!   unknown outcome), STORE +FLAGS/-FLAGS and FETCH FLAGS through the store API on any node;
 //!   SMTP submissions through tern-smtp, tern-queue and local delivery; IMAP APPEND, UID MOVE,
 //!   STORE \Deleted with UID EXPUNGE, and POP3 DELE and QUIT through tern-access
-//!   ([`mailboxes`], [`pop3`]); alias and mailbox-list changes and reads ([`names`]);
+//!   ([`mailboxes`], [`pop3`]); user, alias and mailbox-list changes and reads ([`names`]);
 //! - checks: nothing acknowledged lost, duplicated, corrupted or made up; UIDs never reused
 //!   and growing in append order; each message's flags linearizable; every message the IMAP
 //!   and POP3 workers touched found exactly once where their acknowledged and unknown
 //!   changes allow ([`tern_history::placement`]); HIGHESTMODSEQ never going back within an
-//!   IMAP session; every message relayed to the remote sink there exactly once; aliases
-//!   and the mailbox list linearizable.
+//!   IMAP session; every message relayed to the remote sink there exactly once; users,
+//!   aliases and the mailbox list linearizable.
 //!
-//! Not covered: users and domains changing in the load, disk-full and clock faults during
+//! Not covered: domains changing in the load, disk-full and clock faults during
 //! the run (a full disk has its own test in tern-store).
 //! The same seed gives the same fault schedule and the same client choices; the timing of a
 //! real cluster makes the outcomes differ between runs.
@@ -83,7 +83,8 @@ struct Args {
     /// the store alone.
     #[arg(long, default_value_t = 2)]
     smtp_clients: u32,
-    /// Concurrent clients changing aliases and alice's mailbox names (and reading them).
+    /// Concurrent clients changing users, aliases and alice's mailbox names (and reading
+    /// them).
     #[arg(long, default_value_t = 1)]
     name_clients: u32,
     /// Concurrent IMAP workers through tern-access (APPEND, MOVE, delete), and with any,

@@ -1,6 +1,8 @@
 //! Directory and mailbox-list changes in the chaos load, checked for linearizability:
 //! - an alias per key (`dirK@example.test`): AddAlias to a target naming a value, RemoveAlias,
 //!   and Resolve, on any store node, as a register ([`Register`]: a value, 0 for no alias);
+//! - a user per key (`dynK@example.test`): AddUser, RemoveUser and Resolve, as a register
+//!   (1 while the user exists, 0 when not);
 //! - alice's mailbox names: CREATE and DELETE of a few names and LIST, on any store node, as
 //!   a set ([`Mailboxes`]).
 //!
@@ -31,7 +33,15 @@ const NAMES: [&str; 3] = ["Tmp0", "Tmp1", "Tmp2"];
 #[derive(Default)]
 pub struct NameHistory {
     pub aliases: Vec<(u64, Operation<RegisterOp, u64>)>,
+    pub users: Vec<(u64, Operation<RegisterOp, u64>)>,
     pub mailboxes: Vec<Operation<MailboxOp, MailboxAnswer>>,
+}
+
+/// Users added and removed by the load.
+const USERS: u64 = 2;
+
+fn user(key: u64) -> String {
+    format!("dyn{key}@example.test")
 }
 
 fn alias(key: u64) -> String {
@@ -111,11 +121,13 @@ impl NameClient {
     pub async fn run(mut self, until: Instant, history: Arc<Mutex<NameHistory>>) {
         let mut value = u64::from(self.id) * 1_000_000;
         while Instant::now() < until {
-            let ok = if self.rng.below(2) == 0 {
-                value += 1;
-                self.alias_op(value, &history).await
-            } else {
-                self.mailbox_op(&history).await
+            let ok = match self.rng.below(3) {
+                0 => {
+                    value += 1;
+                    self.alias_op(value, &history).await
+                }
+                1 => self.user_op(&history).await,
+                _ => self.mailbox_op(&history).await,
             };
             if !ok {
                 tokio::time::sleep(BACKOFF).await;
@@ -191,6 +203,81 @@ impl NameClient {
             .aliases
             .push((key, op));
         ok
+    }
+
+    async fn user_op(&mut self, history: &Mutex<NameHistory>) -> bool {
+        let key = self.rng.below(USERS);
+        let i = self.node();
+        let mut d = self.directories[i].clone();
+        let call = self.now();
+        let client = self.id;
+        // A definite refusal that reveals the state is a read of it.
+        let read = |seen: u64| Operation::done(client, call, call, RegisterOp::Read, seen);
+        let (input, written, done) = match self.rng.below(3) {
+            0 => {
+                let req = pb::AddUserRequest {
+                    address: user(key),
+                    password: "chaos-password".into(),
+                    quota_bytes: 0,
+                };
+                let result = tokio::time::timeout(OP_TIMEOUT, d.add_user(req)).await;
+                if matches!(&result, Ok(Err(s)) if s.code() == tonic::Code::AlreadyExists) {
+                    return self.refused_read(history, key, read(1));
+                }
+                (RegisterOp::Write(1), 1, self.file(&result, true))
+            }
+            1 => {
+                let req = pb::RemoveUserRequest { address: user(key) };
+                let result = tokio::time::timeout(OP_TIMEOUT, d.remove_user(req)).await;
+                if matches!(&result, Ok(Err(s)) if s.code() == tonic::Code::NotFound) {
+                    return self.refused_read(history, key, read(0));
+                }
+                (RegisterOp::Write(0), 0, self.file(&result, true))
+            }
+            _ => {
+                let req = pb::ResolveRequest { address: user(key) };
+                let result = tokio::time::timeout(OP_TIMEOUT, d.resolve(req)).await;
+                let done = self.file(&result, false);
+                let local = pb::resolve_response::Kind::LocalUser as i32;
+                let seen = match &result {
+                    Ok(Ok(r)) => u64::from(r.get_ref().kind == local),
+                    _ => 0,
+                };
+                (RegisterOp::Read, seen, done)
+            }
+        };
+        let op = match done {
+            None => return false,
+            Some(true) => Operation::done(client, call, self.now(), input, written),
+            Some(false) => Operation::unknown(client, call, input),
+        };
+        let ok = op.ret.is_some();
+        history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .users
+            .push((key, op));
+        ok
+    }
+
+    /// Files a refused change as the read it is, returned now.
+    fn refused_read(
+        &self,
+        history: &Mutex<NameHistory>,
+        key: u64,
+        mut op: Operation<RegisterOp, u64>,
+    ) -> bool {
+        op.ret = Some(self.now());
+        self.record
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .operations += 1;
+        history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .users
+            .push((key, op));
+        true
     }
 
     async fn mailbox_op(&mut self, history: &Mutex<NameHistory>) -> bool {
@@ -275,15 +362,17 @@ fn refusal<T>(
 /// not.
 pub fn check(history: &NameHistory) -> bool {
     let reads = |ops: &mut dyn Iterator<Item = bool>| ops.filter(|r| *r).count();
+    let register_reads = |ops: &[(u64, Operation<RegisterOp, u64>)]| {
+        ops.iter()
+            .filter(|(_, o)| o.input == RegisterOp::Read)
+            .count()
+    };
     println!(
-        "names: {} alias operations ({} reads), {} mailbox-list operations ({} LISTs)",
+        "names: {} alias operations ({} reads), {} user operations ({} reads), {} mailbox-list operations ({} LISTs)",
         history.aliases.len(),
-        reads(
-            &mut history
-                .aliases
-                .iter()
-                .map(|(_, o)| o.input == RegisterOp::Read)
-        ),
+        register_reads(&history.aliases),
+        history.users.len(),
+        register_reads(&history.users),
         history.mailboxes.len(),
         reads(&mut history.mailboxes.iter().map(|o| o.input == MailboxOp::List)),
     );
@@ -298,6 +387,18 @@ pub fn check(history: &NameHistory) -> bool {
         if let Err((_, verdict)) = linearizable_by_key(&Register, &ops, |_| key) {
             ok = false;
             println!("alias {} is not linearizable: {verdict:?}", alias(key));
+        }
+    }
+    for key in 0..USERS {
+        let ops: Vec<_> = history
+            .users
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, o)| o.clone())
+            .collect();
+        if let Err((_, verdict)) = linearizable_by_key(&Register, &ops, |_| key) {
+            ok = false;
+            println!("user {} is not linearizable: {verdict:?}", user(key));
         }
     }
     let model = Mailboxes {
