@@ -436,3 +436,27 @@ pub async fn read_placed(
     }
     Ok((found, uids))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_codes_are_read() {
+        let reply = Reply {
+            untagged: vec!["* OK [COPYUID 1700 12 40] moved".into()],
+            tagged: "OK done".into(),
+        };
+        assert_eq!(copy_uid(&reply), Some((1700, 40)));
+        let none = Reply {
+            untagged: vec![],
+            tagged: "OK no such message".into(),
+        };
+        assert_eq!(copy_uid(&none), None);
+        assert_eq!(
+            highest_modseq("* OK [HIGHESTMODSEQ 98765432109] highest"),
+            Some(98_765_432_109)
+        );
+        assert_eq!(highest_modseq("* OK [UIDNEXT 5] next"), None);
+    }
+}
