@@ -26,9 +26,17 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
-/// Whether `err` (from [`Imap`]) is a definite refusal rather than a broken exchange.
+/// Whether `err` (from [`Imap`]) is a tagged NO or BAD rather than a broken exchange.
 pub fn refused(err: &anyhow::Error) -> bool {
     err.downcast_ref::<Refused>().is_some()
+}
+
+/// Whether `err` is a refusal that says the command did not take effect: not NO
+/// [UNAVAILABLE] or [SERVERBUG] (RFC 5530), which a server answers when its own backend
+/// failed and the change may or may not have been made.
+pub fn definitely_refused(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<Refused>()
+        .is_some_and(|r| !r.0.contains("[UNAVAILABLE]") && !r.0.contains("[SERVERBUG]"))
 }
 
 /// One IMAP connection.
@@ -266,5 +274,10 @@ mod tests {
         assert!(!refused(&anyhow::anyhow!(
             "connection closed by the server"
         )));
+        let unavailable: anyhow::Error =
+            Refused("a2 NO [UNAVAILABLE] the store is unavailable, try again".into()).into();
+        assert!(refused(&unavailable) && !definitely_refused(&unavailable));
+        let no: anyhow::Error = Refused("a3 NO [NONEXISTENT] no such mailbox".into()).into();
+        assert!(definitely_refused(&no));
     }
 }

@@ -135,6 +135,8 @@ impl Node {
                         // Not the leader (any more). The batch may have been appended before
                         // a newer leader truncated it, or may survive and commit later; a
                         // retry is safe because the state machine applies a request id once.
+                        // Running out of time after this is therefore an unknown outcome.
+                        maybe_sent = true;
                     }
                 }
             } else if let Some((leader, addr)) = self.leader() {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use tern_history::mail::{Appended, Found, Outcome, UidSeen};
 use tern_history::placement::{FoundIn, Placed, Step};
-use tern_testkit::imap_client::{append_uid, number_after, refused, Imap, Reply};
+use tern_testkit::imap_client::{append_uid, definitely_refused, number_after, Imap, Reply};
 use tern_testkit::{fetch, list_all, StoreCluster};
 
 use super::faults::Rng;
@@ -68,7 +68,7 @@ pub async fn prepare(port: u16, imap_workers: u32) -> anyhow::Result<()> {
 pub fn outcome(result: &Result<anyhow::Result<()>, tokio::time::error::Elapsed>) -> Outcome {
     match result {
         Ok(Ok(())) => Outcome::Accepted,
-        Ok(Err(e)) if refused(e) => Outcome::Refused,
+        Ok(Err(e)) if definitely_refused(e) => Outcome::Refused,
         _ => Outcome::Unknown,
     }
 }
@@ -336,7 +336,7 @@ impl ImapWorker {
         let flag = format!("UID STORE {} +FLAGS.SILENT (\\Deleted)", held.uid);
         match tokio::time::timeout(OP_TIMEOUT, s.command(&flag, &mut reply)).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) if refused(&e) => {
+            Ok(Err(e)) if definitely_refused(&e) => {
                 list.push(held);
                 return Some(mailbox.to_string());
             }
@@ -393,7 +393,7 @@ impl ImapWorker {
                 }
                 Some(true)
             }
-            Ok(Err(e)) if refused(&e) => Some(false),
+            Ok(Err(e)) if definitely_refused(&e) => Some(false),
             _ => None,
         }
     }

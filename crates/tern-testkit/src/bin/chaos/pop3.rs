@@ -117,7 +117,11 @@ impl Pop3Worker {
         let quit = tokio::time::timeout(OP_TIMEOUT, pop.command("QUIT")).await;
         let (outcome, why) = match &quit {
             Ok(Ok(_)) => (Outcome::Accepted, String::new()),
-            Ok(Err(e)) if e.to_string().starts_with("-ERR") => (Outcome::Refused, String::new()),
+            // -ERR [SYS/TEMP] (RFC 3206): the server's own backend failed; the deletion may
+            // or may not have been made.
+            Ok(Err(e)) if e.to_string().starts_with("-ERR") && !e.to_string().contains("[SYS/") => {
+                (Outcome::Refused, String::new())
+            }
             Ok(Err(e)) => (Outcome::Unknown, e.to_string()),
             Err(_) => (Outcome::Unknown, format!("no answer within {OP_TIMEOUT:?}")),
         };
