@@ -80,6 +80,15 @@ pub fn list(txn: &Txn<'_>, limit: usize, before: u64) -> AppResult<Vec<AuditRec>
     Ok(out)
 }
 
+/// The accounts a delivery goes to, for the log.
+fn accounts(targets: &[crate::command::Target]) -> String {
+    targets
+        .iter()
+        .map(|t| t.account.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What a command does and to what, in the audit log's words. Password hashes, message
 /// bodies and secrets never appear.
 pub fn describe(cmd: &Command) -> (String, String) {
@@ -117,14 +126,7 @@ pub fn describe(cmd: &Command) -> (String, String) {
             account, from, to, ..
         } => ("rename-mailbox", format!("{account} {from} -> {to}")),
         Subscribe { account, name, .. } => ("subscribe", format!("{account} {name}")),
-        Deliver { targets, .. } => (
-            "deliver",
-            targets
-                .iter()
-                .map(|t| t.account.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        ),
+        Deliver { targets, .. } => ("deliver", accounts(targets)),
         StoreFlags {
             account, mailbox, ..
         } => ("store-flags", format!("{account} {mailbox}")),
@@ -143,14 +145,7 @@ pub fn describe(cmd: &Command) -> (String, String) {
         ),
         Enqueue { entry, .. } => ("enqueue", entry.id.clone()),
         Accept { entry, .. } => ("accept", entry.id.clone()),
-        DeliverStored { targets, .. } => (
-            "deliver-stored",
-            targets
-                .iter()
-                .map(|t| t.account.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-        ),
+        DeliverStored { targets, .. } => ("deliver-stored", accounts(targets)),
         Lease { owner, .. } => ("lease", owner.clone()),
         Renew { id, .. } => ("renew", id.clone()),
         UpdateEntry { id, .. } => ("update-entry", id.clone()),

@@ -37,6 +37,17 @@ pub struct NameHistory {
     pub mailboxes: Vec<Operation<MailboxOp, MailboxAnswer>>,
 }
 
+/// Which of the register histories an operation goes to.
+type Registers = fn(&mut NameHistory) -> &mut Vec<(u64, Operation<RegisterOp, u64>)>;
+
+fn aliases(h: &mut NameHistory) -> &mut Vec<(u64, Operation<RegisterOp, u64>)> {
+    &mut h.aliases
+}
+
+fn users(h: &mut NameHistory) -> &mut Vec<(u64, Operation<RegisterOp, u64>)> {
+    &mut h.users
+}
+
 /// Users added and removed by the load.
 const USERS: u64 = 2;
 
@@ -157,21 +168,9 @@ impl NameClient {
                 };
                 let result = tokio::time::timeout(OP_TIMEOUT, d.remove_alias(req)).await;
                 // NotFound: there was no alias then, which is a read of 0.
-                if let Ok(Err(s)) = &result {
-                    if s.code() == tonic::Code::NotFound {
-                        let ret = self.now();
-                        self.record
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .operations += 1;
-                        let op = Operation::done(client, call, ret, RegisterOp::Read, 0);
-                        history
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .aliases
-                            .push((key, op));
-                        return true;
-                    }
+                if matches!(&result, Ok(Err(s)) if s.code() == tonic::Code::NotFound) {
+                    let op = Operation::done(client, call, call, RegisterOp::Read, 0);
+                    return self.refused_read(history, aliases, key, op);
                 }
                 let done = self.file(&result, true);
                 (RegisterOp::Write(0), Some(0), done)
@@ -189,20 +188,8 @@ impl NameClient {
                 (RegisterOp::Read, Some(seen), done)
             }
         };
-        let op = match done {
-            None => return false,
-            Some(true) => {
-                Operation::done(client, call, self.now(), input, result_output.unwrap_or(0))
-            }
-            Some(false) => Operation::unknown(client, call, input),
-        };
-        let ok = op.ret.is_some();
-        history
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .aliases
-            .push((key, op));
-        ok
+        let output = result_output.unwrap_or(0);
+        self.file_register(history, aliases, key, done, call, input, output)
     }
 
     async fn user_op(&mut self, history: &Mutex<NameHistory>) -> bool {
@@ -222,7 +209,7 @@ impl NameClient {
                 };
                 let result = tokio::time::timeout(OP_TIMEOUT, d.add_user(req)).await;
                 if matches!(&result, Ok(Err(s)) if s.code() == tonic::Code::AlreadyExists) {
-                    return self.refused_read(history, key, read(1));
+                    return self.refused_read(history, users, key, read(1));
                 }
                 (RegisterOp::Write(1), 1, self.file(&result, true))
             }
@@ -230,7 +217,7 @@ impl NameClient {
                 let req = pb::RemoveUserRequest { address: user(key) };
                 let result = tokio::time::timeout(OP_TIMEOUT, d.remove_user(req)).await;
                 if matches!(&result, Ok(Err(s)) if s.code() == tonic::Code::NotFound) {
-                    return self.refused_read(history, key, read(0));
+                    return self.refused_read(history, users, key, read(0));
                 }
                 (RegisterOp::Write(0), 0, self.file(&result, true))
             }
@@ -246,24 +233,14 @@ impl NameClient {
                 (RegisterOp::Read, seen, done)
             }
         };
-        let op = match done {
-            None => return false,
-            Some(true) => Operation::done(client, call, self.now(), input, written),
-            Some(false) => Operation::unknown(client, call, input),
-        };
-        let ok = op.ret.is_some();
-        history
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .users
-            .push((key, op));
-        ok
+        self.file_register(history, users, key, done, call, input, written)
     }
 
     /// Files a refused change as the read it is, returned now.
     fn refused_read(
         &self,
         history: &Mutex<NameHistory>,
+        which: Registers,
         key: u64,
         mut op: Operation<RegisterOp, u64>,
     ) -> bool {
@@ -272,12 +249,32 @@ impl NameClient {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .operations += 1;
-        history
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .users
-            .push((key, op));
+        which(&mut history.lock().unwrap_or_else(|p| p.into_inner())).push((key, op));
         true
+    }
+
+    /// Files a register operation as [`NameClient::file`] classified it (`done`): with its
+    /// output, as unknown, or not at all (a definite failure or a failed read); whether it
+    /// completed.
+    #[allow(clippy::too_many_arguments)]
+    fn file_register(
+        &self,
+        history: &Mutex<NameHistory>,
+        which: Registers,
+        key: u64,
+        done: Option<bool>,
+        call: u64,
+        input: RegisterOp,
+        output: u64,
+    ) -> bool {
+        let op = match done {
+            None => return false,
+            Some(true) => Operation::done(self.id, call, self.now(), input, output),
+            Some(false) => Operation::unknown(self.id, call, input),
+        };
+        let ok = op.ret.is_some();
+        which(&mut history.lock().unwrap_or_else(|p| p.into_inner())).push((key, op));
+        ok
     }
 
     async fn mailbox_op(&mut self, history: &Mutex<NameHistory>) -> bool {
@@ -377,36 +374,36 @@ pub fn check(history: &NameHistory) -> bool {
         reads(&mut history.mailboxes.iter().map(|o| o.input == MailboxOp::List)),
     );
     let mut ok = true;
-    for key in 0..ALIASES {
-        let ops: Vec<_> = history
-            .aliases
-            .iter()
-            .filter(|(k, _)| *k == key)
-            .map(|(_, o)| o.clone())
-            .collect();
-        if let Err((_, verdict)) = linearizable_by_key(&Register, &ops, |_| key) {
-            ok = false;
-            println!("alias {} is not linearizable: {verdict:?}", alias(key));
-        }
-    }
-    for key in 0..USERS {
-        let ops: Vec<_> = history
-            .users
-            .iter()
-            .filter(|(k, _)| *k == key)
-            .map(|(_, o)| o.clone())
-            .collect();
-        if let Err((_, verdict)) = linearizable_by_key(&Register, &ops, |_| key) {
-            ok = false;
-            println!("user {} is not linearizable: {verdict:?}", user(key));
-        }
-    }
+    ok &= registers_linearizable(&history.aliases, alias);
+    ok &= registers_linearizable(&history.users, user);
     let model = Mailboxes {
         initial: BTreeSet::new(),
     };
     if let Err((_, verdict)) = linearizable_by_key(&model, &history.mailboxes, |_| 0u8) {
         ok = false;
         println!("{ACCOUNT}'s mailbox list is not linearizable: {verdict:?}");
+    }
+    ok
+}
+
+/// Whether each key's register history is linearizable; prints the names of those that
+/// are not.
+fn registers_linearizable(
+    ops: &[(u64, Operation<RegisterOp, u64>)],
+    name: fn(u64) -> String,
+) -> bool {
+    let keys: BTreeSet<u64> = ops.iter().map(|(k, _)| *k).collect();
+    let mut ok = true;
+    for key in keys {
+        let mine: Vec<_> = ops
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|(_, o)| o.clone())
+            .collect();
+        if let Err((_, verdict)) = linearizable_by_key(&Register, &mine, |_| key) {
+            ok = false;
+            println!("{} is not linearizable: {verdict:?}", name(key));
+        }
     }
     ok
 }
