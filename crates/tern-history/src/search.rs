@@ -207,8 +207,8 @@ where
     K: Ord + Clone,
     F: Fn(&Operation<M::Input, M::Output>) -> K,
 {
-    let mut by_key: std::collections::BTreeMap<K, Vec<Operation<M::Input, M::Output>>> =
-        std::collections::BTreeMap::new();
+    type History<M> = Vec<Operation<<M as Model>::Input, <M as Model>::Output>>;
+    let mut by_key: std::collections::BTreeMap<K, History<M>> = std::collections::BTreeMap::new();
     for op in history {
         by_key.entry(key(op)).or_default().push(op.clone());
     }

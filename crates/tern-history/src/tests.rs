@@ -303,11 +303,11 @@ mod placement_histories {
     #[test]
     fn acknowledged_moves_and_deletes_fix_the_place() {
         let m = placed(vec![(append(), Accepted), (mv(), Accepted)]);
-        assert!(check_placement(&[m.clone()], &[found("A")]).is_clean());
-        let r = check_placement(&[m.clone()], &[found("W")]);
+        assert!(check_placement(std::slice::from_ref(&m), &[found("A")]).is_clean());
+        let r = check_placement(std::slice::from_ref(&m), &[found("W")]);
         assert_eq!(r.misplaced, vec![("<m>".into(), "W".into())], "moved back");
         assert_eq!(
-            check_placement(&[m.clone()], &[]).lost,
+            check_placement(std::slice::from_ref(&m), &[]).lost,
             vec!["<m>".to_string()]
         );
         let r = check_placement(&[m], &[found("A"), found("W")]);
@@ -318,7 +318,7 @@ mod placement_histories {
             (mv(), Accepted),
             (Step::Delete("A".into()), Accepted),
         ]);
-        assert!(check_placement(&[d.clone()], &[]).is_clean());
+        assert!(check_placement(std::slice::from_ref(&d), &[]).is_clean());
         assert!(
             !check_placement(&[d], &[found("A")]).is_clean(),
             "resurrected"
@@ -328,12 +328,12 @@ mod placement_histories {
     #[test]
     fn unknown_outcomes_allow_both_and_refusals_change_nothing() {
         let m = placed(vec![(append(), Accepted), (mv(), Unknown)]);
-        assert!(check_placement(&[m.clone()], &[found("W")]).is_clean());
-        assert!(check_placement(&[m.clone()], &[found("A")]).is_clean());
+        assert!(check_placement(std::slice::from_ref(&m), &[found("W")]).is_clean());
+        assert!(check_placement(std::slice::from_ref(&m), &[found("A")]).is_clean());
         assert!(!check_placement(&[m], &[]).is_clean(), "lost either way");
 
         let u = placed(vec![(append(), Unknown)]);
-        assert!(check_placement(&[u.clone()], &[]).is_clean());
+        assert!(check_placement(std::slice::from_ref(&u), &[]).is_clean());
         assert!(check_placement(&[u], &[found("W")]).is_clean());
 
         let r = placed(vec![
@@ -341,7 +341,7 @@ mod placement_histories {
             (Step::Delete("W".into()), Refused),
         ]);
         assert!(
-            !check_placement(&[r.clone()], &[]).is_clean(),
+            !check_placement(std::slice::from_ref(&r), &[]).is_clean(),
             "a refused delete"
         );
         assert!(check_placement(&[r], &[found("W")]).is_clean());
@@ -354,7 +354,12 @@ mod placement_histories {
         let m = placed(vec![(append(), Accepted)]);
         let mut changed = found("W");
         changed.message.digest = 8;
-        assert_eq!(check_placement(&[m.clone()], &[changed]).corrupted.len(), 1);
+        assert_eq!(
+            check_placement(std::slice::from_ref(&m), &[changed])
+                .corrupted
+                .len(),
+            1
+        );
         let mut stranger = found("W");
         stranger.message.message_id = "<x>".into();
         let r = check_placement(&[m], &[found("W"), stranger]);

@@ -8,7 +8,8 @@
 //! `tokio-rustls` (the handshakes), `hyper-util` (tonic's connector wants hyper's I/O
 //! traits), `tower` and `http` (the connector and the authorization layer are tower
 //! services over HTTP requests), `tokio-stream` (accepted connections as tonic's incoming
-//! stream), `prometheus` (the count of denied calls).
+//! stream), `prometheus` (the count of denied calls), `tern-clock` (the wall clock a session token's
+//! expiry is compared with).
 
 /// Every gRPC method in `proto/`, `package.Service/Method` one a line, as compiled.
 pub const METHODS: &str = include_str!(concat!(env!("OUT_DIR"), "/methods.txt"));

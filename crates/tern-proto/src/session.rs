@@ -7,7 +7,7 @@
 //! [`crate::client::StoreClient::for_session`]) and a token never serves another user.
 
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::Code;
@@ -46,12 +46,8 @@ impl Drop for SessionSlot {
     }
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// The wall clock a token's expiry is compared with (the store's is the same one).
+use tern_clock::now_ms;
 
 impl SessionSlot {
     /// The token to send, once the session has one.

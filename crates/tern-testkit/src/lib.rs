@@ -9,7 +9,8 @@
 //! certificate, `tokio` and `tonic` to talk to the nodes, `tempfile` for data directories,
 //! `base64` for SMTP AUTH PLAIN in [`flood`], `libc` to send SIGTERM the way an operator's `kill` would and to serialize package
 //! installs (`flock`); `tern-trust` for the test cluster's development PKI, and `rustls`,
-//! `tokio-rustls` and `tonic-prost` to probe internal ports as an outsider would ([`mtls`]).
+//! `tokio-rustls` and `tonic-prost` to probe internal ports as an outsider would ([`mtls`]);
+//! `tern-clock` for the clock offsets `tern-chaos` makes jump.
 
 pub mod access;
 /// Flags and scratch space the benchmark binaries share.

@@ -19,7 +19,7 @@
 //! byte-stuffing rules; `tern-smtp-proto` for the SMTP grammar shared with tern-smtp (reply
 //! parsing, typed MAIL parameters, enhanced status codes, xtext); `tern-telemetry`, `tracing`
 //! and `prometheus` for logs, traces and metrics; `tern-config`/`serde` for settings;
-//! `rand`/`hex` for ids and boundaries;
+//! `rand`/`hex` for ids and boundaries; `tern-clock` for the wall clock (due and retry times);
 //! `thiserror`/`anyhow` for errors.
 
 pub mod api;

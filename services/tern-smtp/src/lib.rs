@@ -17,7 +17,7 @@
 //! IMAP and POP3), `base64` (AUTH's `334` challenges), `rand` (Message-IDs and
 //! request ids), `prometheus` (metrics), `tern-config`/`serde` (settings), `tracing` and
 //! `tern-telemetry` (logs and trace propagation), `thiserror`/`anyhow` (errors), `tern-mail`
-//! (RFC 5322 dates), `tern-smtp-proto` (the SMTP grammar shared with the queue's client), `mail-parser` (the
+//! (RFC 5322 dates), `tern-clock` (the wall clock those dates read), `tern-smtp-proto` (the SMTP grammar shared with the queue's client), `mail-parser` (the
 //! header From addresses [`sender`] checks on submission).
 //! The end-to-end tests (`tests/e2e`) use `lettre`, swaks and Python's smtplib as independent
 //! clients.

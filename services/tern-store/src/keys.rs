@@ -283,6 +283,18 @@ pub fn of_trace_by_time_key(key: &[u8]) -> Option<(i64, &str)> {
     Some((at, id))
 }
 
+/// Audit records, in the `dir` column family: `L<seq u64 BE>`. Upper case: the directory's
+/// record kinds (`d`, `u`, `a`, `l`, `i`) are scanned by their lower-case kind byte, and an
+/// audit record must never be read as one of them.
+pub const AUDIT_PREFIX: &[u8] = b"L";
+
+/// The key of audit record `seq`.
+pub fn audit_key(seq: u64) -> Vec<u8> {
+    let mut k = AUDIT_PREFIX.to_vec();
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,16 +322,4 @@ mod tests {
     fn message_keys_sort_by_uid() {
         assert!(message_key(1, 2, 9) < message_key(1, 2, 10));
     }
-}
-
-/// Audit records, in the `dir` column family: `L<seq u64 BE>`. Upper case: the directory's
-/// record kinds (`d`, `u`, `a`, `l`, `i`) are scanned by their lower-case kind byte, and an
-/// audit record must never be read as one of them.
-pub const AUDIT_PREFIX: &[u8] = b"L";
-
-/// The key of audit record `seq`.
-pub fn audit_key(seq: u64) -> Vec<u8> {
-    let mut k = AUDIT_PREFIX.to_vec();
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
 }

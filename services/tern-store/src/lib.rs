@@ -34,6 +34,7 @@
 //! - `tern-config`: settings from the file, `TERN_*` variables and flags.
 //! - `tracing`/`tern-telemetry`/`prometheus`: logs, traces, metrics and health.
 //! - `rand`: salts, snapshot and queue ids. `thiserror`/`anyhow`: errors.
+//! - `tern-clock`: the wall clock commands carry, which fault tests can make jump.
 //! - `rustix`: `statvfs` for the data directory's free space ([`disk`]), without `unsafe`.
 
 pub mod api;

@@ -48,6 +48,11 @@ pub struct Node {
 /// so the sender may retry elsewhere.
 pub const NOT_LEADER: &str = "not the leader";
 
+/// What a leader answers a forwarded batch it appended and then lost its leadership over:
+/// the batch may still commit under the next leader, so the follower must not call its
+/// outcome a definite "nothing done" (unlike [`NOT_LEADER`], said before appending).
+pub const LOST_LEADERSHIP: &str = "lost the leadership after appending; the write may still commit";
+
 impl Node {
     /// Wires a node together; the proposer task starts here.
     pub fn new(
@@ -149,6 +154,12 @@ impl Node {
                         // the batch did reach it: the state machine applies a request id
                         // once and answers a second copy with the first one's outcome.
                         Err(ForwardError::Unreached) => maybe_sent = true,
+                        // A leader that appended the batch and then stepped down: the same
+                        // as the local case above.
+                        Err(ForwardError::LostLeadership) => maybe_sent = true,
+                        // An earlier attempt may have reached a leader, and this refusal
+                        // does not undo it.
+                        Err(ForwardError::Failed(_)) if maybe_sent => return Err(unknown()),
                         Err(ForwardError::Failed(e)) => return Err(e),
                     }
                 }
@@ -186,12 +197,20 @@ impl Node {
             Err(s) if s.code() == tonic::Code::FailedPrecondition && s.message() == NOT_LEADER => {
                 Err(ForwardError::NotLeader)
             }
+            Err(s)
+                if s.code() == tonic::Code::FailedPrecondition
+                    && s.message() == LOST_LEADERSHIP =>
+            {
+                Err(ForwardError::LostLeadership)
+            }
             // A status with a source is the client's own transport failure (connecting, the
             // TLS handshake, a connection cut): the leader did not answer. One without came
             // from the leader, which decided.
             Err(s) if std::error::Error::source(&s).is_some() => Err(ForwardError::Unreached),
+            // Its answer says whether the outcome is unknown (a time-out) or not (a node
+            // low on disk space refuses before appending).
             Err(s) => Err(ForwardError::Failed(AppError::unavailable(format!(
-                "forwarding to the leader at {addr} failed ({}); the outcome is unknown",
+                "the leader at {addr} answered: {}",
                 s.message()
             )))),
         }
@@ -215,7 +234,7 @@ impl Node {
             .into()),
             Ok(Ok(resp)) => Ok(resp.data),
             Ok(Err(e)) if e.forward_to_leader::<BasicNode>().is_some() => {
-                Err(tonic::Status::failed_precondition(NOT_LEADER))
+                Err(tonic::Status::failed_precondition(LOST_LEADERSHIP))
             }
             Ok(Err(e)) => Err(AppError::unavailable(format!("raft: {e}")).into()),
         }
@@ -390,6 +409,8 @@ impl Node {
 enum ForwardError {
     /// The node asked is not the leader: nothing was done.
     NotLeader,
+    /// The leader appended the batch, then lost its leadership: it may still commit.
+    LostLeadership,
     /// The leader could not be reached or did not answer: the batch may or may not have
     /// reached it.
     Unreached,

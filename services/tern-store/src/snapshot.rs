@@ -194,7 +194,7 @@ mod tests {
         let txn = Txn::new(engine);
         cf::STATE_MACHINE
             .iter()
-            .map(|c| txn.scan_prefix(*c, b"").unwrap())
+            .map(|c| txn.scan_prefix(c, b"").unwrap())
             .collect()
     }
 

@@ -56,11 +56,11 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Fresh {
 }
 
 #[test]
-fn openraft_storage_suite_on_rocksdb() -> Result<(), StorageError> {
-    Suite::test_all(Fresh(Machine::Rocks))
+fn openraft_storage_suite_on_rocksdb() -> Result<(), Box<StorageError>> {
+    Suite::test_all(Fresh(Machine::Rocks)).map_err(Box::new)
 }
 
 #[test]
-fn openraft_storage_suite_with_the_in_memory_state_machine() -> Result<(), StorageError> {
-    Suite::test_all(Fresh(Machine::Memory))
+fn openraft_storage_suite_with_the_in_memory_state_machine() -> Result<(), Box<StorageError>> {
+    Suite::test_all(Fresh(Machine::Memory)).map_err(Box::new)
 }

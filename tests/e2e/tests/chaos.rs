@@ -2,8 +2,10 @@
 //! checked under faults: a three-node store cluster, 2 minutes of a seeded fault schedule
 //! (SIGKILL and restart of the leader or a follower, SIGSTOP, a node isolated, minority and
 //! majority split, one-way cuts, bridges, connections reset, slow links, a service cut off
-//! from the store) while four store clients append, change and read flags, two SMTP
-//! senders submit, two IMAP workers append, move and expunge and a POP3 worker deletes;
+//! from the store, stalled clients, a full disk, a clock jump) while four store clients
+//! append, change and read flags, two SMTP senders submit, two IMAP workers append, move
+//! and expunge, a POP3 worker deletes and a name client changes domains, users, aliases
+//! and mailbox names;
 //! then nothing acknowledged may be lost or duplicated, every moved or deleted message must
 //! be where its acknowledged changes put it, UIDs never reused or out of append order, each
 //! message's flags linearizable, and at most 1% of the operations of unknown outcome.

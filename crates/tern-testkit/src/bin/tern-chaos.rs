@@ -29,7 +29,7 @@
 //! The same seed gives the same fault schedule and the same client choices; the timing of a
 //! real cluster makes the outcomes differ between runs.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,12 +38,12 @@ use clap::Parser;
 use tern_history::mail::{self, Appended, Found, Outcome, Submitted, UidSeen};
 use tern_history::models::{Flags, FlagsAnswer, FlagsOp};
 use tern_history::{linearizable_by_key, Operation};
-use tern_proto::client::TracedChannel;
 use tern_proto::store::v1 as pb;
-use tern_proto::store::v1::messages_client::MessagesClient;
 use tern_testkit::faultproxy::Mode;
-use tern_testkit::{append, fetch, list_all, Platform, StoreCluster};
+use tern_testkit::{fetch, list_all, Platform, StoreCluster};
 
+#[path = "chaos/disk.rs"]
+mod disk;
 #[path = "chaos/faults.rs"]
 mod faults;
 #[path = "chaos/mailboxes.rs"]
@@ -56,9 +56,12 @@ mod pop3;
 mod sink;
 #[path = "chaos/smtp.rs"]
 mod smtp;
+#[path = "chaos/store_api.rs"]
+mod store_api;
 
 use faults::{inject, Listener, Rng, Service, Targets};
 use mailboxes::{ImapWorker, IMAP_USER, POP3_USER};
+use store_api::{Client, BACKOFF};
 use tern_history::placement::{check_placement, Placed};
 
 const ACCOUNT: &str = "alice@example.test";
@@ -91,6 +94,14 @@ struct Args {
     /// one POP3 worker (DELE); 0 runs without tern-access.
     #[arg(long, default_value_t = 2)]
     imap_clients: u32,
+    /// Size of the tmpfs each store node keeps its `db/` on, which the disk-fill fault
+    /// fills; 0 keeps the data on the plain disk, without that fault.
+    #[arg(long, default_value_t = 2048)]
+    tmpfs_mb: u64,
+    /// Draw only these faults (comma-separated, e.g. `disk-full,clock-jump`), to look at
+    /// one closely; the default is the whole schedule.
+    #[arg(long, value_delimiter = ',')]
+    faults: Vec<faults::Kind>,
 }
 
 /// Everything the clients saw.
@@ -112,6 +123,9 @@ struct Record {
     unknown: u64,
     /// What the unknown outcomes said, for the report.
     unknown_causes: BTreeMap<String, u64>,
+    /// What the definite refusals of writes said, for the report (a full disk's shows
+    /// here).
+    refused_causes: BTreeMap<String, u64>,
     /// Completion times (µs) of successful operations.
     successes: Vec<u64>,
 }
@@ -138,7 +152,10 @@ fn digest(body: &[u8]) -> u64 {
 /// that is not a definite refusal (a time-out, a cut connection, "outcome unknown") may have.
 fn outcome_unknown(status: &tonic::Status) -> bool {
     let text = status.message();
+    // Refused before anything was proposed: no connection, no leader, or a node below its
+    // free-space margin (tern-store checks it before a write goes to the log).
     let never_sent = text.contains("Connection refused")
+        || text.contains("low on disk space")
         || text.contains("tcp connect error")
         || text.contains("no leader elected")
         || text.contains("not the leader");
@@ -155,241 +172,27 @@ fn outcome_unknown(status: &tonic::Status) -> bool {
     )
 }
 
-/// The cause of an unknown outcome, shortened for the report.
+/// The cause of an outcome, shortened for the report.
 fn cause<T>(result: &Result<Result<T, tonic::Status>, tokio::time::error::Elapsed>) -> String {
     match result {
         Err(_) => format!("no answer within {OP_TIMEOUT:?}"),
-        Ok(Err(s)) => {
-            let text: String = s.message().chars().take(70).collect();
-            format!("{:?}: {text}", s.code())
-        }
+        Ok(Err(s)) => shape(&format!("{:?}: {}", s.code(), s.message())),
         Ok(Ok(_)) => String::new(),
     }
 }
 
-/// The set of one UID.
-fn one_uid(uid: u32) -> Option<pb::UidSet> {
-    Some(pb::UidSet {
-        ranges: vec![pb::UidRange {
-            first: uid,
-            last: uid,
-        }],
-    })
-}
-
-/// Pause after a failed operation, so a client does not spin against a node that is down.
-const BACKOFF: Duration = Duration::from_millis(100);
-
-struct Client {
-    id: u32,
-    rng: Rng,
-    nodes: Vec<MessagesClient<TracedChannel>>,
-    record: Arc<Mutex<Record>>,
-    started: Instant,
-    sent: u64,
-}
-
-impl Client {
-    fn now(&self) -> u64 {
-        self.started.elapsed().as_micros() as u64
-    }
-
-    fn pick(&mut self) -> MessagesClient<TracedChannel> {
-        let i = self.rng.below(self.nodes.len() as u64) as usize;
-        self.nodes[i].clone()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Record> {
-        self.record.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    async fn run(mut self, until: Instant) {
-        while Instant::now() < until {
-            let known = self.lock().known.clone();
-            let ok = match self.rng.below(4) {
-                0 | 1 => self.append().await,
-                _ if known.is_empty() => self.append().await,
-                2 => {
-                    let uid = known[self.rng.below(known.len() as u64) as usize];
-                    self.store(uid).await
-                }
-                _ => {
-                    let uid = known[self.rng.below(known.len() as u64) as usize];
-                    self.fetch_flags(uid).await
-                }
-            };
-            if !ok {
-                tokio::time::sleep(BACKOFF).await;
-            }
+/// A message with its numbers (ports, node ids, sizes) as `N` and cut to 70 characters, so
+/// that causes of one kind add up in the report.
+fn shape(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if !c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.ends_with('N') {
+            out.push('N');
         }
     }
-
-    /// Appends one message; after an unknown outcome, submits it again with the same
-    /// Message-ID and delivery id (up to three times), as a careful client does.
-    async fn append(&mut self) -> bool {
-        self.sent += 1;
-        let message_id = format!("<c{}-{}@chaos.test>", self.id, self.sent);
-        let body = format!(
-            "Message-ID: {message_id}\r\nSubject: chaos\r\n\r\nclient {} message {}\r\n",
-            self.id, self.sent
-        )
-        .into_bytes();
-        self.lock().submitted.insert(
-            message_id.clone(),
-            Submitted {
-                message_id: message_id.clone(),
-                digest: digest(&body),
-                outcomes: Vec::new(),
-            },
-        );
-        // The message may take effect in any of its submissions: its interval starts at the
-        // first (a resubmission that finds it stored answers with the first one's UID).
-        let first_call = self.now();
-        for _ in 0..4 {
-            let mut node = self.pick();
-            let result = tokio::time::timeout(
-                OP_TIMEOUT,
-                append(&mut node, ACCOUNT, "INBOX", &body, &message_id),
-            )
-            .await;
-            let ret = self.now();
-            let outcome = {
-                let mut r = self.lock();
-                r.operations += 1;
-                let outcome = match result {
-                    Ok(Ok(resp)) => {
-                        r.appends.push(Appended {
-                            mailbox: "INBOX".into(),
-                            call: first_call,
-                            ret,
-                            uid_validity: resp.uid_validity,
-                            uid: resp.uid,
-                        });
-                        r.uids.push(UidSeen {
-                            mailbox: "INBOX".into(),
-                            uid_validity: resp.uid_validity,
-                            uid: resp.uid,
-                            message_id: message_id.clone(),
-                        });
-                        r.known.push(resp.uid);
-                        r.successes.push(ret);
-                        Outcome::Accepted
-                    }
-                    Ok(Err(s)) if !outcome_unknown(&s) => Outcome::Refused,
-                    _ => {
-                        r.unknown += 1;
-                        *r.unknown_causes.entry(cause(&result)).or_default() += 1;
-                        Outcome::Unknown
-                    }
-                };
-                if let Some(s) = r.submitted.get_mut(&message_id) {
-                    s.outcomes.push(outcome);
-                }
-                outcome
-            };
-            match outcome {
-                Outcome::Accepted => return true,
-                Outcome::Refused => return false,
-                Outcome::Unknown => tokio::time::sleep(BACKOFF).await,
-            }
-        }
-        false
-    }
-
-    async fn store(&mut self, uid: u32) -> bool {
-        let flag = KEYWORDS[self.rng.below(KEYWORDS.len() as u64) as usize].to_string();
-        let add = self.rng.below(2) == 0;
-        let set: BTreeSet<String> = [flag.clone()].into();
-        let input = if add {
-            FlagsOp::Add(set)
-        } else {
-            FlagsOp::Remove(set)
-        };
-        let mut node = self.pick();
-        let call = self.now();
-        let req = pb::StoreFlagsRequest {
-            account: ACCOUNT.into(),
-            mailbox: "INBOX".into(),
-            uids: one_uid(uid),
-            mode: if add {
-                pb::store_flags_request::Mode::Add
-            } else {
-                pb::store_flags_request::Mode::Remove
-            } as i32,
-            flags: vec![flag],
-            unchanged_since: 0,
-        };
-        let result = tokio::time::timeout(OP_TIMEOUT, node.store_flags(req)).await;
-        let ret = self.now();
-        let client = self.id;
-        let mut r = self.lock();
-        r.operations += 1;
-        let op = match result {
-            Ok(Ok(resp)) => {
-                r.successes.push(ret);
-                let answer = resp
-                    .into_inner()
-                    .updated
-                    .into_iter()
-                    .find(|m| m.uid == uid)
-                    .map(|m| FlagsAnswer::Flags(m.flags.into_iter().collect()));
-                Operation {
-                    client,
-                    call,
-                    ret: Some(ret),
-                    input,
-                    output: answer,
-                }
-            }
-            Ok(Err(s)) if !outcome_unknown(&s) => return false,
-            _ => {
-                r.unknown += 1;
-                *r.unknown_causes.entry(cause(&result)).or_default() += 1;
-                Operation::unknown(client, call, input)
-            }
-        };
-        let ok = op.ret.is_some();
-        r.flag_ops.push((uid, op));
-        ok
-    }
-
-    async fn fetch_flags(&mut self, uid: u32) -> bool {
-        let mut node = self.pick();
-        let call = self.now();
-        let req = pb::ListMessagesRequest {
-            account: ACCOUNT.into(),
-            mailbox: "INBOX".into(),
-            uids: one_uid(uid),
-            changed_since: 0,
-        };
-        let result = tokio::time::timeout(OP_TIMEOUT, node.list(req)).await;
-        let ret = self.now();
-        let client = self.id;
-        let mut r = self.lock();
-        r.operations += 1;
-        match result {
-            Ok(Ok(resp)) => {
-                r.successes.push(ret);
-                let answer = match resp
-                    .into_inner()
-                    .messages
-                    .into_iter()
-                    .find(|m| m.uid == uid)
-                {
-                    Some(m) => FlagsAnswer::Flags(m.flags.into_iter().collect()),
-                    None => FlagsAnswer::Gone,
-                };
-                r.flag_ops.push((
-                    uid,
-                    Operation::done(client, call, ret, FlagsOp::Fetch, answer),
-                ));
-                true
-            }
-            // A read changes nothing: one that failed, whatever the cause, had no outcome to
-            // know, and is left out of the history.
-            _ => false,
-        }
-    }
+    out.chars().take(70).collect()
 }
 
 /// Where the first line that starts with `prefix` starts.
@@ -456,9 +259,25 @@ async fn main() -> anyhow::Result<()> {
         u32::from(args.imap_clients > 0),
         args.minutes
     );
+    anyhow::ensure!(
+        args.tmpfs_mb <= disk::MAX_TMPFS_MB,
+        "--tmpfs-mb is at most {}",
+        disk::MAX_TMPFS_MB
+    );
+    let scratch = tempfile::tempdir()?;
+    // Every process started from here reads its clock offset in this directory (the clock
+    // fault writes one); set before any is started, while nothing else reads the
+    // environment.
+    let clocks = scratch.path().join("clocks");
+    std::fs::create_dir(&clocks)?;
+    std::env::set_var(tern_clock::FAULT_DIR_ENV, &clocks);
+    let store_bin = match args.tmpfs_mb {
+        0 => args.store.store_bin.clone(),
+        mb => disk::wrapper(scratch.path(), &args.store.store_bin, mb)?,
+    };
     let mut platform = Platform::builder()
-        .stores(args.store.nodes as usize)
-        .store_bin(&args.store.store_bin)
+        .stores(args.store.nodes)
+        .store_bin(&store_bin)
         .proxied_stores()
         .users(&["alice", IMAP_USER, POP3_USER]);
     let sink = sink::Sink::start().await?;
@@ -471,7 +290,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let mut platform = platform.start().await?;
     let smtp_addr = (args.smtp_clients > 0).then(|| platform.smtp().mx.clone());
-    let mut targets = Targets::default();
+    let mut targets = Targets {
+        disks: args.tmpfs_mb > 0,
+        only: args.faults.clone(),
+        clocks: Some(clocks),
+        ..Targets::default()
+    };
     let services = &mut targets.services;
     if args.smtp_clients > 0 {
         services.extend(platform.queue().pid().map(|pid| Service {
@@ -675,15 +499,26 @@ async fn main() -> anyhow::Result<()> {
         linearizable = false;
     }
     // Recovery: from a fault's start, and from its healing, to the next operation that
-    // succeeded; the worst of either over every fault.
+    // succeeded; the worst of either over every fault, and which fault it followed.
     let next_success = |t: u64| r.successes.iter().filter(|&&s| s > t).min().map(|s| s - t);
-    let worst_recovery = faults
+    let worst = faults
         .spans
         .iter()
-        .flat_map(|&(began, healed)| [next_success(began), next_success(healed)])
+        .flat_map(|(began, healed, what)| {
+            [
+                next_success(*began).map(|d| (d, what, "its start")),
+                next_success(*healed).map(|d| (d, what, "its healing")),
+            ]
+        })
         .flatten()
-        .max()
-        .unwrap_or(0);
+        .max_by_key(|(d, _, _)| *d);
+    let worst_recovery = worst.map_or(0, |(d, _, _)| d);
+    if let Some((d, what, from)) = worst {
+        println!(
+            "worst recovery: {:.1} s from {from}, {what}",
+            d as f64 / 1e6
+        );
+    }
     for (what, list) in [
         ("lost", &delivery.lost),
         ("duplicated", &delivery.duplicated),
@@ -736,6 +571,9 @@ async fn main() -> anyhow::Result<()> {
     }
     for (why, n) in &r.unknown_causes {
         println!("unknown outcomes: {n} × {why}");
+    }
+    for (why, n) in &r.refused_causes {
+        println!("refused writes: {n} × {why}");
     }
     let through_smtp = submitted
         .iter()

@@ -63,12 +63,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+/// The wall clock (due times and retry times are wall-clock instants in the store).
+use tern_clock::now_ms;
 
 /// Delay before attempt `attempts + 1`: the first retry after `first`, doubling up to `max`
 /// (Postfix's minimal_backoff_time / maximal_backoff_time).

@@ -389,9 +389,5 @@ fn mail_params_pb(p: &MailParams) -> qpb::MailParams {
     }
 }
 
-fn now_secs() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+/// The wall clock, for the Received: and Date: fields.
+use tern_clock::now_secs;

@@ -242,12 +242,10 @@ fn too_large(limit: u64) -> Status {
     .into()
 }
 
-/// Current time in unix milliseconds (commands carry it so replicas agree).
+/// Current time in unix milliseconds (commands carry it so replicas agree), from the one
+/// wall clock every service reads ([`tern_clock`], which fault tests can make jump).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    tern_clock::now_ms()
 }
 
 /// Error for a reply of an unexpected shape (a bug, never a client's fault).

@@ -72,9 +72,9 @@ impl Api {
             }
         }
         let keys = if fresh {
-            self.read(|txn| session_keys(txn)).await?
+            self.read(session_keys).await?
         } else {
-            self.read_local(|txn| session_keys(txn)).await?
+            self.read_local(session_keys).await?
         };
         let keys = Arc::new(keys);
         if let Ok(mut cached) = self.sessions.0.lock() {

@@ -10,6 +10,9 @@ use crate::txn::Txn;
 
 use super::apply_command;
 
+/// A column family's keys and values, in order.
+type KeyValues = Vec<(Vec<u8>, Vec<u8>)>;
+
 struct Fixture {
     /// The RocksDB directory, when on RocksDB.
     _dir: Option<tempfile::TempDir>,
@@ -46,11 +49,11 @@ impl Fixture {
     }
 
     /// Every key and value of the state machine, column family by column family.
-    fn dump(&self) -> Vec<(&'static str, Vec<(Vec<u8>, Vec<u8>)>)> {
+    fn dump(&self) -> Vec<(&'static str, KeyValues)> {
         let txn = Txn::new(&*self.db);
         cf::STATE_MACHINE
             .iter()
-            .map(|c| (*c, txn.scan_prefix(*c, b"").unwrap()))
+            .map(|c| (*c, txn.scan_prefix(c, b"").unwrap()))
             .collect()
     }
 

@@ -34,12 +34,13 @@ pub struct Faults {
     pub total: u32,
     pub leader_kills: u32,
     pub partitions: u32,
-    /// When each fault began and when it was healed (µs since the start).
-    pub spans: Vec<(u64, u64)>,
+    /// When each fault began and when it was healed (µs since the start), and what it was
+    /// (its number, start and kind, as the run's log names it).
+    pub spans: Vec<(u64, u64, String)>,
 }
 
 /// The faults a schedule draws from, with their weights (out of 100).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
     /// SIGKILL the leader, restart it after the hold.
     KillLeader,
@@ -68,13 +69,26 @@ pub enum Kind {
     /// Stalled clients: [`STALLED`] connections to a public listener (SMTP, IMAP, POP3)
     /// that send the start of a command and then nothing, until the hold ends.
     Stall,
+    /// A node's disk (the leader's half the time) filled below the store's free-space
+    /// margin, freed after the hold (see `disk.rs`).
+    DiskFull,
+    /// The wall clock of a store node (the leader half the time) or a service jumps
+    /// [`CLOCK_JUMP_MAX`] or less forward or back, as an NTP step would, and is set right
+    /// after the hold (through `tern_clock`'s fault offsets).
+    ClockJump,
 }
+
+/// The largest clock jump: below a third of tern-queue's default lease (60 s), the margin
+/// a worker keeps before it considers a lease it could not renew gone. A larger forward
+/// step on the node that records a lease could hand a queue entry to a second worker while
+/// the first still sends it (a known limit, in the README).
+pub const CLOCK_JUMP_MAX: Duration = Duration::from_secs(19);
 
 /// Connections a stall fault opens.
 pub const STALLED: usize = 64;
 
-pub const SCHEDULE: [(Kind, u64); 12] = [
-    (Kind::KillLeader, 36),
+pub const SCHEDULE: [(Kind, u64); 14] = [
+    (Kind::KillLeader, 30),
     (Kind::KillFollower, 4),
     (Kind::KillTwo, 6),
     (Kind::Pause, 6),
@@ -86,6 +100,8 @@ pub const SCHEDULE: [(Kind, u64); 12] = [
     (Kind::Delay, 4),
     (Kind::ServiceCut, 4),
     (Kind::Stall, 2),
+    (Kind::DiskFull, 3),
+    (Kind::ClockJump, 3),
 ];
 
 /// A service process the schedule may cut off from the store: its name and pid.
@@ -107,6 +123,12 @@ pub struct Listener {
 pub struct Targets {
     pub services: Vec<Service>,
     pub listeners: Vec<Listener>,
+    /// Whether the nodes' `db/` are on tmpfs mounts the disk fault can fill.
+    pub disks: bool,
+    /// The only kinds to draw (`--faults`); empty: all of them.
+    pub only: Vec<Kind>,
+    /// Where the processes read their clock offsets (`tern_clock::FAULT_DIR_ENV`).
+    pub clocks: Option<std::path::PathBuf>,
 }
 
 /// Opens `n` connections to `l` and sends each the opening; returns those that connected.
@@ -203,6 +225,9 @@ pub async fn inject(
             _ => rng.below(n as u64) as usize,
         };
         let mut kind = draw(rng);
+        while !targets.only.is_empty() && !targets.only.contains(&kind) {
+            kind = draw(rng);
+        }
         if kind == Kind::KillTwo && n < 5 {
             kind = Kind::KillLeader;
         }
@@ -212,6 +237,12 @@ pub async fn inject(
         }
         if kind == Kind::Stall && targets.listeners.is_empty() {
             kind = Kind::Pause;
+        }
+        if kind == Kind::DiskFull && !targets.disks {
+            kind = Kind::Delay;
+        }
+        if kind == Kind::ClockJump && targets.clocks.is_none() {
+            kind = Kind::Delay;
         }
         let hold = rng.millis(2_000, 5_000);
         f.total += 1;
@@ -303,6 +334,44 @@ pub async fn inject(
                 tokio::time::sleep(hold).await;
                 cut(cluster, &[]);
             }
+            Kind::DiskFull => {
+                let target = leader_or_any(rng);
+                let (filler, took) = super::disk::fill(cluster.data_dir(target))?;
+                println!(
+                    "{tag}: disk of node {}{} filled ({} MiB, {} MiB left) for {hold:?}",
+                    target + 1,
+                    is_leader(target),
+                    took >> 20,
+                    super::disk::LEFT_FREE >> 20
+                );
+                tokio::time::sleep(hold).await;
+                std::fs::remove_file(&filler)?;
+            }
+            Kind::ClockJump => {
+                let (name, pid) = if services.is_empty() || rng.below(2) == 0 {
+                    let target = leader_or_any(rng);
+                    (
+                        format!("node {}{}", target + 1, is_leader(target)),
+                        cluster.nodes[target].pid(),
+                    )
+                } else {
+                    let s = &services[rng.below(services.len() as u64) as usize];
+                    (s.name.to_string(), Some(s.pid))
+                };
+                let max = CLOCK_JUMP_MAX.as_millis() as u64;
+                let by = (1_000 + rng.below(max - 999)) as i64;
+                let by = if rng.below(2) == 0 { by } else { -by };
+                println!(
+                    "{tag}: clock of {name} jumps {:+.1} s for {hold:?}",
+                    by as f64 / 1e3
+                );
+                if let (Some(dir), Some(pid)) = (&targets.clocks, pid) {
+                    let file = tern_clock::offset_file(dir, pid);
+                    std::fs::write(&file, by.to_string())?;
+                    tokio::time::sleep(hold).await;
+                    std::fs::remove_file(&file)?;
+                }
+            }
             Kind::Stall => {
                 let l = &targets.listeners[rng.below(targets.listeners.len() as u64) as usize];
                 let open = stall(l, STALLED).await;
@@ -387,7 +456,8 @@ pub async fn inject(
                 cut(cluster, &[]);
             }
         }
-        f.spans.push((began, now(started)));
+        f.spans
+            .push((began, now(started), format!("{tag}, {kind:?}")));
     }
     Ok(f)
 }

@@ -3,6 +3,9 @@
 //!   and Resolve, on any store node, as a register ([`Register`]: a value, 0 for no alias);
 //! - a user per key (`dynK@example.test`): AddUser, RemoveUser and Resolve, as a register
 //!   (1 while the user exists, 0 when not);
+//! - a hosted domain per key (`chaosK.test`): AddDomain, RemoveDomain and Resolve of an
+//!   address in it (hosted: no such user; not hosted: remote), as a register (1 while the
+//!   domain is hosted, 0 when not), so the answer a RCPT depends on is checked as well;
 //! - alice's mailbox names: CREATE and DELETE of a few names and LIST, on any store node, as
 //!   a set ([`Mailboxes`]).
 //!
@@ -34,6 +37,7 @@ const NAMES: [&str; 3] = ["Tmp0", "Tmp1", "Tmp2"];
 pub struct NameHistory {
     pub aliases: Vec<(u64, Operation<RegisterOp, u64>)>,
     pub users: Vec<(u64, Operation<RegisterOp, u64>)>,
+    pub domains: Vec<(u64, Operation<RegisterOp, u64>)>,
     pub mailboxes: Vec<Operation<MailboxOp, MailboxAnswer>>,
 }
 
@@ -46,6 +50,17 @@ fn aliases(h: &mut NameHistory) -> &mut Vec<(u64, Operation<RegisterOp, u64>)> {
 
 fn users(h: &mut NameHistory) -> &mut Vec<(u64, Operation<RegisterOp, u64>)> {
     &mut h.users
+}
+
+fn domains(h: &mut NameHistory) -> &mut Vec<(u64, Operation<RegisterOp, u64>)> {
+    &mut h.domains
+}
+
+/// Domains added and removed by the load.
+const DOMAINS: u64 = 2;
+
+fn domain(key: u64) -> String {
+    format!("chaos{key}.test")
 }
 
 /// Users added and removed by the load.
@@ -120,7 +135,11 @@ impl NameClient {
                 r.successes.push(self.now());
                 Some(true)
             }
-            Ok(Err(s)) if !write || !outcome_unknown(s) => None,
+            Ok(Err(_)) if !write => None,
+            Ok(Err(s)) if !outcome_unknown(s) => {
+                *r.refused_causes.entry(cause(result)).or_default() += 1;
+                None
+            }
             _ => {
                 r.unknown += 1;
                 *r.unknown_causes.entry(cause(result)).or_default() += 1;
@@ -132,12 +151,13 @@ impl NameClient {
     pub async fn run(mut self, until: Instant, history: Arc<Mutex<NameHistory>>) {
         let mut value = u64::from(self.id) * 1_000_000;
         while Instant::now() < until {
-            let ok = match self.rng.below(3) {
+            let ok = match self.rng.below(4) {
                 0 => {
                     value += 1;
                     self.alias_op(value, &history).await
                 }
                 1 => self.user_op(&history).await,
+                2 => self.domain_op(&history).await,
                 _ => self.mailbox_op(&history).await,
             };
             if !ok {
@@ -234,6 +254,49 @@ impl NameClient {
             }
         };
         self.file_register(history, users, key, done, call, input, written)
+    }
+
+    async fn domain_op(&mut self, history: &Mutex<NameHistory>) -> bool {
+        let key = self.rng.below(DOMAINS);
+        let i = self.node();
+        let mut d = self.directories[i].clone();
+        let call = self.now();
+        let client = self.id;
+        let read = |seen: u64| Operation::done(client, call, call, RegisterOp::Read, seen);
+        let (input, written, done) = match self.rng.below(3) {
+            0 => {
+                let req = pb::AddDomainRequest { name: domain(key) };
+                let result = tokio::time::timeout(OP_TIMEOUT, d.add_domain(req)).await;
+                if matches!(&result, Ok(Err(s)) if s.code() == tonic::Code::AlreadyExists) {
+                    return self.refused_read(history, domains, key, read(1));
+                }
+                (RegisterOp::Write(1), 1, self.file(&result, true))
+            }
+            1 => {
+                let req = pb::RemoveDomainRequest { name: domain(key) };
+                let result = tokio::time::timeout(OP_TIMEOUT, d.remove_domain(req)).await;
+                if matches!(&result, Ok(Err(s)) if s.code() == tonic::Code::NotFound) {
+                    return self.refused_read(history, domains, key, read(0));
+                }
+                (RegisterOp::Write(0), 0, self.file(&result, true))
+            }
+            _ => {
+                // What a RCPT to this domain would be told: no such user (hosted) or a
+                // remote route (not hosted).
+                let req = pb::ResolveRequest {
+                    address: format!("nobody@{}", domain(key)),
+                };
+                let result = tokio::time::timeout(OP_TIMEOUT, d.resolve(req)).await;
+                let done = self.file(&result, false);
+                let unknown = pb::resolve_response::Kind::Unknown as i32;
+                let seen = match &result {
+                    Ok(Ok(r)) => u64::from(r.get_ref().kind == unknown),
+                    _ => 0,
+                };
+                (RegisterOp::Read, seen, done)
+            }
+        };
+        self.file_register(history, domains, key, done, call, input, written)
     }
 
     /// Files a refused change as the read it is, returned now.
@@ -365,17 +428,20 @@ pub fn check(history: &NameHistory) -> bool {
             .count()
     };
     println!(
-        "names: {} alias operations ({} reads), {} user operations ({} reads), {} mailbox-list operations ({} LISTs)",
+        "names: {} alias operations ({} reads), {} user operations ({} reads), {} domain operations ({} reads), {} mailbox-list operations ({} LISTs)",
         history.aliases.len(),
         register_reads(&history.aliases),
         history.users.len(),
         register_reads(&history.users),
+        history.domains.len(),
+        register_reads(&history.domains),
         history.mailboxes.len(),
         reads(&mut history.mailboxes.iter().map(|o| o.input == MailboxOp::List)),
     );
     let mut ok = true;
     ok &= registers_linearizable(&history.aliases, alias);
     ok &= registers_linearizable(&history.users, user);
+    ok &= registers_linearizable(&history.domains, domain);
     let model = Mailboxes {
         initial: BTreeSet::new(),
     };

@@ -91,7 +91,7 @@ impl Pop3Worker {
             if self.imap.append(&mut s, "INBOX", sent, &mut held).await {
                 imap = Some(s);
             }
-            if sent % 2 == 0 {
+            if sent.is_multiple_of(2) {
                 self.delete_one().await;
             }
         }

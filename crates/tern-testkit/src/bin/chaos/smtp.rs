@@ -52,7 +52,7 @@ impl SmtpSender {
             let message_id = format!("<s{}-{sent}@chaos.test>", self.id);
             // Every other message goes to a remote recipient (through a hosted alias), through
             // the queue to the sink.
-            let remote = sent % 2 == 0;
+            let remote = sent.is_multiple_of(2);
             let to = if remote { REMOTE_RCPT } else { ACCOUNT };
             let body = format!(
                 "Message-ID: {message_id}\r\nSubject: chaos smtp\r\n\r\nsender {} message {sent}\r\n",
@@ -89,11 +89,15 @@ impl SmtpSender {
                             r.successes.push(ret);
                             Outcome::Accepted
                         }
-                        Submission::Refused(_) => Outcome::Refused,
+                        Submission::Refused(why) => {
+                            let why = super::shape(&format!("SMTP: {why}"));
+                            *r.refused_causes.entry(why).or_default() += 1;
+                            Outcome::Refused
+                        }
                         Submission::Unknown(why) => {
                             r.unknown += 1;
-                            let why: String = why.chars().take(70).collect();
-                            *r.unknown_causes.entry(format!("SMTP: {why}")).or_default() += 1;
+                            let why = super::shape(&format!("SMTP: {why}"));
+                            *r.unknown_causes.entry(why).or_default() += 1;
                             Outcome::Unknown
                         }
                     };

@@ -1,0 +1,108 @@
+//! The disk-fill fault of `tern-chaos`: every store node keeps its `db/` on a small tmpfs of
+//! its own, and the fault fills one node's tmpfs below the store's free-space margin
+//! (`min_free_mb`, 256 MiB by default) for the hold, then frees it.
+//!
+//! A node is killed and restarted many times in a run, so the tmpfs must outlive the node
+//! process: the first start of a node makes a user and mount namespace (no privileges
+//! needed on the host's mounts) holding the tmpfs, kept by a small shell loop that ends when
+//! this program does, and every start enters that namespace. The holder's pid is in
+//! `<data dir>.ns`; the fault reaches the tmpfs through `/proc/<holder>/root`, whether the
+//! node is running or not.
+//!
+//! The tmpfs changes the store's timing (an fsync costs nothing), not what a kill tests: a
+//! SIGKILL never loses what the kernel holds, on a disk or a tmpfs. `--tmpfs-mb 0` keeps
+//! the data on the plain disk and leaves the disk fault out.
+
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+/// What the fault leaves free: half the store's default margin of 256 MiB.
+pub const LEFT_FREE: u64 = 128 << 20;
+
+/// The largest tmpfs a run may ask for (it is memory), and what tells the fault it found
+/// one rather than the host's disk.
+pub const MAX_TMPFS_MB: u64 = 8 << 10;
+
+/// Writes the wrapper that runs `bin` with its `db/` on a tmpfs of `size_mb` that outlives
+/// it, into `dir`; returns its path (to give the cluster as the store binary).
+pub fn wrapper(dir: &Path, bin: &Path, size_mb: u64) -> anyhow::Result<PathBuf> {
+    let script = dir.join("tern-store-on-tmpfs");
+    let text = format!(
+        r#"#!/bin/sh
+# tern-chaos: runs tern-store with its db/ on a {size_mb} MiB tmpfs kept by a namespace
+# holder that outlives the store (so a restart finds its data) and ends with tern-chaos.
+dd=""; prev=""
+for a in "$@"; do [ "$prev" = "--data-dir" ] && dd="$a"; prev="$a"; done
+ns="$dd.ns"
+if ! {{ [ -f "$ns" ] && [ -d "/proc/$(cat "$ns")" ]; }}; then
+  mkdir -p "$dd/db"
+  rm -f "$ns"
+  setsid unshare --user --map-root-user --mount sh -c '
+    mount -t tmpfs -o size={size_mb}m tmpfs "$1/db" || exit 1
+    echo $$ > "$1.ns.new" && mv "$1.ns.new" "$1.ns"
+    while [ -d /proc/{chaos} ]; do sleep 1; done' sh "$dd" </dev/null >/dev/null 2>&1 &
+  i=0
+  while [ ! -f "$ns" ]; do
+    i=$((i+1)); [ $i -gt 200 ] && {{ echo "tern-chaos: no tmpfs for $dd" >&2; exit 1; }}
+    sleep 0.05
+  done
+fi
+exec nsenter --target "$(cat "$ns")" --user --mount --preserve-credentials "{bin}" "$@"
+"#,
+        chaos = std::process::id(),
+        bin = bin.display(),
+    );
+    std::fs::write(&script, text)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+    Ok(script)
+}
+
+/// The node's `db/` as this program sees it: inside the holder's mount namespace.
+fn db_dir(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let ns = PathBuf::from(format!("{}.ns", data_dir.display()));
+    let holder = std::fs::read_to_string(&ns).with_context(|| format!("{}", ns.display()))?;
+    Ok(PathBuf::from(format!("/proc/{}/root", holder.trim()))
+        .join(data_dir.strip_prefix("/")?)
+        .join("db"))
+}
+
+/// The bytes free and the size of the filesystem holding `dir`.
+fn space(dir: &Path) -> anyhow::Result<(u64, u64)> {
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())?;
+    // SAFETY: statvfs(3) with a NUL-terminated path and a zeroed struct it fills.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("statvfs");
+    }
+    let unit = st.f_frsize as u64;
+    Ok((
+        (st.f_bavail as u64).saturating_mul(unit),
+        (st.f_blocks as u64).saturating_mul(unit),
+    ))
+}
+
+/// Fills the node's tmpfs until [`LEFT_FREE`] bytes are left; returns the filler (to
+/// remove when the hold ends) and the bytes it took.
+pub fn fill(data_dir: &Path) -> anyhow::Result<(PathBuf, u64)> {
+    let db = db_dir(data_dir)?;
+    let (free, size) = space(&db)?;
+    anyhow::ensure!(
+        size <= MAX_TMPFS_MB << 20,
+        "{} is not on the node's tmpfs (a filesystem of {size} bytes)",
+        db.display()
+    );
+    let filler = db.join("chaos-filler");
+    let take = free.saturating_sub(LEFT_FREE);
+    let f = std::fs::File::create(&filler)?;
+    // fallocate, not a sparse file: a tmpfs counts only pages it holds.
+    // SAFETY: fallocate(2) on a file this function opened, mode 0, a valid length.
+    if take > 0 && unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, take as libc::off_t) } != 0 {
+        let e = std::io::Error::last_os_error();
+        let _ = std::fs::remove_file(&filler);
+        return Err(e).context("fallocate");
+    }
+    Ok((filler, take))
+}
