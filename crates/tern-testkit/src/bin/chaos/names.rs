@@ -217,10 +217,7 @@ impl NameClient {
         let i = self.node();
         let mut d = self.directories[i].clone();
         let call = self.now();
-        let client = self.id;
-        // A definite refusal that reveals the state is a read of it.
-        let read = |seen: u64| Operation::done(client, call, call, RegisterOp::Read, seen);
-        let (input, written, done) = match self.rng.below(3) {
+        match self.rng.below(3) {
             0 => {
                 let req = pb::AddUserRequest {
                     address: user(key),
@@ -228,32 +225,20 @@ impl NameClient {
                     quota_bytes: 0,
                 };
                 let result = tokio::time::timeout(OP_TIMEOUT, d.add_user(req)).await;
-                if matches!(&result, Ok(Err(s)) if s.code() == tonic::Code::AlreadyExists) {
-                    return self.refused_read(history, users, key, read(1));
-                }
-                (RegisterOp::Write(1), 1, self.file(&result, true))
+                self.file_presence(history, users, key, call, 1, &result)
             }
             1 => {
                 let req = pb::RemoveUserRequest { address: user(key) };
                 let result = tokio::time::timeout(OP_TIMEOUT, d.remove_user(req)).await;
-                if matches!(&result, Ok(Err(s)) if s.code() == tonic::Code::NotFound) {
-                    return self.refused_read(history, users, key, read(0));
-                }
-                (RegisterOp::Write(0), 0, self.file(&result, true))
+                self.file_presence(history, users, key, call, 0, &result)
             }
             _ => {
                 let req = pb::ResolveRequest { address: user(key) };
                 let result = tokio::time::timeout(OP_TIMEOUT, d.resolve(req)).await;
-                let done = self.file(&result, false);
-                let local = pb::resolve_response::Kind::LocalUser as i32;
-                let seen = match &result {
-                    Ok(Ok(r)) => u64::from(r.get_ref().kind == local),
-                    _ => 0,
-                };
-                (RegisterOp::Read, seen, done)
+                let present = pb::resolve_response::Kind::LocalUser;
+                self.file_resolve(history, users, key, call, present, &result)
             }
-        };
-        self.file_register(history, users, key, done, call, input, written)
+        }
     }
 
     async fn domain_op(&mut self, history: &Mutex<NameHistory>) -> bool {
@@ -261,24 +246,16 @@ impl NameClient {
         let i = self.node();
         let mut d = self.directories[i].clone();
         let call = self.now();
-        let client = self.id;
-        let read = |seen: u64| Operation::done(client, call, call, RegisterOp::Read, seen);
-        let (input, written, done) = match self.rng.below(3) {
+        match self.rng.below(3) {
             0 => {
                 let req = pb::AddDomainRequest { name: domain(key) };
                 let result = tokio::time::timeout(OP_TIMEOUT, d.add_domain(req)).await;
-                if matches!(&result, Ok(Err(s)) if s.code() == tonic::Code::AlreadyExists) {
-                    return self.refused_read(history, domains, key, read(1));
-                }
-                (RegisterOp::Write(1), 1, self.file(&result, true))
+                self.file_presence(history, domains, key, call, 1, &result)
             }
             1 => {
                 let req = pb::RemoveDomainRequest { name: domain(key) };
                 let result = tokio::time::timeout(OP_TIMEOUT, d.remove_domain(req)).await;
-                if matches!(&result, Ok(Err(s)) if s.code() == tonic::Code::NotFound) {
-                    return self.refused_read(history, domains, key, read(0));
-                }
-                (RegisterOp::Write(0), 0, self.file(&result, true))
+                self.file_presence(history, domains, key, call, 0, &result)
             }
             _ => {
                 // What a RCPT to this domain would be told: no such user (hosted) or a
@@ -287,16 +264,56 @@ impl NameClient {
                     address: format!("nobody@{}", domain(key)),
                 };
                 let result = tokio::time::timeout(OP_TIMEOUT, d.resolve(req)).await;
-                let done = self.file(&result, false);
-                let unknown = pb::resolve_response::Kind::Unknown as i32;
-                let seen = match &result {
-                    Ok(Ok(r)) => u64::from(r.get_ref().kind == unknown),
-                    _ => 0,
-                };
-                (RegisterOp::Read, seen, done)
+                let present = pb::resolve_response::Kind::Unknown;
+                self.file_resolve(history, domains, key, call, present, &result)
             }
+        }
+    }
+
+    /// Files adding (`to` 1) or removing (`to` 0) something whose presence is a register. The
+    /// definite refusal that reveals the state (ALREADY_EXISTS, NOT_FOUND) is a read of it.
+    #[allow(clippy::too_many_arguments)]
+    fn file_presence<T>(
+        &self,
+        history: &Mutex<NameHistory>,
+        which: Registers,
+        key: u64,
+        call: u64,
+        to: u64,
+        result: &Result<Result<T, tonic::Status>, tokio::time::error::Elapsed>,
+    ) -> bool {
+        let revealing = if to == 1 {
+            tonic::Code::AlreadyExists
+        } else {
+            tonic::Code::NotFound
         };
-        self.file_register(history, domains, key, done, call, input, written)
+        if matches!(result, Ok(Err(s)) if s.code() == revealing) {
+            let op = Operation::done(self.id, call, call, RegisterOp::Read, to);
+            return self.refused_read(history, which, key, op);
+        }
+        let done = self.file(result, true);
+        self.file_register(history, which, key, done, call, RegisterOp::Write(to), to)
+    }
+
+    /// Files a Resolve as a read of a presence register: 1 when its answer is `present`.
+    fn file_resolve(
+        &self,
+        history: &Mutex<NameHistory>,
+        which: Registers,
+        key: u64,
+        call: u64,
+        present: pb::resolve_response::Kind,
+        result: &Result<
+            Result<tonic::Response<pb::ResolveResponse>, tonic::Status>,
+            tokio::time::error::Elapsed,
+        >,
+    ) -> bool {
+        let done = self.file(result, false);
+        let seen = match result {
+            Ok(Ok(r)) => u64::from(r.get_ref().kind == present as i32),
+            _ => 0,
+        };
+        self.file_register(history, which, key, done, call, RegisterOp::Read, seen)
     }
 
     /// Files a refused change as the read it is, returned now.
