@@ -286,6 +286,59 @@ impl Command {
             _ => false,
         }
     }
+
+    /// The command's name in the audit log and in the applied-commands metric: one name
+    /// per kind, fixed, so the metric's label set stays bounded and the apply path does
+    /// not format a string per command. An audited command is named by what it does.
+    pub fn kind(&self) -> &'static str {
+        use Command::*;
+        match self {
+            AddDomain { .. } => "add-domain",
+            RemoveDomain { .. } => "remove-domain",
+            AddUser { .. } => "add-user",
+            RemoveUser { .. } => "remove-user",
+            SetPassword { .. } => "set-password",
+            SetQuota { .. } => "set-quota",
+            AddAlias { .. } => "add-alias",
+            RemoveAlias { .. } => "remove-alias",
+            AddListMembers { .. } => "add-list-members",
+            RemoveListMembers { .. } => "remove-list-members",
+            RemoveList { .. } => "remove-list",
+            CreateMailbox { .. } => "create-mailbox",
+            DeleteMailbox { .. } => "delete-mailbox",
+            RenameMailbox { .. } => "rename-mailbox",
+            Subscribe { .. } => "subscribe",
+            Deliver { .. } => "deliver",
+            StoreFlags { .. } => "store-flags",
+            Expunge { .. } => "expunge",
+            Copy {
+                remove_source: true,
+                ..
+            } => "move",
+            Copy { .. } => "copy",
+            Enqueue { .. } => "enqueue",
+            Accept { .. } => "accept",
+            DeliverStored { .. } => "deliver-stored",
+            Lease { .. } => "lease",
+            Renew { .. } => "renew",
+            UpdateEntry { .. } => "update-entry",
+            RetryEntry { .. } => "retry-entry",
+            DeleteEntry { .. } => "delete-entry",
+            Lock { op, .. } => match op {
+                LockOp::Acquire => "lock",
+                LockOp::Renew => "renew-lock",
+                LockOp::Release => "release-lock",
+            },
+            RecordTrace { .. } => "record-trace",
+            PruneTraces { .. } => "prune-traces",
+            AdvanceRetention { .. } => "advance-retention",
+            PruneRetained { .. } => "prune-retained",
+            AddSessionKey { .. } => "add-session-key",
+            Audited { action, .. } => action.kind(),
+            AuditNote { .. } => "audit-note",
+            ClaimRecent { .. } => "claim-recent",
+        }
+    }
 }
 
 /// What a [`Command::Lock`] does.

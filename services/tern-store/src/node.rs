@@ -135,6 +135,11 @@ impl Node {
                     Ok(Ok(resp)) => return Ok(resp.data),
                     Ok(Err(e)) => {
                         if e.forward_to_leader::<BasicNode>().is_none() {
+                            // A node shutting down or failed: an earlier attempt may still
+                            // commit.
+                            if maybe_sent {
+                                return Err(unknown());
+                            }
                             return Err(AppError::unavailable(format!("raft: {e}")));
                         }
                         // Not the leader (any more). The batch may have been appended before
@@ -207,6 +212,16 @@ impl Node {
             // TLS handshake, a connection cut): the leader did not answer. One without came
             // from the leader, which decided.
             Err(s) if std::error::Error::source(&s).is_some() => Err(ForwardError::Unreached),
+            // The deadline ran out on this side (tonic answers CANCELLED "Timeout expired",
+            // without a source) or the leader's: the batch may be in its log.
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+                ) =>
+            {
+                Err(ForwardError::Unreached)
+            }
             // Its answer says whether the outcome is unknown (a time-out) or not (a node
             // low on disk space refuses before appending).
             Err(s) => Err(ForwardError::Failed(AppError::unavailable(format!(

@@ -231,7 +231,7 @@ fn apply_entries(
                     .commands
                     .iter()
                     .map(|c| {
-                        crate::metrics::command_applied(&crate::apply::audit::describe(c).0);
+                        crate::metrics::command_applied(c.kind());
                         apply_command(&mut txn, c)
                     })
                     .collect();

@@ -8,7 +8,7 @@
 //! succeed with [`Command::AuditNote`]. The log keeps the newest [`MAX_RECORDS`] entries;
 //! pruning the oldest happens in the same apply, so every replica holds the same window.
 
-use crate::command::{Command, LockOp};
+use crate::command::Command;
 use crate::error::AppResult;
 use crate::keys::{self, cf};
 use crate::model::AuditRec;
@@ -93,82 +93,61 @@ fn accounts(targets: &[crate::command::Target]) -> String {
 /// bodies and secrets never appear.
 pub fn describe(cmd: &Command) -> (String, String) {
     use Command::*;
-    let (action, target): (&str, String) = match cmd {
-        AddDomain { name } => ("add-domain", name.clone()),
-        RemoveDomain { name } => ("remove-domain", name.clone()),
+    let target = match cmd {
+        AddDomain { name } | RemoveDomain { name } => name.clone(),
         AddUser {
             address,
             quota_bytes,
             ..
-        } => ("add-user", format!("{address} quota={quota_bytes}")),
-        RemoveUser { address } => ("remove-user", address.clone()),
-        SetPassword { address, .. } => ("set-password", address.clone()),
-        SetQuota {
+        }
+        | SetQuota {
             address,
             quota_bytes,
-        } => ("set-quota", format!("{address} quota={quota_bytes}")),
-        AddAlias { address, targets } => {
-            ("add-alias", format!("{address} -> {}", targets.join(", ")))
+        } => format!("{address} quota={quota_bytes}"),
+        RemoveUser { address }
+        | SetPassword { address, .. }
+        | RemoveAlias { address }
+        | RemoveList { address } => address.clone(),
+        AddAlias { address, targets } => format!("{address} -> {}", targets.join(", ")),
+        AddListMembers { address, members } => format!("{address} + {}", members.join(", ")),
+        RemoveListMembers { address, members } => {
+            format!("{address} - {}", members.join(", "))
         }
-        RemoveAlias { address } => ("remove-alias", address.clone()),
-        AddListMembers { address, members } => (
-            "add-list-members",
-            format!("{address} + {}", members.join(", ")),
-        ),
-        RemoveListMembers { address, members } => (
-            "remove-list-members",
-            format!("{address} - {}", members.join(", ")),
-        ),
-        RemoveList { address } => ("remove-list", address.clone()),
-        CreateMailbox { account, name, .. } => ("create-mailbox", format!("{account} {name}")),
-        DeleteMailbox { account, name } => ("delete-mailbox", format!("{account} {name}")),
+        CreateMailbox { account, name, .. }
+        | DeleteMailbox { account, name }
+        | Subscribe { account, name, .. } => format!("{account} {name}"),
         RenameMailbox {
             account, from, to, ..
-        } => ("rename-mailbox", format!("{account} {from} -> {to}")),
-        Subscribe { account, name, .. } => ("subscribe", format!("{account} {name}")),
-        Deliver { targets, .. } => ("deliver", accounts(targets)),
+        } => format!("{account} {from} -> {to}"),
+        Deliver { targets, .. } | DeliverStored { targets, .. } => accounts(targets),
         StoreFlags {
             account, mailbox, ..
-        } => ("store-flags", format!("{account} {mailbox}")),
-        Expunge {
+        }
+        | Expunge {
             account, mailbox, ..
-        } => ("expunge", format!("{account} {mailbox}")),
+        }
+        | ClaimRecent {
+            account, mailbox, ..
+        } => format!("{account} {mailbox}"),
         Copy {
             account,
             mailbox,
             target,
-            remove_source,
             ..
-        } => (
-            if *remove_source { "move" } else { "copy" },
-            format!("{account} {mailbox} -> {target}"),
-        ),
-        Enqueue { entry, .. } => ("enqueue", entry.id.clone()),
-        Accept { entry, .. } => ("accept", entry.id.clone()),
-        DeliverStored { targets, .. } => ("deliver-stored", accounts(targets)),
-        Lease { owner, .. } => ("lease", owner.clone()),
-        Renew { id, .. } => ("renew", id.clone()),
-        UpdateEntry { id, .. } => ("update-entry", id.clone()),
-        RetryEntry { id, .. } => ("retry-entry", id.clone()),
-        DeleteEntry { id } => ("delete-entry", id.clone()),
-        Lock { name, op, .. } => (
-            match op {
-                LockOp::Acquire => "lock",
-                LockOp::Renew => "renew-lock",
-                LockOp::Release => "release-lock",
-            },
-            name.clone(),
-        ),
-        RecordTrace { trace_id, .. } => ("record-trace", trace_id.clone()),
-        PruneTraces { .. } => ("prune-traces", String::new()),
-        AdvanceRetention { .. } => ("advance-retention", String::new()),
-        PruneRetained { .. } => ("prune-retained", String::new()),
-        AddSessionKey { .. } => ("add-session-key", String::new()),
+        } => format!("{account} {mailbox} -> {target}"),
+        Enqueue { entry, .. } | Accept { entry, .. } => entry.id.clone(),
+        Lease { owner, .. } => owner.clone(),
+        Renew { id, .. } | UpdateEntry { id, .. } | RetryEntry { id, .. } | DeleteEntry { id } => {
+            id.clone()
+        }
+        Lock { name, .. } => name.clone(),
+        RecordTrace { trace_id, .. } => trace_id.clone(),
+        PruneTraces { .. }
+        | AdvanceRetention { .. }
+        | PruneRetained { .. }
+        | AddSessionKey { .. } => String::new(),
         Audited { action, .. } => return describe(action),
         AuditNote { action, target, .. } => return (action.clone(), target.clone()),
-        ClaimRecent {
-            account, mailbox, ..
-        } => ("claim-recent", format!("{account} {mailbox}")),
     };
-    (action.to_string(), target)
+    (cmd.kind().to_string(), target)
 }

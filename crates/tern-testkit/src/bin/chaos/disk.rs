@@ -21,13 +21,26 @@ use anyhow::Context;
 /// What the fault leaves free: half the store's default margin of 256 MiB.
 pub const LEFT_FREE: u64 = 128 << 20;
 
-/// The largest tmpfs a run may ask for (it is memory), and what tells the fault it found
-/// one rather than the host's disk.
+/// The largest tmpfs a run may ask for (it is memory).
 pub const MAX_TMPFS_MB: u64 = 8 << 10;
+
+/// `f_type` of a tmpfs in statfs(2): how the fault knows it found the node's tmpfs and
+/// not the host's disk.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// `text` as one shell word, whatever characters it holds.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
 
 /// Writes the wrapper that runs `bin` with its `db/` on a tmpfs of `size_mb` that outlives
 /// it, into `dir`; returns its path (to give the cluster as the store binary).
+///
+/// Only a node's first start makes its namespace; a later start whose holder has gone
+/// fails rather than run on an empty tmpfs (which would be a node that lost its disk, not
+/// the fault asked for). A lock file keeps two starts of one node from both making one.
 pub fn wrapper(dir: &Path, bin: &Path, size_mb: u64) -> anyhow::Result<PathBuf> {
+    let bin = std::fs::canonicalize(bin).with_context(|| format!("{}", bin.display()))?;
     let script = dir.join("tern-store-on-tmpfs");
     let text = format!(
         r#"#!/bin/sh
@@ -35,24 +48,29 @@ pub fn wrapper(dir: &Path, bin: &Path, size_mb: u64) -> anyhow::Result<PathBuf> 
 # holder that outlives the store (so a restart finds its data) and ends with tern-chaos.
 dd=""; prev=""
 for a in "$@"; do [ "$prev" = "--data-dir" ] && dd="$a"; prev="$a"; done
+[ -n "$dd" ] || {{ echo "tern-chaos: no --data-dir" >&2; exit 1; }}
 ns="$dd.ns"
-if ! {{ [ -f "$ns" ] && [ -d "/proc/$(cat "$ns")" ]; }}; then
+exec 9>"$dd.lock"
+flock 9
+if [ -f "$ns" ]; then
+  [ -d "/proc/$(cat "$ns")" ] || {{ echo "tern-chaos: the tmpfs holder of $dd has gone" >&2; exit 1; }}
+else
   mkdir -p "$dd/db"
-  rm -f "$ns"
   setsid unshare --user --map-root-user --mount sh -c '
     mount -t tmpfs -o size={size_mb}m tmpfs "$1/db" || exit 1
     echo $$ > "$1.ns.new" && mv "$1.ns.new" "$1.ns"
-    while [ -d /proc/{chaos} ]; do sleep 1; done' sh "$dd" </dev/null >/dev/null 2>&1 &
+    while [ -d /proc/{chaos} ]; do sleep 1; done' sh "$dd" </dev/null >/dev/null 2>&1 9>&- &
   i=0
   while [ ! -f "$ns" ]; do
     i=$((i+1)); [ $i -gt 200 ] && {{ echo "tern-chaos: no tmpfs for $dd" >&2; exit 1; }}
     sleep 0.05
   done
 fi
-exec nsenter --target "$(cat "$ns")" --user --mount --preserve-credentials "{bin}" "$@"
+exec 9>&-
+exec nsenter --target "$(cat "$ns")" --user --mount --preserve-credentials {bin} "$@"
 "#,
         chaos = std::process::id(),
-        bin = bin.display(),
+        bin = shell_quote(&bin.to_string_lossy()),
     );
     std::fs::write(&script, text)?;
     use std::os::unix::fs::PermissionsExt;
@@ -69,31 +87,24 @@ fn db_dir(data_dir: &Path) -> anyhow::Result<PathBuf> {
         .join("db"))
 }
 
-/// The bytes free and the size of the filesystem holding `dir`.
-fn space(dir: &Path) -> anyhow::Result<(u64, u64)> {
+/// The bytes free on the filesystem holding `dir`, and whether it is a tmpfs.
+fn space(dir: &Path) -> anyhow::Result<(u64, bool)> {
     let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes())?;
-    // SAFETY: statvfs(3) with a NUL-terminated path and a zeroed struct it fills.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("statvfs");
+    // SAFETY: statfs(2) with a NUL-terminated path and a zeroed struct it fills.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("statfs");
     }
-    let unit = st.f_frsize as u64;
-    Ok((
-        (st.f_bavail as u64).saturating_mul(unit),
-        (st.f_blocks as u64).saturating_mul(unit),
-    ))
+    let free = (st.f_bavail as u64).saturating_mul(st.f_bsize as u64);
+    Ok((free, st.f_type as i64 == TMPFS_MAGIC))
 }
 
 /// Fills the node's tmpfs until [`LEFT_FREE`] bytes are left; returns the filler (to
-/// remove when the hold ends) and the bytes it took.
+/// remove when the hold ends) and the bytes it took. Blocking: call it off the runtime.
 pub fn fill(data_dir: &Path) -> anyhow::Result<(PathBuf, u64)> {
     let db = db_dir(data_dir)?;
-    let (free, size) = space(&db)?;
-    anyhow::ensure!(
-        size <= MAX_TMPFS_MB << 20,
-        "{} is not on the node's tmpfs (a filesystem of {size} bytes)",
-        db.display()
-    );
+    let (free, tmpfs) = space(&db)?;
+    anyhow::ensure!(tmpfs, "{} is not on the node's tmpfs", db.display());
     let filler = db.join("chaos-filler");
     let take = free.saturating_sub(LEFT_FREE);
     let f = std::fs::File::create(&filler)?;
@@ -105,4 +116,20 @@ pub fn fill(data_dir: &Path) -> anyhow::Result<(PathBuf, u64)> {
         return Err(e).context("fallocate");
     }
     Ok((filler, take))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn a_quoted_path_is_one_word_to_the_shell() {
+        let path = "/tmp/it's a $dir/`x`";
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf %s {}", shell_quote(path)))
+            .output()
+            .expect("sh");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), path);
+    }
 }

@@ -336,7 +336,9 @@ pub async fn inject(
             }
             Kind::DiskFull => {
                 let target = leader_or_any(rng);
-                let (filler, took) = super::disk::fill(cluster.data_dir(target))?;
+                let data_dir = cluster.data_dir(target).to_path_buf();
+                let (filler, took) =
+                    tokio::task::spawn_blocking(move || super::disk::fill(&data_dir)).await??;
                 println!(
                     "{tag}: disk of node {}{} filled ({} MiB, {} MiB left) for {hold:?}",
                     target + 1,
