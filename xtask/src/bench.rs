@@ -85,6 +85,7 @@ pub fn store(profile: Profile, quick: bool, messages: Option<u32>) -> anyhow::Re
         "NODES".to_string(),
         "CONCURRENCY".into(),
         "APPENDS/S".into(),
+        "ENTRIES/FSYNC".into(),
         "WALL".into(),
         "RESULT LINE".into(),
     ]];
@@ -94,6 +95,9 @@ pub fn store(profile: Profile, quick: bool, messages: Option<u32>) -> anyhow::Re
             conc.to_string(),
             r.appends_per_sec
                 .map(|a| format!("{a:.0}"))
+                .unwrap_or_else(|| "?".into()),
+            parse_field(&r.line, "entries_per_sync")
+                .map(|a| format!("{a:.2}"))
                 .unwrap_or_else(|| "?".into()),
             format!("{:.1}s", r.secs),
             r.line.clone(),
@@ -387,8 +391,13 @@ fn run_bench(
 /// object), or `1234.5 appends/s`.
 fn parse_appends_per_sec(line: &str) -> Option<f64> {
     // tern-store-bench prints `key=value` pairs; this is the one the table shows.
+    parse_field(line, "appends_per_sec")
+}
+
+/// The number after `key=` in a line of `key=value` pairs.
+fn parse_field(line: &str, key: &str) -> Option<f64> {
     line.split_whitespace()
-        .find_map(|t| t.strip_prefix("appends_per_sec="))
+        .find_map(|t| t.strip_prefix(key)?.strip_prefix('='))
         .and_then(|v| v.parse().ok())
 }
 

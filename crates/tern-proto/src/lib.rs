@@ -16,6 +16,7 @@ pub const METHODS: &str = include_str!(concat!(env!("OUT_DIR"), "/methods.txt"))
 
 pub mod authz;
 pub mod client;
+pub mod directory_cache;
 pub mod session;
 pub mod tls;
 

@@ -51,3 +51,46 @@ pub fn pad_body(message: &mut Vec<u8>, size: usize) {
         line += 1;
     }
 }
+
+/// A store node's Raft log counters: synced appends (fsyncs), entries, applied commands;
+/// scraped before and after a run, they show group commit (entries per fsync) and what a
+/// message costs in the log.
+pub struct LogCounts {
+    /// Synced appends (each one fsync).
+    pub syncs: u64,
+    /// Entries appended.
+    pub entries: u64,
+    /// Commands applied.
+    pub commands: u64,
+}
+
+impl LogCounts {
+    /// The counters in the `/metrics` of the store node at `metrics`.
+    pub async fn scrape(metrics: &str) -> anyhow::Result<Self> {
+        let (status, body) = crate::platform::http_get(metrics, "/metrics").await?;
+        anyhow::ensure!(status == 200, "metrics of the leader answered {status}");
+        let sum = |name: &str| -> u64 {
+            body.lines()
+                .filter(|l| {
+                    l.strip_prefix(name)
+                        .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>() as u64
+        };
+        Ok(Self {
+            syncs: sum("tern_store_log_syncs_total"),
+            entries: sum("tern_store_log_entries_total"),
+            commands: sum("tern_store_applied_commands_total"),
+        })
+    }
+
+    /// What was counted since `before`.
+    pub fn since(&self, before: &Self) -> Self {
+        Self {
+            syncs: self.syncs.saturating_sub(before.syncs),
+            entries: self.entries.saturating_sub(before.entries),
+            commands: self.commands.saturating_sub(before.commands),
+        }
+    }
+}

@@ -217,6 +217,30 @@ impl Imap {
         Ok(())
     }
 
+    /// Starts IDLE (RFC 2177): sends it and waits for the server's `+`; untagged lines then
+    /// come from [`Imap::next_line`].
+    pub async fn idle(&mut self) -> anyhow::Result<()> {
+        self.next_tag();
+        let line = format!("{} IDLE\r\n", self.tag_text);
+        let mut reply = Reply::default();
+        let exchange = async {
+            self.r.get_mut().write_all(line.as_bytes()).await?;
+            self.read_reply(&mut reply, true).await
+        };
+        let continued = tokio::time::timeout(IO_TIMEOUT, exchange)
+            .await
+            .context("IDLE: no answer in time")??;
+        anyhow::ensure!(continued, "IDLE ended at once: {}", reply.tagged);
+        Ok(())
+    }
+
+    /// The next response line (an untagged one while idling), CRLF removed.
+    pub async fn next_line(&mut self) -> anyhow::Result<String> {
+        let mut line = Vec::with_capacity(64);
+        self.read_line(&mut line).await?;
+        Ok(String::from_utf8_lossy(&line).into_owned())
+    }
+
     pub async fn login(&mut self, user: &str, password: &str) -> anyhow::Result<()> {
         let mut reply = Reply::default();
         self.command(&format!("LOGIN \"{user}\" \"{password}\""), &mut reply)

@@ -73,6 +73,8 @@ pub const RULES: &[Rule] = &[
     ("tern.store.v1.Directory", "RemoveList", &[Admin]),
     ("tern.store.v1.Directory", "ListLists", &[Admin]),
     ("tern.store.v1.Directory", "Resolve", &[Smtp, Queue, Admin]),
+    // The feed that keeps SMTP's and the queue's directory caches current.
+    ("tern.store.v1.Directory", "WatchDirectory", &[Smtp, Queue]),
     // Mailboxes: access nodes; delivery goes through Messages.Deliver.
     ("tern.store.v1.Mailboxes", "*", &[Access]),
     ("tern.store.v1.Watch", "*", &[Access]),

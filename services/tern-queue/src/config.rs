@@ -75,6 +75,15 @@ pub struct QueueConfig {
     /// Seconds an idle connection is kept for reuse.
     #[default = 30]
     pub connection_idle_secs: u64,
+    /// Known recipients (users, aliases, lists) kept for routing in this node's directory
+    /// cache, which the store's directory feed keeps current; unknown ones are always asked
+    /// of the store. 0 turns the cache off.
+    #[default = 100_000]
+    pub directory_cache_entries: usize,
+    /// Longest a cached recipient is used (the bound on staleness while the feed's store
+    /// node is cut off).
+    #[default = 60]
+    pub directory_cache_ttl_secs: u64,
     /// Octets (MiB) of messages this node holds in memory at once while handing them to the
     /// store: an Enqueue that would go over waits (and stops reading its stream, so HTTP/2
     /// flow control holds the sender back) for up to `enqueue_wait_ms`, then fails

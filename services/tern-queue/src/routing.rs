@@ -5,9 +5,7 @@
 
 use std::collections::{HashSet, VecDeque};
 
-use tern_proto::client::StoreClient;
-use tern_proto::store::v1 as pb;
-use tern_proto::store::v1::directory_client::DirectoryClient;
+use tern_proto::directory_cache::Resolver;
 use tern_proto::store::v1::resolve_response::Kind;
 
 /// Longest alias/list chain followed from one recipient.
@@ -39,25 +37,11 @@ pub struct Final {
     pub expanded: bool,
 }
 
-/// The directory's answer for one address.
-async fn resolve(store: &StoreClient, address: &str) -> Result<pb::ResolveResponse, tonic::Status> {
-    let req = pb::ResolveRequest {
-        address: address.to_string(),
-    };
-    store
-        .call(|ch| {
-            let req = req.clone();
-            async move { DirectoryClient::new(ch).resolve(req).await }
-        })
-        .await
-        .map(|r| r.into_inner())
-}
-
 /// Expands `recipients` (already normalized addresses) into final recipients, in order of
 /// first appearance, each final address once. A directory that cannot be reached is an
 /// error (the caller defers the whole entry); unknown addresses are `Route::Unknown`.
 pub async fn expand(
-    store: &StoreClient,
+    directory: &Resolver,
     recipients: &[String],
 ) -> Result<Vec<Final>, tonic::Status> {
     let mut finals: Vec<Final> = Vec::new();
@@ -77,7 +61,7 @@ pub async fn expand(
                 reached |= depth == 0;
                 continue;
             }
-            let answer = resolve(store, &address).await?;
+            let answer = directory.resolve(&address).await?;
             let kind = Kind::try_from(answer.kind).unwrap_or(Kind::Unknown);
             let (final_address, route) = match kind {
                 Kind::Alias | Kind::List => {

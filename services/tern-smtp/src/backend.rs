@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use tern_proto::client::StoreClient;
+use tern_proto::directory_cache::Resolver;
 use tern_proto::queue::v1 as qpb;
 use tern_proto::queue::v1::queue_client::QueueClient;
 use tern_proto::store::v1 as pb;
@@ -68,17 +69,26 @@ pub struct Backend {
     store: StoreClient,
     queue: StoreClient,
     health: Health,
+    /// Recipient lookups (with the directory cache, when it is on).
+    directory: Resolver,
 }
 
 impl Backend {
     /// A backend over these clients. `health` is the service's readiness, which
     /// [`tern_proto::client::follow_store_quorum`] keeps equal to "the store has a quorum":
     /// the same answer decides `/readyz` and the greeting, so the two cannot disagree.
-    pub fn new(store: StoreClient, queue: StoreClient, health: Health) -> Self {
+    /// `directory` resolves recipients (known ones from its cache, when it has one).
+    pub fn new(
+        store: StoreClient,
+        queue: StoreClient,
+        health: Health,
+        directory: Resolver,
+    ) -> Self {
         Self {
             store,
             queue,
             health,
+            directory,
         }
     }
 
@@ -88,20 +98,11 @@ impl Backend {
         self.health.is_ready()
     }
 
-    /// Looks an address up in the directory.
+    /// Looks an address up in the directory: a known recipient from the cache, anything
+    /// else (and everything, without a cache) with the store's linearizable read.
     pub async fn resolve(&self, address: &str) -> Result<pb::ResolveResponse, Unavailable> {
-        let req = pb::ResolveRequest {
-            address: address.to_string(),
-        };
-        match self
-            .store
-            .call(|ch| {
-                let req = req.clone();
-                async move { DirectoryClient::new(ch).resolve(req).await }
-            })
-            .await
-        {
-            Ok(r) => Ok(r.into_inner()),
+        match self.directory.resolve(address).await {
+            Ok(r) => Ok(r),
             // An address the store cannot even parse is nobody here.
             Err(s) if s.code() == tonic::Code::InvalidArgument => Ok(pb::ResolveResponse {
                 kind: pb::resolve_response::Kind::Unknown as i32,

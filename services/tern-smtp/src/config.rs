@@ -70,6 +70,15 @@ pub struct SmtpConfig {
     /// to try again later.
     #[default = 10]
     pub store_retry_secs: u64,
+    /// Known recipients (users, aliases, lists) kept in this node's directory cache, which
+    /// the store's directory feed keeps current; unknown ones are always asked of the store.
+    /// 0 turns the cache off (every RCPT is a store read).
+    #[default = 100_000]
+    pub directory_cache_entries: usize,
+    /// Longest a cached recipient is used: the bound on staleness while the store node that
+    /// feeds the cache is cut off from the cluster.
+    #[default = 60]
+    pub directory_cache_ttl_secs: u64,
     /// "text" or "json".
     #[default = "text".into()]
     pub log_format: String,

@@ -123,7 +123,18 @@ pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
     let health = Health::default();
     health.set_ready(tern_proto::client::probe_store_quorum(&store).await);
     let ctx = Arc::new(SmtpContext {
-        backend: Backend::new(store.clone(), queue, health.clone()),
+        backend: Backend::new(
+            store.clone(),
+            queue,
+            health.clone(),
+            tern_proto::directory_cache::Resolver::start(
+                store.clone(),
+                tern_proto::directory_cache::CacheSettings {
+                    capacity: config.directory_cache_entries,
+                    ttl: Duration::from_secs(config.directory_cache_ttl_secs.max(1)),
+                },
+            ),
+        ),
         hostname: config.hostname.clone(),
         tls,
         limiter: ConnectionLimiter::new(config.max_connections, config.max_connections_per_ip),

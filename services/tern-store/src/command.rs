@@ -287,6 +287,33 @@ impl Command {
         }
     }
 
+    /// Adds the directory names (addresses, domains) the command changes to `out`, for
+    /// the directory's change feed ([`crate::directory_feed`]): what a cache of Resolve's
+    /// answers must drop. Password changes are left out (Resolve does not answer them).
+    /// Names are in the store's canonical form ([`crate::model::normalize_address`],
+    /// [`crate::model::normalize_domain`]), whatever form the command carries, since a cache
+    /// compares them with the canonical names it holds.
+    pub fn directory_names(&self, out: &mut Vec<String>) {
+        use crate::model::{normalize_address, normalize_domain};
+        use Command::*;
+        match self {
+            AddDomain { name } | RemoveDomain { name } => {
+                out.push(normalize_domain(name).unwrap_or_else(|_| name.trim().to_lowercase()))
+            }
+            AddUser { address, .. }
+            | RemoveUser { address }
+            | SetQuota { address, .. }
+            | AddAlias { address, .. }
+            | RemoveAlias { address }
+            | AddListMembers { address, .. }
+            | RemoveListMembers { address, .. }
+            | RemoveList { address } => out
+                .push(normalize_address(address).unwrap_or_else(|_| address.trim().to_lowercase())),
+            Audited { action, .. } => action.directory_names(out),
+            _ => {}
+        }
+    }
+
     /// The command's name in the audit log and in the applied-commands metric: one name
     /// per kind, fixed, so the metric's label set stays bounded and the apply path does
     /// not format a string per command. An audited command is named by what it does.

@@ -42,6 +42,7 @@ pub mod apply;
 pub mod command;
 pub mod config;
 pub mod db;
+pub mod directory_feed;
 pub mod disk;
 pub mod engine;
 pub mod error;

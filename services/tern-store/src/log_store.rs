@@ -213,7 +213,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = WriteBatch::default();
         let log_cf = self.cf(cf::LOG)?;
+        let mut count = 0u64;
         for entry in entries {
+            count += 1;
             let v = bincode::serialize(&entry)
                 .map_err(|e| io(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
             batch.put_cf(log_cf, keys::log_key(entry.log_id.index), v);
@@ -232,6 +234,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             })?;
         match result {
             Ok(()) => {
+                crate::metrics::log_synced(count);
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }

@@ -10,7 +10,9 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+};
 
 use crate::keys::{self, cf};
 use crate::node::Node;
@@ -27,6 +29,8 @@ struct Metrics {
     queue_entries: IntGauge,
     queue_oldest_age: IntGauge,
     applied_commands: IntCounterVec,
+    log_syncs: IntCounter,
+    log_entries: IntCounter,
 }
 
 fn metrics() -> &'static Metrics {
@@ -74,6 +78,20 @@ fn metrics() -> &'static Metrics {
             &["kind"],
         )
         .expect("static metric definition");
+        // Group commit made visible: entries per synced append, and (with the applied
+        // commands) commands per entry.
+        let log_syncs = IntCounter::new(
+            "tern_store_log_syncs_total",
+            "Synced appends to this node's Raft log (one fsync of RocksDB's WAL each)",
+        )
+        .expect("static metric definition");
+        let log_entries = IntCounter::new(
+            "tern_store_log_entries_total",
+            "Entries appended to this node's Raft log",
+        )
+        .expect("static metric definition");
+        let _ = registry.register(Box::new(log_syncs.clone()));
+        let _ = registry.register(Box::new(log_entries.clone()));
         let _ = registry.register(Box::new(applied_commands.clone()));
         let _ = registry.register(Box::new(commit_seconds.clone()));
         let _ = registry.register(Box::new(follower_lag.clone()));
@@ -87,8 +105,17 @@ fn metrics() -> &'static Metrics {
             queue_entries,
             queue_oldest_age,
             applied_commands,
+            log_syncs,
+            log_entries,
         }
     })
+}
+
+/// Counts one synced append of `entries` entries to the Raft log.
+pub fn log_synced(entries: u64) {
+    let m = metrics();
+    m.log_syncs.inc();
+    m.log_entries.inc_by(entries);
 }
 
 /// Registers every metric, so a scrape lists them before their first sample.

@@ -37,11 +37,21 @@ pub struct Node {
     pub channels: Channels,
     /// What was last applied, for change-feed wake-ups.
     pub applied: watch::Receiver<crate::state_machine::Applied>,
+    /// The directory's change feed (names changed by applied batches).
+    pub directory: Arc<crate::directory_feed::DirectoryFeed>,
     /// Settings.
     pub config: StoreConfig,
     /// The data directory's free space, sampled by [`crate::disk::watch_free_space`].
     pub free_space: crate::disk::FreeSpace,
     proposer: Proposer,
+}
+
+/// What the state machine tells the node's readers after each apply.
+pub struct Feeds {
+    /// The last applied batch (the change feed's wake-ups).
+    pub applied: watch::Receiver<crate::state_machine::Applied>,
+    /// The directory's change feed.
+    pub directory: Arc<crate::directory_feed::DirectoryFeed>,
 }
 
 /// Marker text of the status a non-leader returns to a forwarded request: nothing was done,
@@ -61,9 +71,10 @@ impl Node {
         state: LocalState,
         db: Db,
         channels: Channels,
-        applied: watch::Receiver<crate::state_machine::Applied>,
+        feeds: Feeds,
         config: StoreConfig,
     ) -> Arc<Self> {
+        let Feeds { applied, directory } = feeds;
         Arc::new_cyclic(|weak| Node {
             id,
             raft,
@@ -71,6 +82,7 @@ impl Node {
             db,
             channels,
             applied,
+            directory,
             free_space: crate::disk::FreeSpace::new(config.min_free_mb.saturating_mul(1 << 20)),
             config,
             proposer: Proposer::start(weak.clone()),

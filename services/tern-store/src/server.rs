@@ -46,6 +46,7 @@ pub struct Running {
 impl Running {
     /// Stops serving and shuts Raft down.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.node.directory.close();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -99,10 +100,12 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<Running> {
     let engine: Arc<dyn crate::engine::Engine> =
         Arc::new(crate::engine::RocksEngine::new(db.clone()));
     let state = crate::engine::LocalState::new(engine.clone(), state_lock.clone());
+    let directory = Arc::new(crate::directory_feed::DirectoryFeed::new());
     let sm = StateMachine::open(
         engine,
         config.data_dir.join("snapshots"),
         Arc::new(applied_tx),
+        directory.clone(),
         state_lock.clone(),
     )?;
     let tls = ClusterTls::load_as(&tern_trust::pki::CertFiles::of(&config), Role::Store)
@@ -126,7 +129,10 @@ pub async fn start(config: StoreConfig) -> anyhow::Result<Running> {
         state,
         db,
         channels,
-        applied_rx,
+        crate::node::Feeds {
+            applied: applied_rx,
+            directory,
+        },
         config.clone(),
     );
 

@@ -74,6 +74,8 @@ pub struct StateMachine {
     receiving: Option<PathBuf>,
     /// Bumped after every apply: the change feed's wake-up.
     applied_tx: Arc<watch::Sender<Applied>>,
+    /// The directory's change feed, told of every batch.
+    directory: Arc<crate::directory_feed::DirectoryFeed>,
 }
 
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
@@ -100,6 +102,7 @@ impl StateMachine {
         engine: Arc<dyn Engine>,
         snapshot_dir: PathBuf,
         applied_tx: Arc<watch::Sender<Applied>>,
+        directory: Arc<crate::directory_feed::DirectoryFeed>,
         state_lock: StateLock,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&snapshot_dir)?;
@@ -119,15 +122,21 @@ impl StateMachine {
             snapshot_dir,
             receiving: None,
             applied_tx,
+            directory,
         };
         if let Ok((Some(applied), _)) = sm.read_applied() {
-            sm.announce(applied.index, None);
+            sm.announce(applied.index, None, Vec::new());
         }
         Ok(sm)
     }
 
-    /// Wakes the change feed's readers after a batch (or a snapshot install: `None`).
-    fn announce(&self, index: u64, accounts: Option<Vec<u64>>) {
+    /// Wakes the change feeds' readers after a batch (or a snapshot install or the node's
+    /// start: `None`), with the directory names the batch changed.
+    fn announce(&self, index: u64, accounts: Option<Vec<u64>>, directory_names: Vec<String>) {
+        match accounts {
+            Some(_) => self.directory.applied(index, directory_names),
+            None => self.directory.reset(index),
+        }
         self.applied_tx.send_modify(|a| {
             a.index = index;
             a.batch += 1;
@@ -205,13 +214,25 @@ fn prune_requests(txn: &mut Txn<'_>, applied: u64) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// What applying a batch of entries gave.
+struct AppliedBatch {
+    responses: Vec<Response>,
+    /// Last index applied; 0 for an empty batch.
+    last: u64,
+    /// Accounts whose change feed the batch extended.
+    accounts: Vec<u64>,
+    /// Directory names the batch's commands changed (or tried to).
+    directory_names: Vec<String>,
+}
+
 /// Applies entries; runs on a blocking thread.
 fn apply_entries(
     engine: &dyn Engine,
     entries: Vec<openraft::Entry<TypeConfig>>,
-) -> Result<(Vec<Response>, u64, Vec<u64>), StorageError> {
+) -> Result<AppliedBatch, StorageError> {
     let mut txn = Txn::new(engine);
     let mut responses = Vec::with_capacity(entries.len());
+    let mut directory_names = Vec::new();
     let mut last: Option<LogId> = None;
     for entry in entries {
         last = Some(entry.log_id);
@@ -232,6 +253,7 @@ fn apply_entries(
                     .iter()
                     .map(|c| {
                         crate::metrics::command_applied(c.kind());
+                        c.directory_names(&mut directory_names);
                         apply_command(&mut txn, c)
                     })
                     .collect();
@@ -262,7 +284,12 @@ fn apply_entries(
         }
     }
     let Some(last) = last else {
-        return Ok((responses, 0, Vec::new()));
+        return Ok(AppliedBatch {
+            responses,
+            last: 0,
+            accounts: Vec::new(),
+            directory_names,
+        });
     };
     // The accounts whose change feed this batch extends (a change key starts with the
     // account id; the feed's retention index is no account's).
@@ -279,7 +306,14 @@ fn apply_entries(
     engine
         .write(txn.into_batch())
         .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-    Ok((responses, last.index, accounts))
+    directory_names.sort_unstable();
+    directory_names.dedup();
+    Ok(AppliedBatch {
+        responses,
+        last: last.index,
+        accounts,
+        directory_names,
+    })
 }
 
 impl RaftStateMachine<TypeConfig> for StateMachine {
@@ -296,14 +330,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<_> = entries.into_iter().collect();
         let engine = self.engine.clone();
-        let (responses, last, accounts) =
-            tokio::task::spawn_blocking(move || apply_entries(&*engine, entries))
-                .await
-                .map_err(|e| sm_err(ErrorVerb::Write, e))??;
-        if last > 0 {
-            self.announce(last, Some(accounts));
+        let batch = tokio::task::spawn_blocking(move || apply_entries(&*engine, entries))
+            .await
+            .map_err(|e| sm_err(ErrorVerb::Write, e))??;
+        if batch.last > 0 {
+            self.announce(batch.last, Some(batch.accounts), batch.directory_names);
         }
-        Ok(responses)
+        Ok(batch.responses)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -385,7 +418,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         .map_err(|e| snap_err(ErrorVerb::Write, e))?
         .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         if let Some(l) = installed.last_log_id {
-            self.announce(l.index, None);
+            self.announce(l.index, None, Vec::new());
         }
         tracing::info!(snapshot = %installed.snapshot_id, "installed snapshot from the leader");
         Ok(())
@@ -484,15 +517,18 @@ mod tests {
     }
 
     fn applied_once(engine: &dyn Engine) {
-        apply_entries(engine, vec![entry(1, setup(7))]).unwrap();
-        let (first, _, woken) = apply_entries(engine, vec![entry(2, deliver(42))]).unwrap();
+        let set_up = apply_entries(engine, vec![entry(1, setup(7))]).unwrap();
+        // The directory feed hears of the domain and the user, and of nothing else.
+        assert_eq!(set_up.directory_names, ["a@example.test", "example.test"]);
+        let first = apply_entries(engine, vec![entry(2, deliver(42))]).unwrap();
         // The delivery wrote to the account's change feed, so its readers are woken; the
         // duplicate wrote nothing, so nobody is.
-        assert_eq!(woken.len(), 1, "{woken:?}");
-        let (second, _, woken) = apply_entries(engine, vec![entry(3, deliver(42))]).unwrap();
-        assert!(woken.is_empty(), "{woken:?}");
+        assert_eq!(first.accounts.len(), 1, "{:?}", first.accounts);
+        assert!(first.directory_names.is_empty());
+        let second = apply_entries(engine, vec![entry(3, deliver(42))]).unwrap();
+        assert!(second.accounts.is_empty(), "{:?}", second.accounts);
         assert_eq!(
-            first, second,
+            first.responses, second.responses,
             "the second copy gets the first copy's outcome"
         );
         let txn = Txn::new(engine);

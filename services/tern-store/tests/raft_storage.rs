@@ -48,6 +48,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Fresh {
             engine,
             dir.path().join("snapshots"),
             Arc::new(applied),
+            Arc::default(),
             StateLock::default(),
         )
         .map_err(|e| failed("state machine", e))?;

@@ -102,6 +102,10 @@ struct Args {
     /// one closely; the default is the whole schedule.
     #[arg(long, value_delimiter = ',')]
     faults: Vec<faults::Kind>,
+    /// More flags for every store node (repeat it: `--store-arg=--election-timeout-ms=500`),
+    /// to see how a setting changes recovery.
+    #[arg(long = "store-arg", allow_hyphen_values = true)]
+    store_args: Vec<String>,
 }
 
 /// Everything the clients saw.
@@ -279,6 +283,15 @@ async fn main() -> anyhow::Result<()> {
         .stores(args.store.nodes)
         .store_bin(&store_bin)
         .proxied_stores()
+        // The store-API clients log in once, as a test does; an access node renews its
+        // tokens at half-life, these do not, so tokens must outlive the run (with the
+        // default 15 minutes, a 30-minute run's store-API clients were refused from then on).
+        .store_args(
+            &["--session-ttl-secs", "43200"]
+                .into_iter()
+                .chain(args.store_args.iter().map(String::as_str))
+                .collect::<Vec<_>>(),
+        )
         .users(&["alice", IMAP_USER, POP3_USER]);
     let sink = sink::Sink::start().await?;
     if args.smtp_clients > 0 {

@@ -9,6 +9,10 @@
 //! message is delivered, for the end-to-end rate. The same load generator drives both; runs
 //! alternate between the servers so they share the machine's noise, and the best of
 //! `--repeat` runs is reported. Run it through `cargo xtask bench smtp`.
+//!
+//! For each Tern run it also prints the store leader's Raft entries and fsyncs per message,
+//! and at the largest client count how long a message took from its 250 to an IMAP session
+//! in IDLE on the mailbox (p50 and p99, matched by rank: see [`visibility_ms`]).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -101,8 +105,9 @@ fn expect(
     Ok(())
 }
 
-/// One client: `count` pipelined transactions on one connection.
-fn client(port: u16, count: usize, size: usize, tag: &str) -> anyhow::Result<()> {
+/// One client: `count` pipelined transactions on one connection; returns when each 250 at
+/// the end of DATA arrived.
+fn client(port: u16, count: usize, size: usize, tag: &str) -> anyhow::Result<Vec<Instant>> {
     let tcp = TcpStream::connect(("127.0.0.1", port))?;
     tcp.set_nodelay(true)?;
     tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
@@ -112,6 +117,7 @@ fn client(port: u16, count: usize, size: usize, tag: &str) -> anyhow::Result<()>
     expect(&mut r, &mut line, 220, "greeting")?;
     w.write_all(b"EHLO bench.example.net\r\n")?;
     expect(&mut r, &mut line, 250, "EHLO")?;
+    let mut acked = Vec::with_capacity(count);
     for i in 0..count {
         w.write_all(b"MAIL FROM:<bench@example.net>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n")?;
         expect(&mut r, &mut line, 250, "MAIL")?;
@@ -119,13 +125,21 @@ fn client(port: u16, count: usize, size: usize, tag: &str) -> anyhow::Result<()>
         expect(&mut r, &mut line, 354, "DATA")?;
         w.write_all(&message(size, &format!("{tag}-{i}")))?;
         expect(&mut r, &mut line, 250, "end of data")?;
+        acked.push(Instant::now());
     }
     w.write_all(b"QUIT\r\n")?;
-    Ok(())
+    Ok(acked)
 }
 
-/// Sends `messages` from `clients` connections; returns the seconds until the last 250.
-fn load(port: u16, messages: usize, clients: usize, size: usize, run: &str) -> anyhow::Result<f64> {
+/// Sends `messages` from `clients` connections; returns the seconds until the last 250, and
+/// when each 250 arrived (in order).
+fn load(
+    port: u16,
+    messages: usize,
+    clients: usize,
+    size: usize,
+    run: &str,
+) -> anyhow::Result<(f64, Vec<Instant>)> {
     let started = Instant::now();
     let threads: Vec<_> = (0..clients)
         .map(|c| {
@@ -134,11 +148,89 @@ fn load(port: u16, messages: usize, clients: usize, size: usize, run: &str) -> a
             std::thread::spawn(move || client(port, count, size, &tag))
         })
         .collect();
+    let mut acked = Vec::with_capacity(messages);
     for t in threads {
-        t.join()
-            .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+        acked.extend(
+            t.join()
+                .map_err(|_| anyhow::anyhow!("client thread panicked"))??,
+        );
     }
-    Ok(started.elapsed().as_secs_f64())
+    acked.sort();
+    Ok((started.elapsed().as_secs_f64(), acked))
+}
+
+/// An IMAP session in IDLE on alice's INBOX, noting when the server reports each new
+/// message (`* N EXISTS`): the time at which the n-th message of the run became visible.
+struct IdleWatch {
+    task: tokio::task::JoinHandle<anyhow::Result<Vec<Instant>>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl IdleWatch {
+    async fn start(port: u16) -> anyhow::Result<Self> {
+        let mut imap = tern_testkit::imap_client::Imap::connect(port, 64 << 10).await?;
+        imap.login("alice@example.test", "pw-alice").await?;
+        let mut reply = tern_testkit::imap_client::Reply::default();
+        imap.command("SELECT INBOX", &mut reply).await?;
+        let base = reply
+            .untagged
+            .iter()
+            .find_map(|l| {
+                l.strip_prefix("* ")?
+                    .strip_suffix(" EXISTS")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .context("SELECT gave no EXISTS")?;
+        imap.idle().await?;
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            loop {
+                let line = tokio::select! {
+                    l = imap.next_line() => l?,
+                    _ = &mut stopped => return Ok(seen),
+                };
+                let Some(n) = line
+                    .strip_prefix("* ")
+                    .and_then(|l| l.strip_suffix(" EXISTS"))
+                    .and_then(|n| n.parse::<u64>().ok())
+                else {
+                    continue;
+                };
+                let now = Instant::now();
+                while base + (seen.len() as u64) < n {
+                    seen.push(now);
+                }
+            }
+        });
+        Ok(Self { task, stop })
+    }
+
+    /// Stops watching; the instants at which the 1st, 2nd, ... new message was reported.
+    async fn finish(self) -> anyhow::Result<Vec<Instant>> {
+        let _ = self.stop.send(());
+        self.task.await?
+    }
+}
+
+/// p50 and p99 in ms of "the k-th 250 → the k-th message visible in IDLE", matching by
+/// rank: messages take UIDs in commit order and a 250 follows its commit, so the k-th
+/// acknowledgement and the k-th EXISTS are the same message unless two commits' answers
+/// overtake each other (then the pair's latencies are swapped, not the distribution's
+/// shape). A message visible before its 250 reached the client counts as 0.
+fn visibility_ms(acked: &[Instant], visible: &[Instant]) -> Option<(f64, f64)> {
+    let mut lat: Vec<f64> = acked
+        .iter()
+        .zip(visible)
+        .map(|(a, v)| v.saturating_duration_since(*a).as_secs_f64() * 1e3)
+        .collect();
+    if lat.is_empty() {
+        return None;
+    }
+    lat.sort_by(f64::total_cmp);
+    let at = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    Some((at(0.50), at(0.99)))
 }
 
 struct Postfix {
@@ -205,14 +297,21 @@ async fn delivered(tern: &Platform) -> anyhow::Result<usize> {
         .len())
 }
 
-/// Store cluster, queue and SMTP node, greeting 220 (the SMTP node checks the store has a
-/// leader).
+/// The Raft log counters of the store leader.
+async fn leader_log(tern: &Platform) -> anyhow::Result<tern_testkit::bench::LogCounts> {
+    let leader = tern.cluster.wait_leader(Duration::from_secs(10)).await?;
+    tern_testkit::bench::LogCounts::scrape(&tern.cluster.nodes[leader].metrics).await
+}
+
+/// Store cluster, queue, SMTP node (greeting 220: it checks the store has a leader) and an
+/// access node for the IDLE session that sees messages arrive.
 async fn start_tern(args: &Args, scratch: &Path) -> anyhow::Result<Platform> {
     Platform::builder()
         .store_bin(&args.store.store_bin)
         .stores(args.store.nodes)
         .users(&["alice"])
         .smtp(&[])
+        .access(&[])
         .scratch(scratch)
         .start()
         .await
@@ -255,8 +354,22 @@ async fn main() -> anyhow::Result<()> {
                 };
                 let run_tag = format!("{name}-{clients}-{rep}");
                 let (messages, size) = (args.messages, args.size);
+                let log_before = match name {
+                    "tern" => Some(leader_log(&tern).await?),
+                    _ => None,
+                };
+                // On Tern at the largest client count, an IMAP session in IDLE sees each
+                // message arrive.
+                let idle = match (name, args.clients.iter().max()) {
+                    ("tern", Some(&most)) if clients == most => {
+                        let imap = tern.access().imap.as_deref().context("no IMAP listener")?;
+                        let port = imap.rsplit(':').next().unwrap_or("").parse()?;
+                        Some(IdleWatch::start(port).await?)
+                    }
+                    _ => None,
+                };
                 let started = Instant::now();
-                let accept_secs = tokio::task::spawn_blocking(move || {
+                let (accept_secs, acked) = tokio::task::spawn_blocking(move || {
                     load(port, messages, clients, size, &run_tag)
                 })
                 .await??;
@@ -290,8 +403,33 @@ async fn main() -> anyhow::Result<()> {
                     accept_secs,
                     deliver_secs: started.elapsed().as_secs_f64(),
                 };
+                let visibility = match idle {
+                    Some(watch) => {
+                        let visible = watch.finish().await?;
+                        match visibility_ms(&acked, &visible) {
+                            Some((p50, p99)) => format!(
+                                " visible_in_idle_p50_ms={p50:.1} visible_in_idle_p99_ms={p99:.1} (of {})",
+                                visible.len().min(acked.len())
+                            ),
+                            None => " visible_in_idle=none".to_string(),
+                        }
+                    }
+                    None => String::new(),
+                };
+                // The leader's log: what each message cost in Raft entries and fsyncs.
+                let log = match log_before {
+                    Some(before) => {
+                        let l = leader_log(&tern).await?.since(&before);
+                        format!(
+                            " raft_entries_per_message={:.2} fsyncs_per_message={:.2}",
+                            l.entries as f64 / messages as f64,
+                            l.syncs as f64 / messages as f64
+                        )
+                    }
+                    None => String::new(),
+                };
                 println!(
-                    "    clients={clients} run={} server={name} messages={messages} accept_secs={:.2} accepted_per_sec={:.0} delivered_per_sec={:.0}",
+                    "    clients={clients} run={} server={name} messages={messages} accept_secs={:.2} accepted_per_sec={:.0} delivered_per_sec={:.0}{log}{visibility}",
                     rep + 1,
                     run.accept_secs,
                     run.accepted_per_sec(),

@@ -34,6 +34,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let cluster = &platform.cluster;
     let leader = cluster.wait_leader(Duration::from_secs(10)).await?;
+    let before = tern_testkit::bench::LogCounts::scrape(&cluster.nodes[leader].metrics).await?;
     // Clients talk to the leader, as an access node usually ends up doing (followers forward).
     // Logged in as the bench user, as an access node does before it touches a mailbox.
     let channel = cluster.session(leader, "bench@example.test").await?;
@@ -67,6 +68,9 @@ async fn main() -> anyhow::Result<()> {
         latencies.extend(t.await??);
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let log = tern_testkit::bench::LogCounts::scrape(&cluster.nodes[leader].metrics)
+        .await?
+        .since(&before);
     latencies.sort();
     let pct = |p: f64| {
         latencies
@@ -76,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let n = latencies.len();
     println!(
-        "nodes={} concurrency={} messages={} size={} appends_per_sec={:.0} mb_per_sec={:.2} p50_ms={:.1} p99_ms={:.1}",
+        "nodes={} concurrency={} messages={} size={} appends_per_sec={:.0} mb_per_sec={:.2} p50_ms={:.1} p99_ms={:.1} entries_per_sync={:.2} commands_per_entry={:.2}",
         args.store.nodes,
         args.concurrency,
         n,
@@ -85,6 +89,8 @@ async fn main() -> anyhow::Result<()> {
         (n * args.size) as f64 / elapsed / 1e6,
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
+        log.entries as f64 / log.syncs.max(1) as f64,
+        log.commands as f64 / log.entries.max(1) as f64,
     );
     drop(platform);
     Ok(())

@@ -31,6 +31,7 @@ use crate::mx::MxResolver;
 use crate::pool::Pool;
 use crate::routing::{self, Route};
 use crate::smtp::client::{ClientConfig, TlsPolicy};
+use tern_proto::directory_cache::{CacheSettings, Resolver};
 
 /// A host to send to (its name, for TLS and logs) with the addresses to try, in order.
 type NextHop = (String, Vec<SocketAddr>);
@@ -41,6 +42,8 @@ const LEASE_BATCH: u32 = 32;
 /// What a worker needs.
 pub struct Worker {
     store: StoreClient,
+    /// Recipient lookups for routing (known ones from the directory cache).
+    directory: Resolver,
     config: Arc<QueueConfig>,
     id: String,
     mx: MxResolver,
@@ -149,8 +152,16 @@ impl Worker {
             tls: TlsPolicy::Required,
             ..base.clone()
         };
+        let directory = Resolver::start(
+            store.clone(),
+            CacheSettings {
+                capacity: config.directory_cache_entries,
+                ttl: Duration::from_secs(config.directory_cache_ttl_secs.max(1)),
+            },
+        );
         Ok(Self {
             store,
+            directory,
             pool: Pool::new(
                 config.max_connections_per_destination,
                 Duration::from_secs(config.connection_idle_secs),
@@ -376,7 +387,7 @@ impl Worker {
             .filter(|r| is_active(r))
             .map(|r| r.address.clone())
             .collect();
-        let finals = match routing::expand(&self.store, &active).await {
+        let finals = match routing::expand(&self.directory, &active).await {
             Ok(f) => f,
             Err(status) => {
                 // The directory is unreachable: try again later, nothing else changes.

@@ -135,8 +135,87 @@ fn scan_kind<T: serde::de::DeserializeOwned>(
         .collect())
 }
 
+/// Distinct domains a resuming reader is sent at most in its first message; more, and it
+/// is told to reset instead (a bulk import: cheaper to start again than to list them).
+const BACKLOG_DOMAINS: usize = 10_000;
+
+/// Sends a directory feed subscription to a reader: first one message with the node's
+/// applied index, whether the reader must reset, and the domains of every name the kept
+/// changes after its resume point named (a reader drops whole domains, so the domains are
+/// all it needs, and it drops them all before it answers from its cache again), then the
+/// live changes; a reader that falls
+/// [behind](tokio::sync::broadcast::error::RecvError::Lagged) is told to reset (index 0: no
+/// new resume point) and goes on.
+fn directory_stream(
+    sub: crate::directory_feed::Subscription,
+) -> tokio_stream::wrappers::ReceiverStream<Result<pb::DirectoryChange, Status>> {
+    use tokio::sync::broadcast::error::RecvError;
+    let change = |c: crate::directory_feed::Change| pb::DirectoryChange {
+        index: c.index,
+        reset: c.reset,
+        names: c.names.to_vec(),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let domains: std::collections::BTreeSet<&str> = sub
+            .backlog
+            .iter()
+            .flat_map(|c| c.names.iter())
+            .map(|n| n.rsplit_once('@').map_or(n.as_str(), |(_, d)| d))
+            .collect();
+        let too_many = domains.len() > BACKLOG_DOMAINS;
+        let first = pb::DirectoryChange {
+            index: sub.applied,
+            reset: sub.reset || too_many,
+            names: if too_many {
+                Vec::new()
+            } else {
+                domains.into_iter().map(str::to_string).collect()
+            },
+        };
+        if tx.send(Ok(first)).await.is_err() {
+            return;
+        }
+        let mut live = sub.live;
+        loop {
+            let next = tokio::select! {
+                r = live.recv() => r,
+                _ = tx.closed() => return,
+            };
+            let out = match next {
+                Ok(c) => change(c),
+                Err(RecvError::Lagged(_)) => pb::DirectoryChange {
+                    index: 0,
+                    reset: true,
+                    names: Vec::new(),
+                },
+                Err(RecvError::Closed) => return,
+            };
+            if tx.send(Ok(out)).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
 #[tonic::async_trait]
 impl Directory for DirectoryApi {
+    type WatchDirectoryStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::DirectoryChange, Status>>;
+
+    async fn watch_directory(
+        &self,
+        req: Request<pb::WatchDirectoryRequest>,
+    ) -> Result<Response<Self::WatchDirectoryStream>, Status> {
+        let sub = self
+            .0
+            .node
+            .directory
+            .subscribe(req.into_inner().after_index);
+        Ok(Response::new(directory_stream(sub)))
+    }
+
     async fn add_domain(
         &self,
         req: Request<pb::AddDomainRequest>,
