@@ -75,6 +75,14 @@ pub struct StoreConfig {
     /// access nodes renew it at half-life while the session lasts. 2 s to 12 h.
     #[default = 900]
     pub session_ttl_secs: u64,
+    /// How long a successful password check is remembered on this node (a keyed digest,
+    /// never the password; a changed password misses at once), so that a client logging in
+    /// again costs no argon2id run; 0 turns it off. Failed checks are never remembered.
+    #[default = 300]
+    pub credential_cache_secs: u64,
+    /// Successful checks remembered at most.
+    #[default = 100_000]
+    pub credential_cache_entries: u64,
     /// Threads that run argon2id password checks and hashing (their own pool, never the
     /// blocking pool the Raft log uses); each holds `argon2_memory_kib` while it works.
     #[default = 2]

@@ -41,6 +41,7 @@ pub mod api;
 pub mod apply;
 pub mod command;
 pub mod config;
+pub mod credential_cache;
 pub mod db;
 pub mod directory_feed;
 pub mod disk;

@@ -31,6 +31,7 @@ struct Metrics {
     applied_commands: IntCounterVec,
     log_syncs: IntCounter,
     log_entries: IntCounter,
+    password_checks: IntCounterVec,
 }
 
 fn metrics() -> &'static Metrics {
@@ -90,6 +91,15 @@ fn metrics() -> &'static Metrics {
             "Entries appended to this node's Raft log",
         )
         .expect("static metric definition");
+        let password_checks = IntCounterVec::new(
+            Opts::new(
+                "tern_store_password_checks_total",
+                "Password checks by how they were decided (cache: a success remembered by the credential cache; argon2: a full argon2id run, unknown users and wrong passwords included)",
+            ),
+            &["how"],
+        )
+        .expect("static metric definition");
+        let _ = registry.register(Box::new(password_checks.clone()));
         let _ = registry.register(Box::new(log_syncs.clone()));
         let _ = registry.register(Box::new(log_entries.clone()));
         let _ = registry.register(Box::new(applied_commands.clone()));
@@ -107,8 +117,14 @@ fn metrics() -> &'static Metrics {
             applied_commands,
             log_syncs,
             log_entries,
+            password_checks,
         }
     })
+}
+
+/// Counts one password check decided `how` (cache, argon2).
+pub fn password_checked(how: &str) {
+    metrics().password_checks.with_label_values(&[how]).inc();
 }
 
 /// Counts one synced append of `entries` entries to the Raft log.

@@ -68,15 +68,50 @@ async fn directory_resolution_and_passwords() -> anyhow::Result<()> {
         };
         async move { d.check_password(req).await.map(|r| r.into_inner().ok) }
     };
+    // How many checks were decided by an argon2id run and by the credential cache.
+    let metrics = cluster.nodes[0].metrics.clone();
+    let counts = move || {
+        let metrics = metrics.clone();
+        async move {
+            let (_, body) = tern_testkit::platform::http_get(&metrics, "/metrics").await?;
+            let count = |how: &str| {
+                let wanted = format!("tern_store_password_checks_total{{how=\"{how}\"}} ");
+                body.lines()
+                    .find_map(|l| l.strip_prefix(&wanted))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            anyhow::Ok((count("argon2"), count("cache")))
+        }
+    };
+    let before = counts().await?;
     assert!(check(ALICE, "pw-alice").await?);
     assert!(!check(ALICE, "wrong").await?);
     assert!(!check("nobody@example.test", "pw-alice").await?);
+    // A login again is remembered: no argon2id run. A wrong password never is.
+    assert!(check(ALICE, "pw-alice").await?);
+    assert!(!check(ALICE, "wrong").await?);
+    let after = counts().await?;
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (4, 1),
+        "(argon2, cache)"
+    );
     d.set_password(pb::SetPasswordRequest {
         address: ALICE.into(),
         password: "new".into(),
     })
     .await?;
+    // The old password's remembered success no longer counts: the stored hash changed.
+    assert!(!check(ALICE, "pw-alice").await?);
     assert!(check(ALICE, "new").await?);
+    assert!(check(ALICE, "new").await?);
+    let last = counts().await?;
+    assert_eq!(
+        (last.0 - after.0, last.1 - after.1),
+        (2, 1),
+        "(argon2, cache)"
+    );
     let e = d
         .remove_domain(pb::RemoveDomainRequest {
             name: "example.test".into(),

@@ -372,15 +372,9 @@ impl Directory for DirectoryApi {
             tracing::info!(reason = ?why, client = ?client, "password check throttled");
             return later();
         }
-        let _share = match self.0.pool_share(client) {
-            Ok(share) => share,
-            Err(why) => {
-                tracing::info!(reason = ?why, client = ?client, "password check throttled");
-                return later();
-            }
-        };
         // Linearizable: a password changed or a user removed a moment ago on the leader is
-        // not accepted here from a lagging copy.
+        // not accepted here from a lagging copy (nor from the credential cache, whose hits
+        // need the hash read here).
         let user = match address {
             Some(address) => {
                 self.0
@@ -389,19 +383,47 @@ impl Directory for DirectoryApi {
             }
             None => None,
         };
-        let ok = match self
-            .0
-            .passwords
-            .verify(
-                r.password,
-                user.as_ref().map(|u| u.password_hash.clone()),
-                client,
-            )
-            .await
-        {
-            Ok(ok) => ok,
-            Err(crate::password::PasswordError::Busy) => return later(),
-            Err(e) => return Err(Status::from(crate::error::AppError::from(e))),
+        let remembered = user.as_ref().is_some_and(|u| {
+            self.0
+                .credentials
+                .hit(&u.address, &u.password_hash, &r.password, Instant::now())
+        });
+        let ok = if remembered {
+            crate::metrics::password_checked("cache");
+            true
+        } else {
+            // Only an argon2 run takes a share of the pool.
+            let _share = match self.0.pool_share(client) {
+                Ok(share) => share,
+                Err(why) => {
+                    tracing::info!(reason = ?why, client = ?client, "password check throttled");
+                    return later();
+                }
+            };
+            crate::metrics::password_checked("argon2");
+            let ok = match self
+                .0
+                .passwords
+                .verify(
+                    r.password.clone(),
+                    user.as_ref().map(|u| u.password_hash.clone()),
+                    client,
+                )
+                .await
+            {
+                Ok(ok) => ok,
+                Err(crate::password::PasswordError::Busy) => return later(),
+                Err(e) => return Err(Status::from(crate::error::AppError::from(e))),
+            };
+            if let (true, Some(u)) = (ok, &user) {
+                self.0.credentials.remember(
+                    &u.address,
+                    &u.password_hash,
+                    &r.password,
+                    Instant::now(),
+                );
+            }
+            ok
         };
         if !ok {
             self.0.login_failed(&counted, client);

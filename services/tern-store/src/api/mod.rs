@@ -38,6 +38,8 @@ pub struct Api {
     pub sessions: Arc<session::KeyCache>,
     /// The argon2id pool password checks and hashing run on.
     pub passwords: Arc<crate::password::Passwords>,
+    /// Successful password checks remembered (no argon2 for a client logging in again).
+    pub credentials: Arc<crate::credential_cache::CredentialCache>,
     /// Failed-login counts (this node's).
     pub logins: Arc<std::sync::Mutex<crate::login_throttle::LoginThrottle>>,
 }
@@ -257,10 +259,15 @@ pub fn unexpected(reply: &Reply) -> Status {
 pub fn api(node: Arc<Node>) -> anyhow::Result<Api> {
     let passwords = crate::password::Passwords::start(node.config.password_pool())?;
     let logins = node.config.login_throttle();
+    let credentials = crate::credential_cache::CredentialCache::new(
+        node.config.credential_cache_entries as usize,
+        std::time::Duration::from_secs(node.config.credential_cache_secs),
+    );
     Ok(Api {
         node,
         sessions: Arc::default(),
         passwords: Arc::new(passwords),
+        credentials: Arc::new(credentials),
         logins: Arc::new(std::sync::Mutex::new(logins)),
     })
 }
