@@ -32,6 +32,15 @@ pub fn section_end(message: &[u8]) -> Option<usize> {
     None
 }
 
+/// The header section of `message` with the empty line that ends it, or all of `message`
+/// when it has no empty line (then it is all header): what IMAP's `BODY[HEADER]` sends.
+pub fn section(message: &[u8]) -> &[u8] {
+    match section_end(message) {
+        Some(end) => &message[..end],
+        None => message,
+    }
+}
+
 /// Splits `message` into its header section (without the empty line that ends it) and its
 /// body. Without an empty line it is all header and has no body.
 pub fn split(message: &[u8]) -> (&[u8], Option<&[u8]>) {
@@ -95,6 +104,13 @@ pub fn first_field(message: &[u8], name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_section_is_the_header_with_its_empty_line_or_everything() {
+        assert_eq!(section(b"A: 1\r\n\r\nbody"), b"A: 1\r\n\r\n");
+        assert_eq!(section(b"A: 1\r\nB: 2\r\n"), b"A: 1\r\nB: 2\r\n");
+        assert_eq!(section(b"\r\nbody"), b"\r\n");
+    }
 
     #[test]
     fn the_header_section_ends_at_the_first_empty_line() {

@@ -3,8 +3,9 @@
 //! handler runs.
 //!
 //! A refused call gets PERMISSION_DENIED naming the method and the role, is logged, and is
-//! counted in `tern_grpc_denied_total{method, role}`. An admitted call carries the caller's
-//! [`Identity`] in its extensions, for handlers that record who did what.
+//! counted in `tern_grpc_denied_total{method, role}`. An admitted call is counted in
+//! `tern_grpc_calls_total{method, role}` and carries the caller's [`Identity`] in its
+//! extensions, for handlers that record who did what.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -66,6 +67,22 @@ fn denied_total() -> &'static IntCounterVec {
     })
 }
 
+fn calls_total() -> &'static IntCounterVec {
+    static CALLS: OnceLock<IntCounterVec> = OnceLock::new();
+    CALLS.get_or_init(|| {
+        let c = IntCounterVec::new(
+            prometheus::Opts::new(
+                "tern_grpc_calls_total",
+                "Internal gRPC calls admitted by the method-by-role table, by method and caller role: what each service costs the one it calls.",
+            ),
+            &["method", "role"],
+        )
+        .expect("a valid metric");
+        let _ = tern_telemetry::metrics::registry().register(Box::new(c.clone()));
+        c
+    })
+}
+
 /// The decision for one call: the caller, or why not.
 fn decide(path: &str, peer: Option<&Peer>, trust_domain: &str) -> Result<Identity, Denied> {
     let identity = peer
@@ -113,6 +130,10 @@ where
         let peer = req.extensions().get::<Peer>().cloned();
         match decide(&path, peer.as_ref(), &self.trust_domain) {
             Ok(identity) => {
+                let (method, role) = labels(&path, peer.as_ref());
+                calls_total()
+                    .with_label_values(&[method.as_str(), role])
+                    .inc();
                 req.extensions_mut().insert(identity);
                 Box::pin(self.inner.call(req))
             }

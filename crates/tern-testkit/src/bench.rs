@@ -52,6 +52,26 @@ pub fn pad_body(message: &mut Vec<u8>, size: usize) {
     }
 }
 
+/// The `/metrics` text of the process whose metrics listener is `metrics`.
+pub async fn scrape(metrics: &str) -> anyhow::Result<String> {
+    let (status, body) = crate::platform::http_get(metrics, "/metrics").await?;
+    anyhow::ensure!(status == 200, "/metrics of {metrics} answered {status}");
+    Ok(body)
+}
+
+/// The sum of the samples of metric `name` in the `/metrics` text `body` whose line holds
+/// every one of `having` (label matchers such as `role="access"`).
+pub fn sum_of(body: &str, name: &str, having: &[&str]) -> u64 {
+    body.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter(|l| having.iter().all(|h| l.contains(h)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 /// A store node's Raft log counters: synced appends (fsyncs), entries, applied commands;
 /// scraped before and after a run, they show group commit (entries per fsync) and what a
 /// message costs in the log.
@@ -67,17 +87,8 @@ pub struct LogCounts {
 impl LogCounts {
     /// The counters in the `/metrics` of the store node at `metrics`.
     pub async fn scrape(metrics: &str) -> anyhow::Result<Self> {
-        let (status, body) = crate::platform::http_get(metrics, "/metrics").await?;
-        anyhow::ensure!(status == 200, "metrics of the leader answered {status}");
-        let sum = |name: &str| -> u64 {
-            body.lines()
-                .filter(|l| {
-                    l.strip_prefix(name)
-                        .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-                })
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum::<f64>() as u64
-        };
+        let body = scrape(metrics).await?;
+        let sum = |name: &str| sum_of(&body, name, &[]);
         Ok(Self {
             syncs: sum("tern_store_log_syncs_total"),
             entries: sum("tern_store_log_entries_total"),

@@ -85,6 +85,7 @@ pub const RULES: &[Rule] = &[
     ("tern.store.v1.Messages", "Append", &[Access]),
     ("tern.store.v1.Messages", "List", &[Access]),
     ("tern.store.v1.Messages", "Fetch", &[Access]),
+    ("tern.store.v1.Messages", "FetchHeaders", &[Access]),
     ("tern.store.v1.Messages", "StoreFlags", &[Access]),
     ("tern.store.v1.Messages", "Expunge", &[Access]),
     ("tern.store.v1.Messages", "Copy", &[Access]),

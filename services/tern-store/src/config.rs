@@ -46,9 +46,16 @@ pub struct StoreConfig {
     /// Raft heartbeat interval.
     #[default = 250]
     pub heartbeat_ms: u64,
-    /// Raft election timeout lower bound (upper bound is twice this).
+    /// Raft election timeout lower bound.
     #[default = 1000]
     pub election_timeout_ms: u64,
+    /// Raft election timeout upper bound; one and a half times `election_timeout_ms` when
+    /// unset. openraft also makes it the leader lease (a follower refuses to vote while it
+    /// heard from a leader within it) and doubles it as the pause of a candidate refused for
+    /// a shorter log, so it bounds how fast a cluster elects after its leader dies: with
+    /// twice the lower bound, five nodes whose leader was killed every few seconds took up
+    /// to 14 s to serve again (README, "Proof under faults").
+    pub election_timeout_max_ms: Option<u64>,
     /// "text" or "json".
     #[default = "text".into()]
     pub log_format: String,
@@ -80,7 +87,8 @@ pub struct StoreConfig {
     /// again costs no argon2id run; 0 turns it off. Failed checks are never remembered.
     #[default = 300]
     pub credential_cache_secs: u64,
-    /// Successful checks remembered at most.
+    /// Successful checks remembered at most (about 100 bytes each; at most
+    /// [`MAX_CREDENTIAL_CACHE_ENTRIES`]).
     #[default = 100_000]
     pub credential_cache_entries: u64,
     /// Threads that run argon2id password checks and hashing (their own pool, never the
@@ -127,6 +135,12 @@ pub struct StoreConfig {
 pub const MAX_MESSAGE_LIMIT: u64 = 64 << 20;
 
 impl StoreConfig {
+    /// The election timeout's upper bound in milliseconds.
+    pub fn election_timeout_max(&self) -> u64 {
+        self.election_timeout_max_ms
+            .unwrap_or(self.election_timeout_ms.saturating_mul(3) / 2)
+    }
+
     /// The argon2id pool the settings describe.
     pub fn password_pool(&self) -> crate::password::PoolConfig {
         crate::password::PoolConfig {
@@ -186,6 +200,21 @@ impl StoreConfig {
         if !(1..=365 * 24 * 3600).contains(&self.record_retention_secs) {
             anyhow::bail!("record_retention_secs must be from 1 to 31536000");
         }
+        if self.credential_cache_entries > MAX_CREDENTIAL_CACHE_ENTRIES
+            || self.credential_cache_secs > 24 * 3600
+        {
+            anyhow::bail!(
+                "credential_cache_entries is at most {MAX_CREDENTIAL_CACHE_ENTRIES} and credential_cache_secs at most 86400"
+            );
+        }
+        if self.election_timeout_max() <= self.election_timeout_ms
+            || self.heartbeat_ms == 0
+            || self.heartbeat_ms >= self.election_timeout_ms
+        {
+            anyhow::bail!(
+                "election_timeout_max_ms must exceed election_timeout_ms, which must exceed heartbeat_ms (at least 1)"
+            );
+        }
         if self.max_backups == 0 {
             anyhow::bail!("max_backups must be at least 1");
         }
@@ -198,6 +227,9 @@ impl StoreConfig {
         Ok(())
     }
 }
+
+/// The most credential cache entries a node may be told to keep (about 1 GB of memory).
+pub const MAX_CREDENTIAL_CACHE_ENTRIES: u64 = 10_000_000;
 
 /// Parses `ID=HOST:PORT,...`.
 pub fn parse_members(spec: &str) -> anyhow::Result<Vec<(u64, String)>> {

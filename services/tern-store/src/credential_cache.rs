@@ -10,7 +10,8 @@
 //! get wrong. Failed checks are not kept (a wrong password always costs argon2, as it must
 //! for the throttling of guesses to mean anything). The key dies with the process, so the
 //! digests are worthless outside it. Entries live `ttl` at most and there are at most
-//! `capacity`; a full cache is emptied and starts again.
+//! `capacity`; a full cache drops its expired entries, and when all are live it is
+//! emptied and starts again.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -79,7 +80,12 @@ impl CredentialCache {
         let digest = self.digest(address, stored_hash, password);
         let mut entries = self.entries();
         if entries.len() >= self.capacity && !entries.contains_key(address) {
-            entries.clear();
+            // Expired entries go first; only a cache full of live ones starts again.
+            let ttl = self.ttl;
+            entries.retain(|_, (_, at)| now.saturating_duration_since(*at) < ttl);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
         }
         entries.insert(address.to_string(), (digest, now));
     }
@@ -121,6 +127,20 @@ mod tests {
         c.remember("c@x.test", HASH, "pw", now);
         assert_eq!(c.entries().len(), 1, "full: emptied, then the new one");
         assert!(c.hit("c@x.test", HASH, "pw", now));
+    }
+
+    #[test]
+    fn a_full_cache_drops_expired_entries_before_live_ones() {
+        let c = CredentialCache::new(2, Duration::from_secs(60));
+        let start = Instant::now();
+        c.remember("old@x.test", HASH, "pw", start);
+        let later = start + Duration::from_secs(50);
+        c.remember("live@x.test", HASH, "pw", later);
+        let now = start + Duration::from_secs(70);
+        c.remember("new@x.test", HASH, "pw", now);
+        assert_eq!(c.entries().len(), 2, "the expired one made room");
+        assert!(c.hit("live@x.test", HASH, "pw", now), "the live one stayed");
+        assert!(c.hit("new@x.test", HASH, "pw", now));
     }
 
     #[test]

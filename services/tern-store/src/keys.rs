@@ -257,6 +257,13 @@ pub fn trace_by_queue_key(queue_id: &str) -> Vec<u8> {
     k.extend_from_slice(queue_id.as_bytes());
     k
 }
+/// `blob` key of a body's header record (`<sha-256>/h` → the header section), kept beside
+/// the body for as long as it is (see `apply::head`).
+pub fn blob_head_key(blob: &[u8; 32]) -> Vec<u8> {
+    let mut k = blob.to_vec();
+    k.extend_from_slice(b"/h");
+    k
+}
 /// `queue` key of the content index (`TB/<sha-256>` → trace id): a delivered or fetched
 /// message finds its trace through the blob it is stored as.
 pub fn trace_by_blob_key(blob: &[u8; 32]) -> Vec<u8> {

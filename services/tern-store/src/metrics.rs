@@ -32,6 +32,7 @@ struct Metrics {
     log_syncs: IntCounter,
     log_entries: IntCounter,
     password_checks: IntCounterVec,
+    message_reads: IntCounterVec,
 }
 
 fn metrics() -> &'static Metrics {
@@ -99,6 +100,15 @@ fn metrics() -> &'static Metrics {
             &["how"],
         )
         .expect("static metric definition");
+        let message_reads = IntCounterVec::new(
+            Opts::new(
+                "tern_store_message_reads_total",
+                "Reads of stored messages for clients, by what was read (body: all or part of a body; header: a header record; header_from_body: a header cut from its body, for a body without a record)",
+            ),
+            &["part"],
+        )
+        .expect("static metric definition");
+        let _ = registry.register(Box::new(message_reads.clone()));
         let _ = registry.register(Box::new(password_checks.clone()));
         let _ = registry.register(Box::new(log_syncs.clone()));
         let _ = registry.register(Box::new(log_entries.clone()));
@@ -118,8 +128,14 @@ fn metrics() -> &'static Metrics {
             log_syncs,
             log_entries,
             password_checks,
+            message_reads,
         }
     })
+}
+
+/// Counts one read of a stored message's `part` (body, header, header_from_body).
+pub fn message_read(part: &str) {
+    metrics().message_reads.with_label_values(&[part]).inc();
 }
 
 /// Counts one password check decided `how` (cache, argon2).

@@ -65,7 +65,7 @@ fn raft_config(c: &StoreConfig) -> anyhow::Result<Arc<Config>> {
         cluster_name: "tern".into(),
         heartbeat_interval: c.heartbeat_ms,
         election_timeout_min: c.election_timeout_ms,
-        election_timeout_max: c.election_timeout_ms * 2,
+        election_timeout_max: c.election_timeout_max(),
         install_snapshot_timeout: 5_000,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(c.snapshot_logs),
         max_in_snapshot_log_to_keep: 100,

@@ -230,6 +230,9 @@ pub struct Found {
     pub highest_modseq: u64,
 }
 
+/// The most UIDs one [`ImapBackend::read_headers`] may name (the store's bound).
+pub const MAX_HEADERS_PER_READ: usize = 10_000;
+
 /// A message's content, or part of it.
 #[derive(Debug, Clone, Default)]
 pub struct Content {
@@ -371,6 +374,18 @@ pub trait ImapBackend: Send + Sync {
         message: MessageRef<'_>,
         range: ByteRange,
     ) -> impl Future<Output = StoreResult<Content>> + Send;
+
+    /// The header sections of the messages `uids` of `mailbox` (at most
+    /// [`MAX_HEADERS_PER_READ`]), in one store request that reads no body: for FETCH of
+    /// ENVELOPE and header fields over a sequence set. Expunged messages are left out;
+    /// fails with [`ErrorKind::Rejected`] when the mailbox's UIDVALIDITY changed.
+    fn read_headers(
+        &self,
+        account: &str,
+        mailbox: &str,
+        uid_validity: u32,
+        uids: &[u32],
+    ) -> impl Future<Output = StoreResult<Vec<(u32, Vec<u8>)>>> + Send;
 
     /// Records that a whole message went to the client, in its delivery trace.
     fn retrieved(&self, trace_id: &str, account: &str, mailbox: &str, uid: u32);

@@ -326,6 +326,36 @@ impl ImapBackend for StoreBackend {
         Ok(Content { data, trace_id })
     }
 
+    async fn read_headers(
+        &self,
+        account: &str,
+        mailbox: &str,
+        uid_validity: u32,
+        uids: &[u32],
+    ) -> StoreResult<Vec<(u32, Vec<u8>)>> {
+        let req = pb::FetchHeadersRequest {
+            account: account.to_string(),
+            mailbox: mailbox.to_string(),
+            uid_validity,
+            uids: uids.to_vec(),
+        };
+        self.store
+            .call(|ch| {
+                let r = req.clone();
+                async move {
+                    let stream = messages(ch).fetch_headers(r).await?.into_inner();
+                    let responses: Vec<pb::FetchHeadersResponse> = stream.try_collect().await?;
+                    Ok(responses
+                        .into_iter()
+                        .flat_map(|r| r.headers)
+                        .map(|h| (h.uid, h.header))
+                        .collect())
+                }
+            })
+            .await
+            .map_err(error)
+    }
+
     fn retrieved(&self, trace_id: &str, account: &str, mailbox: &str, uid: u32) {
         self.retrievals
             .retrieved(trace_id, "IMAP FETCH", account, mailbox, uid);

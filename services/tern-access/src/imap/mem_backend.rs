@@ -83,6 +83,9 @@ struct State {
     retrievals: Vec<(String, String, u32)>,
     /// Every store call fails with this, when set.
     failing: Option<ErrorKind>,
+    /// Content reads (`read`) and header reads (`read_headers`) asked for so far.
+    content_reads: u64,
+    header_reads: u64,
 }
 
 impl State {
@@ -210,6 +213,12 @@ impl Mem {
             .iter()
             .map(|(_, m, u)| (m.clone(), *u))
             .collect()
+    }
+
+    /// The store calls that read content so far: (content reads, header reads).
+    pub fn reads(&self) -> (u64, u64) {
+        let s = self.lock();
+        (s.content_reads, s.header_reads)
     }
 
     /// Changes flags as another session would.
@@ -562,6 +571,7 @@ impl ImapBackend for Mem {
         let ByteRange { offset, length } = range;
         let mut s = self.lock();
         s.check()?;
+        s.content_reads += 1;
         let f = s.folder(mailbox)?;
         if uid_validity != 0 && uid_validity != f.uid_validity {
             return Err(StoreError::new(ErrorKind::NotFound, "UIDVALIDITY changed"));
@@ -581,6 +591,27 @@ impl ImapBackend for Mem {
             data: m.data[start..end].to_vec(),
             trace_id: format!("trace-{uid}"),
         })
+    }
+
+    async fn read_headers(
+        &self,
+        _account: &str,
+        mailbox: &str,
+        uid_validity: u32,
+        uids: &[u32],
+    ) -> StoreResult<Vec<(u32, Vec<u8>)>> {
+        let mut s = self.lock();
+        s.check()?;
+        s.header_reads += 1;
+        let f = s.folder(mailbox)?;
+        if uid_validity != f.uid_validity {
+            return Err(StoreError::new(ErrorKind::Rejected, "UIDVALIDITY changed"));
+        }
+        Ok(f.messages
+            .iter()
+            .filter(|m| uids.contains(&m.uid))
+            .map(|m| (m.uid, tern_mail::header::section(&m.data).to_vec()))
+            .collect())
     }
 
     fn retrieved(&self, trace_id: &str, _account: &str, mailbox: &str, uid: u32) {

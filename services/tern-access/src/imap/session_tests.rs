@@ -510,6 +510,48 @@ async fn fetch() {
 }
 
 #[tokio::test]
+async fn a_header_only_fetch_of_a_thousand_messages_is_one_store_read() {
+    let mem = Mem::new();
+    for i in 0..1000 {
+        let m = format!("From: x{i}@example.test\nSubject: n{i}\n\nbody {i}\n");
+        mem.deliver("INBOX", &["\\Seen"], m.as_bytes());
+    }
+    let mut c = Client::selected_after_another(&mem, "INBOX").await;
+    let before = mem.reads();
+    let r = c
+        .cmd(
+            "a",
+            "FETCH 1:* (ENVELOPE BODY.PEEK[HEADER.FIELDS (SUBJECT)])",
+        )
+        .await;
+    assert_eq!(
+        mem.reads(),
+        (before.0, before.1 + 1),
+        "one header read, no content read"
+    );
+    assert_eq!(last(&r), "a OK FETCH completed");
+    assert!(
+        r.iter().any(|l| l.contains("\"n999\"")),
+        "the last one's subject"
+    );
+    // Bare LFs as stored go out as CRLF: "Subject: n0" CRLF CRLF is 15 octets.
+    assert!(
+        r[0].ends_with("BODY[HEADER.FIELDS (SUBJECT)] {15}"),
+        "{:?}",
+        r[0]
+    );
+    // Messages gone meanwhile are left out quietly by UID FETCH.
+    mem.set_flags_elsewhere("INBOX", 1, &["\\Deleted"]);
+    mem.expunge_elsewhere("INBOX", &[1]);
+    assert_eq!(mem.uids("INBOX").first(), Some(&2));
+    let r = c.cmd("b", "UID FETCH 1:2 (BODY.PEEK[HEADER])").await;
+    assert!(
+        r.iter().all(|l| !l.starts_with("* 1 FETCH (UID 1 BODY")),
+        "{r:?}"
+    );
+}
+
+#[tokio::test]
 async fn store_flags() {
     let mem = two_messages();
     let mut c = Client::selected_after_another(&mem, "INBOX").await;
@@ -702,7 +744,9 @@ async fn changes_elsewhere_are_announced() {
         "{r:?}"
     );
     assert_eq!(&r[2..], ["* 4 EXISTS", "* 2 RECENT", "m OK NOOP completed"]);
+    mem.set_flags_elsewhere("INBOX", 1, &["\\Deleted"]);
     mem.expunge_elsewhere("INBOX", &[1]);
+    assert_eq!(mem.uids("INBOX").first(), Some(&2));
     // No EXPUNGE during FETCH (RFC 3501 §7.4.1); it comes at the next NOOP.
     let r = c.cmd("b", "FETCH 2 FLAGS").await;
     assert_eq!(r, ["* 2 FETCH (FLAGS ($hello))", "b OK FETCH completed"]);

@@ -372,6 +372,16 @@ impl Directory for DirectoryApi {
             tracing::info!(reason = ?why, client = ?client, "password check throttled");
             return later();
         }
+        // The pool share is taken before the store read, as the throttle's first line: a
+        // network over its share is refused without costing a linearizable read. A cache
+        // hit gives its share back at once.
+        let share = match self.0.pool_share(client) {
+            Ok(share) => share,
+            Err(why) => {
+                tracing::info!(reason = ?why, client = ?client, "password check throttled");
+                return later();
+            }
+        };
         // Linearizable: a password changed or a user removed a moment ago on the leader is
         // not accepted here from a lagging copy (nor from the credential cache, whose hits
         // need the hash read here).
@@ -383,24 +393,21 @@ impl Directory for DirectoryApi {
             }
             None => None,
         };
-        let remembered = user.as_ref().is_some_and(|u| {
-            self.0
-                .credentials
-                .hit(&u.address, &u.password_hash, &r.password, Instant::now())
-        });
+        // An over-long password is never right (nor hashed, nor remembered).
+        let acceptable = r.password.len() <= crate::password::MAX_PASSWORD;
+        let remembered = acceptable
+            && user.as_ref().is_some_and(|u| {
+                self.0
+                    .credentials
+                    .hit(&u.address, &u.password_hash, &r.password, Instant::now())
+            });
         let ok = if remembered {
+            drop(share);
             crate::metrics::password_checked("cache");
             true
+        } else if !acceptable {
+            false
         } else {
-            // Only an argon2 run takes a share of the pool.
-            let _share = match self.0.pool_share(client) {
-                Ok(share) => share,
-                Err(why) => {
-                    tracing::info!(reason = ?why, client = ?client, "password check throttled");
-                    return later();
-                }
-            };
-            crate::metrics::password_checked("argon2");
             let ok = match self
                 .0
                 .passwords
@@ -415,6 +422,9 @@ impl Directory for DirectoryApi {
                 Err(crate::password::PasswordError::Busy) => return later(),
                 Err(e) => return Err(Status::from(crate::error::AppError::from(e))),
             };
+            drop(share);
+            // Counted only once argon2 has really run.
+            crate::metrics::password_checked("argon2");
             if let (true, Some(u)) = (ok, &user) {
                 self.0.credentials.remember(
                     &u.address,

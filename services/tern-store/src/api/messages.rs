@@ -60,6 +60,7 @@ fn blob_slice(txn: &Txn<'_>, hash: &[u8], offset: u64, length: u64) -> AppResult
     let body = txn
         .get_raw(cf::BLOB, hash)?
         .ok_or_else(|| AppError::not_found("message content is gone"))?;
+    crate::metrics::message_read("body");
     let total = body.len() as u64;
     let start = offset.min(total) as usize;
     let end = if length == 0 {
@@ -333,6 +334,20 @@ impl Messages for MessagesApi {
         }
         let (data, total, trace) = self.0.read(lookup(r)).await?;
         Ok(Response::new(chunked_traced(data, total, trace)))
+    }
+
+    type FetchHeadersStream =
+        Pin<Box<dyn Stream<Item = Result<pb::FetchHeadersResponse, Status>> + Send>>;
+
+    async fn fetch_headers(
+        &self,
+        req: Request<pb::FetchHeadersRequest>,
+    ) -> Result<Response<Self::FetchHeadersStream>, Status> {
+        self.0.scoped(&req, &req.get_ref().account).await?;
+        let responses = super::headers::fetch_headers(&self.0, req.into_inner()).await?;
+        Ok(Response::new(Box::pin(futures::stream::iter(
+            responses.into_iter().map(Ok),
+        ))))
     }
 
     type FetchBlobStream = ChunkStream;

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod backups;
 pub mod convert;
 pub mod directory;
+pub mod headers;
 pub mod locks;
 pub mod mailboxes;
 pub mod messages;

@@ -155,6 +155,7 @@ pub fn blob_incref(
     let count = blob_refcount(txn, hash)?;
     if count == 0 {
         let body = body.ok_or_else(|| AppError::internal("blob missing for a new reference"))?;
+        super::head::remember(txn, hash, body);
         txn.put_raw(cf::BLOB, hash.to_vec(), body.to_vec());
     }
     txn.put_raw(
@@ -171,6 +172,7 @@ pub fn blob_decref(txn: &mut Txn<'_>, hash: &[u8; 32]) -> AppResult<()> {
     if count <= 1 {
         txn.delete(cf::BLOBREF, hash.to_vec());
         txn.delete(cf::BLOB, hash.to_vec());
+        super::head::forget(txn, hash);
     } else {
         txn.put_raw(
             cf::BLOBREF,

@@ -9,6 +9,7 @@ mod accept;
 mod account;
 pub mod audit;
 mod directory;
+pub mod head;
 mod lock;
 mod mailbox;
 mod message;

@@ -108,7 +108,13 @@ fn one_blob_for_a_hundred_recipients_and_gone_after_the_last_expunge() {
         panic!()
     };
     assert!(results.iter().all(|r| r.result.is_ok()));
-    assert_eq!(f.count(cf::BLOB), 1);
+    assert_eq!(f.count(cf::BLOB), 2, "the body once, and its header record");
+    let hash = super::account::blob_hash(b"Subject: hi\r\n\r\nbody\r\n");
+    let head = super::head::read(&Txn::new(&*f.db), &hash).unwrap();
+    assert_eq!(
+        head,
+        Some((b"Subject: hi\r\n\r\n".to_vec(), super::head::Source::Record))
+    );
     for u in &users[..99] {
         f.ok(Command::Expunge {
             account: u.clone(),
@@ -117,15 +123,36 @@ fn one_blob_for_a_hundred_recipients_and_gone_after_the_last_expunge() {
             force: true,
         });
     }
-    assert_eq!(f.count(cf::BLOB), 1, "one reference left");
+    assert_eq!(f.count(cf::BLOB), 2, "one reference left");
     f.ok(Command::Expunge {
         account: users[99].clone(),
         mailbox: "INBOX".into(),
         uids: Some(all()),
         force: true,
     });
-    assert_eq!(f.count(cf::BLOB), 0);
+    assert_eq!(f.count(cf::BLOB), 0, "the header record went with the body");
     assert_eq!(f.count(cf::BLOBREF), 0);
+}
+
+#[test]
+fn a_header_too_large_for_a_record_is_cut_from_the_body() {
+    let f = Fixture::new();
+    let a = f.user("a");
+    let mut body = b"Subject: ".to_vec();
+    body.extend(std::iter::repeat_n(b'x', super::head::MAX_HEAD));
+    body.extend_from_slice(b"\r\n\r\nbody\r\n");
+    f.deliver(&[&a], &body, "big");
+    assert_eq!(
+        f.count(cf::BLOB),
+        1,
+        "no record for a header over the bound"
+    );
+    let hash = super::account::blob_hash(&body);
+    let (head, source) = super::head::read(&Txn::new(&*f.db), &hash)
+        .unwrap()
+        .unwrap();
+    assert_eq!(source, super::head::Source::Body);
+    assert_eq!(head, &body[..body.len() - 6]);
 }
 
 #[test]
@@ -276,7 +303,7 @@ fn move_renumbers_in_the_target_and_expunges_the_source() {
     };
     assert_eq!((source, target), (vec![1], vec![1]));
     assert_eq!(f.count(cf::MSG), 1);
-    assert_eq!(f.count(cf::BLOB), 1);
+    assert_eq!(f.count(cf::BLOB), 2, "one body and its header record");
     let missing = f.run(Command::Copy {
         account: a,
         mailbox: "INBOX".into(),

@@ -2,6 +2,7 @@
 //! items come from [`crate::imap::fetch`]; this reads what they need from the store, a few
 //! messages at a time, and sets \Seen first when a body is read.
 
+use std::collections::HashMap;
 use std::io;
 
 use futures::StreamExt;
@@ -12,13 +13,12 @@ use mail_parser::MessageParser;
 
 use super::{bad, no, ok, store_no, Done};
 use crate::imap::backend::{
-    ByteRange, ErrorKind, FlagChange, FlagMode, ImapBackend, MessageRef, StoreResult,
+    ByteRange, ErrorKind, FlagChange, FlagMode, ImapBackend, MessageRef, StoreError, StoreResult,
+    MAX_HEADERS_PER_READ,
 };
 use crate::imap::fetch::{self, Item, Need};
 use crate::imap::session::{Session, Sink};
 
-/// Bytes read first for a header-only FETCH; a header longer than this is read whole.
-const HEADER_PROBE: u64 = 64 << 10;
 /// Content fetches in flight for one FETCH command.
 const FETCH_PARALLEL: usize = 8;
 
@@ -46,27 +46,30 @@ async fn read_content<B: ImapBackend>(
     Ok((data, content.trace_id))
 }
 
-/// Reads only the header section when it fits in the first [`HEADER_PROBE`] octets.
-async fn read_header<B: ImapBackend>(
+/// The header sections of `uids`, with CRLF line endings, in as few store requests as the
+/// backend's bound allows (one for up to [`MAX_HEADERS_PER_READ`] messages).
+async fn read_headers<B: ImapBackend>(
     backend: &B,
     account: &str,
-    message: MessageRef<'_>,
-) -> StoreResult<Vec<u8>> {
-    let probe = ByteRange {
-        offset: 0,
-        length: HEADER_PROBE,
-    };
-    let (mut head, _) = read_content(backend, account, message, probe).await?;
-    match tern_mail::header::section_end(&head) {
-        Some(end) => {
-            head.truncate(end);
-            Ok(head)
+    mailbox: &str,
+    uid_validity: u32,
+    uids: &[u32],
+) -> StoreResult<HashMap<u32, Vec<u8>>> {
+    let mut headers = HashMap::with_capacity(uids.len());
+    for part in uids.chunks(MAX_HEADERS_PER_READ) {
+        for (uid, header) in backend
+            .read_headers(account, mailbox, uid_validity, part)
+            .await?
+        {
+            let header = if has_bare_lf(&header) {
+                tern_mail::lines::canonical(&header)
+            } else {
+                header
+            };
+            headers.insert(uid, header);
         }
-        None if (head.len() as u64) < HEADER_PROBE => Ok(head),
-        None => read_content(backend, account, message, ByteRange::WHOLE)
-            .await
-            .map(|(data, _)| data),
     }
+    Ok(headers)
 }
 
 impl<B: ImapBackend> Session<B> {
@@ -194,10 +197,21 @@ impl<B: ImapBackend> Session<B> {
         } else {
             FETCH_PARALLEL
         };
+        // Header-only items over the whole set: one store request, no body read.
+        let mut headers = if need == Need::Header && !wanted.is_empty() {
+            match read_headers(backend, account, &name, uid_validity, &wanted).await {
+                Ok(h) => h,
+                Err(s) => return Ok(store_no("FETCH", &s)),
+            }
+        } else {
+            HashMap::new()
+        };
+        let headers = &mut headers;
         let seen_set: std::collections::HashSet<u32> = seen_set.into_iter().collect();
         let condstore = self.condstore;
         let mut contents = futures::stream::iter(wanted.into_iter().map(|u| {
             let (account, name) = (account.to_string(), name.clone());
+            let header = headers.remove(&u);
             async move {
                 let message = MessageRef {
                     mailbox: &name,
@@ -206,7 +220,9 @@ impl<B: ImapBackend> Session<B> {
                 };
                 let content = match need {
                     Need::Nothing => Ok(None),
-                    Need::Header => read_header(backend, &account, message).await.map(Some),
+                    Need::Header => header
+                        .map(Some)
+                        .ok_or_else(|| StoreError::new(ErrorKind::NotFound, "no such message")),
                     Need::Everything => {
                         match read_content(backend, &account, message, ByteRange::WHOLE).await {
                             Ok((data, trace_id)) => {
