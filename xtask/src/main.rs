@@ -54,6 +54,10 @@ enum Task {
         /// first one compiles RocksDB again), for measuring with your own tools.
         #[arg(long)]
         release: bool,
+        /// DNS servers (`IP:PORT,...`) for tern-smtp's SPF checks and tern-queue's MX
+        /// lookups. Without them tern-smtp checks no SPF and tern-queue uses the system's.
+        #[arg(long, value_name = "IP:PORT,...")]
+        dns_servers: Option<String>,
     },
     /// Run the whole suite as CI does: fmt check, build, tests (clippy is `lint`).
     ///
@@ -167,6 +171,7 @@ fn main() -> ExitCode {
             nodes,
             data_dir,
             release,
+            dns_servers,
         } => up::run(
             nodes,
             data_dir,
@@ -175,6 +180,7 @@ fn main() -> ExitCode {
             } else {
                 cargo::Profile::Dev
             },
+            dns_servers,
         ),
         Task::Test { args } => suite::run(&args),
         Task::Lint => suite::lint(),

@@ -29,7 +29,7 @@ use crate::cargo::{self, cargo};
 use crate::prereq;
 
 /// Fuzz targets (crate directory, target, seconds) run by every `cargo xtask test`.
-const FUZZ: [(&str, &str, u32); 11] = [
+const FUZZ: [(&str, &str, u32); 12] = [
     ("crates/tern-sasl/fuzz", "sasl_exchange", 10),
     ("services/tern-access/fuzz", "pop3_command", 30),
     ("services/tern-access/fuzz", "pop3_wire", 15),
@@ -41,6 +41,7 @@ const FUZZ: [(&str, &str, u32); 11] = [
     ("crates/tern-smtp-proto/fuzz", "xtext", 10),
     ("services/tern-queue/fuzz", "message_id", 10),
     ("services/tern-smtp/fuzz", "smtp_data", 20),
+    ("services/tern-smtp/fuzz", "auth_results", 10),
 ];
 
 pub fn run(extra_test_args: &[String]) -> anyhow::Result<()> {

@@ -51,7 +51,15 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
-pub fn run(nodes: u16, data_dir: Option<PathBuf>, profile: cargo::Profile) -> anyhow::Result<()> {
+/// `dns_servers`: `HOST:PORT,...` for tern-smtp's SPF checks and tern-queue's MX lookups;
+/// without them SMTP checks no SPF (an offline machine's system resolver would make every
+/// MAIL FROM wait for its time-out).
+pub fn run(
+    nodes: u16,
+    data_dir: Option<PathBuf>,
+    profile: cargo::Profile,
+    dns_servers: Option<String>,
+) -> anyhow::Result<()> {
     signals::install()?;
     prereq::ensure()?;
     let data_dir = prepare_data_dir(data_dir)?;
@@ -114,6 +122,7 @@ pub fn run(nodes: u16, data_dir: Option<PathBuf>, profile: cargo::Profile) -> an
         &[&access_bin, &queue_bin, &smtp_bin],
         nodes,
         &data_dir,
+        dns_servers.as_deref(),
     ) {
         Ok(()) => supervise(&mut fleet, &data_dir),
         Err(e) => {
@@ -177,6 +186,7 @@ fn start(
     [access_bin, queue_bin, smtp_bin]: &[&Path; 3],
     nodes: u16,
     data_dir: &Path,
+    dns_servers: Option<&str>,
 ) -> anyhow::Result<()> {
     let leader = wait_for_leader(fleet, ctl)?;
     println!(
@@ -196,8 +206,8 @@ fn start(
     );
     seed(ctl, &endpoints, &pw, fresh)?;
     fleet.push(start_access(access_bin, nodes, data_dir)?);
-    fleet.push(start_queue(queue_bin, nodes, data_dir)?);
-    fleet.push(start_smtp(smtp_bin, nodes, data_dir)?);
+    fleet.push(start_queue(queue_bin, nodes, data_dir, dns_servers)?);
+    fleet.push(start_smtp(smtp_bin, nodes, data_dir, dns_servers)?);
     wait_for_addr_files(fleet, Duration::from_secs(10));
     print_summary(fleet, leader.id, data_dir, &pw_file, &pw, &ctl.bin);
     Ok(())
@@ -272,7 +282,12 @@ fn store_list(nodes: u16) -> String {
 }
 
 /// The queue: Enqueue API on 7201 and delivery workers (remote mail over real DNS/MX).
-fn start_queue(bin: &Path, nodes: u16, data_dir: &Path) -> anyhow::Result<Node> {
+fn start_queue(
+    bin: &Path,
+    nodes: u16,
+    data_dir: &Path,
+    dns_servers: Option<&str>,
+) -> anyhow::Result<Node> {
     let mut args = vec![
         "--store".to_string(),
         store_list(nodes),
@@ -281,13 +296,21 @@ fn start_queue(bin: &Path, nodes: u16, data_dir: &Path) -> anyhow::Result<Node> 
         "--hostname".into(),
         "mail.example.test".into(),
     ];
+    if let Some(dns) = dns_servers {
+        args.extend(["--dns-servers".into(), dns.to_string()]);
+    }
     args.extend(cluster_tls_args(data_dir, "queue"));
     procs::spawn_service(bin, "tern-queue", &data_dir.join("queue"), &args)
 }
 
 /// SMTP ingress on the three development ports, with the certificate the access node made;
 /// AUTH without TLS is allowed on the loopback submission listener for development.
-fn start_smtp(bin: &Path, nodes: u16, data_dir: &Path) -> anyhow::Result<Node> {
+fn start_smtp(
+    bin: &Path,
+    nodes: u16,
+    data_dir: &Path,
+    dns_servers: Option<&str>,
+) -> anyhow::Result<Node> {
     let mut args = vec![
         "--store".to_string(),
         store_list(nodes),
@@ -302,6 +325,10 @@ fn start_smtp(bin: &Path, nodes: u16, data_dir: &Path) -> anyhow::Result<Node> {
         "--submissions-listen".into(),
         format!("127.0.0.1:{SMTP_SUBMISSIONS_PORT}"),
     ];
+    match dns_servers {
+        Some(dns) => args.extend(["--dns-servers".into(), dns.to_string()]),
+        None => args.extend(["--spf".into(), "false".into()]),
+    }
     args.extend(dev_tls_args(&data_dir.join("tls")));
     args.extend(cluster_tls_args(data_dir, "smtp"));
     procs::spawn_service(bin, "tern-smtp", &data_dir.join("smtp"), &args)

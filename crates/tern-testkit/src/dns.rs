@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Header, Message, MessageType, OpCode, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, MX, SOA};
+use hickory_proto::rr::rdata::{A, AAAA, MX, SOA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -84,6 +84,20 @@ impl Zone {
     pub fn aaaa(mut self, name: &str, addr: Ipv6Addr) -> Self {
         if let Some(owner) = self.name(name) {
             self.add(owner, RData::AAAA(AAAA(addr)));
+        }
+        self
+    }
+
+    /// Adds `name TXT text`: SPF, DKIM and DMARC records. A text longer than 255 octets is
+    /// cut into character-strings of 255, as zone files do (readers join them again).
+    pub fn txt(mut self, name: &str, text: &str) -> Self {
+        if let Some(owner) = self.name(name) {
+            let strings: Vec<String> = text
+                .as_bytes()
+                .chunks(255)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect();
+            self.add(owner, RData::TXT(TXT::new(strings)));
         }
         self
     }
@@ -448,6 +462,36 @@ mod tests {
             ]
         );
         assert_eq!(server.queries(), 1);
+    }
+
+    #[tokio::test]
+    async fn serves_long_txt_records_in_pieces() {
+        let long = "v=DKIM1; k=rsa; p=".to_string() + &"A".repeat(400);
+        let zone = Zone::new()
+            .txt("example.org", "v=spf1 ip4:127.0.0.1 -all")
+            .txt("sel._domainkey.example.org", &long);
+        let server = DnsServer::start(zone).await.unwrap();
+        let txt = |r: &Message| -> Vec<Vec<String>> {
+            r.answers()
+                .iter()
+                .filter_map(|r| r.data().as_txt())
+                .map(|t| {
+                    t.iter()
+                        .map(|s| String::from_utf8_lossy(s).into_owned())
+                        .collect()
+                })
+                .collect()
+        };
+        let r = ask_tcp(&server, &query(1, "example.org.", RecordType::TXT)).await;
+        assert_eq!(txt(&r), vec![vec!["v=spf1 ip4:127.0.0.1 -all".to_string()]]);
+        let r = ask_tcp(
+            &server,
+            &query(2, "sel._domainkey.example.org.", RecordType::TXT),
+        )
+        .await;
+        let pieces = &txt(&r)[0];
+        assert_eq!(pieces.len(), 2, "cut at 255 octets");
+        assert_eq!(pieces.concat(), long);
     }
 
     #[tokio::test]

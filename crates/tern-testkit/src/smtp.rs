@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::dns::{DnsServer, Zone};
 use crate::service::{addr_list, ServiceProcess};
 
 /// One tern-smtp process with its three listeners.
@@ -16,12 +17,23 @@ pub struct SmtpNode {
     /// Metrics/health address.
     pub metrics: String,
     process: ServiceProcess,
+    /// The loopback DNS server the SPF checks ask, unless the caller gave its own.
+    _dns: Option<DnsServer>,
+}
+
+/// The zone the SPF checks of a test node see by default: every name under `test` and
+/// `example` is NXDOMAIN (SPF `none`, at once), anything else is refused (`temperror`, at
+/// once). Never the machine's resolver: offline, it would make every MAIL
+/// FROM wait for a time-out.
+fn default_zone() -> Zone {
+    Zone::new().apex("test").apex("example")
 }
 
 impl SmtpNode {
     /// Starts tern-smtp against `store` and `queue` (gRPC addresses) with all three
     /// listeners on loopback, TLS from `cert`/`key`, host name `mx.example.test`, short
-    /// time-outs for tests, plus `extra_args`.
+    /// time-outs for tests, plus `extra_args`. Unless those name `--dns-servers` (or turn
+    /// `--spf` off), SPF asks a loopback DNS server of its own ([`default_zone`]).
     pub async fn start(
         dir: &Path,
         store: &[String],
@@ -51,6 +63,16 @@ impl SmtpNode {
             "200".into(),
         ];
         args.extend(extra_args.iter().map(|s| s.to_string()));
+        let own_dns = !extra_args
+            .iter()
+            .any(|a| a.starts_with("--dns-servers") || a.starts_with("--spf"));
+        let dns = if own_dns {
+            let server = DnsServer::start(default_zone()).await?;
+            args.extend(["--dns-servers".into(), server.addr.to_string()]);
+            Some(server)
+        } else {
+            None
+        };
         let process = ServiceProcess::start("tern-smtp", dir, &args).await?;
         let get = |k: &str| process.addrs.get(k).cloned().unwrap_or_default();
         Ok(SmtpNode {
@@ -59,6 +81,7 @@ impl SmtpNode {
             submissions: get("submissions"),
             metrics: get("metrics"),
             process,
+            _dns: dns,
         })
     }
 

@@ -5,6 +5,8 @@
 //! The header section is looked at in a bounded buffer while the message streams on: at most
 //! [`MAX_SCAN`] octets are held; a header section longer than that is passed on unchanged.
 
+use crate::claims::ClaimFilter;
+
 /// Largest header section examined for a missing Message-ID or Date.
 pub const MAX_SCAN: usize = 64 << 10;
 
@@ -20,6 +22,10 @@ pub struct Composer {
     /// The client's header section, kept when it was found within [`MAX_SCAN`] octets
     /// (submission checks its From field).
     header: Option<Vec<u8>>,
+    /// Removes this host's Authentication-Results claims before anything else looks.
+    claims: Option<ClaimFilter>,
+    /// What the claim filter let through, reused between pieces.
+    kept: Vec<u8>,
 }
 
 impl Composer {
@@ -33,11 +39,33 @@ impl Composer {
             held: prefix,
             add_if_missing,
             header: None,
+            claims: None,
+            kept: Vec::new(),
         }
+    }
+
+    /// Also removes the client's Authentication-Results fields that claim to be
+    /// `authserv_id`'s verdict ([`crate::claims`]).
+    pub fn removing_claims_of(mut self, authserv_id: &str) -> Self {
+        self.claims = Some(ClaimFilter::new(authserv_id));
+        self
     }
 
     /// Takes the next octets of the message; returns what may be sent on now.
     pub fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        match self.claims.as_mut() {
+            Some(filter) => {
+                let mut kept = std::mem::take(&mut self.kept);
+                kept.clear();
+                filter.push(bytes, &mut kept);
+                self.compose(&kept, out);
+                self.kept = kept;
+            }
+            None => self.compose(bytes, out),
+        }
+    }
+
+    fn compose(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         if !self.scanning {
             out.append(&mut self.held);
             out.extend_from_slice(bytes);
@@ -58,6 +86,11 @@ impl Composer {
 
     /// The message ended: whatever is held goes out.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
+        if let Some(filter) = self.claims.as_mut() {
+            let mut kept = Vec::new();
+            filter.finish(&mut kept);
+            self.compose(&kept, out);
+        }
         if self.scanning {
             self.release(out);
         }
@@ -124,6 +157,28 @@ mod tests {
             ("Message-ID", "<id@host>".into()),
             ("Date", "Mon, 30 Nov 2026 12:00:00 +0000".into()),
         ]
+    }
+
+    #[test]
+    fn forged_results_go_before_the_prefix_and_the_scan_see_the_message() {
+        let msg = b"Authentication-Results: mx.t; dkim=pass\r\nSubject: a\r\n\r\nbody\r\n";
+        for piece in [1, 5, msg.len()] {
+            let mut c =
+                Composer::new(b"Received: x\r\n".to_vec(), adds()).removing_claims_of("mx.t");
+            let mut out = Vec::new();
+            for chunk in msg.chunks(piece) {
+                c.push(chunk, &mut out);
+            }
+            c.finish(&mut out);
+            let out = String::from_utf8(out).unwrap();
+            assert!(
+                out.starts_with("Received: x\r\nMessage-ID: <id@host>\r\n"),
+                "{out}"
+            );
+            assert!(out.ends_with("Subject: a\r\n\r\nbody\r\n"), "{out}");
+            assert!(!out.contains("dkim=pass"), "{out}");
+            assert!(c.header().is_some_and(|h| h.starts_with(b"Subject: a\r\n")));
+        }
     }
 
     #[test]

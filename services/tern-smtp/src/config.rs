@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
+
 tern_config::settings! {
     program: "tern-smtp",
     about: "Tern's SMTP ingress",
@@ -79,6 +81,17 @@ pub struct SmtpConfig {
     /// feeds the cache is cut off from the cluster.
     #[default = 60]
     pub directory_cache_ttl_secs: u64,
+    /// DNS servers (`ip:port`, comma-separated on the command line) for the inbound checks;
+    /// empty = the system's resolvers (`/etc/resolv.conf`). The same setting as tern-queue's.
+    pub dns_servers: Vec<String>,
+    /// SPF (RFC 7208) at MAIL FROM on the MX listener: the result goes into an
+    /// Authentication-Results field, and a sender claiming a hosted domain that fails its
+    /// SPF is refused (550 5.7.23).
+    #[default = true]
+    pub spf: bool,
+    /// Client networks exempt from the inbound checks (trusted relays), as CIDRs
+    /// (`192.0.2.0/24`) or addresses. None by default: loopback is checked like any client.
+    pub trusted_networks: Vec<String>,
     /// "text" or "json".
     #[default = "text".into()]
     pub log_format: String,
@@ -107,6 +120,13 @@ impl SmtpConfig {
         }
         if self.max_recipients < 100 {
             anyhow::bail!("max_recipients must be at least 100 (RFC 5321 §4.5.3.1.8)");
+        }
+        for ns in &self.dns_servers {
+            ns.parse::<std::net::SocketAddr>()
+                .with_context(|| format!("DNS server {ns:?} is not ip:port"))?;
+        }
+        for net in &self.trusted_networks {
+            crate::inbound::parse_network(net)?;
         }
         if self.loopback_plaintext_auth {
             tern_net::listen::require_loopback("submission_listen", &self.submission_listen)?;

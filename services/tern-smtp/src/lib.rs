@@ -18,10 +18,13 @@
 //! request ids), `prometheus` (metrics), `tern-config`/`serde` (settings), `tracing` and
 //! `tern-telemetry` (logs and trace propagation), `thiserror`/`anyhow` (errors), `tern-mail`
 //! (RFC 5322 dates), `tern-clock` (the wall clock those dates read), `tern-smtp-proto` (the SMTP grammar shared with the queue's client), `mail-parser` (the
-//! header From addresses [`sender`] checks on submission).
+//! header From addresses [`sender`] checks on submission), `mail-auth` (Stalwart's SPF,
+//! DKIM, DMARC and ARC: the [`inbound`] checks, with its own DNS resolver), `ipnet` (the
+//! trusted networks exempt from them). [`claims`] removes forged Authentication-Results.
 //! The end-to-end tests (`tests/e2e`) use `lettre`, swaks and Python's smtplib as independent
 //! clients.
 
+pub mod claims;
 pub mod compose;
 pub mod data;
 
@@ -29,6 +32,8 @@ pub mod data;
 pub mod backend;
 #[cfg(feature = "server")]
 pub mod config;
+#[cfg(feature = "server")]
+pub mod inbound;
 #[cfg(feature = "server")]
 pub mod metrics;
 #[cfg(feature = "server")]

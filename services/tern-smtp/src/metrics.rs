@@ -11,6 +11,7 @@ struct Metrics {
     replies: IntCounterVec,
     accepted: IntCounterVec,
     accepted_octets: IntCounterVec,
+    spf: IntCounterVec,
 }
 
 fn metrics() -> &'static Metrics {
@@ -55,6 +56,11 @@ fn metrics() -> &'static Metrics {
                 "tern_smtp_accepted_octets_total",
                 "Octets of accepted messages",
                 &["listener"],
+            ),
+            spf: vec(
+                "tern_smtp_spf_results_total",
+                "SPF checks at MAIL FROM on the MX listener, by result (pass, fail, softfail, neutral, none, temperror, permerror)",
+                &["result"],
             ),
         }
     })
@@ -107,4 +113,9 @@ pub fn accepted(listener: &str, octets: u64) {
         .accepted_octets
         .with_label_values(&[listener])
         .inc_by(octets);
+}
+
+/// Counts one SPF check with its result.
+pub fn spf_checked(result: &str) {
+    metrics().spf.with_label_values(&[result]).inc();
 }

@@ -21,6 +21,7 @@ use tracing::Instrument;
 
 use crate::backend::Backend;
 use crate::config::SmtpConfig;
+use crate::inbound::InboundChecks;
 use crate::metrics;
 use crate::session::Session;
 
@@ -83,6 +84,8 @@ pub struct SmtpContext {
     pub message_time_limit: Duration,
     /// Set on SIGTERM: sessions answer their next command with 421.
     pub drain: Drain,
+    /// The MX listener's sender checks (SPF); `None` when turned off.
+    pub inbound: Option<InboundChecks>,
 }
 
 /// A running SMTP node.
@@ -122,6 +125,21 @@ pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
     // and /readyz; known before the first client is greeted.
     let health = Health::default();
     health.set_ready(tern_proto::client::probe_store_quorum(&store).await);
+    let inbound = if config.spf {
+        let dns: Vec<SocketAddr> = config
+            .dns_servers
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<_, _>>()
+            .context("dns_servers")?;
+        Some(InboundChecks::new(
+            &config.hostname,
+            &dns,
+            &config.trusted_networks,
+        )?)
+    } else {
+        None
+    };
     let ctx = Arc::new(SmtpContext {
         backend: Backend::new(
             store.clone(),
@@ -150,6 +168,7 @@ pub async fn start(config: SmtpConfig) -> anyhow::Result<Running> {
         data_timeout: Duration::from_secs(config.data_timeout_secs.max(1)),
         message_time_limit: Duration::from_secs(config.message_time_limit_secs.max(1)),
         drain: Drain::default(),
+        inbound,
     });
     let addr = |l: &Option<TcpListener>| l.as_ref().map(TcpListener::local_addr).transpose();
     let mut running = Running {

@@ -10,8 +10,8 @@
 //! get wrong. Failed checks are not kept (a wrong password always costs argon2, as it must
 //! for the throttling of guesses to mean anything). The key dies with the process, so the
 //! digests are worthless outside it. Entries live `ttl` at most and there are at most
-//! `capacity`; a full cache drops its expired entries, and when all are live it is
-//! emptied and starts again.
+//! `capacity`; a full cache drops its expired entries, and when that frees less than a
+//! tenth of it, it is emptied and starts again.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -80,10 +80,11 @@ impl CredentialCache {
         let digest = self.digest(address, stored_hash, password);
         let mut entries = self.entries();
         if entries.len() >= self.capacity && !entries.contains_key(address) {
-            // Expired entries go first; only a cache full of live ones starts again.
+            // Expired entries go first; a cache that this frees by less than a tenth starts
+            // again, so a full cache of live entries is not scanned at every login.
             let ttl = self.ttl;
             entries.retain(|_, (_, at)| now.saturating_duration_since(*at) < ttl);
-            if entries.len() >= self.capacity {
+            if entries.len() + self.capacity / 10 >= self.capacity {
                 entries.clear();
             }
         }

@@ -103,7 +103,7 @@ fn metrics() -> &'static Metrics {
         let message_reads = IntCounterVec::new(
             Opts::new(
                 "tern_store_message_reads_total",
-                "Reads of stored messages for clients, by what was read (body: all or part of a body; header: a header record; header_from_body: a header cut from its body, for a body without a record)",
+                "Reads of stored messages for clients, by what was read (body: all or part of a body; header: a header record; header_from_body: a header cut from its body, for a body without a record; header_too_large: a header over 64 KiB without a record, left for the caller to read with the body)",
             ),
             &["part"],
         )

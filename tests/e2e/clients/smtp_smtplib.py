@@ -8,6 +8,8 @@ non-zero with the reason. Usage:
   smtp_smtplib.py policy SUBMISSION_PORT DELAY_MS
       the submission listener's refusals: 530 before AUTH, 538 before TLS, 535 5.7.8 after a
       delay for a wrong password, 553 5.7.1 for a sender the user does not own
+  smtp_smtplib.py spf MX_PORT
+      SPF at MAIL FROM (the test's DNS zone lists 127.0.0.1 for remote.example only)
 """
 import json
 import smtplib
@@ -112,12 +114,31 @@ def policy(sub, delay_ms):
     print(json.dumps({"policy": "ok"}))
 
 
+def spf(mx):
+    """SPF at MAIL FROM: a sender claiming the hosted domain from an address its SPF does not
+    list is refused 550 5.7.23; a sender whose SPF passes is accepted, with a forged
+    Authentication-Results field naming this host and one naming another host."""
+    with smtplib.SMTP(HOST, mx, timeout=30) as s:
+        s.ehlo("client.remote.example")
+        expect(s.mail("forger@example.test"), 550, "5.7.23")
+        s.rset()
+        m = message("spf pass", "someone@remote.example", "alice@example.test")
+        m["Authentication-Results"] = "mx.example.test; dkim=pass header.d=example.test"
+        m["X-Marker"] = "kept"
+        raw = "Authentication-Results: other.example; spf=pass\r\n" + m.as_string()
+        refused = s.sendmail("someone@remote.example", ["alice@example.test"], raw)
+        assert refused == {}, refused
+    print("PASS spf")
+
+
 def main():
     mode = sys.argv[1]
     if mode == "deliver":
         deliver(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
     elif mode == "policy":
         policy(int(sys.argv[2]), int(sys.argv[3]))
+    elif mode == "spf":
+        spf(int(sys.argv[2]))
     else:
         raise SystemExit(f"unknown mode {mode}")
 

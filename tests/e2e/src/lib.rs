@@ -10,8 +10,10 @@
 //! stay with that service (`services/*/tests`).
 //!
 //! This library holds what the test binaries share: where the client scripts are
-//! (`clients/`, Python scenarios) and the Python mail journey. Dependencies: `anyhow` for
-//! errors with context, `tern-testkit` for the platform and the client installer.
+//! (`clients/`, Python scenarios), the Python mail journey and reading a mailbox
+//! ([`mailbox`]). Dependencies: `anyhow` for
+//! errors with context, `tern-testkit` for the platform and the client installer, `tokio`
+//! for waiting.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,6 +22,7 @@ use anyhow::{bail, Context};
 use tern_testkit::clients::{require, Client};
 
 pub mod journey;
+pub mod mailbox;
 
 /// `clients/NAME`: a client script (Python's smtplib, imaplib, poplib scenarios).
 pub fn client_script(name: &str) -> PathBuf {

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use tern_e2e::client_script;
+use tern_e2e::mailbox::{contains, inbox, wait_for};
 use tern_proto::store::v1 as pb;
 use tern_testkit::clients;
-use tern_testkit::{fetch, list_all, Platform};
+use tern_testkit::{list_all, Platform};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -25,52 +26,6 @@ async fn platform(users: &[&str], smtp_args: &[&str]) -> anyhow::Result<Platform
         .smtp(smtp_args)
         .start()
         .await
-}
-
-/// The messages in `user`'s INBOX.
-async fn inbox(p: &Platform, user: &str) -> anyhow::Result<Vec<Vec<u8>>> {
-    let leader = p.cluster.wait_leader(Duration::from_secs(20)).await?;
-    let account = format!("{user}@example.test");
-    let mut msgs = p.cluster.messages(leader, &account).await?;
-    let list = list_all(&mut msgs, &account, "INBOX").await?;
-    let mut out = Vec::new();
-    for m in list.messages {
-        out.push(fetch(&mut msgs, &account, "INBOX", m.uid).await?);
-    }
-    Ok(out)
-}
-
-/// Waits until `user`'s INBOX holds `n` messages containing `needle`; returns them.
-async fn wait_for(
-    p: &Platform,
-    user: &str,
-    needle: &str,
-    n: usize,
-) -> anyhow::Result<Vec<Vec<u8>>> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let found: Vec<Vec<u8>> = inbox(p, user)
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|m| contains(m, needle))
-            .collect();
-        if found.len() >= n {
-            return Ok(found);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{user} has {} of {n} messages with {needle:?}\nqueue log:\n{}",
-                found.len(),
-                p.queue().log_text()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn contains(hay: &[u8], needle: &str) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 // ------------------------------------------------------------------ a raw SMTP client
@@ -192,7 +147,20 @@ Subject: seed session\r\n\r\nFirst line.\r\n.\r\n..two dots\r\n...three\r\n. spa
     for user in ["alice", "bob"] {
         let got = wait_for(&p, user, "Subject: seed session", 1).await?;
         assert_eq!(got.len(), 1, "{user} got the message more than once");
+        // This host's SPF verdict goes first (RFC 8601), then the Received field.
         let m = &got[0];
+        let received_at = m
+            .windows(9)
+            .position(|w| w == b"Received:")
+            .context("no Received field")?;
+        let (verdict, m) = m.split_at(received_at);
+        let verdict = String::from_utf8_lossy(verdict);
+        assert!(
+            verdict.starts_with("Authentication-Results: mx.example.test;")
+                && verdict.contains("spf=")
+                && verdict.ends_with("\r\n"),
+            "{verdict}"
+        );
         assert!(m.starts_with(b"Received: from client.example ([127.0.0.1])\r\n\tby mx.example.test (Tern) with SMTP id "), "{}", String::from_utf8_lossy(m));
         // The Received field (two lines: no `for` clause with two recipients) comes first;
         // everything after it is the client's message.

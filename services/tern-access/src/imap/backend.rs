@@ -233,6 +233,16 @@ pub struct Found {
 /// The most UIDs one [`ImapBackend::read_headers`] may name (the store's bound).
 pub const MAX_HEADERS_PER_READ: usize = 10_000;
 
+/// What [`ImapBackend::read_headers`] found.
+#[derive(Debug, Clone, Default)]
+pub struct Headers {
+    /// (UID, header section as stored), in UID order.
+    pub found: Vec<(u32, Vec<u8>)>,
+    /// UIDs whose header section is too large for a header read (over 64 KiB with no
+    /// header record): read them whole.
+    pub too_large: Vec<u32>,
+}
+
 /// A message's content, or part of it.
 #[derive(Debug, Clone, Default)]
 pub struct Content {
@@ -376,16 +386,17 @@ pub trait ImapBackend: Send + Sync {
     ) -> impl Future<Output = StoreResult<Content>> + Send;
 
     /// The header sections of the messages `uids` of `mailbox` (at most
-    /// [`MAX_HEADERS_PER_READ`]), in one store request that reads no body: for FETCH of
-    /// ENVELOPE and header fields over a sequence set. Expunged messages are left out;
-    /// fails with [`ErrorKind::Rejected`] when the mailbox's UIDVALIDITY changed.
+    /// [`MAX_HEADERS_PER_READ`]), as stored, from store requests that read no body (one,
+    /// unless the answer would pass the store's byte bound): for FETCH of ENVELOPE and
+    /// header fields over a sequence set. Expunged messages are left out; fails with
+    /// [`ErrorKind::Rejected`] when the mailbox's UIDVALIDITY changed.
     fn read_headers(
         &self,
         account: &str,
         mailbox: &str,
         uid_validity: u32,
         uids: &[u32],
-    ) -> impl Future<Output = StoreResult<Vec<(u32, Vec<u8>)>>> + Send;
+    ) -> impl Future<Output = StoreResult<Headers>> + Send;
 
     /// Records that a whole message went to the client, in its delivery trace.
     fn retrieved(&self, trace_id: &str, account: &str, mailbox: &str, uid: u32);

@@ -133,6 +133,40 @@ pub struct StoreBackend {
 }
 
 impl StoreBackend {
+    /// Header sections read message by message with Fetch (the first 64 KiB of each), for
+    /// a store that does not know FetchHeaders.
+    async fn read_headers_one_by_one(
+        &self,
+        account: &str,
+        mailbox: &str,
+        uid_validity: u32,
+        uids: &[u32],
+    ) -> StoreResult<Headers> {
+        const PROBE: u64 = 64 << 10;
+        let mut out = Headers::default();
+        for &uid in uids {
+            let message = MessageRef {
+                mailbox,
+                uid,
+                uid_validity,
+            };
+            let range = ByteRange {
+                offset: 0,
+                length: PROBE,
+            };
+            match self.read(account, message, range).await {
+                Ok(c) => match tern_mail::header::section_end(&c.data) {
+                    Some(end) => out.found.push((uid, c.data[..end].to_vec())),
+                    None if (c.data.len() as u64) < PROBE => out.found.push((uid, c.data)),
+                    None => out.too_large.push(uid),
+                },
+                Err(e) if e.kind == ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
     /// Access through `store`; whole-message fetches are reported to `retrievals`.
     pub fn new(store: StoreClient, retrievals: RetrievalTracer) -> Self {
         Self {
@@ -332,28 +366,60 @@ impl ImapBackend for StoreBackend {
         mailbox: &str,
         uid_validity: u32,
         uids: &[u32],
-    ) -> StoreResult<Vec<(u32, Vec<u8>)>> {
-        let req = pb::FetchHeadersRequest {
-            account: account.to_string(),
-            mailbox: mailbox.to_string(),
-            uid_validity,
-            uids: uids.to_vec(),
-        };
-        self.store
-            .call(|ch| {
-                let r = req.clone();
-                async move {
-                    let stream = messages(ch).fetch_headers(r).await?.into_inner();
-                    let responses: Vec<pb::FetchHeadersResponse> = stream.try_collect().await?;
-                    Ok(responses
-                        .into_iter()
-                        .flat_map(|r| r.headers)
-                        .map(|h| (h.uid, h.header))
-                        .collect())
+    ) -> StoreResult<Headers> {
+        let mut out = Headers::default();
+        let mut rest: Vec<u32> = uids.to_vec();
+        rest.sort_unstable();
+        rest.dedup();
+        while let Some(&first) = rest.first() {
+            let req = pb::FetchHeadersRequest {
+                account: account.to_string(),
+                mailbox: mailbox.to_string(),
+                uid_validity,
+                uids: rest.to_vec(),
+            };
+            let answer = self
+                .store
+                .call(|ch| {
+                    let r = req.clone();
+                    async move {
+                        let stream = messages(ch).fetch_headers(r).await?.into_inner();
+                        stream.try_collect::<Vec<pb::FetchHeadersResponse>>().await
+                    }
+                })
+                .await;
+            let responses = match answer {
+                Ok(r) => r,
+                // A store node older than FetchHeaders (a rolling upgrade): message by
+                // message, as before it.
+                Err(s) if s.code() == Code::Unimplemented => {
+                    return self
+                        .read_headers_one_by_one(account, mailbox, uid_validity, uids)
+                        .await
                 }
-            })
-            .await
-            .map_err(error)
+                Err(s) => return Err(error(s)),
+            };
+            let mut resume_at = 0;
+            for r in responses {
+                out.found
+                    .extend(r.headers.into_iter().map(|h| (h.uid, h.header)));
+                out.too_large.extend(r.too_large);
+                resume_at = resume_at.max(r.resume_at);
+            }
+            // The store stopped at its byte bound: ask again from there (it always answers
+            // at least the first UID, so this ends).
+            match resume_at {
+                0 => rest.clear(),
+                at if at > first => rest.retain(|u| *u >= at),
+                _ => {
+                    return Err(StoreError::new(
+                        ErrorKind::Unavailable,
+                        "the store's header answer made no progress",
+                    ))
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn retrieved(&self, trace_id: &str, account: &str, mailbox: &str, uid: u32) {

@@ -8,6 +8,7 @@ use tern_smtp_proto::params::{MailParams, ParamError, RcptParams};
 use tern_smtp_proto::reply::Reply;
 
 use super::{random_hex, Session, Transaction};
+use crate::inbound::SpfVerdict;
 use crate::server::Listener;
 
 impl Session<'_> {
@@ -72,6 +73,10 @@ impl Session<'_> {
                 }
             }
         }
+        let auth_results = match self.sender_checks(from.as_ref()).await {
+            Ok(field) => field,
+            Err(refusal) => return self.reply(refusal),
+        };
         let span = tracing::info_span!(
             "smtp.transaction",
             listener = self.listener.name(),
@@ -84,6 +89,7 @@ impl Session<'_> {
             .unwrap_or_else(|| random_hex(16));
         self.tx = Some(Transaction {
             from,
+            auth_results,
             params,
             rcpts: Vec::new(),
             rcpt_attempted: false,
@@ -92,6 +98,42 @@ impl Session<'_> {
             bdat: None,
         });
         self.reply(Reply::new(250, "2.1.0", "Ok"));
+    }
+
+    /// The MX listener's checks of an unauthenticated sender (SPF, [`crate::inbound`]): the
+    /// Authentication-Results field for the message, or the refusal of the MAIL command.
+    async fn sender_checks(&self, from: Option<&Mailbox>) -> Result<Option<String>, Reply> {
+        let ctx = self.ctx;
+        let Some(checks) = ctx.inbound.as_ref() else {
+            return Ok(None);
+        };
+        if self.listener != Listener::Mx || self.auth.is_some() {
+            return Ok(None);
+        }
+        let helo = self.helo.as_ref().map(|(h, _)| h.as_str()).unwrap_or("");
+        let sender = from.map(Mailbox::address).unwrap_or_default();
+        let Some(check) = checks.spf(self.peer.ip(), helo, &sender).await else {
+            return Ok(None);
+        };
+        // Whether the domain is hosted matters only to a hard fail (whose domain published a
+        // valid record, so its postmaster address parses); asked by the domain, not by the
+        // sender's local part, which the directory might not parse.
+        let hosted = if check.needs_hosting() {
+            let domain = sender.rsplit_once('@').map_or("", |(_, d)| d);
+            match ctx.backend.resolve(&format!("postmaster@{domain}")).await {
+                Ok(r) => Kind::try_from(r.kind).unwrap_or(Kind::Unknown) != Kind::Remote,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sender domain lookup failed");
+                    return Err(Reply::new(451, "4.3.0", "Temporary lookup failure"));
+                }
+            }
+        } else {
+            false
+        };
+        match check.verdict(hosted) {
+            SpfVerdict::Refuse(refusal) => Err(refusal),
+            SpfVerdict::Accept(field) => Ok(Some(field)),
+        }
     }
 
     pub(super) async fn rcpt(&mut self, to: Mailbox, params: Vec<Param>) {

@@ -39,6 +39,8 @@ const FORWARD_CHUNK: usize = 64 << 10;
 /// The envelope of the transaction in progress.
 struct Transaction {
     from: Option<Mailbox>,
+    /// The sender checks' Authentication-Results field, first in the message.
+    auth_results: Option<String>,
     /// The MAIL parameters; SMTPUTF8 among them decides whether addresses may be UTF-8.
     params: MailParams,
     rcpts: Vec<qpb::Recipient>,

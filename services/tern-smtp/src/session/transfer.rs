@@ -77,7 +77,11 @@ impl Session<'_> {
                 ("Date", tern_mail::date::rfc5322(now_secs())),
             ]
         };
-        Composer::new(self.received_header(tx), adds)
+        // Authentication-Results goes above Received: this host's verdict on the hop the
+        // Received field records, at the top like every trace field (RFC 8601 §5).
+        let mut prefix = tx.auth_results.clone().unwrap_or_default().into_bytes();
+        prefix.extend_from_slice(&self.received_header(tx));
+        Composer::new(prefix, adds).removing_claims_of(&self.ctx.hostname)
     }
 
     /// On submission (with `sender_header_check`): the refusal of a message whose header

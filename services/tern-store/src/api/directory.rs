@@ -372,16 +372,6 @@ impl Directory for DirectoryApi {
             tracing::info!(reason = ?why, client = ?client, "password check throttled");
             return later();
         }
-        // The pool share is taken before the store read, as the throttle's first line: a
-        // network over its share is refused without costing a linearizable read. A cache
-        // hit gives its share back at once.
-        let share = match self.0.pool_share(client) {
-            Ok(share) => share,
-            Err(why) => {
-                tracing::info!(reason = ?why, client = ?client, "password check throttled");
-                return later();
-            }
-        };
         // Linearizable: a password changed or a user removed a moment ago on the leader is
         // not accepted here from a lagging copy (nor from the credential cache, whose hits
         // need the hash read here).
@@ -393,7 +383,8 @@ impl Directory for DirectoryApi {
             }
             None => None,
         };
-        // An over-long password is never right (nor hashed, nor remembered).
+        // An over-long password is never right: not hashed, and not looked up in (nor kept
+        // by) the credential cache.
         let acceptable = r.password.len() <= crate::password::MAX_PASSWORD;
         let remembered = acceptable
             && user.as_ref().is_some_and(|u| {
@@ -402,12 +393,20 @@ impl Directory for DirectoryApi {
                     .hit(&u.address, &u.password_hash, &r.password, Instant::now())
             });
         let ok = if remembered {
-            drop(share);
             crate::metrics::password_checked("cache");
             true
         } else if !acceptable {
             false
         } else {
+            // Only an argon2 run takes a share of its network's pool: a user whose check is
+            // remembered logs in even while others on the same network (a NAT) fill it.
+            let _share = match self.0.pool_share(client) {
+                Ok(share) => share,
+                Err(why) => {
+                    tracing::info!(reason = ?why, client = ?client, "password check throttled");
+                    return later();
+                }
+            };
             let ok = match self
                 .0
                 .passwords
@@ -422,7 +421,6 @@ impl Directory for DirectoryApi {
                 Err(crate::password::PasswordError::Busy) => return later(),
                 Err(e) => return Err(Status::from(crate::error::AppError::from(e))),
             };
-            drop(share);
             // Counted only once argon2 has really run.
             crate::metrics::password_checked("argon2");
             if let (true, Some(u)) = (ok, &user) {

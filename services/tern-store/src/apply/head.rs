@@ -5,8 +5,9 @@
 //! parse to find where the header ends.
 //!
 //! The record is derived from the body by a pure function, so every node writes the same
-//! one in the same apply. A body stored before records existed (or whose header section is
-//! larger than [`MAX_HEAD`]) has none, and [`read`] cuts the header out of the body then.
+//! one in the same apply. A body stored before records existed has none, and [`read`] cuts
+//! the header out of the body then; one whose header section is larger than [`MAX_HEAD`]
+//! has none either, and [`read`] says so, for the caller to read the body itself.
 
 use crate::error::AppResult;
 use crate::keys::{self, cf};
@@ -29,22 +30,30 @@ pub(super) fn forget(txn: &mut Txn<'_>, hash: &[u8; 32]) {
     txn.delete(cf::BLOB, keys::blob_head_key(hash));
 }
 
-/// Where a header section came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// The header record.
-    Record,
-    /// The body (no record).
-    Body,
+/// A body's header section, as [`read`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Head {
+    /// From the header record.
+    Record(Vec<u8>),
+    /// Cut from the body (stored before records existed), at most [`MAX_HEAD`] octets.
+    FromBody(Vec<u8>),
+    /// The body has no record and its header section is larger than [`MAX_HEAD`]: the
+    /// caller reads the body instead (a header-only answer never carries more than that).
+    TooLarge,
 }
 
 /// The header section of the body `hash`, from its record when it has one; `None` when the
 /// body is gone.
-pub fn read(txn: &Txn<'_>, hash: &[u8; 32]) -> AppResult<Option<(Vec<u8>, Source)>> {
+pub fn read(txn: &Txn<'_>, hash: &[u8; 32]) -> AppResult<Option<Head>> {
     if let Some(head) = txn.get_raw(cf::BLOB, &keys::blob_head_key(hash))? {
-        return Ok(Some((head, Source::Record)));
+        return Ok(Some(Head::Record(head)));
     }
-    Ok(txn
-        .get_raw(cf::BLOB, hash)?
-        .map(|body| (tern_mail::header::section(&body).to_vec(), Source::Body)))
+    Ok(txn.get_raw(cf::BLOB, hash)?.map(|body| {
+        let head = tern_mail::header::section(&body);
+        if head.len() <= MAX_HEAD {
+            Head::FromBody(head.to_vec())
+        } else {
+            Head::TooLarge
+        }
+    }))
 }

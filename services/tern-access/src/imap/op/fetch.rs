@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::pin::Pin;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use imap_codec::imap_types::command::FetchModifier;
 use imap_codec::imap_types::fetch::MacroOrMessageDataItemNames;
 use imap_codec::imap_types::sequence::SequenceSet;
@@ -14,7 +15,6 @@ use mail_parser::MessageParser;
 use super::{bad, no, ok, store_no, Done};
 use crate::imap::backend::{
     ByteRange, ErrorKind, FlagChange, FlagMode, ImapBackend, MessageRef, StoreError, StoreResult,
-    MAX_HEADERS_PER_READ,
 };
 use crate::imap::fetch::{self, Item, Need};
 use crate::imap::session::{Session, Sink};
@@ -46,30 +46,55 @@ async fn read_content<B: ImapBackend>(
     Ok((data, content.trace_id))
 }
 
-/// The header sections of `uids`, with CRLF line endings, in as few store requests as the
-/// backend's bound allows (one for up to [`MAX_HEADERS_PER_READ`] messages).
-async fn read_headers<B: ImapBackend>(
+/// Messages whose headers one FETCH asks the store for at a time: a window's headers are
+/// all a session holds (a header-only answer is at most 8 MiB, and 64 KiB a message).
+const HEADER_WINDOW: usize = 1000;
+
+/// One content read's outcome for a message of a FETCH.
+type Read = (u32, StoreResult<Option<Vec<u8>>>);
+
+/// The header sections of a window of `uids`, with CRLF line endings, cut as the whole
+/// message would be (a bare CR ends a line too, so the cut is made again after the line
+/// endings are made canonical); a message whose header is too large for a header read is
+/// read whole, and a message that is gone is NotFound.
+async fn header_window<B: ImapBackend>(
     backend: &B,
     account: &str,
     mailbox: &str,
     uid_validity: u32,
     uids: &[u32],
-) -> StoreResult<HashMap<u32, Vec<u8>>> {
-    let mut headers = HashMap::with_capacity(uids.len());
-    for part in uids.chunks(MAX_HEADERS_PER_READ) {
-        for (uid, header) in backend
-            .read_headers(account, mailbox, uid_validity, part)
-            .await?
-        {
-            let header = if has_bare_lf(&header) {
-                tern_mail::lines::canonical(&header)
+) -> Vec<Read> {
+    let read = match backend
+        .read_headers(account, mailbox, uid_validity, uids)
+        .await
+    {
+        Ok(r) => r,
+        Err(s) => return vec![(uids.first().copied().unwrap_or(0), Err(s))],
+    };
+    let mut found: HashMap<u32, Vec<u8>> = read.found.into_iter().collect();
+    let mut out = Vec::with_capacity(uids.len());
+    for &u in uids {
+        let header = if let Some(h) = found.remove(&u) {
+            if has_bare_lf(&h) {
+                Ok(tern_mail::header::section(&tern_mail::lines::canonical(&h)).to_vec())
             } else {
-                header
+                Ok(h)
+            }
+        } else if read.too_large.contains(&u) {
+            let message = MessageRef {
+                mailbox,
+                uid: u,
+                uid_validity,
             };
-            headers.insert(uid, header);
-        }
+            read_content(backend, account, message, ByteRange::WHOLE)
+                .await
+                .map(|(data, _)| tern_mail::header::section(&data).to_vec())
+        } else {
+            Err(StoreError::new(ErrorKind::NotFound, "no such message"))
+        };
+        out.push((u, header.map(Some)));
     }
-    Ok(headers)
+    out
 }
 
 impl<B: ImapBackend> Session<B> {
@@ -197,47 +222,54 @@ impl<B: ImapBackend> Session<B> {
         } else {
             FETCH_PARALLEL
         };
-        // Header-only items over the whole set: one store request, no body read.
-        let mut headers = if need == Need::Header && !wanted.is_empty() {
-            match read_headers(backend, account, &name, uid_validity, &wanted).await {
-                Ok(h) => h,
-                Err(s) => return Ok(store_no("FETCH", &s)),
-            }
-        } else {
-            HashMap::new()
-        };
-        let headers = &mut headers;
         let seen_set: std::collections::HashSet<u32> = seen_set.into_iter().collect();
         let condstore = self.condstore;
-        let mut contents = futures::stream::iter(wanted.into_iter().map(|u| {
-            let (account, name) = (account.to_string(), name.clone());
-            let header = headers.remove(&u);
-            async move {
-                let message = MessageRef {
-                    mailbox: &name,
-                    uid: u,
-                    uid_validity,
-                };
-                let content = match need {
-                    Need::Nothing => Ok(None),
-                    Need::Header => header
-                        .map(Some)
-                        .ok_or_else(|| StoreError::new(ErrorKind::NotFound, "no such message")),
-                    Need::Everything => {
-                        match read_content(backend, &account, message, ByteRange::WHOLE).await {
-                            Ok((data, trace_id)) => {
-                                // The whole message goes to the client: a retrieval.
-                                backend.retrieved(&trace_id, &account, &name, u);
-                                Ok(Some(data))
-                            }
-                            Err(s) => Err(s),
+        let mut contents: Pin<Box<dyn Stream<Item = Read> + Send + '_>> = if need == Need::Header {
+            // Header-only items: one store request per window of messages, no body read.
+            let windows: Vec<Vec<u32>> =
+                wanted.chunks(HEADER_WINDOW).map(<[u32]>::to_vec).collect();
+            let name = name.clone();
+            Box::pin(
+                futures::stream::iter(windows)
+                    .then(move |window| {
+                        let name = name.clone();
+                        async move {
+                            header_window(backend, account, &name, uid_validity, &window).await
                         }
+                    })
+                    .flat_map(futures::stream::iter),
+            )
+        } else {
+            Box::pin(
+                futures::stream::iter(wanted.into_iter().map(|u| {
+                    let (account, name) = (account.to_string(), name.clone());
+                    async move {
+                        let message = MessageRef {
+                            mailbox: &name,
+                            uid: u,
+                            uid_validity,
+                        };
+                        let content = match need {
+                            Need::Everything => {
+                                match read_content(backend, &account, message, ByteRange::WHOLE)
+                                    .await
+                                {
+                                    Ok((data, trace_id)) => {
+                                        // The whole message goes to the client: a retrieval.
+                                        backend.retrieved(&trace_id, &account, &name, u);
+                                        Ok(Some(data))
+                                    }
+                                    Err(s) => Err(s),
+                                }
+                            }
+                            _ => Ok(None),
+                        };
+                        (u, content)
                     }
-                };
-                (u, content)
-            }
-        }))
-        .buffered(parallel);
+                }))
+                .buffered(parallel),
+            )
+        };
         while let Some((u, content)) = contents.next().await {
             let content = match content {
                 Ok(c) => c,
